@@ -1,0 +1,35 @@
+# Common commands. `make dev` runs the whole system locally; `make test` runs every test.
+.PHONY: dev test bench build web fmt lint clean-data
+
+# Hub + web app + local VMs + embedded Postgres on http://127.0.0.1:8080
+dev: build web
+	./target/debug/aether-hub
+
+build:
+	cargo build --workspace --bins
+
+web: web/node_modules/.package-lock.json
+	cd web && npm run build
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci
+
+# Format, lint, unit + integration tests (real hub, aetherd, Postgres), web tests, browser tests.
+test:
+	scripts/test.sh
+
+# Terminal benchmarks through the real hub and tunnel, beside a bare PTY (release build).
+bench:
+	cargo build --release --workspace --bins
+	./target/release/aether-bench
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+# Forget the local state of `make dev` (database, VMs, CA).
+clean-data:
+	rm -rf .data

@@ -1,0 +1,169 @@
+//! Sign-up, login, the caller's profile, and WebSocket tickets.
+
+use super::AppState;
+use crate::auth::{
+    AuthUser, TICKET_TTL, email_ok, hash_password, password_problem, random_token, sha256,
+    verify_password,
+};
+use crate::db::is_unique_violation;
+use crate::error::{ApiError, ApiResult};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/signup", post(signup))
+        .route("/auth/login", post(login))
+        .route("/me", get(me).patch(update_me))
+        .route("/tickets", post(ticket))
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+/// Parses a JSON body, answering the contract's 400 on anything malformed.
+pub(crate) fn body<T: serde::de::DeserializeOwned>(
+    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<T> {
+    let Json(v) = raw.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
+}
+
+fn session(hub: &crate::Hub, id: Uuid, email: &str) -> ApiResult<Value> {
+    let (token, expires) = hub.tokens.issue(id, email)?;
+    Ok(
+        json!({ "user": { "id": id, "email": email }, "access_token": token, "expires_at": expires }),
+    )
+}
+
+async fn signup(
+    State(hub): State<AppState>,
+    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let c: Credentials = body(raw)?;
+    let email = c.email.trim().to_owned();
+    if !email_ok(&email) {
+        return Err(ApiError::bad_request("email address is not valid"));
+    }
+    if let Some(problem) = password_problem(&c.password, &email) {
+        return Err(ApiError::bad_request(problem));
+    }
+    let hash = hash_password(c.password).await?;
+    let user = match hub
+        .db
+        .create_user(Uuid::new_v4(), &email, Some(&hash))
+        .await
+    {
+        Ok(u) => u,
+        Err(e) if is_unique_violation(&e) => {
+            return Err(ApiError::Conflict(
+                "an account with this email exists".into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(session(&hub, user.id, &user.email)?),
+    ))
+}
+
+async fn login(
+    State(hub): State<AppState>,
+    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let c: Credentials = body(raw)?;
+    let user = hub.db.user_by_email(c.email.trim()).await?;
+    // Verify against a dummy hash for unknown emails so timing doesn't tell.
+    let stored = user
+        .as_ref()
+        .and_then(|u| u.password_hash.clone())
+        .unwrap_or_else(|| hub.dummy_hash.clone());
+    let ok = verify_password(c.password, stored).await;
+    match user {
+        Some(u) if ok && u.password_hash.is_some() => Ok(Json(session(&hub, u.id, &u.email)?)),
+        _ => Err(ApiError::Unauthenticated("wrong email or password".into())),
+    }
+}
+
+async fn me(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
+    let u = hub
+        .db
+        .user(user.id)
+        .await?
+        .ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
+    Ok(Json(
+        json!({ "id": u.id, "email": u.email, "display_name": u.display_name, "plan": u.plan }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ProfilePatch {
+    display_name: String,
+}
+
+async fn update_me(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let p: ProfilePatch = body(raw)?;
+    let name = p.display_name.trim();
+    if name.chars().count() > 100 {
+        return Err(ApiError::bad_request(
+            "display_name must be at most 100 characters",
+        ));
+    }
+    let u = hub
+        .db
+        .set_display_name(user.id, name)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(
+        json!({ "id": u.id, "email": u.email, "display_name": u.display_name, "plan": u.plan }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct TicketRequest {
+    project_id: Uuid,
+    purpose: String,
+}
+
+async fn ticket(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let t: TicketRequest = body(raw)?;
+    if !matches!(t.purpose.as_str(), "terminal" | "watch" | "agent-activity") {
+        return Err(ApiError::bad_request(
+            "purpose must be terminal, watch or agent-activity",
+        ));
+    }
+    hub.db
+        .project(user.id, t.project_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let ticket = random_token(32);
+    let expires = Utc::now() + TICKET_TTL;
+    hub.db
+        .create_ticket(
+            &sha256(ticket.as_bytes()),
+            user.id,
+            t.project_id,
+            &t.purpose,
+            expires,
+        )
+        .await?;
+    Ok(Json(json!({ "ticket": ticket, "expires_at": expires })))
+}

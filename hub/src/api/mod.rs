@@ -1,0 +1,53 @@
+//! The HTTP API: the router, shared state, and cross-cutting layers (request
+//! ids, metrics). Each submodule serves one part of the contract.
+
+mod auth;
+mod projects;
+mod service;
+mod terminals;
+
+use crate::Hub;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tracing::Instrument;
+
+/// State shared by every handler.
+pub type AppState = Arc<Hub>;
+
+/// The whole HTTP surface of the hub.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(auth::routes())
+        .merge(projects::routes())
+        .merge(terminals::routes())
+        .fallback(|| async { crate::error::ApiError::NotFound });
+    Router::new()
+        .nest("/api", api)
+        .merge(service::routes(&state))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_context,
+        ))
+        .with_state(state)
+}
+
+/// Gives every request an id (in its span and the `x-request-id` header)
+/// and counts it.
+async fn request_context(State(hub): State<AppState>, req: Request, next: Next) -> Response {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let mut resp = next.run(req).instrument(span).await;
+    hub.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+    if resp.status().is_server_error() {
+        hub.metrics.http_errors_5xx.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}

@@ -1,0 +1,264 @@
+//! Project CRUD, start/stop, and the project event stream.
+
+use super::AppState;
+use super::auth::body;
+use crate::auth::AuthUser;
+use crate::db::Project;
+use crate::error::{ApiError, ApiResult};
+use crate::projects;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::Value;
+use std::convert::Infallible;
+use uuid::Uuid;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/projects", get(list).post(create))
+        .route("/projects/{id}", get(show).patch(update).delete(remove))
+        .route("/projects/{id}/start", post(start))
+        .route("/projects/{id}/stop", post(stop))
+        .route("/projects/{id}/events", get(events))
+}
+
+/// How many projects each plan may have.
+pub fn project_limit(plan: &str) -> i64 {
+    match plan {
+        "team" => 200,
+        "pro" => 50,
+        _ => 5,
+    }
+}
+
+/// The caller's project `id`, or 404 (also for another user's project).
+pub async fn owned(hub: &crate::Hub, user: &AuthUser, id: &str) -> ApiResult<Project> {
+    let id: Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
+    hub.db.project(user.id, id).await?.ok_or(ApiError::NotFound)
+}
+
+fn check_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "name must be 1 to 100 printable characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_description(d: &str) -> ApiResult<()> {
+    if d.chars().count() > 2000 {
+        return Err(ApiError::bad_request(
+            "description must be at most 2000 characters",
+        ));
+    }
+    Ok(())
+}
+
+fn check_env(env: &Value) -> ApiResult<()> {
+    let obj = env
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("env_vars must be an object"))?;
+    if obj.len() > 100 {
+        return Err(ApiError::bad_request("at most 100 env_vars"));
+    }
+    for (k, v) in obj {
+        let key_ok = !k.is_empty()
+            && k.len() <= 128
+            && !k.starts_with(|c: char| c.is_ascii_digit())
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !key_ok || k.starts_with("AETHER_") {
+            return Err(ApiError::bad_request(format!(
+                "env var name {k:?} is not allowed"
+            )));
+        }
+        if !v
+            .as_str()
+            .is_some_and(|s| s.len() <= 32 * 1024 && !s.contains('\0'))
+        {
+            return Err(ApiError::bad_request(format!(
+                "env var {k:?} must be a string"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn list(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<Project>>> {
+    Ok(Json(hub.db.list_projects(user.id).await?))
+}
+
+#[derive(Deserialize)]
+struct NewProject {
+    name: String,
+    #[serde(default)]
+    description: String,
+    base_image: Option<String>,
+    env_vars: Option<Value>,
+}
+
+async fn create(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Project>)> {
+    let p: NewProject = body(raw)?;
+    let name = check_name(&p.name)?;
+    check_description(&p.description)?;
+    let env = p
+        .env_vars
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    check_env(&env)?;
+    let base_image = p.base_image.unwrap_or_else(|| "default".into());
+    if base_image.is_empty() || base_image.len() > 200 {
+        return Err(ApiError::bad_request(
+            "base_image must be 1 to 200 characters",
+        ));
+    }
+    let plan = hub
+        .db
+        .user(user.id)
+        .await?
+        .map(|u| u.plan)
+        .unwrap_or_default();
+    let limit = project_limit(&plan);
+    if hub.db.count_projects(user.id).await? >= limit {
+        return Err(ApiError::LimitReached(format!(
+            "the {plan} plan allows {limit} projects"
+        )));
+    }
+    let project = hub
+        .db
+        .create_project(user.id, &name, p.description.trim(), &base_image, &env)
+        .await?;
+    hub.compute.create(project.id).await?;
+    Ok((StatusCode::CREATED, Json(project)))
+}
+
+async fn show(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Project>> {
+    Ok(Json(owned(&hub, &user, &id).await?))
+}
+
+#[derive(Deserialize)]
+struct ProjectPatch {
+    name: Option<String>,
+    description: Option<String>,
+    env_vars: Option<Value>,
+}
+
+async fn update(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Project>> {
+    let project = owned(&hub, &user, &id).await?;
+    let p: ProjectPatch = body(raw)?;
+    let name = p.name.as_deref().map(check_name).transpose()?;
+    if let Some(d) = &p.description {
+        check_description(d)?;
+    }
+    if let Some(env) = &p.env_vars {
+        check_env(env)?;
+    }
+    let updated = hub
+        .db
+        .update_project(
+            user.id,
+            project.id,
+            name.as_deref(),
+            p.description.as_deref().map(str::trim),
+            p.env_vars.as_ref(),
+        )
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    projects::publish(&hub, &updated);
+    Ok(Json(updated))
+}
+
+async fn remove(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let project = owned(&hub, &user, &id).await?;
+    projects::delete(&hub, project).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct Wait {
+    #[serde(default)]
+    wait: bool,
+}
+
+async fn start(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Query(q): Query<Wait>,
+) -> ApiResult<(StatusCode, Json<Project>)> {
+    let project = owned(&hub, &user, &id).await?;
+    let p = projects::start(&hub, project, q.wait).await?;
+    let code = if q.wait {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((code, Json(p)))
+}
+
+async fn stop(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Query(q): Query<Wait>,
+) -> ApiResult<(StatusCode, Json<Project>)> {
+    let project = owned(&hub, &user, &id).await?;
+    let p = projects::stop(&hub, project, q.wait).await?;
+    let code = if q.wait {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((code, Json(p)))
+}
+
+async fn events(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let project = owned(&hub, &user, &id).await?;
+    let rx = hub.events.subscribe();
+    let first = Event::default()
+        .event("status")
+        .json_data(&project)
+        .map_err(anyhow::Error::from)?;
+    let stream =
+        futures_util::stream::unfold((Some(first), rx), move |(first, mut rx)| async move {
+            if let Some(ev) = first {
+                return Some((Ok(ev), (None, rx)));
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(e) if e.project_id == project.id => {
+                        let ev = Event::default().event(e.kind).data(e.data.to_string());
+                        return Some((Ok(ev), (None, rx)));
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,85 @@
+//! The hub's configuration as a plain struct: `main` fills it from flags and
+//! environment, tests build it directly.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which compute provider runs project VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ComputeKind {
+    /// aetherd processes on this machine.
+    Local,
+    /// Fly Machines.
+    Fly,
+}
+
+/// Everything the hub needs to run.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub tunnel_listen: SocketAddr,
+    pub ssh_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Base URL users reach the hub at; default `http://{listen}`.
+    pub public_url: Option<String>,
+    pub preview_domain: Option<String>,
+    pub compute: ComputeKind,
+    /// The aetherd binary for local VMs; default: next to the hub's binary.
+    pub aetherd_bin: Option<PathBuf>,
+    /// Postgres to use; `None` starts an embedded cluster under `data_dir`.
+    pub database_url: Option<String>,
+    /// Secret for the hub's own tokens; `None` generates one under `data_dir`.
+    pub jwt_secret: Option<String>,
+    /// When set, Supabase Auth tokens signed with it are accepted too.
+    pub supabase_jwt_secret: Option<String>,
+    /// Built web app to serve at `/`; default `web/dist` if it exists.
+    pub web_dir: Option<PathBuf>,
+    pub heartbeat_interval: Duration,
+    /// How long `?wait=true` waits for a VM.
+    pub wait_timeout: Duration,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("tunnel_listen", &self.tunnel_listen)
+            .field("ssh_listen", &self.ssh_listen)
+            .field("data_dir", &self.data_dir)
+            .field("public_url", &self.public_url)
+            .field("compute", &self.compute)
+            .field("aetherd_bin", &self.aetherd_bin)
+            .field("database_url", &redact(&self.database_url))
+            .field("jwt_secret", &redact(&self.jwt_secret))
+            .field("supabase_jwt_secret", &redact(&self.supabase_jwt_secret))
+            .field("web_dir", &self.web_dir)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .finish()
+    }
+}
+
+impl Config {
+    /// A local-mode configuration on ephemeral loopback ports, for tests.
+    pub fn local(data_dir: PathBuf) -> Self {
+        let any = "127.0.0.1:0".parse().expect("literal address");
+        Self {
+            listen: any,
+            tunnel_listen: any,
+            ssh_listen: any,
+            data_dir,
+            public_url: None,
+            preview_domain: None,
+            compute: ComputeKind::Local,
+            aetherd_bin: None,
+            database_url: None,
+            jwt_secret: None,
+            supabase_jwt_secret: None,
+            web_dir: None,
+            heartbeat_interval: Duration::from_secs(15),
+            wait_timeout: Duration::from_secs(60),
+        }
+    }
+}

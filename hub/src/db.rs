@@ -1,0 +1,395 @@
+//! Postgres: the pool, migrations, and every SQL statement the hub runs.
+//!
+//! SQL lives only here. Queries are checked at run time (`query_as` with
+//! `FromRow`), so building needs no database.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use uuid::Uuid;
+
+/// A handle on the database.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: PgPool,
+}
+
+/// A user account.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub password_hash: Option<String>,
+    pub display_name: String,
+    pub plan: String,
+}
+
+/// A project as the API shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Project {
+    pub id: Uuid,
+    #[serde(skip)]
+    pub owner_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_accessed_at: Option<DateTime<Utc>>,
+    pub base_image: String,
+    pub env_vars: serde_json::Value,
+}
+
+const PROJECT_COLS: &str = "id, owner_id, name, description, status, error_message, created_at, \
+                            updated_at, last_accessed_at, base_image, env_vars";
+
+/// A redeemed ticket.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Ticket {
+    pub user_id: Uuid,
+    pub project_id: Uuid,
+    pub purpose: String,
+}
+
+/// One heartbeat as recorded.
+#[derive(Debug, Clone)]
+pub struct HeartbeatRecord<'a> {
+    pub project_id: Uuid,
+    pub boot_id: &'a str,
+    pub seq: i64,
+    pub uptime_ms: i64,
+    pub last_activity: Option<DateTime<Utc>>,
+    pub terminal_sessions: i32,
+}
+
+/// Whether a unique constraint refused an insert.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23505"))
+}
+
+impl Db {
+    pub async fn connect(options: PgConnectOptions) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    // Users
+
+    pub async fn create_user(
+        &self,
+        id: Uuid,
+        email: &str,
+        password_hash: Option<&str>,
+    ) -> sqlx::Result<User> {
+        sqlx::query_as("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) RETURNING id, email, password_hash, display_name, plan")
+            .bind(id)
+            .bind(email)
+            .bind(password_hash)
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// Creates the profile of an externally authenticated user on first use.
+    pub async fn ensure_user(&self, id: Uuid, email: &str) -> sqlx::Result<()> {
+        sqlx::query("INSERT INTO users (id, email) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(id)
+            .bind(email)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> sqlx::Result<Option<User>> {
+        sqlx::query_as("SELECT id, email, password_hash, display_name, plan FROM users WHERE lower(email) = lower($1)")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub async fn user(&self, id: Uuid) -> sqlx::Result<Option<User>> {
+        sqlx::query_as(
+            "SELECT id, email, password_hash, display_name, plan FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    pub async fn set_display_name(&self, id: Uuid, name: &str) -> sqlx::Result<Option<User>> {
+        sqlx::query_as("UPDATE users SET display_name = $2 WHERE id = $1 RETURNING id, email, password_hash, display_name, plan")
+            .bind(id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    // Projects
+
+    pub async fn count_projects(&self, owner: Uuid) -> sqlx::Result<i64> {
+        sqlx::query_scalar("SELECT count(*) FROM projects WHERE owner_id = $1")
+            .bind(owner)
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    pub async fn create_project(
+        &self,
+        owner: Uuid,
+        name: &str,
+        description: &str,
+        base_image: &str,
+        env_vars: &serde_json::Value,
+    ) -> sqlx::Result<Project> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO projects (id, owner_id, name, description, base_image, env_vars) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {PROJECT_COLS}"
+        )))
+        .bind(Uuid::new_v4())
+        .bind(owner)
+        .bind(name)
+        .bind(description)
+        .bind(base_image)
+        .bind(env_vars)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    pub async fn list_projects(&self, owner: Uuid) -> sqlx::Result<Vec<Project>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {PROJECT_COLS} FROM projects WHERE owner_id = $1 ORDER BY created_at DESC, id"
+        )))
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// The project if `owner` owns it.
+    pub async fn project(&self, owner: Uuid, id: Uuid) -> sqlx::Result<Option<Project>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {PROJECT_COLS} FROM projects WHERE id = $1 AND owner_id = $2"
+        )))
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// The project whoever owns it (internal use: tunnels, reconciliation).
+    pub async fn project_any(&self, id: Uuid) -> sqlx::Result<Option<Project>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {PROJECT_COLS} FROM projects WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    pub async fn update_project(
+        &self,
+        owner: Uuid,
+        id: Uuid,
+        name: Option<&str>,
+        description: Option<&str>,
+        env_vars: Option<&serde_json::Value>,
+    ) -> sqlx::Result<Option<Project>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE projects SET name = coalesce($3, name), description = coalesce($4, description), \
+             env_vars = coalesce($5, env_vars), updated_at = now() \
+             WHERE id = $1 AND owner_id = $2 RETURNING {PROJECT_COLS}"
+        )))
+        .bind(id)
+        .bind(owner)
+        .bind(name)
+        .bind(description)
+        .bind(env_vars)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    pub async fn delete_project(&self, id: Uuid) -> sqlx::Result<()> {
+        sqlx::query("DELETE FROM projects WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets the status (and error message); returns the updated project.
+    pub async fn set_status(
+        &self,
+        id: Uuid,
+        status: &str,
+        error: Option<&str>,
+    ) -> sqlx::Result<Option<Project>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE projects SET status = $2, error_message = $3, updated_at = now() WHERE id = $1 RETURNING {PROJECT_COLS}"
+        )))
+        .bind(id)
+        .bind(status)
+        .bind(error)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Moves `from` → `to` only if the status is still `from`.
+    pub async fn transition(
+        &self,
+        id: Uuid,
+        from: &[&str],
+        to: &str,
+    ) -> sqlx::Result<Option<Project>> {
+        let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE projects SET status = $3, error_message = NULL, updated_at = now() \
+             WHERE id = $1 AND status = ANY($2) RETURNING {PROJECT_COLS}"
+        )))
+        .bind(id)
+        .bind(&from)
+        .bind(to)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    pub async fn touch_project(&self, id: Uuid) -> sqlx::Result<()> {
+        sqlx::query("UPDATE projects SET last_accessed_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_machine(
+        &self,
+        id: Uuid,
+        token_hash: &[u8],
+        machine_id: Option<&str>,
+    ) -> sqlx::Result<()> {
+        sqlx::query("UPDATE projects SET machine_token_hash = $2, machine_id = coalesce($3, machine_id) WHERE id = $1")
+            .bind(id)
+            .bind(token_hash)
+            .bind(machine_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn machine_token_hash(&self, id: Uuid) -> sqlx::Result<Option<Vec<u8>>> {
+        let row: Option<(Option<Vec<u8>>,)> =
+            sqlx::query_as("SELECT machine_token_hash FROM projects WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|r| r.0))
+    }
+
+    /// Projects the hub believes have (or are getting) a VM.
+    pub async fn active_projects(&self) -> sqlx::Result<Vec<Project>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {PROJECT_COLS} FROM projects WHERE status IN ('starting', 'running', 'stopping')"
+        )))
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    // Tickets
+
+    pub async fn create_ticket(
+        &self,
+        hash: &[u8],
+        user: Uuid,
+        project: Uuid,
+        purpose: &str,
+        expires: DateTime<Utc>,
+    ) -> sqlx::Result<()> {
+        sqlx::query("DELETE FROM tickets WHERE expires_at < now() - interval '1 hour'")
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("INSERT INTO tickets (hash, user_id, project_id, purpose, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(hash)
+            .bind(user)
+            .bind(project)
+            .bind(purpose)
+            .bind(expires)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a ticket used and returns it, if it exists, is unused and unexpired.
+    pub async fn redeem_ticket(&self, hash: &[u8]) -> sqlx::Result<Option<Ticket>> {
+        sqlx::query_as(
+            "UPDATE tickets SET used_at = now() WHERE hash = $1 AND used_at IS NULL AND expires_at > now() \
+             RETURNING user_id, project_id, purpose",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    // Tunnels and heartbeats
+
+    pub async fn tunnel_connected(
+        &self,
+        project: Uuid,
+        hub_instance: &str,
+        boot_id: &str,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO tunnels (project_id, hub_instance, boot_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (project_id) DO UPDATE SET hub_instance = $2, boot_id = $3, connected_at = now()",
+        )
+        .bind(project)
+        .bind(hub_instance)
+        .bind(boot_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn tunnel_disconnected(&self, project: Uuid, hub_instance: &str) -> sqlx::Result<()> {
+        sqlx::query("DELETE FROM tunnels WHERE project_id = $1 AND hub_instance = $2")
+            .bind(project)
+            .bind(hub_instance)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a heartbeat; replaying the same (boot, seq) changes nothing.
+    pub async fn record_heartbeat(&self, hb: &HeartbeatRecord<'_>) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO vm_boots (project_id, boot_id, last_seq, uptime_ms, last_activity_at, terminal_sessions) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (project_id, boot_id) DO UPDATE SET \
+               last_seen_at = now(), last_seq = EXCLUDED.last_seq, uptime_ms = EXCLUDED.uptime_ms, \
+               last_activity_at = EXCLUDED.last_activity_at, terminal_sessions = EXCLUDED.terminal_sessions, \
+               heartbeats = vm_boots.heartbeats + 1 \
+             WHERE vm_boots.last_seq < EXCLUDED.last_seq",
+        )
+        .bind(hb.project_id)
+        .bind(hb.boot_id)
+        .bind(hb.seq)
+        .bind(hb.uptime_ms)
+        .bind(hb.last_activity)
+        .bind(hb.terminal_sessions)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE projects SET last_heartbeat_at = now() WHERE id = $1")
+            .bind(hb.project_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+}

@@ -1,0 +1,95 @@
+//! The one API error type, mapped to the contract's status codes and JSON
+//! shape in one place.
+//!
+//! Client errors are not logged; internal errors are logged once, inside the
+//! request's span (which carries its request id), and the client sees only
+//! `{"error":{"code":"internal",...}}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Every way an API call can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    InvalidPath(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    LimitReached(String),
+    #[error("too many requests")]
+    RateLimited,
+    #[error("the project's VM is {status}")]
+    Unavailable { status: String },
+    #[error("{0}")]
+    Timeout(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        Self::BadRequest(msg.into())
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
+            Self::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Self::LimitReached(_) => (StatusCode::UNPROCESSABLE_ENTITY, "limit_reached"),
+            Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            Self::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "internal error");
+                "internal error; see the hub's log for this request id".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut body = json!({ "error": { "code": code, "message": message } });
+        if let Self::Unavailable { status } = &self {
+            body["error"]["status"] = json!(status);
+        }
+        let mut resp = (status, Json(body)).into_response();
+        if matches!(self, Self::Unavailable { .. } | Self::RateLimited) {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        resp
+    }
+}
+
+/// Result type of every handler.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,185 @@
+//! The aether hub: the control plane in one process.
+//!
+//! `api` serves the HTTP/WebSocket contract; `tunnel` accepts the QUIC
+//! tunnels that VMs dial; `projects` drives VM life cycles through a
+//! `compute` provider; `db` is all the SQL (with `pg` starting an embedded
+//! cluster when no database is given); `auth` is passwords, tokens and
+//! tickets; `tls` the local CA; `events` and `metrics` what is observed.
+
+pub mod api;
+pub mod auth;
+pub mod compute;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod metrics;
+pub mod pg;
+pub mod projects;
+pub mod tls;
+pub mod tunnel;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use config::{ComputeKind, Config};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Everything a request handler or background task can reach.
+pub struct Hub {
+    pub config: Config,
+    pub db: db::Db,
+    pub tokens: auth::Tokens,
+    pub tunnels: tunnel::Tunnels,
+    pub compute: Arc<dyn compute::Compute>,
+    pub events: events::Events,
+    pub metrics: metrics::Metrics,
+    /// Identifies this hub process in the `tunnels` table.
+    pub instance_id: String,
+    /// An argon2 hash to verify against for unknown emails (constant timing).
+    pub dummy_hash: String,
+    pub web_dir: Option<PathBuf>,
+}
+
+/// Where a running hub listens, written to `{data_dir}/hub.json` at start.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Addresses {
+    pub http: SocketAddr,
+    pub tunnel: SocketAddr,
+}
+
+fn aetherd_path(config: &Config) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &config.aetherd_bin {
+        return Ok(p.clone());
+    }
+    let exe = std::env::current_exe().context("locating the hub's binary")?;
+    let candidate = exe.with_file_name("aetherd");
+    anyhow::ensure!(
+        candidate.exists(),
+        "aetherd not found next to {}; build it (cargo build --bins) or set AETHER_AETHERD_BIN",
+        exe.display()
+    );
+    Ok(candidate)
+}
+
+fn web_dir(config: &Config) -> Option<PathBuf> {
+    match &config.web_dir {
+        Some(d) => Some(d.clone()),
+        None => {
+            let d = PathBuf::from("web/dist");
+            d.join("index.html").exists().then_some(d)
+        }
+    }
+}
+
+/// Runs the hub until `shutdown` is cancelled, then drains and stops.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let data_dir = config.data_dir.canonicalize()?;
+
+    let embedded = match &config.database_url {
+        Some(_) => None,
+        None => {
+            let dir = data_dir.join("postgres");
+            Some(tokio::task::spawn_blocking(move || pg::EmbeddedPg::start(&dir)).await??)
+        }
+    };
+    let options = match (&config.database_url, &embedded) {
+        (Some(url), _) => url.parse().context("parsing DATABASE_URL")?,
+        (None, Some(pg)) => pg.connect_options(),
+        (None, None) => unreachable!("an embedded cluster exists when no URL is given"),
+    };
+    let result = serve(config, data_dir, options, shutdown).await;
+    if let Some(pg) = embedded {
+        tokio::task::spawn_blocking(move || pg.stop()).await?;
+    }
+    result
+}
+
+async fn serve(
+    config: Config,
+    data_dir: PathBuf,
+    options: sqlx::postgres::PgConnectOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let db = db::Db::connect(options)
+        .await
+        .context("connecting to postgres")?;
+    let jwt_secret = match &config.jwt_secret {
+        Some(s) => s.as_bytes().to_vec(),
+        None => tls::persistent_secret(&data_dir.join("secrets/jwt.key"), 32)?,
+    };
+    let tokens = auth::Tokens::new(
+        &jwt_secret,
+        config.supabase_jwt_secret.as_deref().map(str::as_bytes),
+    );
+    let identity = tls::local_identity(&data_dir.join("tls"), &[])?;
+    let ca_file = identity.ca_file.clone();
+    let reset_key = tls::persistent_secret(&data_dir.join("secrets/quic-reset.key"), 32)?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let http_addr = listener.local_addr()?;
+    let endpoint = tunnel::endpoint(config.tunnel_listen, identity, &reset_key)?;
+    let tunnel_addr = endpoint.local_addr()?;
+    let dial_addr = if tunnel_addr.ip().is_unspecified() {
+        SocketAddr::new([127, 0, 0, 1].into(), tunnel_addr.port())
+    } else {
+        tunnel_addr
+    };
+
+    let compute: Arc<dyn compute::Compute> = match config.compute {
+        ComputeKind::Local => Arc::new(compute::local::LocalCompute::new(
+            data_dir.join("vms"),
+            aetherd_path(&config)?,
+            dial_addr.to_string(),
+            ca_file,
+        )),
+        ComputeKind::Fly => anyhow::bail!(
+            "AETHER_COMPUTE=fly: the Fly Machines provider is not available in this build"
+        ),
+    };
+    let hub = Arc::new(Hub {
+        web_dir: web_dir(&config),
+        dummy_hash: auth::hash_password(auth::random_token(16)).await?,
+        config,
+        db,
+        tokens,
+        tunnels: tunnel::Tunnels::default(),
+        compute,
+        events: events::Events::default(),
+        metrics: metrics::Metrics::default(),
+        instance_id: uuid::Uuid::new_v4().to_string(),
+    });
+    projects::reconcile(&hub)
+        .await
+        .context("reconciling projects with their VMs")?;
+
+    let addresses = Addresses {
+        http: http_addr,
+        tunnel: tunnel_addr,
+    };
+    std::fs::write(data_dir.join("hub.json"), serde_json::to_vec(&addresses)?)?;
+    tracing::info!(http = %http_addr, tunnel = %tunnel_addr, data = %data_dir.display(), "aether hub listening");
+
+    let tunnels = tokio::spawn(tunnel::serve(
+        endpoint.clone(),
+        hub.clone(),
+        shutdown.clone(),
+    ));
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, api::app(hub.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
+    shutdown.cancel();
+    let _ = tunnels.await;
+    endpoint.wait_idle().await;
+    hub.db.pool.close().await;
+    Ok(())
+}

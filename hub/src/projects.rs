@@ -1,0 +1,191 @@
+//! A project's VM life cycle: start, stop, delete, and keeping the status in
+//! the database true to what the compute provider and the tunnels say.
+//!
+//! Status moves `stopped → starting → running → stopping → stopped`, or to
+//! `error` with a message. `running` is set only when the VM's tunnel is up.
+
+use crate::Hub;
+use crate::auth::{random_token, sha256};
+use crate::compute::{MachineState, StartSpec};
+use crate::db::Project;
+use crate::error::{ApiError, ApiResult};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Publishes a project's new state to its event stream.
+pub fn publish(hub: &Hub, project: &Project) {
+    hub.events.publish(
+        project.id,
+        "status",
+        serde_json::to_value(project).unwrap_or_default(),
+    );
+}
+
+async fn set_status(
+    hub: &Hub,
+    id: Uuid,
+    status: &str,
+    error: Option<&str>,
+) -> anyhow::Result<Option<Project>> {
+    let p = hub.db.set_status(id, status, error).await?;
+    if let Some(p) = &p {
+        publish(hub, p);
+    }
+    Ok(p)
+}
+
+/// Starts the project's VM; with `wait`, returns once its tunnel is up.
+pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Project> {
+    let id = project.id;
+    if project.status == "stopping" {
+        return Err(ApiError::Conflict(
+            "the project is stopping; start it again when it has stopped".into(),
+        ));
+    }
+    let booted = hub.compute.status(id).await? == MachineState::Running;
+    if !booted {
+        let token = random_token(32);
+        hub.db
+            .set_machine(id, &sha256(token.as_bytes()), None)
+            .await?;
+        set_status(hub, id, "starting", None).await?;
+        let spec = StartSpec {
+            project_id: id,
+            machine_token: token,
+            env: vec![],
+        };
+        if let Err(e) = hub.compute.start(&spec).await {
+            let msg = format!("could not start the VM: {e:#}");
+            set_status(hub, id, "error", Some(&msg)).await?;
+            return Err(ApiError::Internal(e.context("starting vm")));
+        }
+    } else if hub.tunnels.get(id).is_none() && project.status != "starting" {
+        set_status(hub, id, "starting", None).await?;
+    }
+    if hub.tunnels.get(id).is_some() {
+        on_tunnel_up(hub, id).await;
+    }
+    hub.db.touch_project(id).await?;
+    if wait {
+        if hub
+            .tunnels
+            .wait_for(id, hub.config.wait_timeout)
+            .await
+            .is_none()
+        {
+            return Err(ApiError::Timeout("the VM did not come up in time".into()));
+        }
+        on_tunnel_up(hub, id).await;
+    }
+    hub.db.project_any(id).await?.ok_or(ApiError::NotFound)
+}
+
+/// Stops the project's VM; with `wait`, returns once it has stopped.
+pub async fn stop(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Project> {
+    let id = project.id;
+    let Some(stopping) = hub
+        .db
+        .transition(id, &["starting", "running", "error"], "stopping")
+        .await?
+    else {
+        return Ok(project);
+    };
+    publish(hub, &stopping);
+    let task = {
+        let hub = hub.clone();
+        tokio::spawn(async move { finish_stop(&hub, id).await })
+    };
+    if wait {
+        task.await.map_err(|e| anyhow::anyhow!(e))??;
+        return hub.db.project_any(id).await?.ok_or(ApiError::NotFound);
+    }
+    Ok(stopping)
+}
+
+async fn finish_stop(hub: &Hub, id: Uuid) -> anyhow::Result<()> {
+    // A stopped VM's token is void, so a straggler can't reconnect.
+    hub.db.set_machine(id, &[], None).await?;
+    let result = hub.compute.stop(id).await;
+    hub.tunnels.close(id, "stopped");
+    match &result {
+        Ok(()) => set_status(hub, id, "stopped", None).await?,
+        Err(e) => {
+            set_status(
+                hub,
+                id,
+                "error",
+                Some(&format!("could not stop the VM: {e:#}")),
+            )
+            .await?
+        }
+    };
+    result
+}
+
+/// Destroys the VM and its disk, then the project.
+pub async fn delete(hub: &Hub, project: Project) -> ApiResult<()> {
+    hub.db.set_machine(project.id, &[], None).await?;
+    hub.compute.destroy(project.id).await?;
+    hub.tunnels.close(project.id, "deleted");
+    hub.db.delete_project(project.id).await?;
+    hub.events.publish(
+        project.id,
+        "deleted",
+        serde_json::json!({ "id": project.id }),
+    );
+    Ok(())
+}
+
+/// A VM's tunnel came up: the project is running.
+pub async fn on_tunnel_up(hub: &Hub, id: Uuid) {
+    match hub
+        .db
+        .transition(id, &["starting", "stopped", "error"], "running")
+        .await
+    {
+        Ok(Some(p)) => publish(hub, &p),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "marking project running"),
+    }
+}
+
+/// A VM's tunnel went away and no newer one replaced it.
+pub async fn on_tunnel_down(hub: &Hub, id: Uuid) {
+    match hub.compute.status(id).await {
+        Ok(MachineState::Running) => {} // It will reconnect.
+        Ok(_) => match hub.db.project_any(id).await {
+            Ok(Some(p)) if matches!(p.status.as_str(), "running" | "starting") => {
+                if let Err(e) =
+                    set_status(hub, id, "error", Some("the VM stopped unexpectedly")).await
+                {
+                    tracing::warn!(error = %e, "marking project failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reading project after tunnel loss"),
+        },
+        Err(e) => tracing::warn!(error = format!("{e:#}"), "checking vm after tunnel loss"),
+    }
+}
+
+/// At start: align each active project's status with its machine.
+pub async fn reconcile(hub: &Arc<Hub>) -> anyhow::Result<()> {
+    for p in hub.db.active_projects().await? {
+        let state = hub.compute.status(p.id).await?;
+        match (p.status.as_str(), state) {
+            ("stopping", _) => {
+                let hub = hub.clone();
+                tokio::spawn(async move { finish_stop(&hub, p.id).await });
+            }
+            (_, MachineState::Running) => {
+                if hub.tunnels.get(p.id).is_none() {
+                    set_status(hub, p.id, "starting", None).await?;
+                }
+            }
+            (_, _) => {
+                set_status(hub, p.id, "stopped", None).await?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! The QUIC endpoint that VMs dial, and the registry of live tunnels.
+//!
+//! A tunnel is admitted after its Hello carries a machine token whose SHA-256
+//! matches the one stored for the project (compared in constant time). A
+//! newer tunnel for the same project replaces the older. The control stream
+//! then carries heartbeats, recorded in Postgres; every other stream is
+//! opened by the hub (`open`).
+
+use crate::Hub;
+use crate::auth::sha256;
+use aether_protocol::domain::{Hello, StreamKind};
+use aether_protocol::{ALPN, FrameCodec, FrameError, pb};
+use anyhow::Context;
+use chrono::{TimeZone, Utc};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Largest control-stream frame aetherd may send.
+pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
+
+/// Application close codes of a tunnel connection.
+pub mod close {
+    pub const UNAUTHORIZED: u32 = 1;
+    pub const PROTOCOL: u32 = 2;
+    pub const REPLACED: u32 = 3;
+    pub const SHUTDOWN: u32 = 4;
+    pub const STOPPED: u32 = 5;
+}
+
+/// A live tunnel to one project's VM.
+#[derive(Clone, Debug)]
+pub struct Tunnel {
+    pub conn: quinn::Connection,
+    pub boot_id: String,
+    generation: u64,
+}
+
+impl Tunnel {
+    /// Opens a stream of the given kind; the header is already written.
+    pub async fn open(
+        &self,
+        kind: StreamKind,
+    ) -> anyhow::Result<(quinn::SendStream, quinn::RecvStream)> {
+        let (mut send, recv) = self.conn.open_bi().await.context("opening tunnel stream")?;
+        let header = aether_protocol::frame::encode_frame(&pb::StreamOpen::from(kind));
+        send.write_all(&header)
+            .await
+            .context("writing stream header")?;
+        Ok((send, recv))
+    }
+}
+
+/// All tunnels this hub holds, by project.
+#[derive(Default)]
+pub struct Tunnels {
+    map: Mutex<HashMap<Uuid, Tunnel>>,
+    changed: watch::Sender<u64>,
+    generation: AtomicU64,
+}
+
+impl Tunnels {
+    pub fn get(&self, project: Uuid) -> Option<Tunnel> {
+        self.map
+            .lock()
+            .expect("tunnels lock")
+            .get(&project)
+            .cloned()
+    }
+
+    pub fn count(&self) -> usize {
+        self.map.lock().expect("tunnels lock").len()
+    }
+
+    fn insert(
+        &self,
+        project: Uuid,
+        conn: quinn::Connection,
+        boot_id: String,
+    ) -> (Tunnel, Option<Tunnel>) {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let tunnel = Tunnel {
+            conn,
+            boot_id,
+            generation,
+        };
+        let old = self
+            .map
+            .lock()
+            .expect("tunnels lock")
+            .insert(project, tunnel.clone());
+        self.changed.send_modify(|n| *n += 1);
+        (tunnel, old)
+    }
+
+    fn remove_if(&self, project: Uuid, generation: u64) -> bool {
+        let mut map = self.map.lock().expect("tunnels lock");
+        let current = map
+            .get(&project)
+            .is_some_and(|t| t.generation == generation);
+        if current {
+            map.remove(&project);
+            drop(map);
+            self.changed.send_modify(|n| *n += 1);
+        }
+        current
+    }
+
+    /// Closes a project's tunnel (its VM is being stopped).
+    pub fn close(&self, project: Uuid, reason: &str) {
+        if let Some(t) = self.get(project) {
+            t.conn.close(close::STOPPED.into(), reason.as_bytes());
+        }
+    }
+
+    /// Waits until the project has a tunnel, or the timeout passes.
+    pub async fn wait_for(&self, project: Uuid, timeout: Duration) -> Option<Tunnel> {
+        let mut rx = self.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(t) = self.get(project) {
+                return Some(t);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return None;
+            }
+        }
+    }
+}
+
+/// Builds the hub's QUIC endpoint on `addr`.
+pub fn endpoint(
+    addr: SocketAddr,
+    identity: crate::tls::TlsIdentity,
+    reset_key: &[u8],
+) -> anyhow::Result<quinn::Endpoint> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])?
+    .with_no_client_auth()
+    .with_single_cert(identity.cert_chain, identity.key)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_idle_timeout(Some(Duration::from_secs(20).try_into()?));
+    // aetherd opens only the control stream; everything else is ours.
+    transport.max_concurrent_bidi_streams(4u32.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    server.transport_config(Arc::new(transport));
+    // The stateless-reset key survives a restart, so a restarted hub can
+    // reset its old tunnels at once instead of letting them time out.
+    let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_key);
+    let mut config = quinn::EndpointConfig::new(Arc::new(reset));
+    config.cid_generator(|| Box::new(RandomCids));
+    let socket =
+        std::net::UdpSocket::bind(addr).with_context(|| format!("binding tunnel port {addr}"))?;
+    Ok(quinn::Endpoint::new(
+        config,
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?)
+}
+
+/// Random 8-byte connection ids that any hub process accepts as its own
+/// (quinn's default ties them to a per-process key), so that a restarted hub
+/// answers a dead tunnel's packets with a stateless reset.
+struct RandomCids;
+
+impl quinn::ConnectionIdGenerator for RandomCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        let mut id = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
+        quinn::ConnectionId::new(&id)
+    }
+
+    fn cid_len(&self) -> usize {
+        8
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// Accepts tunnels until `shutdown`.
+pub async fn serve(endpoint: quinn::Endpoint, hub: Arc<Hub>, shutdown: CancellationToken) {
+    loop {
+        let incoming = tokio::select! {
+            () = shutdown.cancelled() => break,
+            i = endpoint.accept() => match i { Some(i) => i, None => break },
+        };
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            match incoming.await {
+                Ok(conn) => {
+                    if let Err(e) = handle(hub, conn).await {
+                        tracing::info!(%remote, error = format!("{e:#}"), "tunnel ended");
+                    }
+                }
+                Err(e) => tracing::debug!(%remote, error = %e, "tunnel handshake failed"),
+            }
+        });
+    }
+    endpoint.close(close::SHUTDOWN.into(), b"hub shutting down");
+}
+
+async fn authenticate(hub: &Hub, hello: &Hello) -> anyhow::Result<Option<Uuid>> {
+    let Ok(project) = hello.project_id.parse::<Uuid>() else {
+        return Ok(None);
+    };
+    let Some(stored) = hub.db.machine_token_hash(project).await? else {
+        return Ok(None);
+    };
+    let presented = sha256(hello.machine_token.as_bytes());
+    Ok(bool::from(stored.ct_eq(&presented)).then_some(project))
+}
+
+async fn handle(hub: Arc<Hub>, conn: quinn::Connection) -> anyhow::Result<()> {
+    let (send, recv) = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi())
+        .await
+        .context("no control stream")??;
+    let mut rx = FramedRead::new(
+        recv,
+        FrameCodec::<pb::AgentMessage>::with_max(MAX_CONTROL_FRAME),
+    );
+    let mut tx = FramedWrite::new(send, FrameCodec::<pb::HubMessage>::default());
+    let first = tokio::time::timeout(Duration::from_secs(10), rx.next())
+        .await
+        .context("no hello")?;
+    let hello = match first {
+        Some(Ok(pb::AgentMessage {
+            msg: Some(pb::agent_message::Msg::Hello(h)),
+        })) => Hello::try_from(h),
+        Some(Err(e)) => return Err(protocol_error(&conn, e)),
+        _ => Err(aether_protocol::domain::Invalid("expected hello".into())),
+    };
+    let hello = match hello {
+        Ok(h) => h,
+        Err(e) => {
+            conn.close(close::PROTOCOL.into(), b"bad hello");
+            return Err(e.into());
+        }
+    };
+    let Some(project) = authenticate(&hub, &hello).await? else {
+        hub.metrics.tunnels_rejected.fetch_add(1, Ordering::Relaxed);
+        let reject = pb::Reject {
+            code: "unauthorized".into(),
+            message: "unknown project or wrong machine token".into(),
+        };
+        let _ = tx
+            .send(pb::HubMessage {
+                msg: Some(pb::hub_message::Msg::Reject(reject)),
+            })
+            .await;
+        conn.close(close::UNAUTHORIZED.into(), b"unauthorized");
+        anyhow::bail!("rejected tunnel for {:?}", hello.project_id);
+    };
+    let span = tracing::info_span!("tunnel", %project, boot = %hello.boot_id);
+    let _enter = span.enter();
+
+    let (tunnel, old) = hub
+        .tunnels
+        .insert(project, conn.clone(), hello.boot_id.clone());
+    if let Some(old) = old {
+        old.conn
+            .close(close::REPLACED.into(), b"replaced by a newer tunnel");
+    }
+    let welcome = pb::Welcome {
+        heartbeat_interval_ms: hub.config.heartbeat_interval.as_millis() as u32,
+    };
+    tx.send(pb::HubMessage {
+        msg: Some(pb::hub_message::Msg::Welcome(welcome)),
+    })
+    .await?;
+    hub.db
+        .tunnel_connected(project, &hub.instance_id, &hello.boot_id)
+        .await?;
+    tracing::info!(remote = %conn.remote_address(), version = %hello.agent_version, "tunnel up");
+    crate::projects::on_tunnel_up(&hub, project).await;
+
+    let result = loop {
+        tokio::select! {
+            msg = rx.next() => match msg {
+                Some(Ok(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Heartbeat(hb)) })) => {
+                    record(&hub, project, &hb).await;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break Err(protocol_error(&conn, e)),
+                None => break Ok(()),
+            },
+            _ = conn.closed() => break Ok(()),
+        }
+    };
+    if hub.tunnels.remove_if(project, tunnel.generation) {
+        tracing::info!(reason = ?conn.close_reason(), "tunnel down");
+        if let Err(e) = hub.db.tunnel_disconnected(project, &hub.instance_id).await {
+            tracing::warn!(error = %e, "recording tunnel down");
+        }
+        crate::projects::on_tunnel_down(&hub, project).await;
+    }
+    result
+}
+
+fn protocol_error(conn: &quinn::Connection, e: FrameError) -> anyhow::Error {
+    let reason = match &e {
+        FrameError::TooLarge { .. } => "frame too large",
+        _ => "malformed frame",
+    };
+    conn.close(close::PROTOCOL.into(), reason.as_bytes());
+    anyhow::Error::new(e).context("control stream")
+}
+
+async fn record(hub: &Hub, project: Uuid, hb: &pb::Heartbeat) {
+    hub.metrics.heartbeats.fetch_add(1, Ordering::Relaxed);
+    let last_activity = (hb.last_activity_unix_ms > 0)
+        .then(|| Utc.timestamp_millis_opt(hb.last_activity_unix_ms).single())
+        .flatten();
+    let rec = crate::db::HeartbeatRecord {
+        project_id: project,
+        boot_id: &hb.boot_id,
+        seq: i64::try_from(hb.seq).unwrap_or(i64::MAX),
+        uptime_ms: i64::try_from(hb.uptime_ms).unwrap_or(i64::MAX),
+        last_activity,
+        terminal_sessions: i32::try_from(hb.terminal_sessions).unwrap_or(i32::MAX),
+    };
+    if let Err(e) = hub.db.record_heartbeat(&rec).await {
+        tracing::warn!(error = %e, "recording heartbeat");
+    }
+}

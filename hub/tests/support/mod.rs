@@ -1,0 +1,480 @@
+//! Test harness: real hub and aetherd processes on `127.0.0.1:0`, a fresh
+//! database per test on the Postgres that `DATABASE_URL` points at, and
+//! small HTTP and terminal clients that speak the API as a browser would.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A fresh, empty database on the test server.
+pub async fn fresh_database() -> String {
+    let admin = std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL must point at a Postgres server for integration tests; `make test` starts a throwaway one",
+    );
+    let name = format!("aether_test_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::PgPool::connect(&admin)
+        .await
+        .expect("connecting to DATABASE_URL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .expect("creating test database");
+    pool.close().await;
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("DATABASE_URL has a database name");
+    let query = admin
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
+    format!("{base}/{name}{query}")
+}
+
+/// A scratch folder removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        let p = std::env::temp_dir().join(format!(
+            "{prefix}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_aether-hub"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Kills every process of every local VM under `data_dir` (they are
+/// detached from the hub on purpose, so tests must clean them up).
+pub fn kill_vms(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("vms")) else {
+        return;
+    };
+    let markers: Vec<Vec<u8>> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| format!("AETHER_PROJECT_ID={}", e.file_name().to_string_lossy()).into_bytes())
+        .collect();
+    for proc_entry in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Ok(pid) = proc_entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if env
+            .split(|b| *b == 0)
+            .any(|v| markers.iter().any(|m| m.as_slice() == v))
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// A hub process with its own data folder and database.
+pub struct TestHub {
+    pub data: PathBuf,
+    pub database_url: Option<String>,
+    pub http: String,
+    pub tunnel: std::net::SocketAddr,
+    child: Option<Child>,
+    _dir: Option<TempDir>,
+}
+
+impl TestHub {
+    pub async fn start() -> Self {
+        init();
+        let dir = TempDir::new("aether-hub");
+        let db = fresh_database().await;
+        let mut hub = Self::spawn(&dir.0, Some(db), "127.0.0.1:0", &[]);
+        hub._dir = Some(dir);
+        hub.wait_ready().await;
+        hub
+    }
+
+    /// Starts a hub process on `data` (which the caller owns).
+    pub fn spawn(
+        data: &Path,
+        database_url: Option<String>,
+        tunnel_listen: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Self {
+        let _ = std::fs::remove_file(data.join("hub.json"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.join("hub.log"))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aether-hub"));
+        cmd.env("AETHER_LISTEN", "127.0.0.1:0")
+            .env("AETHER_TUNNEL_LISTEN", tunnel_listen)
+            .env("AETHER_SSH_LISTEN", "127.0.0.1:0")
+            .env("AETHER_DATA_DIR", data)
+            .env("AETHER_AETHERD_BIN", bin_dir().join("aetherd"))
+            .env("AETHER_HEARTBEAT_INTERVAL_MS", "200")
+            .env("RUST_LOG", "info,aether_hub=debug")
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        if let Some(url) = &database_url {
+            cmd.env("DATABASE_URL", url);
+        }
+        assert!(
+            bin_dir().join("aetherd").exists(),
+            "aetherd is not built; run `cargo build --bins` first (make test does)"
+        );
+        let child = cmd.spawn().expect("starting aether-hub");
+        Self {
+            data: data.to_path_buf(),
+            database_url,
+            http: String::new(),
+            tunnel: "0.0.0.0:0".parse().unwrap(),
+            child: Some(child),
+            _dir: None,
+        }
+    }
+
+    /// Waits for the hub to write its addresses and answer `/healthz`.
+    pub async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("hub exited with {status}; log:\n{}", self.log());
+            }
+            if let Ok(text) = std::fs::read_to_string(self.data.join("hub.json"))
+                && let Ok(v) = serde_json::from_str::<Value>(&text)
+            {
+                self.http = format!("http://{}", v["http"].as_str().unwrap());
+                self.tunnel = v["tunnel"].as_str().unwrap().parse().unwrap();
+                if reqwest::get(format!("{}/healthz", self.http))
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hub did not become ready; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.join("hub.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILLs the hub process only (its VMs keep running).
+    pub fn kill_hard(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("hub running");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "hub did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn api(&self) -> Api {
+        Api {
+            base: self.http.clone(),
+            token: None,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A signed-up user with a fresh random email.
+    pub async fn user(&self) -> Api {
+        let mut api = self.api();
+        let email = format!(
+            "u{}@example.com",
+            &uuid::Uuid::new_v4().simple().to_string()[..10]
+        );
+        let (s, v) = api
+            .post(
+                "/api/auth/signup",
+                json!({"email": email, "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        api.token = Some(v["access_token"].as_str().unwrap().to_owned());
+        api
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        self.kill_hard();
+        kill_vms(&self.data);
+    }
+}
+
+/// An API client, optionally signed in.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Creates a project and returns its id.
+    pub async fn project(&self, name: &str) -> String {
+        let (s, v) = self.post("/api/projects", json!({ "name": name })).await;
+        assert_eq!(s, 201, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates and starts a project, waiting until it runs.
+    pub async fn running_project(&self) -> String {
+        let id = self.project("demo").await;
+        let (s, v) = self
+            .post(&format!("/api/projects/{id}/start?wait=true"), json!({}))
+            .await;
+        assert_eq!((s, v["status"].as_str()), (200, Some("running")), "{v}");
+        id
+    }
+
+    pub async fn ticket(&self, project: &str, purpose: &str) -> String {
+        let (s, v) = self
+            .post(
+                "/api/tickets",
+                json!({ "project_id": project, "purpose": purpose }),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v["ticket"].as_str().unwrap().to_owned()
+    }
+
+    /// Opens a terminal WebSocket with a fresh ticket; `extra` is appended to the query.
+    pub async fn terminal(&self, project: &str, extra: &str) -> Term {
+        let ticket = self.ticket(project, "terminal").await;
+        Term::connect(&self.base, project, &format!("ticket={ticket}{extra}"))
+            .await
+            .expect("terminal attach")
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A terminal viewer, as the browser's terminal would track it.
+pub struct Term {
+    ws: Ws,
+    pub out: Vec<u8>,
+    /// `start` of the first `ready`.
+    pub start: Option<u64>,
+    /// Offset of the next byte expected.
+    pub offset: u64,
+    pub readies: Vec<Value>,
+    pub exit: Option<i64>,
+    pub error: Option<Value>,
+    pub closed: bool,
+}
+
+impl Term {
+    /// Connects; an HTTP refusal comes back as `Err((status, body))`.
+    pub async fn connect(base: &str, project: &str, query: &str) -> Result<Term, (u16, String)> {
+        let url = format!(
+            "{}/api/projects/{project}/terminal?{query}",
+            base.replacen("http://", "ws://", 1)
+        );
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((ws, _)) => Ok(Term {
+                ws,
+                out: vec![],
+                start: None,
+                offset: 0,
+                readies: vec![],
+                exit: None,
+                error: None,
+                closed: false,
+            }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let body = resp
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Err((resp.status().as_u16(), body))
+            }
+            Err(e) => panic!("websocket: {e}"),
+        }
+    }
+
+    pub async fn send(&mut self, keys: &str) {
+        self.ws
+            .send(Message::Binary(keys.as_bytes().to_vec().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn resize(&mut self, cols: u32, rows: u32) {
+        let msg = json!({ "type": "resize", "cols": cols, "rows": rows }).to_string();
+        self.ws.send(Message::Text(msg.into())).await.unwrap();
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out).into_owned()
+    }
+
+    /// Reads until `pred` holds, failing the test after the deadline.
+    pub async fn until(&mut self, what: &str, pred: impl Fn(&Term) -> bool) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while !pred(self) {
+            assert!(
+                !self.closed,
+                "closed while waiting for {what}; saw: {:?}",
+                self.text()
+            );
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => panic!("timed out waiting for {what}; saw: {:?}", self.text()),
+                Ok(None) | Ok(Some(Err(_))) => self.closed = true,
+                Ok(Some(Ok(msg))) => self.absorb(msg),
+            }
+        }
+    }
+
+    /// Waits for `needle` to appear in the output.
+    pub async fn expect(&mut self, needle: &str) {
+        self.until(needle, |t| t.text().contains(needle)).await;
+    }
+
+    fn absorb(&mut self, msg: Message) {
+        match msg {
+            Message::Binary(b) => {
+                self.offset += b.len() as u64;
+                self.out.extend_from_slice(&b);
+            }
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                match v["type"].as_str() {
+                    Some("ready") => {
+                        let start = v["start"].as_u64().unwrap();
+                        self.start.get_or_insert(start);
+                        self.offset = start;
+                        self.readies.push(v);
+                    }
+                    Some("exit") => self.exit = v["code"].as_i64(),
+                    Some("error") => self.error = Some(v),
+                    _ => panic!("unexpected control message {v}"),
+                }
+            }
+            Message::Close(_) => self.closed = true,
+            _ => {}
+        }
+    }
+
+    /// Waits until nothing more arrives for `quiet` (used only to check that
+    /// something did NOT arrive, after a positive marker was seen).
+    pub async fn drain_for(&mut self, quiet: Duration) {
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout(quiet, self.ws.next()).await {
+            self.absorb(msg);
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// Polls `f` until it returns `Some`, failing after the deadline.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

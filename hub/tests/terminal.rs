@@ -1,0 +1,185 @@
+//! Terminals through the real hub, tunnel and aetherd, as a browser uses them.
+
+mod support;
+
+use std::time::Duration;
+use support::{Term, TestHub};
+
+#[tokio::test]
+async fn output_resize_viewers_readonly_and_exit() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let id = api.running_project().await;
+
+    let mut a = api.terminal(&id, "&cols=80&rows=24").await;
+    a.until("ready", |t| t.start.is_some()).await;
+    assert_eq!(a.readies[0]["session"], "main");
+    a.send("echo out-$((6*7))\n").await;
+    a.expect("out-42").await;
+
+    a.resize(101, 33).await;
+    a.send("stty size\n").await;
+    a.expect("33 101").await;
+
+    // A second viewer sees the same output.
+    let mut b = api.terminal(&id, "").await;
+    b.expect("out-42").await;
+    a.send("echo both-$((1+1))\n").await;
+    a.expect("both-2").await;
+    b.expect("both-2").await;
+
+    // A read-only viewer's keystrokes never reach the shell.
+    let mut ro = api.terminal(&id, "&readonly=1").await;
+    ro.expect("both-2").await;
+    ro.send("echo SNEAKY-$((2+2))\n").await;
+    ro.resize(20, 5).await;
+    a.send("echo after-$((3+3)); stty size\n").await;
+    a.expect("after-6").await;
+    ro.expect("after-6").await;
+    a.expect("33 101").await;
+    a.drain_for(Duration::from_millis(300)).await;
+    assert!(
+        !a.text().contains("SNEAKY"),
+        "read-only input reached the shell: {}",
+        a.text()
+    );
+
+    a.send("exit 3\n").await;
+    for t in [&mut a, &mut b, &mut ro] {
+        t.until("exit", |t| t.exit.is_some()).await;
+        assert_eq!(t.exit, Some(3));
+    }
+    let (_, list) = api.get(&format!("/api/projects/{id}/terminals")).await;
+    assert_eq!(list[0]["exited"], true, "{list}");
+}
+
+#[tokio::test]
+async fn reattach_replays_and_keeps_state_and_since_has_no_duplicates() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let id = api.running_project().await;
+
+    let mut a = api.terminal(&id, "&session=work").await;
+    a.send("export KEEP=kept-$((40+2)); echo set-$((1+1))\n")
+        .await;
+    a.expect("set-2").await;
+    let seen = a.offset;
+    a.close().await;
+
+    // While nobody watches, output continues.
+    let mut b = api.terminal(&id, "&session=work").await;
+    b.expect("set-2").await;
+    assert_eq!(b.start, Some(0), "a fresh attach replays from the start");
+    b.send("echo value=$KEEP\n").await;
+    b.expect("value=kept-42").await;
+    b.drain_for(Duration::from_millis(200)).await;
+
+    // Resuming from `seen` gets exactly the bytes after it.
+    let mut c = api
+        .terminal(&id, &format!("&session=work&since={seen}"))
+        .await;
+    c.until("caught up", |t| t.offset >= b.offset).await;
+    assert_eq!(c.readies[0]["start"], seen);
+    assert_eq!(c.readies[0]["gap"], false);
+    assert_eq!(c.out, b.out[seen as usize..], "since replay must be exact");
+    assert!(!c.text().contains("set-2"), "no duplicated bytes");
+
+    let (s, list) = api.get(&format!("/api/projects/{id}/terminals")).await;
+    assert_eq!(s, 200);
+    let work = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["session"] == "work")
+        .expect("listed");
+    assert_eq!(work["exited"], false);
+    assert!(work["viewers"].as_u64().unwrap() >= 1);
+    assert!(work["created_at"].as_str().is_some());
+
+    // Ending the session closes it for its viewers.
+    assert_eq!(
+        api.delete(&format!("/api/projects/{id}/terminals/work"))
+            .await
+            .0,
+        204
+    );
+    c.until("closed", |t| t.exit.is_some() || t.closed).await;
+    assert_eq!(
+        api.delete(&format!("/api/projects/{id}/terminals/work"))
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn tickets_are_single_use_and_required() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let id = api.running_project().await;
+    let ticket = api.ticket(&id, "terminal").await;
+    let t = Term::connect(&hub.http, &id, &format!("ticket={ticket}"))
+        .await
+        .expect("first use");
+    t.close().await;
+    let again = Term::connect(&hub.http, &id, &format!("ticket={ticket}"))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(again.0, 401, "{again:?}");
+    assert!(again.1.contains("unauthenticated"), "{again:?}");
+    let none = Term::connect(&hub.http, &id, "session=main")
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(none.0, 401);
+    let watch = api.ticket(&id, "watch").await;
+    let wrong = Term::connect(&hub.http, &id, &format!("ticket={watch}"))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(wrong.0, 401, "a watch ticket is not a terminal ticket");
+    let bad = api
+        .post(
+            "/api/tickets",
+            serde_json::json!({"project_id": id, "purpose": "anything"}),
+        )
+        .await;
+    assert_eq!(bad.0, 400);
+}
+
+#[tokio::test]
+async fn a_stopped_project_answers_503_with_its_status() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let id = api.project("idle").await;
+    let ticket = api.ticket(&id, "terminal").await;
+    let (status, body) = Term::connect(&hub.http, &id, &format!("ticket={ticket}"))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(status, 503);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["error"]["code"].as_str(), v["error"]["status"].as_str()),
+        (Some("unavailable"), Some("stopped")),
+        "{v}"
+    );
+    let (s, v) = api.get(&format!("/api/projects/{id}/terminals")).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (503, Some("unavailable")));
+}
+
+#[tokio::test]
+async fn a_slow_viewer_does_not_stall_the_shell_or_others() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let id = api.running_project().await;
+    // This viewer never reads a byte.
+    let _stuck = api.terminal(&id, "").await;
+    let mut a = api.terminal(&id, "").await;
+    a.send("head -c 8000000 /dev/zero | tr '\\0' y | fold -w 100; echo done-$((7*6))\n")
+        .await;
+    a.expect("done-42").await;
+    a.send("echo still-$((1+1))\n").await;
+    a.expect("still-2").await;
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Every test: format and lint checks, Rust unit and integration tests against
+# a throwaway Postgres, the web app's type check, unit tests and build, and
+# the browser tests against a real hub with the local provider.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format and lint"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build"
+cargo build --workspace --bins --locked
+
+cleanup=()
+on_exit() { for c in "${cleanup[@]}"; do eval "$c" || true; done; }
+trap on_exit EXIT
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  step "throwaway postgres"
+  pgdir=$(mktemp -d /tmp/aether-pg.XXXXXX)
+  DATABASE_URL=$(scripts/test-postgres.sh "$pgdir")
+  export DATABASE_URL
+  cleanup+=("scripts/test-postgres.sh stop $pgdir")
+  echo "$DATABASE_URL"
+fi
+
+step "rust tests"
+cargo nextest run --workspace --locked --no-fail-fast
+
+step "web: type check, unit tests, build"
+(cd web && npm ci --no-audit --no-fund && npm run typecheck && npm test && npm run build)
+
+step "browser tests against a real hub"
+data=$(mktemp -d /tmp/aether-e2e.XXXXXX)
+chmod 755 "$data"
+env -u DATABASE_URL AETHER_DATA_DIR="$data" AETHER_LISTEN=127.0.0.1:0 AETHER_TUNNEL_LISTEN=127.0.0.1:0 \
+  AETHER_SSH_LISTEN=127.0.0.1:0 AETHER_WEB_DIR=web/dist ./target/debug/aether-hub >"$data/hub.log" 2>&1 &
+hub=$!
+cleanup+=("kill $hub 2>/dev/null; wait $hub 2>/dev/null; pkill -f 'aetherd run' ; rm -rf $data")
+for _ in $(seq 1 300); do [ -s "$data/hub.json" ] && break; sleep 0.2; done
+[ -s "$data/hub.json" ] || { cat "$data/hub.log"; echo "hub did not start" >&2; exit 1; }
+url="http://$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$data/hub.json")"
+(cd web && AETHER_E2E_URL="$url" npm run e2e) || { tail -50 "$data/hub.log"; exit 1; }

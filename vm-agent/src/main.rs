@@ -1,0 +1,127 @@
+//! `aetherd`: parses flags and environment, then runs the agent.
+
+use aether_vm_agent::{AgentConfig, pty::PtyConfig, tunnel::TunnelConfig};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "aetherd",
+    version,
+    about = "The aether agent that runs in every project VM"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Dial the hub and serve it (the default).
+    Run,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The hub's tunnel address, host:port.
+    #[arg(long, env = "AETHER_HUB_ADDR", default_value = "127.0.0.1:4433")]
+    hub_addr: String,
+    /// Name to verify in the hub's certificate (default: the host of --hub-addr).
+    #[arg(long, env = "AETHER_HUB_SERVER_NAME")]
+    hub_server_name: Option<String>,
+    /// PEM file of the CA that signed the hub's certificate (local mode).
+    #[arg(long, env = "AETHER_HUB_CA")]
+    hub_ca: Option<PathBuf>,
+    #[arg(long, env = "AETHER_PROJECT_ID", default_value = "")]
+    project_id: String,
+    #[arg(
+        long,
+        env = "AETHER_MACHINE_TOKEN",
+        default_value = "",
+        hide_env_values = true
+    )]
+    machine_token: String,
+    /// The project home (default: $HOME).
+    #[arg(long, env = "AETHER_HOME")]
+    home: Option<PathBuf>,
+    /// Login shell for terminal sessions.
+    #[arg(long, env = "AETHER_SHELL")]
+    shell: Option<String>,
+    /// Run sessions as this user (when aetherd runs as root).
+    #[arg(long, env = "AETHER_USER")]
+    user: Option<String>,
+    /// Output bytes kept per terminal session for replay.
+    #[arg(long, env = "AETHER_RING_BYTES", default_value_t = 1 << 20)]
+    ring_bytes: usize,
+}
+
+fn server_name(addr: &str) -> String {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(false)
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let (Some(Command::Run) | None) = cli.command;
+    let a = cli.run;
+    anyhow::ensure!(!a.project_id.is_empty(), "AETHER_PROJECT_ID is required");
+    anyhow::ensure!(
+        !a.machine_token.is_empty(),
+        "AETHER_MACHINE_TOKEN is required"
+    );
+    let home = match a.home {
+        Some(h) => h,
+        None => PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/".into())),
+    };
+    let config = AgentConfig {
+        tunnel: TunnelConfig {
+            server_name: a
+                .hub_server_name
+                .unwrap_or_else(|| server_name(&a.hub_addr)),
+            hub_addr: a.hub_addr,
+            ca_file: a.hub_ca,
+            project_id: a.project_id.clone(),
+            machine_token: a.machine_token,
+        },
+        pty: PtyConfig {
+            home,
+            shell: a.shell,
+            user: a.user,
+            ring_bytes: a.ring_bytes.max(4096),
+            env: vec![("AETHER_PROJECT_ID".into(), a.project_id)],
+            env_remove: vec!["AETHER_MACHINE_TOKEN".into(), "AETHER_HUB_CA".into()],
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("sigterm");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("shutting down");
+            signals.cancel();
+        });
+        aether_vm_agent::run(config, shutdown).await
+    })
+}

@@ -1,0 +1,332 @@
+/**
+ * The one typed client for the hub's HTTP contract (shared/design/API.md):
+ * every request goes through `request`, which attaches the bearer token,
+ * turns `{"error":{"code","message"}}` answers into `ApiError`, and on a 401
+ * to a signed-in request forgets the token and sends the user to sign-in.
+ */
+import { navigate } from "../app/router";
+import { SseParser } from "./sse";
+import { tokenStore, type TokenStore } from "./token";
+import {
+  PROJECT_STATUSES,
+  type AuthResponse,
+  type CreateProjectRequest,
+  type ErrorBody,
+  type Profile,
+  type Project,
+  type ProjectEvent,
+  type TerminalInfo,
+  type Ticket,
+  type TicketPurpose,
+  type UpdateProjectRequest,
+} from "./types";
+
+/** A failed request: HTTP status (0 when the hub could not be reached), the contract's machine code, a message for a human. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    /** Other fields of the error object, e.g. `status` on a 503. */
+    readonly details: Readonly<Record<string, unknown>> = {},
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
+
+/** True for the DOMException that fetch throws when its signal aborts. */
+export function isAbort(error: unknown): boolean {
+  return error instanceof Error && error.name === "AbortError";
+}
+
+const FALLBACK_CODES: Record<number, string> = {
+  400: "invalid_request",
+  401: "unauthenticated",
+  403: "forbidden",
+  404: "not_found",
+  409: "conflict",
+  412: "precondition_failed",
+  413: "too_large",
+  422: "limit_reached",
+  429: "rate_limited",
+  503: "unavailable",
+  504: "timeout",
+};
+
+export const NETWORK_ERROR_MESSAGE = "Could not reach aether. Check your connection and try again.";
+
+export interface ApiClientOptions {
+  tokens: TokenStore;
+  fetch?: typeof fetch;
+  /** Called after a 401 on a signed-in request, once the token is cleared. */
+  onUnauthenticated?: () => void;
+  /** Prefix for request paths; empty = same origin. */
+  baseUrl?: string;
+}
+
+interface RequestOptions {
+  body?: unknown;
+  query?: Record<string, string | number | boolean | undefined>;
+  signal?: AbortSignal;
+  /** Send the bearer token (default true). */
+  auth?: boolean;
+}
+
+export class ApiClient {
+  private readonly tokens: TokenStore;
+  private readonly fetchImpl: typeof fetch;
+  private readonly onUnauthenticated: () => void;
+  private readonly baseUrl: string;
+
+  constructor(options: ApiClientOptions) {
+    this.tokens = options.tokens;
+    this.fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    this.onUnauthenticated = options.onUnauthenticated ?? (() => {});
+    this.baseUrl = options.baseUrl ?? "";
+  }
+
+  // --- Auth -------------------------------------------------------------
+
+  async signup(email: string, password: string): Promise<AuthResponse> {
+    const res = await this.request<AuthResponse>("POST", "/api/auth/signup", {
+      body: { email, password },
+      auth: false,
+    });
+    this.remember(res);
+    return res;
+  }
+
+  async login(email: string, password: string): Promise<AuthResponse> {
+    const res = await this.request<AuthResponse>("POST", "/api/auth/login", {
+      body: { email, password },
+      auth: false,
+    });
+    this.remember(res);
+    return res;
+  }
+
+  /** Forget the token (there is no server-side session to end). */
+  signOut(): void {
+    this.tokens.clear();
+  }
+
+  me(signal?: AbortSignal): Promise<Profile> {
+    return this.request("GET", "/api/me", { signal });
+  }
+
+  updateMe(displayName: string): Promise<Profile> {
+    return this.request("PATCH", "/api/me", { body: { display_name: displayName } });
+  }
+
+  createTicket(projectId: string, purpose: TicketPurpose): Promise<Ticket> {
+    return this.request("POST", "/api/tickets", { body: { project_id: projectId, purpose } });
+  }
+
+  // --- Projects ---------------------------------------------------------
+
+  listProjects(signal?: AbortSignal): Promise<Project[]> {
+    return this.request("GET", "/api/projects", { signal });
+  }
+
+  getProject(id: string, signal?: AbortSignal): Promise<Project> {
+    return this.request("GET", projectPath(id), { signal });
+  }
+
+  createProject(body: CreateProjectRequest): Promise<Project> {
+    return this.request("POST", "/api/projects", { body });
+  }
+
+  updateProject(id: string, body: UpdateProjectRequest): Promise<Project> {
+    return this.request("PATCH", projectPath(id), { body });
+  }
+
+  deleteProject(id: string): Promise<void> {
+    return this.request("DELETE", projectPath(id));
+  }
+
+  /** 202 `starting`; with `wait`, 200 `running` once the tunnel is up (or 504 after 60 s). */
+  startProject(id: string, options: { wait?: boolean; signal?: AbortSignal } = {}): Promise<Project> {
+    return this.request("POST", `${projectPath(id)}/start`, {
+      query: { wait: options.wait ? "true" : undefined },
+      signal: options.signal,
+    });
+  }
+
+  stopProject(id: string, options: { wait?: boolean; signal?: AbortSignal } = {}): Promise<Project> {
+    return this.request("POST", `${projectPath(id)}/stop`, {
+      query: { wait: options.wait ? "true" : undefined },
+      signal: options.signal,
+    });
+  }
+
+  /**
+   * Read the project's event stream until it ends or `signal` aborts.
+   * Resolves when the server closes the stream; rejects with ApiError.
+   */
+  async projectEvents(id: string, onEvent: (event: ProjectEvent) => void, signal: AbortSignal): Promise<void> {
+    const res = await this.send("GET", `${projectPath(id)}/events`, { signal }, "text/event-stream");
+    if (!res.body) return;
+    const parser = new SseParser();
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        for (const message of parser.push(value)) {
+          const event = toProjectEvent(message.event, message.data);
+          if (event) onEvent(event);
+        }
+      }
+    } catch (error) {
+      if (isAbort(error) || signal.aborted) return;
+      throw new ApiError(0, "network_error", NETWORK_ERROR_MESSAGE);
+    } finally {
+      reader.releaseLock();
+    }
+  }
+
+  // --- Terminals --------------------------------------------------------
+
+  listTerminals(projectId: string, signal?: AbortSignal): Promise<TerminalInfo[]> {
+    return this.request("GET", `${projectPath(projectId)}/terminals`, { signal });
+  }
+
+  deleteTerminal(projectId: string, session: string): Promise<void> {
+    return this.request("DELETE", `${projectPath(projectId)}/terminals/${encodeURIComponent(session)}`);
+  }
+
+  // --- Plumbing ---------------------------------------------------------
+
+  /** Send a request and decode its JSON answer (undefined for an empty one). */
+  async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    const res = await this.send(method, path, options, "application/json");
+    if (res.status === 204) return undefined as T;
+    const text = await res.text();
+    if (text === "") return undefined as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new ApiError(res.status, "invalid_response", "The server sent an answer this app cannot read.");
+    }
+  }
+
+  /** Send a request; resolves with the response when it is 2xx, else throws ApiError. */
+  private async send(method: string, path: string, options: RequestOptions, accept: string): Promise<Response> {
+    const headers: Record<string, string> = { Accept: accept };
+    const token = options.auth === false ? null : this.tokens.token();
+    if (token) headers.Authorization = `Bearer ${token}`;
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      body = JSON.stringify(options.body);
+    }
+
+    let res: Response;
+    try {
+      res = await this.fetchImpl(this.baseUrl + path + queryString(options.query), {
+        method,
+        headers,
+        body,
+        signal: options.signal,
+      });
+    } catch (error) {
+      if (isAbort(error)) throw error;
+      throw new ApiError(0, "network_error", NETWORK_ERROR_MESSAGE);
+    }
+    if (res.ok) return res;
+
+    const error = await readError(res);
+    if (res.status === 401 && token) {
+      this.tokens.clear();
+      this.onUnauthenticated();
+    }
+    throw error;
+  }
+
+  private remember(res: AuthResponse): void {
+    this.tokens.set({ token: res.access_token, expiresAt: res.expires_at, user: res.user });
+  }
+}
+
+function projectPath(id: string): string {
+  return `/api/projects/${encodeURIComponent(id)}`;
+}
+
+function queryString(query: RequestOptions["query"]): string {
+  if (!query) return "";
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined) params.set(key, String(value));
+  }
+  const s = params.toString();
+  return s ? `?${s}` : "";
+}
+
+async function readError(res: Response): Promise<ApiError> {
+  let text = "";
+  try {
+    text = await res.text();
+  } catch {
+    // the body is lost; fall back to the status
+  }
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (isErrorBody(parsed)) {
+      const { code, message, ...details } = parsed.error;
+      return new ApiError(res.status, code, message, details);
+    }
+  } catch {
+    // not JSON: e.g. a proxy's HTML page
+  }
+  const code = FALLBACK_CODES[res.status] ?? (res.status >= 500 ? "internal" : "http_error");
+  const message =
+    res.status >= 500
+      ? `The server had a problem (HTTP ${res.status}). Try again in a moment.`
+      : res.statusText || `Request failed (HTTP ${res.status}).`;
+  return new ApiError(res.status, code, message);
+}
+
+function isErrorBody(value: unknown): value is ErrorBody {
+  if (typeof value !== "object" || value === null) return false;
+  const error = (value as { error?: unknown }).error;
+  if (typeof error !== "object" || error === null) return false;
+  const e = error as Record<string, unknown>;
+  return typeof e.code === "string" && typeof e.message === "string";
+}
+
+/** Decode one SSE message; `status` events carry the whole Project. */
+export function toProjectEvent(event: string, data: string): ProjectEvent | null {
+  if (event !== "status") return { type: "other", event, data };
+  try {
+    const value: unknown = JSON.parse(data);
+    if (isProject(value)) return { type: "status", project: value };
+    // Tolerate a wrapped `{"project": {...}}` as well as the bare Project.
+    const inner = typeof value === "object" && value !== null ? (value as { project?: unknown }).project : undefined;
+    return isProject(inner) ? { type: "status", project: inner } : null;
+  } catch {
+    return null;
+  }
+}
+
+function isProject(value: unknown): value is Project {
+  if (typeof value !== "object" || value === null) return false;
+  const p = value as Record<string, unknown>;
+  return (
+    typeof p.id === "string" &&
+    typeof p.name === "string" &&
+    typeof p.status === "string" &&
+    (PROJECT_STATUSES as readonly string[]).includes(p.status)
+  );
+}
+
+/** Where to go after a 401: sign-in, then back to where the user was. */
+function toSignIn(): void {
+  if (typeof window === "undefined") return;
+  const here = window.location.pathname + window.location.search;
+  if (window.location.pathname === "/signin" || window.location.pathname === "/signup") return;
+  navigate(`/signin?next=${encodeURIComponent(here)}`, { replace: true });
+}
+
+/** The app's client. */
+export const api = new ApiClient({ tokens: tokenStore, onUnauthenticated: toSignIn });

@@ -1,0 +1,69 @@
+/**
+ * The route table and the sign-in guard. The workspace is loaded lazily so
+ * xterm.js stays out of the first page's JavaScript.
+ */
+import { lazy, Suspense, useEffect, useSyncExternalStore } from "react";
+import { tokenStore } from "../api/token";
+import { AuthPage } from "../auth/AuthPage";
+import { ProjectsPage } from "../projects/ProjectsPage";
+import { WorkspaceSkeleton } from "../workspace/WorkspaceSkeleton";
+import { Link } from "../ui/Link";
+import { Logo } from "../ui/Logo";
+import { navigate, safeNext, useLocation } from "./router";
+
+const WorkspacePage = lazy(() => import("../workspace/WorkspacePage"));
+
+function useSignedIn(): boolean {
+  return useSyncExternalStore(
+    (listener) => tokenStore.subscribe(listener),
+    () => tokenStore.token() !== null,
+  );
+}
+
+function Redirect({ to }: { to: string }) {
+  useEffect(() => navigate(to, { replace: true }), [to]);
+  return null;
+}
+
+export function App() {
+  const location = useLocation();
+  const signedIn = useSignedIn();
+  const { pathname } = location;
+
+  if (pathname === "/signin" || pathname === "/signup") {
+    if (signedIn) return <Redirect to={safeNext(location.search.get("next"))} />;
+    return <AuthPage mode={pathname === "/signup" ? "signup" : "signin"} next={location.search.get("next")} />;
+  }
+
+  if (!signedIn) {
+    const next = pathname === "/" ? "" : `?next=${encodeURIComponent(location.href)}`;
+    return <Redirect to={`/signin${next}`} />;
+  }
+
+  if (pathname === "/") return <ProjectsPage />;
+
+  const workspace = /^\/p\/([^/]+)\/?$/.exec(pathname);
+  if (workspace?.[1]) {
+    const projectId = decodeURIComponent(workspace[1]);
+    return (
+      <Suspense fallback={<WorkspaceSkeleton />}>
+        <WorkspacePage key={projectId} projectId={projectId} />
+      </Suspense>
+    );
+  }
+
+  return <NotFound />;
+}
+
+function NotFound() {
+  return (
+    <main className="flex h-full flex-col items-center justify-center gap-4 p-6 text-center">
+      <Logo withWord={false} />
+      <h1 className="text-lg font-semibold">Page not found</h1>
+      <p className="text-sm text-muted">There is nothing at this address.</p>
+      <Link to="/" className="text-sm font-medium text-accent hover:text-accent-hover">
+        Back to projects
+      </Link>
+    </main>
+  );
+}
