@@ -28,28 +28,19 @@ pub struct WireError {
 
 impl WireError {
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            code: code.into(),
-            message: message.into(),
-        }
+        Self { code: code.into(), message: message.into() }
     }
 }
 
 impl From<pb::Error> for WireError {
     fn from(e: pb::Error) -> Self {
-        Self {
-            code: e.code,
-            message: e.message,
-        }
+        Self { code: e.code, message: e.message }
     }
 }
 
 impl From<WireError> for pb::Error {
     fn from(e: WireError) -> Self {
-        Self {
-            code: e.code,
-            message: e.message,
-        }
+        Self { code: e.code, message: e.message }
     }
 }
 
@@ -61,15 +52,10 @@ impl SessionName {
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             && s != "."
             && s != "..";
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(invalid(format!("session name {s:?}")))
-        }
+        if ok { Ok(Self(s.to_owned())) } else { Err(invalid(format!("session name {s:?}"))) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -179,6 +165,7 @@ pub enum StreamKind {
     PtyList,
     PtyKill(SessionName),
     Tcp { port: u16 },
+    Fs(crate::fs::FsOp),
 }
 
 impl TryFrom<pb::StreamOpen> for StreamKind {
@@ -204,6 +191,7 @@ impl TryFrom<pb::StreamOpen> for StreamKind {
                 Ok(port) if port > 0 => Ok(Self::Tcp { port }),
                 _ => Err(invalid(format!("port {}", t.port))),
             },
+            Kind::Fs(r) => Ok(Self::Fs(r.try_into()?)),
         }
     }
 }
@@ -223,6 +211,7 @@ impl From<StreamKind> for pb::StreamOpen {
             StreamKind::PtyList => Kind::PtyList(pb::PtyList {}),
             StreamKind::PtyKill(s) => Kind::PtyKill(pb::PtyKill { session: s.0 }),
             StreamKind::Tcp { port } => Kind::Tcp(pb::TcpConnect { port: port.into() }),
+            StreamKind::Fs(op) => Kind::Fs(op.into()),
         };
         Self { kind: Some(kind) }
     }
@@ -247,11 +236,7 @@ impl TryFrom<pb::PtyServer> for PtyEvent {
     fn try_from(m: pb::PtyServer) -> Result<Self, Invalid> {
         use pb::pty_server::Msg;
         Ok(match m.msg.ok_or_else(|| invalid("empty pty message"))? {
-            Msg::Ready(r) => Self::Ready {
-                session: SessionName::parse(&r.session)?,
-                start: r.start,
-                gap: r.gap,
-            },
+            Msg::Ready(r) => Self::Ready { session: SessionName::parse(&r.session)?, start: r.start, gap: r.gap },
             Msg::Output(b) => Self::Output(b),
             Msg::Exit(e) => Self::Exit(e.code),
             Msg::Error(e) => Self::Error(e.into()),
@@ -263,15 +248,7 @@ impl From<PtyEvent> for pb::PtyServer {
     fn from(e: PtyEvent) -> Self {
         use pb::pty_server::Msg;
         let msg = match e {
-            PtyEvent::Ready {
-                session,
-                start,
-                gap,
-            } => Msg::Ready(pb::PtyReady {
-                session: session.0,
-                start,
-                gap,
-            }),
+            PtyEvent::Ready { session, start, gap } => Msg::Ready(pb::PtyReady { session: session.0, start, gap }),
             PtyEvent::Output(b) => Msg::Output(b),
             PtyEvent::Exit(code) => Msg::Exit(pb::PtyExit { code }),
             PtyEvent::Error(e) => Msg::Error(e.into()),
@@ -303,10 +280,7 @@ impl From<PtyInput> for pb::PtyClient {
         use pb::pty_client::Msg;
         let msg = match i {
             PtyInput::Input(b) => Msg::Input(b),
-            PtyInput::Resize(s) => Msg::Resize(pb::Resize {
-                cols: s.cols.into(),
-                rows: s.rows.into(),
-            }),
+            PtyInput::Resize(s) => Msg::Resize(pb::Resize { cols: s.cols.into(), rows: s.rows.into() }),
         };
         Self { msg: Some(msg) }
     }
@@ -388,9 +362,7 @@ mod tests {
         assert!(StreamKind::try_from(attach("", 80, 24)).is_err());
         assert!(StreamKind::try_from(attach("main", 0, 24)).is_err());
         assert!(StreamKind::try_from(attach("main", 80, 100_000)).is_err());
-        let tcp = |port| pb::StreamOpen {
-            kind: Some(pb::stream_open::Kind::Tcp(pb::TcpConnect { port })),
-        };
+        let tcp = |port| pb::StreamOpen { kind: Some(pb::stream_open::Kind::Tcp(pb::TcpConnect { port })) };
         assert!(StreamKind::try_from(tcp(0)).is_err());
         assert!(StreamKind::try_from(tcp(70_000)).is_err());
         assert!(StreamKind::try_from(pb::StreamOpen { kind: None }).is_err());
@@ -399,11 +371,7 @@ mod tests {
     #[test]
     fn pty_events_round_trip() {
         let events = [
-            PtyEvent::Ready {
-                session: SessionName::parse("main").unwrap(),
-                start: 7,
-                gap: true,
-            },
+            PtyEvent::Ready { session: SessionName::parse("main").unwrap(), start: 7, gap: true },
             PtyEvent::Output(Bytes::from_static(b"\x1b[1mhi\r\n")),
             PtyEvent::Exit(3),
             PtyEvent::Error(WireError::new("lagged", "viewer fell behind")),

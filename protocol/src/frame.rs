@@ -50,10 +50,7 @@ impl<T> Default for FrameCodec<T> {
 impl<T> FrameCodec<T> {
     /// A codec that refuses frames longer than `max` bytes.
     pub fn with_max(max: usize) -> Self {
-        Self {
-            max,
-            _marker: PhantomData,
-        }
+        Self { max, _marker: PhantomData }
     }
 }
 
@@ -110,17 +107,10 @@ impl<T: Message> Encoder<T> for FrameCodec<T> {
     fn encode(&mut self, item: T, dst: &mut BytesMut) -> Result<(), FrameError> {
         let len = item.encoded_len();
         if len > self.max {
-            return Err(FrameError::TooLarge {
-                len: len as u64,
-                max: self.max,
-            });
+            return Err(FrameError::TooLarge { len: len as u64, max: self.max });
         }
         dst.reserve(len + 10);
-        item.encode_length_delimited(dst)
-            .map_err(|_| FrameError::TooLarge {
-                len: len as u64,
-                max: self.max,
-            })
+        item.encode_length_delimited(dst).map_err(|_| FrameError::TooLarge { len: len as u64, max: self.max })
     }
 }
 
@@ -173,21 +163,8 @@ mod tests {
         // Claims 4 GiB; only the 5-byte header is present.
         let mut src = BytesMut::from(&[0x80, 0x80, 0x80, 0x80, 0x10][..]);
         let err = codec.decode(&mut src).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                FrameError::TooLarge {
-                    len: 4294967296,
-                    max: 1024
-                }
-            ),
-            "{err}"
-        );
-        assert!(
-            src.capacity() < 1 << 20,
-            "reserved {} bytes",
-            src.capacity()
-        );
+        assert!(matches!(err, FrameError::TooLarge { len: 4294967296, max: 1024 }), "{err}");
+        assert!(src.capacity() < 1 << 20, "reserved {} bytes", src.capacity());
     }
 
     #[test]
@@ -204,10 +181,7 @@ mod tests {
         codec.encode(hello(), &mut wire).unwrap();
         let mut cut = BytesMut::from(&wire[..wire.len() - 3]);
         assert!(codec.decode(&mut cut).unwrap().is_none());
-        assert!(matches!(
-            codec.decode_eof(&mut cut),
-            Err(FrameError::Truncated)
-        ));
+        assert!(matches!(codec.decode_eof(&mut cut), Err(FrameError::Truncated)));
     }
 
     #[test]
@@ -220,12 +194,7 @@ mod tests {
     #[test]
     fn encoder_refuses_oversized_messages() {
         let mut codec = FrameCodec::<pb::PtyServer>::with_max(16);
-        let big = pb::PtyServer {
-            msg: Some(pb::pty_server::Msg::Output(vec![0u8; 64].into())),
-        };
-        assert!(matches!(
-            codec.encode(big, &mut BytesMut::new()),
-            Err(FrameError::TooLarge { .. })
-        ));
+        let big = pb::PtyServer { msg: Some(pb::pty_server::Msg::Output(vec![0u8; 64].into())) };
+        assert!(matches!(codec.encode(big, &mut BytesMut::new()), Err(FrameError::TooLarge { .. })));
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod domain;
 pub mod frame;
+pub mod fs;
 
 /// Generated protobuf types. Convert to `domain` types at the edge.
 #[allow(clippy::all, missing_docs)]

@@ -19,12 +19,7 @@ pub struct Meter {
 
 impl Meter {
     pub fn new(home: PathBuf) -> Self {
-        Self {
-            boot_id: uuid::Uuid::new_v4().to_string(),
-            started: Instant::now(),
-            seq: AtomicU64::new(0),
-            home,
-        }
+        Self { boot_id: uuid::Uuid::new_v4().to_string(), started: Instant::now(), seq: AtomicU64::new(0), home }
     }
 
     pub fn heartbeat(&self, sessions: &Sessions) -> pb::Heartbeat {
@@ -65,10 +60,7 @@ fn disk(home: &std::path::Path) -> (u64, u64) {
         Ok(s) => {
             let frag = s.fragment_size();
             let total = s.blocks() * frag;
-            (
-                total,
-                total.saturating_sub(s.blocks_available() * frag),
-            )
+            (total, total.saturating_sub(s.blocks_available() * frag))
         }
         Err(_) => (0, 0),
     }
@@ -77,11 +69,7 @@ fn disk(home: &std::path::Path) -> (u64, u64) {
 fn load_avg_centi() -> u32 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
-        .and_then(|t| {
-            t.split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-        })
+        .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
         .map(|v| (v * 100.0) as u32)
         .unwrap_or(0)
 }

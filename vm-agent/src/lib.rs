@@ -2,10 +2,11 @@
 //!
 //! It dials the hub over one QUIC tunnel (`tunnel`) and serves what the hub
 //! asks for on streams of that connection: terminal sessions (`pty`,
-//! `viewer`, `ring`) and TCP pipes to local ports (`tcp`); it reports
+//! `viewer`, `ring`, `pace`) and TCP pipes to local ports (`tcp`); it reports
 //! heartbeats (`heartbeat`). It never listens on a non-loopback address.
 
 pub mod heartbeat;
+pub mod pace;
 pub mod pty;
 pub mod ring;
 pub mod tcp;
@@ -33,10 +34,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
 }
 
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Sends `sig` to the process group led by `pid`, ignoring a group that is gone.

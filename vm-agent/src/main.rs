@@ -6,11 +6,7 @@ use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(
-    name = "aetherd",
-    version,
-    about = "The aether agent that runs in every project VM"
-)]
+#[command(name = "aetherd", version, about = "The aether agent that runs in every project VM")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -37,12 +33,7 @@ struct RunArgs {
     hub_ca: Option<PathBuf>,
     #[arg(long, env = "AETHER_PROJECT_ID", default_value = "")]
     project_id: String,
-    #[arg(
-        long,
-        env = "AETHER_MACHINE_TOKEN",
-        default_value = "",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "AETHER_MACHINE_TOKEN", default_value = "", hide_env_values = true)]
     machine_token: String,
     /// The project home (default: $HOME).
     #[arg(long, env = "AETHER_HOME")]
@@ -60,16 +51,12 @@ struct RunArgs {
 
 fn server_name(addr: &str) -> String {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned()
+    host.trim_start_matches('[').trim_end_matches(']').to_owned()
 }
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_ansi(false)
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -77,19 +64,14 @@ fn main() -> anyhow::Result<()> {
     let (Some(Command::Run) | None) = cli.command;
     let a = cli.run;
     anyhow::ensure!(!a.project_id.is_empty(), "AETHER_PROJECT_ID is required");
-    anyhow::ensure!(
-        !a.machine_token.is_empty(),
-        "AETHER_MACHINE_TOKEN is required"
-    );
+    anyhow::ensure!(!a.machine_token.is_empty(), "AETHER_MACHINE_TOKEN is required");
     let home = match a.home {
         Some(h) => h,
         None => PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/".into())),
     };
     let config = AgentConfig {
         tunnel: TunnelConfig {
-            server_name: a
-                .hub_server_name
-                .unwrap_or_else(|| server_name(&a.hub_addr)),
+            server_name: a.hub_server_name.unwrap_or_else(|| server_name(&a.hub_addr)),
             hub_addr: a.hub_addr,
             ca_file: a.hub_ca,
             project_id: a.project_id.clone(),
@@ -104,17 +86,12 @@ fn main() -> anyhow::Result<()> {
             env_remove: vec!["AETHER_MACHINE_TOKEN".into(), "AETHER_HUB_CA".into()],
         },
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("sigterm");
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("sigterm");
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}

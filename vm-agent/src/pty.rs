@@ -1,23 +1,27 @@
 //! Terminal sessions: named PTYs that outlive their viewers, the tunnel and
 //! the hub.
 //!
-//! Each session has one blocking reader thread that drains the PTY into a
-//! [`Ring`] and publishes the new end offset on a `watch` channel, and one
-//! writer thread that feeds it input. Viewers never touch the PTY: each pulls
+//! Each session's PTY master is non-blocking and driven by the runtime: one
+//! task drains it into a [`Ring`] and publishes the new end offset on a
+//! `watch` channel; input is written straight from the viewer's task (no
+//! thread hops on the keystroke path). Viewers never touch the PTY: each pulls
 //! from the ring at its own pace, so a slow viewer can only fall behind
 //! itself. A viewer that falls off the front of the ring is moved forward to
 //! the oldest byte held and told so with a fresh `Ready { gap: true }`.
 
+use crate::pace::Pacer;
 use crate::ring::Ring;
 use aether_protocol::domain::{PtyAttach, SessionInfo, SessionName, TermSize};
 use anyhow::Context;
 use portable_pty::{ChildKiller, CommandBuilder, MasterPty, PtySize, native_pty_system};
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, watch};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
 
 /// Largest output chunk sent to a viewer in one frame.
 pub const CHUNK: usize = 64 * 1024;
@@ -54,34 +58,39 @@ pub struct Session {
     pub pid: Option<u32>,
     pub(crate) ring: Arc<Mutex<Ring>>,
     pub(crate) progress: watch::Receiver<Progress>,
-    input: mpsc::Sender<Input>,
+    io: Arc<AsyncFd<File>>,
+    /// Serialises writers so two viewers' pastes never interleave mid-chunk.
+    write_lock: tokio::sync::Mutex<()>,
+    master: Mutex<Box<dyn MasterPty + Send>>,
     killer: Mutex<Box<dyn ChildKiller + Send + Sync>>,
     pub(crate) viewers: AtomicU32,
+    pub(crate) pacer: Arc<Pacer>,
 }
 
-enum Input {
-    Bytes(bytes::Bytes),
-    Resize(TermSize),
-}
-
-/// The session's input side is gone (it exited).
+/// The session's process is gone; input can't be delivered.
 #[derive(Debug)]
 pub struct Closed;
 
 impl Session {
-    /// Queues keystrokes for the PTY.
+    /// Writes keystrokes to the PTY, waiting (only this caller) while the
+    /// PTY's input queue is full.
     pub async fn write(&self, bytes: bytes::Bytes) -> Result<(), Closed> {
-        self.input
-            .send(Input::Bytes(bytes))
-            .await
-            .map_err(|_| Closed)
+        let _serial = self.write_lock.lock().await;
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let mut guard = self.io.writable().await.map_err(|_| Closed)?;
+            match guard.try_io(|f| (&*f.get_ref()).write(rest)) {
+                Ok(Ok(n)) => rest = &rest[n..],
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(Err(_)) => return Err(Closed),
+                Err(_would_block) => {}
+            }
+        }
+        Ok(())
     }
 
     pub async fn resize(&self, size: TermSize) -> Result<(), Closed> {
-        self.input
-            .send(Input::Resize(size))
-            .await
-            .map_err(|_| Closed)
+        self.master.lock().expect("master lock").resize(pty_size(size)).map_err(|_| Closed)
     }
 
     fn progress(&self) -> Progress {
@@ -120,32 +129,17 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn new(config: PtyConfig) -> Self {
-        Self {
-            config,
-            map: Mutex::new(HashMap::new()),
-            last_activity_ms: AtomicI64::new(0),
-        }
+        Self { config, map: Mutex::new(HashMap::new()), last_activity_ms: AtomicI64::new(0) }
     }
 
     pub fn list(&self) -> Vec<SessionInfo> {
-        let mut all: Vec<_> = self
-            .map
-            .lock()
-            .expect("sessions lock")
-            .values()
-            .map(|s| s.info())
-            .collect();
+        let mut all: Vec<_> = self.map.lock().expect("sessions lock").values().map(|s| s.info()).collect();
         all.sort_by(|a, b| a.session.cmp(&b.session));
         all
     }
 
     pub fn count_live(&self) -> u32 {
-        self.map
-            .lock()
-            .expect("sessions lock")
-            .values()
-            .filter(|s| s.progress().exit.is_none())
-            .count() as u32
+        self.map.lock().expect("sessions lock").values().filter(|s| s.progress().exit.is_none()).count() as u32
     }
 
     /// Ends and forgets a session. Returns false if there was none.
@@ -162,13 +156,7 @@ impl Sessions {
 
     /// Ends every session (aetherd shutting down).
     pub fn kill_all(&self) {
-        let all: Vec<_> = self
-            .map
-            .lock()
-            .expect("sessions lock")
-            .drain()
-            .map(|(_, s)| s)
-            .collect();
+        let all: Vec<_> = self.map.lock().expect("sessions lock").drain().map(|(_, s)| s).collect();
         for s in all {
             s.kill();
         }
@@ -192,21 +180,11 @@ impl Sessions {
     }
 
     fn command(&self, req: &PtyAttach) -> (CommandBuilder, String) {
-        let shell = self
-            .config
-            .shell
-            .clone()
-            .or_else(|| std::env::var("SHELL").ok())
-            .unwrap_or_else(|| "/bin/bash".into());
+        let shell =
+            self.config.shell.clone().or_else(|| std::env::var("SHELL").ok()).unwrap_or_else(|| "/bin/bash".into());
         let mut argv: Vec<String> = match (&self.config.user, &req.command) {
             (Some(user), None) => vec!["runuser".into(), "-l".into(), user.clone()],
-            (Some(user), Some(cmd)) => vec![
-                "runuser".into(),
-                "-l".into(),
-                user.clone(),
-                "-c".into(),
-                cmd.clone(),
-            ],
+            (Some(user), Some(cmd)) => vec!["runuser".into(), "-l".into(), user.clone(), "-c".into(), cmd.clone()],
             (None, None) => vec![shell, "-l".into()],
             (None, Some(cmd)) => vec![shell, "-lc".into(), cmd.clone()],
         };
@@ -228,46 +206,48 @@ impl Sessions {
     }
 
     fn spawn(&self, req: &PtyAttach) -> anyhow::Result<Session> {
-        let pair = native_pty_system()
-            .openpty(pty_size(req.size))
-            .context("opening pty")?;
+        let pair = native_pty_system().openpty(pty_size(req.size)).context("opening pty")?;
         let (cmd, shown) = self.command(req);
         let mut child = pair.slave.spawn_command(cmd).context("spawning shell")?;
         drop(pair.slave);
         let pid = child.process_id();
         let killer = child.clone_killer();
-        let mut reader = pair.master.try_clone_reader().context("pty reader")?;
-        let writer = pair.master.take_writer().context("pty writer")?;
+        let io = Arc::new(nonblocking_master(pair.master.as_ref())?);
 
         let ring = Arc::new(Mutex::new(Ring::new(self.config.ring_bytes)));
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
-        let (input_tx, input_rx) = mpsc::channel::<Input>(256);
-        spawn_writer(writer, pair.master, input_rx);
-
         let name = req.session.to_string();
-        let reader_ring = ring.clone();
-        std::thread::Builder::new()
-            .name(format!("pty-read-{name}"))
-            .spawn(move || {
-                let mut buf = vec![0u8; CHUNK];
-                loop {
-                    match reader.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            let end = {
-                                let mut ring = reader_ring.lock().expect("ring lock");
-                                ring.push(&buf[..n]);
-                                ring.end()
-                            };
-                            progress_tx.send_modify(|p| p.end = end);
-                        }
+        let pacer = Arc::new(Pacer::default());
+        let (reader_io, reader_ring, reader_pacer) = (io.clone(), ring.clone(), pacer.clone());
+        let cap = self.config.ring_bytes as u64;
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                let Ok(mut guard) = reader_io.readable().await else { break };
+                match guard.try_io(|f| (&*f.get_ref()).read(&mut buf)) {
+                    Ok(Ok(0)) => break,
+                    Ok(Ok(n)) => {
+                        let evict_to = (reader_ring.lock().expect("ring lock").end() + n as u64).saturating_sub(cap);
+                        reader_pacer.room_for(evict_to).await;
+                        let end = {
+                            let mut ring = reader_ring.lock().expect("ring lock");
+                            ring.push(&buf[..n]);
+                            ring.end()
+                        };
+                        progress_tx.send_modify(|p| p.end = end);
                     }
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    // EIO: the last process holding the terminal is gone.
+                    Ok(Err(_)) => break,
+                    Err(_would_block) => {}
                 }
-                let code = child.wait().map(|s| exit_code(&s)).unwrap_or(-1);
-                progress_tx.send_modify(|p| p.exit = Some(code));
-                tracing::info!(session = %name, code, "session exited");
-            })
-            .context("starting pty reader")?;
+            }
+            let code = tokio::task::spawn_blocking(move || child.wait().map(|s| exit_code(&s)).unwrap_or(-1))
+                .await
+                .unwrap_or(-1);
+            progress_tx.send_modify(|p| p.exit = Some(code));
+            tracing::info!(session = %name, code, "session exited");
+        });
 
         Ok(Session {
             name: req.session.clone(),
@@ -276,57 +256,42 @@ impl Sessions {
             pid,
             ring,
             progress: progress_rx,
-            input: input_tx,
+            io,
+            write_lock: tokio::sync::Mutex::new(()),
+            master: Mutex::new(pair.master),
             killer: Mutex::new(killer),
             viewers: AtomicU32::new(0),
+            pacer,
         })
     }
+}
+
+/// A non-blocking duplicate of the PTY master, registered with the runtime.
+#[allow(unsafe_code)]
+fn nonblocking_master(master: &(dyn MasterPty + Send)) -> anyhow::Result<AsyncFd<File>> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let raw = master.as_raw_fd().context("pty master has no file descriptor")?;
+    let dup = nix::unistd::dup(raw).context("duplicating pty master")?;
+    // SAFETY: `dup` just returned this descriptor; nothing else owns it, so
+    // the OwnedFd becomes its only owner and closes it exactly once.
+    let owned = unsafe { OwnedFd::from_raw_fd(dup) };
+    let flags = OFlag::from_bits_truncate(fcntl(dup, FcntlArg::F_GETFL)?);
+    fcntl(dup, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    // SAFETY: the File owns the descriptor and lives inside the AsyncFd, so
+    // the descriptor stays open and the same for the AsyncFd's whole life.
+    unsafe { AsyncFd::register(File::from(owned)) }.map_err(|e| anyhow::anyhow!("registering pty: {e}"))
 }
 
 fn exit_code(status: &portable_pty::ExitStatus) -> i32 {
     if let Some(sig) = status.signal() {
         // Shell convention for a process ended by a signal.
-        let num = sig
-            .split_whitespace()
-            .last()
-            .and_then(|n| n.parse::<i32>().ok())
-            .unwrap_or(9);
+        let num = sig.split_whitespace().last().and_then(|n| n.parse::<i32>().ok()).unwrap_or(9);
         return 128 + num;
     }
     i32::try_from(status.exit_code()).unwrap_or(-1)
 }
 
 fn pty_size(size: TermSize) -> PtySize {
-    PtySize {
-        rows: size.rows,
-        cols: size.cols,
-        pixel_width: 0,
-        pixel_height: 0,
-    }
-}
-
-fn spawn_writer(
-    mut writer: Box<dyn Write + Send>,
-    master: Box<dyn MasterPty + Send>,
-    mut rx: mpsc::Receiver<Input>,
-) {
-    let spawned = std::thread::Builder::new()
-        .name("pty-write".into())
-        .spawn(move || {
-            while let Some(input) = rx.blocking_recv() {
-                match input {
-                    Input::Bytes(b) => {
-                        if writer.write_all(&b).and_then(|_| writer.flush()).is_err() {
-                            break;
-                        }
-                    }
-                    Input::Resize(size) => {
-                        let _ = master.resize(pty_size(size));
-                    }
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "starting pty writer");
-    }
+    PtySize { rows: size.rows, cols: size.cols, pixel_width: 0, pixel_height: 0 }
 }

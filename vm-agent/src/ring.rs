@@ -17,11 +17,7 @@ pub struct Ring {
 
 impl Ring {
     pub fn new(cap: usize) -> Self {
-        Self {
-            buf: VecDeque::new(),
-            cap: cap.max(1),
-            start: 0,
-        }
+        Self { buf: VecDeque::new(), cap: cap.max(1), start: 0 }
     }
 
     /// Offset of the oldest byte still held.

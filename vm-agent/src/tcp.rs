@@ -10,11 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedWrite;
 
-pub async fn serve(
-    port: u16,
-    mut recv: quinn::RecvStream,
-    send: quinn::SendStream,
-) -> anyhow::Result<()> {
+pub async fn serve(port: u16, mut recv: quinn::RecvStream, send: quinn::SendStream) -> anyhow::Result<()> {
     let conn = match TcpStream::connect(("127.0.0.1", port)).await {
         Ok(c) => Ok(c),
         Err(_) => TcpStream::connect(("::1", port)).await,
@@ -26,10 +22,7 @@ pub async fn serve(
             tcp
         }
         Err(e) => {
-            let error = pb::Error {
-                code: "refused".into(),
-                message: format!("nothing listening on port {port}: {e}"),
-            };
+            let error = pb::Error { code: "refused".into(), message: format!("nothing listening on port {port}: {e}") };
             framed.send(pb::Status { error: Some(error) }).await?;
             framed.close().await?;
             return Ok(());

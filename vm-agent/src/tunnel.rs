@@ -57,11 +57,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Self {
-            base,
-            cap,
-            attempt: 0,
-        }
+        Self { base, cap, attempt: 0 }
     }
 
     pub fn reset(&mut self) {
@@ -70,10 +66,7 @@ impl Backoff {
 
     /// The next delay: uniform in [ceiling/2, ceiling], ceiling doubling up to the cap.
     pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(1 << self.attempt.min(16))
-            .min(self.cap);
+        let ceiling = self.base.saturating_mul(1 << self.attempt.min(16)).min(self.cap);
         self.attempt = self.attempt.saturating_add(1);
         let half = ceiling / 2;
         half + rand::rng().random_range(Duration::ZERO..=half)
@@ -86,19 +79,15 @@ fn client_config(cfg: &TunnelConfig) -> anyhow::Result<quinn::ClientConfig> {
         Some(path) => {
             let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                roots
-                    .add(cert.context("parsing hub CA")?)
-                    .context("adding hub CA")?;
+                roots.add(cert.context("parsing hub CA")?).context("adding hub CA")?;
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -129,21 +118,14 @@ pub async fn run(
             let endpoint = match &endpoints {
                 Some((v6, ep)) if *v6 == addr.is_ipv6() => ep.clone(),
                 _ => {
-                    let bind: SocketAddr = if addr.is_ipv6() {
-                        "[::]:0".parse()?
-                    } else {
-                        "0.0.0.0:0".parse()?
-                    };
+                    let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
                     let mut ep = quinn::Endpoint::client(bind).context("binding udp socket")?;
                     ep.set_default_client_config(client.clone());
                     endpoints = Some((addr.is_ipv6(), ep.clone()));
                     ep
                 }
             };
-            let conn = endpoint
-                .connect(addr, &cfg.server_name)?
-                .await
-                .context("connecting to hub")?;
+            let conn = endpoint.connect(addr, &cfg.server_name)?.await.context("connecting to hub")?;
             serve_connection(&cfg, conn, &sessions, &meter, &mut backoff, &shutdown).await
         };
         tokio::select! {
@@ -178,17 +160,12 @@ async fn serve_connection(
         agent_version: aether_protocol::VERSION.into(),
         capabilities: vec!["pty".into(), "tcp".into()],
     };
-    tx.send(pb::AgentMessage {
-        msg: Some(pb::agent_message::Msg::Hello(hello.into())),
-    })
-    .await?;
+    tx.send(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Hello(hello.into())) }).await?;
     let interval = match rx.next().await {
-        Some(Ok(pb::HubMessage {
-            msg: Some(pb::hub_message::Msg::Welcome(w)),
-        })) => Duration::from_millis(u64::from(w.heartbeat_interval_ms).clamp(100, 3_600_000)),
-        Some(Ok(pb::HubMessage {
-            msg: Some(pb::hub_message::Msg::Reject(r)),
-        })) => {
+        Some(Ok(pb::HubMessage { msg: Some(pb::hub_message::Msg::Welcome(w)) })) => {
+            Duration::from_millis(u64::from(w.heartbeat_interval_ms).clamp(100, 3_600_000))
+        }
+        Some(Ok(pb::HubMessage { msg: Some(pb::hub_message::Msg::Reject(r)) })) => {
             bail!("hub refused the tunnel: {}: {}", r.code, r.message)
         }
         Some(Ok(_)) => bail!("unexpected first message from hub"),
@@ -233,10 +210,7 @@ async fn serve_connection(
 
 /// Reads one length-delimited message directly from the stream, leaving
 /// everything after it unread.
-pub async fn read_header<M: Message + Default, R: AsyncRead + Unpin>(
-    recv: &mut R,
-    max: usize,
-) -> anyhow::Result<M> {
+pub async fn read_header<M: Message + Default, R: AsyncRead + Unpin>(recv: &mut R, max: usize) -> anyhow::Result<M> {
     let mut len: u64 = 0;
     for i in 0..10 {
         let b = recv.read_u8().await.context("reading frame length")?;
@@ -264,9 +238,7 @@ async fn reply<M: Message, W: AsyncWrite + Unpin>(send: W, msg: M) -> anyhow::Re
 }
 
 fn status(err: Option<WireError>) -> pb::Status {
-    pb::Status {
-        error: err.map(Into::into),
-    }
+    pb::Status { error: err.map(Into::into) }
 }
 
 async fn serve_stream(
@@ -276,24 +248,20 @@ async fn serve_stream(
 ) -> anyhow::Result<()> {
     let open: pb::StreamOpen = read_header(&mut recv, 64 * 1024).await?;
     match StreamKind::try_from(open) {
-        Err(e) => {
-            reply(
-                send,
-                status(Some(WireError::new("invalid_request", e.to_string()))),
-            )
-            .await
-        }
+        Err(e) => reply(send, status(Some(WireError::new("invalid_request", e.to_string())))).await,
         Ok(StreamKind::PtyAttach(req)) => serve_pty(sessions, req, recv, send).await,
         Ok(StreamKind::PtyList) => {
             let list = sessions.list().into_iter().map(Into::into).collect();
             reply(send, pb::PtySessions { sessions: list }).await
         }
         Ok(StreamKind::PtyKill(name)) => {
-            let err = (!sessions.kill(&name))
-                .then(|| WireError::new("not_found", format!("no session {name}")));
+            let err = (!sessions.kill(&name)).then(|| WireError::new("not_found", format!("no session {name}")));
             reply(send, status(err)).await
         }
         Ok(StreamKind::Tcp { port }) => crate::tcp::serve(port, recv, send).await,
+        Ok(StreamKind::Fs(_)) => {
+            reply(send, status(Some(WireError::new("unsupported", "file operations are not served yet")))).await
+        }
     }
 }
 
@@ -307,9 +275,10 @@ async fn serve_pty(
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "starting session");
-            let err = pb::PtyServer::from(aether_protocol::domain::PtyEvent::Error(
-                WireError::new("spawn_failed", format!("{e:#}")),
-            ));
+            let err = pb::PtyServer::from(aether_protocol::domain::PtyEvent::Error(WireError::new(
+                "spawn_failed",
+                format!("{e:#}"),
+            )));
             return reply(send, err).await;
         }
     };
@@ -325,17 +294,10 @@ mod tests {
     fn backoff_grows_with_jitter_and_stays_capped() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let first = b.next_delay();
-        assert!(
-            first >= Duration::from_millis(50) && first <= Duration::from_millis(100),
-            "{first:?}"
-        );
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100), "{first:?}");
         let delays: Vec<_> = (0..30).map(|_| b.next_delay()).collect();
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(5)));
-        assert!(
-            delays[20..]
-                .iter()
-                .all(|d| *d >= Duration::from_millis(2500))
-        );
+        assert!(delays[20..].iter().all(|d| *d >= Duration::from_millis(2500)));
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
     }

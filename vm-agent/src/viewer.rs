@@ -4,6 +4,7 @@
 //! shell and other viewers never wait for it. Input and resizes from a
 //! read-only viewer are dropped here.
 
+use crate::pace::Mark;
 use crate::pty::{CHUNK, Session, Sessions};
 use aether_protocol::domain::{PtyAttach, PtyEvent, PtyInput};
 use aether_protocol::{FrameCodec, pb};
@@ -16,13 +17,8 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 type Events<W> = FramedWrite<W, FrameCodec<pb::PtyServer>>;
 
 /// Serves one viewer until it leaves or the session exits.
-pub async fn serve<R, W>(
-    sessions: &Sessions,
-    session: Arc<Session>,
-    req: PtyAttach,
-    recv: R,
-    send: W,
-) where
+pub async fn serve<R, W>(sessions: &Sessions, session: Arc<Session>, req: PtyAttach, recv: R, send: W)
+where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
@@ -40,10 +36,7 @@ pub async fn serve<R, W>(
     session.viewers.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn emit<W: AsyncWrite + Unpin>(
-    events: &mut Events<W>,
-    e: PtyEvent,
-) -> Result<(), aether_protocol::FrameError> {
+async fn emit<W: AsyncWrite + Unpin>(events: &mut Events<W>, e: PtyEvent) -> Result<(), aether_protocol::FrameError> {
     events.send(pb::PtyServer::from(e)).await
 }
 
@@ -52,8 +45,7 @@ async fn output<W: AsyncWrite + Unpin>(
     req: &PtyAttach,
     events: &mut Events<W>,
 ) -> Result<(), aether_protocol::FrameError> {
-    let mut progress = session.progress.clone();
-    let (mut cursor, gap) = {
+    let (cursor, gap) = {
         let ring = session.ring.lock().expect("ring lock");
         match req.since {
             None => (ring.start(), false),
@@ -61,39 +53,38 @@ async fn output<W: AsyncWrite + Unpin>(
             Some(_) => (ring.start(), true),
         }
     };
-    emit(
-        events,
-        PtyEvent::Ready {
-            session: session.name.clone(),
-            start: cursor,
-            gap,
-        },
-    )
-    .await?;
+    let session_name = session.name.clone();
+    emit(events, PtyEvent::Ready { session: session_name, start: cursor, gap }).await?;
+    let mark = session.pacer.register(cursor);
+    let result = stream_output(session, events, cursor, &mark).await;
+    session.pacer.unregister(&mark);
+    result
+}
+
+/// Sends output from `cursor` on, as fast as the viewer takes it, then the
+/// exit code.
+async fn stream_output<W: AsyncWrite + Unpin>(
+    session: &Session,
+    events: &mut Events<W>,
+    mut cursor: u64,
+    mark: &Mark,
+) -> Result<(), aether_protocol::FrameError> {
+    let mut progress = session.progress.clone();
     loop {
         let p = *progress.borrow_and_update();
-        let chunk = session
-            .ring
-            .lock()
-            .expect("ring lock")
-            .read_from(cursor, CHUNK);
+        let chunk = session.ring.lock().expect("ring lock").read_from(cursor, CHUNK);
         match chunk {
             None => {
                 // Fell off the front of the ring: resynchronise at the oldest byte.
                 cursor = session.ring.lock().expect("ring lock").start();
-                emit(
-                    events,
-                    PtyEvent::Ready {
-                        session: session.name.clone(),
-                        start: cursor,
-                        gap: true,
-                    },
-                )
-                .await?;
+                let ready = PtyEvent::Ready { session: session.name.clone(), start: cursor, gap: true };
+                emit(events, ready).await?;
+                session.pacer.advance(mark, cursor);
             }
             Some(bytes) if !bytes.is_empty() => {
                 cursor += bytes.len() as u64;
                 emit(events, PtyEvent::Output(bytes.into())).await?;
+                session.pacer.advance(mark, cursor);
             }
             Some(_) => match p.exit {
                 Some(code) if cursor >= p.end => return emit(events, PtyEvent::Exit(code)).await,
@@ -120,9 +111,7 @@ async fn input<R: AsyncRead + Unpin>(
         }
         match PtyInput::try_from(frame) {
             Ok(PtyInput::Input(bytes)) => {
-                sessions
-                    .last_activity_ms
-                    .store(crate::now_ms(), Ordering::Relaxed);
+                sessions.last_activity_ms.store(crate::now_ms(), Ordering::Relaxed);
                 if session.write(bytes).await.is_err() {
                     return;
                 }
@@ -152,12 +141,7 @@ mod tests {
     }
 
     impl Viewer {
-        fn attach(
-            sessions: &Arc<Sessions>,
-            name: &str,
-            readonly: bool,
-            since: Option<u64>,
-        ) -> Self {
+        fn attach(sessions: &Arc<Sessions>, name: &str, readonly: bool, since: Option<u64>) -> Self {
             let req = PtyAttach {
                 session: SessionName::parse(name).unwrap(),
                 size: TermSize::new(80, 24).unwrap(),
@@ -190,9 +174,7 @@ mod tests {
             while !pred(self) {
                 let frame = tokio::time::timeout_at(deadline, self.events.next())
                     .await
-                    .unwrap_or_else(|_| {
-                        panic!("timed out; saw {:?}", String::from_utf8_lossy(&self.seen))
-                    })
+                    .unwrap_or_else(|_| panic!("timed out; saw {:?}", String::from_utf8_lossy(&self.seen)))
                     .expect("stream ended")
                     .unwrap();
                 match PtyEvent::try_from(frame).unwrap() {
@@ -277,8 +259,22 @@ mod tests {
         let mut a = Viewer::attach(&sessions, "main", false, None);
         // This viewer never reads; its duplex buffer fills up at once.
         let _stuck = Viewer::attach(&sessions, "main", false, None);
-        a.type_str("head -c 3000000 /dev/zero | tr '\\0' x; echo; echo done-$((6*7))\n")
-            .await;
+        a.type_str("head -c 3000000 /dev/zero | tr '\\0' x; echo; echo done-$((6*7))\n").await;
         a.until(|v| v.text().contains("done-42")).await;
+    }
+
+    #[tokio::test]
+    async fn a_lone_viewer_that_stops_reading_does_not_stall_the_shell() {
+        let (sessions, home) = sessions();
+        let mut only = Viewer::attach(&sessions, "main", false, None);
+        only.until(|v| v.offset > 0).await;
+        // From here on nobody reads; 4 MB won't fit in the ring or the pipe.
+        only.type_str("head -c 4000000 /dev/zero | tr '\\0' x; touch finished\n").await;
+        let marker = home.0.join("finished");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !marker.exists() {
+            assert!(std::time::Instant::now() < deadline, "the shell was stalled by a viewer that stopped reading");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
