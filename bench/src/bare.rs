@@ -5,9 +5,9 @@ use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn spawn(
-    script: &str,
-) -> anyhow::Result<(Box<dyn Write + Send>, mpsc::Receiver<Vec<u8>>, Box<dyn portable_pty::Child + Send + Sync>)> {
+type Spawned = (Box<dyn Write + Send>, mpsc::Receiver<Vec<u8>>, Box<dyn portable_pty::Child + Send + Sync>);
+
+fn spawn(script: &str) -> anyhow::Result<Spawned> {
     let pair = native_pty_system().openpty(PtySize { rows: 24, cols: 80, pixel_width: 0, pixel_height: 0 })?;
     let mut cmd = CommandBuilder::new("/bin/sh");
     cmd.args(["-c", script]);

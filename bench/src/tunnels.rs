@@ -79,6 +79,7 @@ pub async fn measure(hub: &Hub, n: usize) -> anyhow::Result<Tunnels> {
                     boot_id: "bench".into(),
                     agent_version: "bench".into(),
                     capabilities: vec![],
+                    home: vec![],
                 };
                 tx.send(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Hello(hello)) }).await?;
                 match rx.next().await {

@@ -42,22 +42,14 @@ pub struct Tokens {
 impl Tokens {
     pub fn new(local_secret: &[u8], supabase_secret: Option<&[u8]>) -> Self {
         Self {
-            local: (
-                EncodingKey::from_secret(local_secret),
-                DecodingKey::from_secret(local_secret),
-            ),
+            local: (EncodingKey::from_secret(local_secret), DecodingKey::from_secret(local_secret)),
             supabase: supabase_secret.map(DecodingKey::from_secret),
         }
     }
 
     pub fn issue(&self, user: Uuid, email: &str) -> anyhow::Result<(String, DateTime<Utc>)> {
         let expires = Utc::now() + TOKEN_TTL;
-        let claims = Claims {
-            sub: user,
-            email: email.to_owned(),
-            exp: expires.timestamp(),
-            aud: AUDIENCE.into(),
-        };
+        let claims = Claims { sub: user, email: email.to_owned(), exp: expires.timestamp(), aud: AUDIENCE.into() };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.local.0)?;
         Ok((token, expires))
     }
@@ -71,9 +63,7 @@ impl Tokens {
             return Some((data.claims, false));
         }
         let key = self.supabase.as_ref()?;
-        jsonwebtoken::decode::<Claims>(token, key, &validation)
-            .ok()
-            .map(|d| (d.claims, true))
+        jsonwebtoken::decode::<Claims>(token, key, &validation).ok().map(|d| (d.claims, true))
     }
 }
 
@@ -91,11 +81,7 @@ pub async fn hash_password(password: String) -> anyhow::Result<String> {
 /// Checks a password against a stored hash (off the async threads).
 pub async fn verify_password(password: String, stored: String) -> bool {
     tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&stored).is_ok_and(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
+        PasswordHash::new(&stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
     })
     .await
     .unwrap_or(false)
@@ -110,23 +96,11 @@ pub fn password_problem(password: &str, email: &str) -> Option<&'static str> {
     if password.len() > 1024 {
         return Some("password must be at most 1024 bytes");
     }
-    let distinct = password
-        .chars()
-        .collect::<std::collections::HashSet<_>>()
-        .len();
+    let distinct = password.chars().collect::<std::collections::HashSet<_>>().len();
     let lower = password.to_lowercase();
-    const COMMON: [&str; 8] = [
-        "password",
-        "12345678",
-        "123456789",
-        "qwertyui",
-        "iloveyou",
-        "11111111",
-        "abcdefgh",
-        "passw0rd",
-    ];
-    if distinct < 4 || COMMON.iter().any(|c| lower.starts_with(c)) || lower == email.to_lowercase()
-    {
+    const COMMON: [&str; 8] =
+        ["password", "12345678", "123456789", "qwertyui", "iloveyou", "11111111", "abcdefgh", "passw0rd"];
+    if distinct < 4 || COMMON.iter().any(|c| lower.starts_with(c)) || lower == email.to_lowercase() {
         return Some("password is too easy to guess");
     }
     None
@@ -183,10 +157,7 @@ impl FromRequestParts<AppState> for AuthUser {
         if external {
             state.db.ensure_user(claims.sub, &claims.email).await?;
         }
-        Ok(Self {
-            id: claims.sub,
-            email: claims.email,
-        })
+        Ok(Self { id: claims.sub, email: claims.email })
     }
 }
 
@@ -196,10 +167,7 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_reject_tampering() {
-        let t = Tokens::new(
-            b"local-secret-local-secret-local!",
-            Some(b"supabase-secret-supabase-secret!"),
-        );
+        let t = Tokens::new(b"local-secret-local-secret-local!", Some(b"supabase-secret-supabase-secret!"));
         let id = Uuid::new_v4();
         let (tok, _) = t.issue(id, "a@b.co").unwrap();
         let (claims, external) = t.verify(&tok).unwrap();
@@ -211,15 +179,8 @@ mod tests {
 
         let other = Tokens::new(b"supabase-secret-supabase-secret!", None);
         let (ext, _) = other.issue(id, "a@b.co").unwrap();
-        assert!(
-            t.verify(&ext).unwrap().1,
-            "a Supabase-signed token is accepted as external"
-        );
-        assert!(
-            Tokens::new(b"x-secret-x-secret-x-secret-x-sec", None)
-                .verify(&ext)
-                .is_none()
-        );
+        assert!(t.verify(&ext).unwrap().1, "a Supabase-signed token is accepted as external");
+        assert!(Tokens::new(b"x-secret-x-secret-x-secret-x-sec", None).verify(&ext).is_none());
     }
 
     #[test]

@@ -39,6 +39,19 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// How long `?wait=true` waits for a VM.
     pub wait_timeout: Duration,
+    /// Largest file one API write may upload.
+    pub max_write_bytes: u64,
+    /// `host:port` VMs dial for the tunnel; default: the tunnel's listen
+    /// address (loopback when that is unspecified).
+    pub tunnel_public_addr: Option<String>,
+    /// The Fly Machines provider's settings, needed when `compute` is `Fly`.
+    pub fly: Option<crate::compute::fly::FlyConfig>,
+    /// How often reconciliation compares the provider's machines with the database.
+    pub reconcile_interval: Duration,
+    /// How long a machine without a project is left alone before it is destroyed.
+    pub orphan_grace: Duration,
+    /// How long a project or machine may stay in a transient state before it is reported.
+    pub stuck_after: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -57,6 +70,11 @@ impl fmt::Debug for Config {
             .field("supabase_jwt_secret", &redact(&self.supabase_jwt_secret))
             .field("web_dir", &self.web_dir)
             .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("tunnel_public_addr", &self.tunnel_public_addr)
+            .field("fly", &self.fly)
+            .field("reconcile_interval", &self.reconcile_interval)
+            .field("orphan_grace", &self.orphan_grace)
+            .field("stuck_after", &self.stuck_after)
             .finish()
     }
 }
@@ -80,6 +98,12 @@ impl Config {
             web_dir: None,
             heartbeat_interval: Duration::from_secs(15),
             wait_timeout: Duration::from_secs(60),
+            max_write_bytes: 100 << 20,
+            tunnel_public_addr: None,
+            fly: None,
+            reconcile_interval: Duration::from_secs(60),
+            orphan_grace: Duration::from_secs(10 * 60),
+            stuck_after: Duration::from_secs(5 * 60),
         }
     }
 }

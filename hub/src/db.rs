@@ -86,12 +86,7 @@ impl Db {
 
     // Users
 
-    pub async fn create_user(
-        &self,
-        id: Uuid,
-        email: &str,
-        password_hash: Option<&str>,
-    ) -> sqlx::Result<User> {
+    pub async fn create_user(&self, id: Uuid, email: &str, password_hash: Option<&str>) -> sqlx::Result<User> {
         sqlx::query_as("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) RETURNING id, email, password_hash, display_name, plan")
             .bind(id)
             .bind(email)
@@ -118,29 +113,26 @@ impl Db {
     }
 
     pub async fn user(&self, id: Uuid) -> sqlx::Result<Option<User>> {
-        sqlx::query_as(
-            "SELECT id, email, password_hash, display_name, plan FROM users WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
+        sqlx::query_as("SELECT id, email, password_hash, display_name, plan FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
     }
 
     pub async fn set_display_name(&self, id: Uuid, name: &str) -> sqlx::Result<Option<User>> {
-        sqlx::query_as("UPDATE users SET display_name = $2 WHERE id = $1 RETURNING id, email, password_hash, display_name, plan")
-            .bind(id)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
+        sqlx::query_as(
+            "UPDATE users SET display_name = $2 WHERE id = $1 RETURNING id, email, password_hash, display_name, plan",
+        )
+        .bind(id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
     }
 
     // Projects
 
     pub async fn count_projects(&self, owner: Uuid) -> sqlx::Result<i64> {
-        sqlx::query_scalar("SELECT count(*) FROM projects WHERE owner_id = $1")
-            .bind(owner)
-            .fetch_one(&self.pool)
-            .await
+        sqlx::query_scalar("SELECT count(*) FROM projects WHERE owner_id = $1").bind(owner).fetch_one(&self.pool).await
     }
 
     pub async fn create_project(
@@ -187,12 +179,10 @@ impl Db {
 
     /// The project whoever owns it (internal use: tunnels, reconciliation).
     pub async fn project_any(&self, id: Uuid) -> sqlx::Result<Option<Project>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {PROJECT_COLS} FROM projects WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {PROJECT_COLS} FROM projects WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
     }
 
     pub async fn update_project(
@@ -218,20 +208,12 @@ impl Db {
     }
 
     pub async fn delete_project(&self, id: Uuid) -> sqlx::Result<()> {
-        sqlx::query("DELETE FROM projects WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM projects WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(())
     }
 
     /// Sets the status (and error message); returns the updated project.
-    pub async fn set_status(
-        &self,
-        id: Uuid,
-        status: &str,
-        error: Option<&str>,
-    ) -> sqlx::Result<Option<Project>> {
+    pub async fn set_status(&self, id: Uuid, status: &str, error: Option<&str>) -> sqlx::Result<Option<Project>> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE projects SET status = $2, error_message = $3, updated_at = now() WHERE id = $1 RETURNING {PROJECT_COLS}"
         )))
@@ -243,12 +225,7 @@ impl Db {
     }
 
     /// Moves `from` → `to` only if the status is still `from`.
-    pub async fn transition(
-        &self,
-        id: Uuid,
-        from: &[&str],
-        to: &str,
-    ) -> sqlx::Result<Option<Project>> {
+    pub async fn transition(&self, id: Uuid, from: &[&str], to: &str) -> sqlx::Result<Option<Project>> {
         let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE projects SET status = $3, error_message = NULL, updated_at = now() \
@@ -262,19 +239,11 @@ impl Db {
     }
 
     pub async fn touch_project(&self, id: Uuid) -> sqlx::Result<()> {
-        sqlx::query("UPDATE projects SET last_accessed_at = now() WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("UPDATE projects SET last_accessed_at = now() WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(())
     }
 
-    pub async fn set_machine(
-        &self,
-        id: Uuid,
-        token_hash: &[u8],
-        machine_id: Option<&str>,
-    ) -> sqlx::Result<()> {
+    pub async fn set_machine(&self, id: Uuid, token_hash: &[u8], machine_id: Option<&str>) -> sqlx::Result<()> {
         sqlx::query("UPDATE projects SET machine_token_hash = $2, machine_id = coalesce($3, machine_id) WHERE id = $1")
             .bind(id)
             .bind(token_hash)
@@ -285,11 +254,10 @@ impl Db {
     }
 
     pub async fn machine_token_hash(&self, id: Uuid) -> sqlx::Result<Option<Vec<u8>>> {
-        let row: Option<(Option<Vec<u8>>,)> =
-            sqlx::query_as("SELECT machine_token_hash FROM projects WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(Option<Vec<u8>>,)> = sqlx::query_as("SELECT machine_token_hash FROM projects WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.and_then(|r| r.0))
     }
 
@@ -312,9 +280,7 @@ impl Db {
         purpose: &str,
         expires: DateTime<Utc>,
     ) -> sqlx::Result<()> {
-        sqlx::query("DELETE FROM tickets WHERE expires_at < now() - interval '1 hour'")
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM tickets WHERE expires_at < now() - interval '1 hour'").execute(&self.pool).await?;
         sqlx::query("INSERT INTO tickets (hash, user_id, project_id, purpose, expires_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(hash)
             .bind(user)
@@ -339,12 +305,7 @@ impl Db {
 
     // Tunnels and heartbeats
 
-    pub async fn tunnel_connected(
-        &self,
-        project: Uuid,
-        hub_instance: &str,
-        boot_id: &str,
-    ) -> sqlx::Result<()> {
+    pub async fn tunnel_connected(&self, project: Uuid, hub_instance: &str, boot_id: &str) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO tunnels (project_id, hub_instance, boot_id) VALUES ($1, $2, $3) \
              ON CONFLICT (project_id) DO UPDATE SET hub_instance = $2, boot_id = $3, connected_at = now()",
@@ -391,5 +352,61 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         tx.commit().await
+    }
+}
+
+/// A project's compute state, as reconciliation compares it with the provider's.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ComputeRow {
+    pub id: Uuid,
+    pub status: String,
+    pub updated_at: DateTime<Utc>,
+    pub machine_id: Option<String>,
+    pub volume_id: Option<String>,
+}
+
+impl Db {
+    // Compute reconciliation
+
+    /// Every project's status and stored machine and volume ids.
+    pub async fn compute_rows(&self) -> sqlx::Result<Vec<ComputeRow>> {
+        sqlx::query_as("SELECT id, status, updated_at, machine_id, volume_id FROM projects").fetch_all(&self.pool).await
+    }
+
+    /// Stores the provider's ids for the project's machine and volume.
+    pub async fn set_compute_ids(
+        &self,
+        id: Uuid,
+        machine_id: Option<&str>,
+        volume_id: Option<&str>,
+    ) -> sqlx::Result<()> {
+        sqlx::query("UPDATE projects SET machine_id = $2, volume_id = $3 WHERE id = $1")
+            .bind(id)
+            .bind(machine_id)
+            .bind(volume_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks the project `error` with `message`, unless its status changed
+    /// since it was read as `status` at `updated_at`.
+    pub async fn fail_if_unchanged(
+        &self,
+        id: Uuid,
+        status: &str,
+        updated_at: DateTime<Utc>,
+        message: &str,
+    ) -> sqlx::Result<Option<Project>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE projects SET status = 'error', error_message = $4, updated_at = now() \
+             WHERE id = $1 AND status = $2 AND updated_at = $3 RETURNING {PROJECT_COLS}"
+        )))
+        .bind(id)
+        .bind(status)
+        .bind(updated_at)
+        .bind(message)
+        .fetch_optional(&self.pool)
+        .await
     }
 }

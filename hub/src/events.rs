@@ -20,19 +20,13 @@ pub struct Events {
 
 impl Default for Events {
     fn default() -> Self {
-        Self {
-            tx: broadcast::channel(1024).0,
-        }
+        Self { tx: broadcast::channel(1024).0 }
     }
 }
 
 impl Events {
     pub fn publish(&self, project_id: Uuid, kind: &'static str, data: Value) {
-        let _ = self.tx.send(Event {
-            project_id,
-            kind,
-            data,
-        });
+        let _ = self.tx.send(Event { project_id, kind, data });
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -16,6 +16,7 @@ pub mod events;
 pub mod metrics;
 pub mod pg;
 pub mod projects;
+pub mod reconcile;
 pub mod tls;
 pub mod tunnel;
 
@@ -76,8 +77,7 @@ fn web_dir(config: &Config) -> Option<PathBuf> {
 
 /// Runs the hub until `shutdown` is cancelled, then drains and stops.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let data_dir = config.data_dir.canonicalize()?;
 
     let embedded = match &config.database_url {
@@ -105,24 +105,18 @@ async fn serve(
     options: sqlx::postgres::PgConnectOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let db = db::Db::connect(options)
-        .await
-        .context("connecting to postgres")?;
+    let db = db::Db::connect(options).await.context("connecting to postgres")?;
     let jwt_secret = match &config.jwt_secret {
         Some(s) => s.as_bytes().to_vec(),
         None => tls::persistent_secret(&data_dir.join("secrets/jwt.key"), 32)?,
     };
-    let tokens = auth::Tokens::new(
-        &jwt_secret,
-        config.supabase_jwt_secret.as_deref().map(str::as_bytes),
-    );
+    let tokens = auth::Tokens::new(&jwt_secret, config.supabase_jwt_secret.as_deref().map(str::as_bytes));
     let identity = tls::local_identity(&data_dir.join("tls"), &[])?;
     let ca_file = identity.ca_file.clone();
     let reset_key = tls::persistent_secret(&data_dir.join("secrets/quic-reset.key"), 32)?;
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let http_addr = listener.local_addr()?;
     let endpoint = tunnel::endpoint(config.tunnel_listen, identity, &reset_key)?;
     let tunnel_addr = endpoint.local_addr()?;
@@ -139,9 +133,15 @@ async fn serve(
             dial_addr.to_string(),
             ca_file,
         )),
-        ComputeKind::Fly => anyhow::bail!(
-            "AETHER_COMPUTE=fly: the Fly Machines provider is not available in this build"
-        ),
+        ComputeKind::Fly => {
+            let fly = config.fly.clone().context(
+                "AETHER_COMPUTE=fly needs FLY_API_TOKEN, the VMs' app (AETHER_FLY_APP or FLY_APP_NAME) and AETHER_FLY_IMAGE",
+            )?;
+            // The VM can't be handed the CA file, so it gets its text.
+            let ca_pem = std::fs::read_to_string(&ca_file).context("reading the hub's CA")?;
+            let hub_addr = config.tunnel_public_addr.clone().unwrap_or_else(|| dial_addr.to_string());
+            Arc::new(compute::fly::FlyCompute::new(fly, hub_addr, Some(ca_pem))?)
+        }
     };
     let hub = Arc::new(Hub {
         web_dir: web_dir(&config),
@@ -155,30 +155,21 @@ async fn serve(
         metrics: metrics::Metrics::default(),
         instance_id: uuid::Uuid::new_v4().to_string(),
     });
-    projects::reconcile(&hub)
-        .await
-        .context("reconciling projects with their VMs")?;
+    projects::reconcile(&hub).await.context("reconciling projects with their VMs")?;
 
-    let addresses = Addresses {
-        http: http_addr,
-        tunnel: tunnel_addr,
-    };
+    let addresses = Addresses { http: http_addr, tunnel: tunnel_addr };
     std::fs::write(data_dir.join("hub.json"), serde_json::to_vec(&addresses)?)?;
     tracing::info!(http = %http_addr, tunnel = %tunnel_addr, data = %data_dir.display(), "aether hub listening");
 
-    let tunnels = tokio::spawn(tunnel::serve(
-        endpoint.clone(),
-        hub.clone(),
-        shutdown.clone(),
-    ));
+    let tunnels = tokio::spawn(tunnel::serve(endpoint.clone(), hub.clone(), shutdown.clone()));
+    let reconciler = tokio::spawn(reconcile::run(hub.clone(), shutdown.clone()));
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, api::app(hub.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+    axum::serve(listener, api::app(hub.clone())).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
     shutdown.cancel();
     let _ = tunnels.await;
+    let _ = reconciler.await;
     endpoint.wait_idle().await;
     hub.db.pool.close().await;
     Ok(())

@@ -1,6 +1,8 @@
 //! `aether-hub`: parses flags and environment into a `Config` and runs the hub.
 
+use aether_hub::compute::fly::FlyConfig;
 use aether_hub::config::{ComputeKind, Config};
+use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,18 +46,84 @@ struct Args {
     /// Interval VMs send heartbeats at, in milliseconds.
     #[arg(long, env = "AETHER_HEARTBEAT_INTERVAL_MS", default_value_t = 15_000)]
     heartbeat_interval_ms: u64,
+    /// Largest file one API write may upload, in bytes.
+    #[arg(long, env = "AETHER_MAX_WRITE_BYTES", default_value_t = 100 << 20)]
+    max_write_bytes: u64,
+    /// host:port VMs dial for the tunnel (default: the tunnel listen address).
+    #[arg(long, env = "AETHER_TUNNEL_PUBLIC_ADDR")]
+    tunnel_public_addr: Option<String>,
+    /// How often reconciliation runs, in milliseconds.
+    #[arg(long, env = "AETHER_RECONCILE_INTERVAL_MS", default_value_t = 60_000)]
+    reconcile_interval_ms: u64,
+    /// How long a machine without a project is kept before it is destroyed, in milliseconds.
+    #[arg(long, env = "AETHER_ORPHAN_GRACE_MS", default_value_t = 600_000)]
+    orphan_grace_ms: u64,
+    /// How long a transient state may last before it is reported, in milliseconds.
+    #[arg(long, env = "AETHER_STUCK_AFTER_MS", default_value_t = 300_000)]
+    stuck_after_ms: u64,
+    #[command(flatten)]
+    fly: FlyArgs,
+}
+
+/// The Fly Machines provider's settings (`AETHER_COMPUTE=fly`).
+#[derive(clap::Args)]
+struct FlyArgs {
+    /// The Machines API's root URL.
+    #[arg(long, env = "FLY_API_URL", default_value = "https://api.machines.dev")]
+    fly_api_url: String,
+    #[arg(long, env = "FLY_API_TOKEN", hide_env_values = true)]
+    fly_api_token: Option<String>,
+    /// The Fly app of the project VMs (on Fly, FLY_APP_NAME is the hub's own app).
+    #[arg(long, env = "AETHER_FLY_APP")]
+    fly_app: Option<String>,
+    #[arg(long, env = "FLY_APP_NAME", hide = true)]
+    fly_app_name: Option<String>,
+    /// Region of new VMs (default: FLY_REGION).
+    #[arg(long, env = "AETHER_FLY_REGION")]
+    fly_region: Option<String>,
+    #[arg(long, env = "FLY_REGION", hide = true)]
+    fly_region_default: Option<String>,
+    /// The VM image, built from Dockerfile.vm.
+    #[arg(long, env = "AETHER_FLY_IMAGE")]
+    fly_image: Option<String>,
+    #[arg(long, env = "AETHER_FLY_VOLUME_GB", default_value_t = 10)]
+    fly_volume_gb: u32,
+    #[arg(long, env = "AETHER_FLY_CPUS", default_value_t = 1)]
+    fly_cpus: u32,
+    #[arg(long, env = "AETHER_FLY_MEMORY_MB", default_value_t = 1024)]
+    fly_memory_mb: u32,
+}
+
+fn fly_config(f: FlyArgs) -> anyhow::Result<FlyConfig> {
+    let set = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let token = set(f.fly_api_token).context("AETHER_COMPUTE=fly: FLY_API_TOKEN is not set")?;
+    let app = set(f.fly_app)
+        .or(set(f.fly_app_name))
+        .context("AETHER_COMPUTE=fly: set AETHER_FLY_APP to the Fly app of the project VMs")?;
+    let region = set(f.fly_region)
+        .or(set(f.fly_region_default))
+        .context("AETHER_COMPUTE=fly: set AETHER_FLY_REGION (or FLY_REGION)")?;
+    let image = set(f.fly_image).context("AETHER_COMPUTE=fly: set AETHER_FLY_IMAGE to the VM image")?;
+    let mut config = FlyConfig::new(&f.fly_api_url, &token, &app, &region, &image);
+    config.volume_size_gb = f.fly_volume_gb.max(1);
+    config.cpus = f.fly_cpus.max(1);
+    config.memory_mb = f.fly_memory_mb.max(256);
+    Ok(config)
 }
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_ansi(false)
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let a = Args::parse();
+    let fly = match a.compute {
+        ComputeKind::Fly => Some(fly_config(a.fly)?),
+        ComputeKind::Local => None,
+    };
     let config = Config {
         listen: a.listen,
         tunnel_listen: a.tunnel_listen,
@@ -71,14 +139,19 @@ fn main() -> anyhow::Result<()> {
         web_dir: a.web_dir,
         heartbeat_interval: Duration::from_millis(a.heartbeat_interval_ms.max(100)),
         wait_timeout: Duration::from_secs(60),
+        max_write_bytes: a.max_write_bytes,
+        tunnel_public_addr: a.tunnel_public_addr.filter(|s| !s.is_empty()),
+        fly,
+        reconcile_interval: Duration::from_millis(a.reconcile_interval_ms.max(50)),
+        orphan_grace: Duration::from_millis(a.orphan_grace_ms),
+        stuck_after: Duration::from_millis(a.stuck_after_ms),
     };
     tokio::runtime::Runtime::new()?.block_on(async {
         let shutdown = CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {
             let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("sigterm handler");
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("sigterm handler");
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}

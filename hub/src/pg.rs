@@ -27,24 +27,12 @@ fn find_bin_dir() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(dir));
     }
     let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .collect()
-        })
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
         .unwrap_or_default();
     candidates.sort_by_key(|p| {
-        p.parent()
-            .and_then(|v| v.file_name())
-            .and_then(|v| v.to_str())
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0)
+        p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0)
     });
-    if let Some(dir) = candidates
-        .into_iter()
-        .rev()
-        .find(|d| d.join("initdb").exists())
-    {
+    if let Some(dir) = candidates.into_iter().rev().find(|d| d.join("initdb").exists()) {
         return Ok(dir);
     }
     for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
@@ -52,9 +40,7 @@ fn find_bin_dir() -> anyhow::Result<PathBuf> {
             return Ok(dir);
         }
     }
-    bail!(
-        "no PostgreSQL server binaries (initdb, pg_ctl) found; install postgresql or set DATABASE_URL"
-    )
+    bail!("no PostgreSQL server binaries (initdb, pg_ctl) found; install postgresql or set DATABASE_URL")
 }
 
 impl EmbeddedPg {
@@ -75,12 +61,7 @@ impl EmbeddedPg {
         for d in [&dir, &socket_dir] {
             std::fs::create_dir_all(d)?;
         }
-        let pg = Self {
-            bin,
-            data,
-            socket_dir,
-            as_postgres,
-        };
+        let pg = Self { bin, data, socket_dir, as_postgres };
         if as_postgres {
             let user = nix::unistd::User::from_name("postgres")?
                 .context("running as root needs a `postgres` user for the embedded database")?;
@@ -93,38 +74,15 @@ impl EmbeddedPg {
             tracing::info!(data = %pg.data.display(), "initialising embedded postgres");
             pg.run(
                 "initdb",
-                &[
-                    "-D",
-                    path_str(&pg.data)?,
-                    "--auth=trust",
-                    "-U",
-                    "postgres",
-                    "-E",
-                    "UTF8",
-                    "--no-instructions",
-                ],
+                &["-D", path_str(&pg.data)?, "--auth=trust", "-U", "postgres", "-E", "UTF8", "--no-instructions"],
             )?;
         }
         if !pg.running() {
             let log = dir.join("postgres.log");
-            let opts = format!(
-                "-k {} -c listen_addresses= -p {PORT}",
-                path_str(&pg.socket_dir)?
-            );
+            let opts = format!("-k {} -c listen_addresses= -p {PORT}", path_str(&pg.socket_dir)?);
             pg.run(
                 "pg_ctl",
-                &[
-                    "-D",
-                    path_str(&pg.data)?,
-                    "-l",
-                    path_str(&log)?,
-                    "-o",
-                    &opts,
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ],
+                &["-D", path_str(&pg.data)?, "-l", path_str(&log)?, "-o", &opts, "-w", "-t", "60", "start"],
             )?;
         } else {
             tracing::info!("reusing the embedded postgres that is already running");
@@ -135,20 +93,13 @@ impl EmbeddedPg {
     fn check_reachable(&self, dir: &Path) -> anyhow::Result<()> {
         let status = self.command("test").args(["-x", path_str(dir)?]).status()?;
         if !status.success() {
-            bail!(
-                "user postgres cannot reach {}; set AETHER_DATA_DIR to a folder it can traverse",
-                dir.display()
-            );
+            bail!("user postgres cannot reach {}; set AETHER_DATA_DIR to a folder it can traverse", dir.display());
         }
         Ok(())
     }
 
     fn command(&self, program: &str) -> Command {
-        let path = if program == "test" {
-            PathBuf::from("test")
-        } else {
-            self.bin.join(program)
-        };
+        let path = if program == "test" { PathBuf::from("test") } else { self.bin.join(program) };
         if self.as_postgres {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(path);
@@ -159,17 +110,9 @@ impl EmbeddedPg {
     }
 
     fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<()> {
-        let out = self
-            .command(program)
-            .args(args)
-            .output()
-            .with_context(|| format!("running {program}"))?;
+        let out = self.command(program).args(args).output().with_context(|| format!("running {program}"))?;
         if !out.status.success() {
-            bail!(
-                "{program} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            bail!("{program} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         }
         Ok(())
     }
@@ -178,19 +121,12 @@ impl EmbeddedPg {
         let Ok(data) = path_str(&self.data) else {
             return false;
         };
-        self.command("pg_ctl")
-            .args(["-D", data, "status"])
-            .output()
-            .is_ok_and(|o| o.status.success())
+        self.command("pg_ctl").args(["-D", data, "status"]).output().is_ok_and(|o| o.status.success())
     }
 
     /// How to connect to it.
     pub fn connect_options(&self) -> PgConnectOptions {
-        PgConnectOptions::new()
-            .socket(&self.socket_dir)
-            .port(PORT)
-            .username("postgres")
-            .database("postgres")
+        PgConnectOptions::new().socket(&self.socket_dir).port(PORT).username("postgres").database("postgres")
     }
 
     /// Stops the cluster (fast shutdown).
@@ -204,6 +140,5 @@ impl EmbeddedPg {
 }
 
 fn path_str(p: &Path) -> anyhow::Result<&str> {
-    p.to_str()
-        .with_context(|| format!("non-UTF-8 path {}", p.display()))
+    p.to_str().with_context(|| format!("non-UTF-8 path {}", p.display()))
 }

@@ -14,19 +14,10 @@ use uuid::Uuid;
 
 /// Publishes a project's new state to its event stream.
 pub fn publish(hub: &Hub, project: &Project) {
-    hub.events.publish(
-        project.id,
-        "status",
-        serde_json::to_value(project).unwrap_or_default(),
-    );
+    hub.events.publish(project.id, "status", serde_json::to_value(project).unwrap_or_default());
 }
 
-async fn set_status(
-    hub: &Hub,
-    id: Uuid,
-    status: &str,
-    error: Option<&str>,
-) -> anyhow::Result<Option<Project>> {
+async fn set_status(hub: &Hub, id: Uuid, status: &str, error: Option<&str>) -> anyhow::Result<Option<Project>> {
     let p = hub.db.set_status(id, status, error).await?;
     if let Some(p) = &p {
         publish(hub, p);
@@ -38,26 +29,21 @@ async fn set_status(
 pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Project> {
     let id = project.id;
     if project.status == "stopping" {
-        return Err(ApiError::Conflict(
-            "the project is stopping; start it again when it has stopped".into(),
-        ));
+        return Err(ApiError::Conflict("the project is stopping; start it again when it has stopped".into()));
     }
     let booted = hub.compute.status(id).await? == MachineState::Running;
     if !booted {
         let token = random_token(32);
-        hub.db
-            .set_machine(id, &sha256(token.as_bytes()), None)
-            .await?;
+        hub.db.set_machine(id, &sha256(token.as_bytes()), None).await?;
         set_status(hub, id, "starting", None).await?;
-        let spec = StartSpec {
-            project_id: id,
-            machine_token: token,
-            env: vec![],
-        };
+        let spec = StartSpec { project_id: id, machine_token: token, env: vec![] };
         if let Err(e) = hub.compute.start(&spec).await {
             let msg = format!("could not start the VM: {e:#}");
             set_status(hub, id, "error", Some(&msg)).await?;
             return Err(ApiError::Internal(e.context("starting vm")));
+        }
+        if let Some((machine, volume)) = hub.compute.placement(id) {
+            hub.db.set_compute_ids(id, Some(&machine), volume.as_deref()).await?;
         }
     } else if hub.tunnels.get(id).is_none() && project.status != "starting" {
         set_status(hub, id, "starting", None).await?;
@@ -67,12 +53,7 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pr
     }
     hub.db.touch_project(id).await?;
     if wait {
-        if hub
-            .tunnels
-            .wait_for(id, hub.config.wait_timeout)
-            .await
-            .is_none()
-        {
+        if hub.tunnels.wait_for(id, hub.config.wait_timeout).await.is_none() {
             return Err(ApiError::Timeout("the VM did not come up in time".into()));
         }
         on_tunnel_up(hub, id).await;
@@ -83,11 +64,7 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pr
 /// Stops the project's VM; with `wait`, returns once it has stopped.
 pub async fn stop(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Project> {
     let id = project.id;
-    let Some(stopping) = hub
-        .db
-        .transition(id, &["starting", "running", "error"], "stopping")
-        .await?
-    else {
+    let Some(stopping) = hub.db.transition(id, &["starting", "running", "error"], "stopping").await? else {
         return Ok(project);
     };
     publish(hub, &stopping);
@@ -109,15 +86,7 @@ async fn finish_stop(hub: &Hub, id: Uuid) -> anyhow::Result<()> {
     hub.tunnels.close(id, "stopped");
     match &result {
         Ok(()) => set_status(hub, id, "stopped", None).await?,
-        Err(e) => {
-            set_status(
-                hub,
-                id,
-                "error",
-                Some(&format!("could not stop the VM: {e:#}")),
-            )
-            .await?
-        }
+        Err(e) => set_status(hub, id, "error", Some(&format!("could not stop the VM: {e:#}"))).await?,
     };
     result
 }
@@ -128,21 +97,13 @@ pub async fn delete(hub: &Hub, project: Project) -> ApiResult<()> {
     hub.compute.destroy(project.id).await?;
     hub.tunnels.close(project.id, "deleted");
     hub.db.delete_project(project.id).await?;
-    hub.events.publish(
-        project.id,
-        "deleted",
-        serde_json::json!({ "id": project.id }),
-    );
+    hub.events.publish(project.id, "deleted", serde_json::json!({ "id": project.id }));
     Ok(())
 }
 
 /// A VM's tunnel came up: the project is running.
 pub async fn on_tunnel_up(hub: &Hub, id: Uuid) {
-    match hub
-        .db
-        .transition(id, &["starting", "stopped", "error"], "running")
-        .await
-    {
+    match hub.db.transition(id, &["starting", "stopped", "error"], "running").await {
         Ok(Some(p)) => publish(hub, &p),
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "marking project running"),
@@ -155,9 +116,7 @@ pub async fn on_tunnel_down(hub: &Hub, id: Uuid) {
         Ok(MachineState::Running) => {} // It will reconnect.
         Ok(_) => match hub.db.project_any(id).await {
             Ok(Some(p)) if matches!(p.status.as_str(), "running" | "starting") => {
-                if let Err(e) =
-                    set_status(hub, id, "error", Some("the VM stopped unexpectedly")).await
-                {
+                if let Err(e) = set_status(hub, id, "error", Some("the VM stopped unexpectedly")).await {
                     tracing::warn!(error = %e, "marking project failed");
                 }
             }

@@ -7,9 +7,7 @@
 //! so that a restarted hub can tell old tunnels at once that it forgot them.
 
 use anyhow::Context;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::path::{Path, PathBuf};
 
@@ -23,12 +21,7 @@ pub struct TlsIdentity {
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     f.write_all(contents)?;
     Ok(())
 }
@@ -43,8 +36,7 @@ pub fn local_identity(dir: &Path, extra_names: &[String]) -> anyhow::Result<TlsI
         tracing::info!(dir = %dir.display(), "creating the local tunnel CA and certificate");
         let ca_key = KeyPair::generate().context("generating CA key")?;
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.distinguished_name
-            .push(DnType::CommonName, "aether local tunnel CA");
+        ca.distinguished_name.push(DnType::CommonName, "aether local tunnel CA");
         ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         ca.not_after = rcgen::date_time_ymd(2046, 1, 1);
@@ -54,15 +46,9 @@ pub fn local_identity(dir: &Path, extra_names: &[String]) -> anyhow::Result<TlsI
         let mut names = vec!["localhost".to_owned(), "aether-hub".to_owned()];
         names.extend(extra_names.iter().cloned());
         let mut params = CertificateParams::new(names)?;
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress("127.0.0.1".parse()?));
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress("::1".parse()?));
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "aether hub");
+        params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse()?));
+        params.subject_alt_names.push(SanType::IpAddress("::1".parse()?));
+        params.distinguished_name.push(DnType::CommonName, "aether hub");
         params.not_after = rcgen::date_time_ymd(2046, 1, 1);
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &issuer)?;
@@ -74,9 +60,7 @@ pub fn local_identity(dir: &Path, extra_names: &[String]) -> anyhow::Result<TlsI
         .collect::<Result<Vec<_>, _>>()
         .context("reading hub certificate")?;
     let key_pem = std::fs::read(&key_file)?;
-    let key = rustls_pemfile::pkcs8_private_keys(&mut key_pem.as_slice())
-        .next()
-        .context("no key in hub.key")??;
+    let key = rustls_pemfile::pkcs8_private_keys(&mut key_pem.as_slice()).next().context("no key in hub.key")??;
     Ok(TlsIdentity {
         cert_chain,
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.secret_pkcs8_der().to_vec())),

@@ -41,20 +41,17 @@ pub mod close {
 pub struct Tunnel {
     pub conn: quinn::Connection,
     pub boot_id: String,
+    /// The project home's real path in the VM, as aetherd reported it.
+    pub home: Vec<u8>,
     generation: u64,
 }
 
 impl Tunnel {
     /// Opens a stream of the given kind; the header is already written.
-    pub async fn open(
-        &self,
-        kind: StreamKind,
-    ) -> anyhow::Result<(quinn::SendStream, quinn::RecvStream)> {
+    pub async fn open(&self, kind: StreamKind) -> anyhow::Result<(quinn::SendStream, quinn::RecvStream)> {
         let (mut send, recv) = self.conn.open_bi().await.context("opening tunnel stream")?;
         let header = aether_protocol::frame::encode_frame(&pb::StreamOpen::from(kind));
-        send.write_all(&header)
-            .await
-            .context("writing stream header")?;
+        send.write_all(&header).await.context("writing stream header")?;
         Ok((send, recv))
     }
 }
@@ -69,11 +66,7 @@ pub struct Tunnels {
 
 impl Tunnels {
     pub fn get(&self, project: Uuid) -> Option<Tunnel> {
-        self.map
-            .lock()
-            .expect("tunnels lock")
-            .get(&project)
-            .cloned()
+        self.map.lock().expect("tunnels lock").get(&project).cloned()
     }
 
     pub fn count(&self) -> usize {
@@ -85,27 +78,19 @@ impl Tunnels {
         project: Uuid,
         conn: quinn::Connection,
         boot_id: String,
+        home: Vec<u8>,
     ) -> (Tunnel, Option<Tunnel>) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-        let tunnel = Tunnel {
-            conn,
-            boot_id,
-            generation,
-        };
-        let old = self
-            .map
-            .lock()
-            .expect("tunnels lock")
-            .insert(project, tunnel.clone());
+        let home = if home.is_empty() { aether_protocol::fs::NOMINAL_HOME.to_vec() } else { home };
+        let tunnel = Tunnel { conn, boot_id, home, generation };
+        let old = self.map.lock().expect("tunnels lock").insert(project, tunnel.clone());
         self.changed.send_modify(|n| *n += 1);
         (tunnel, old)
     }
 
     fn remove_if(&self, project: Uuid, generation: u64) -> bool {
         let mut map = self.map.lock().expect("tunnels lock");
-        let current = map
-            .get(&project)
-            .is_some_and(|t| t.generation == generation);
+        let current = map.get(&project).is_some_and(|t| t.generation == generation);
         if current {
             map.remove(&project);
             drop(map);
@@ -129,10 +114,7 @@ impl Tunnels {
             if let Some(t) = self.get(project) {
                 return Some(t);
             }
-            if tokio::time::timeout_at(deadline, rx.changed())
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
                 return None;
             }
         }
@@ -145,12 +127,10 @@ pub fn endpoint(
     identity: crate::tls::TlsIdentity,
     reset_key: &[u8],
 ) -> anyhow::Result<quinn::Endpoint> {
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])?
-    .with_no_client_auth()
-    .with_single_cert(identity.cert_chain, identity.key)?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(identity.cert_chain, identity.key)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -165,14 +145,8 @@ pub fn endpoint(
     let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_key);
     let mut config = quinn::EndpointConfig::new(Arc::new(reset));
     config.cid_generator(|| Box::new(RandomCids));
-    let socket =
-        std::net::UdpSocket::bind(addr).with_context(|| format!("binding tunnel port {addr}"))?;
-    Ok(quinn::Endpoint::new(
-        config,
-        Some(server),
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )?)
+    let socket = std::net::UdpSocket::bind(addr).with_context(|| format!("binding tunnel port {addr}"))?;
+    Ok(quinn::Endpoint::new(config, Some(server), socket, Arc::new(quinn::TokioRuntime))?)
 }
 
 /// Random 8-byte connection ids that any hub process accepts as its own
@@ -231,21 +205,13 @@ async fn authenticate(hub: &Hub, hello: &Hello) -> anyhow::Result<Option<Uuid>> 
 }
 
 async fn handle(hub: Arc<Hub>, conn: quinn::Connection) -> anyhow::Result<()> {
-    let (send, recv) = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi())
-        .await
-        .context("no control stream")??;
-    let mut rx = FramedRead::new(
-        recv,
-        FrameCodec::<pb::AgentMessage>::with_max(MAX_CONTROL_FRAME),
-    );
+    let (send, recv) =
+        tokio::time::timeout(Duration::from_secs(10), conn.accept_bi()).await.context("no control stream")??;
+    let mut rx = FramedRead::new(recv, FrameCodec::<pb::AgentMessage>::with_max(MAX_CONTROL_FRAME));
     let mut tx = FramedWrite::new(send, FrameCodec::<pb::HubMessage>::default());
-    let first = tokio::time::timeout(Duration::from_secs(10), rx.next())
-        .await
-        .context("no hello")?;
+    let first = tokio::time::timeout(Duration::from_secs(10), rx.next()).await.context("no hello")?;
     let hello = match first {
-        Some(Ok(pb::AgentMessage {
-            msg: Some(pb::agent_message::Msg::Hello(h)),
-        })) => Hello::try_from(h),
+        Some(Ok(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Hello(h)) })) => Hello::try_from(h),
         Some(Err(e)) => return Err(protocol_error(&conn, e)),
         _ => Err(aether_protocol::domain::Invalid("expected hello".into())),
     };
@@ -258,38 +224,22 @@ async fn handle(hub: Arc<Hub>, conn: quinn::Connection) -> anyhow::Result<()> {
     };
     let Some(project) = authenticate(&hub, &hello).await? else {
         hub.metrics.tunnels_rejected.fetch_add(1, Ordering::Relaxed);
-        let reject = pb::Reject {
-            code: "unauthorized".into(),
-            message: "unknown project or wrong machine token".into(),
-        };
-        let _ = tx
-            .send(pb::HubMessage {
-                msg: Some(pb::hub_message::Msg::Reject(reject)),
-            })
-            .await;
+        let reject =
+            pb::Reject { code: "unauthorized".into(), message: "unknown project or wrong machine token".into() };
+        let _ = tx.send(pb::HubMessage { msg: Some(pb::hub_message::Msg::Reject(reject)) }).await;
         conn.close(close::UNAUTHORIZED.into(), b"unauthorized");
         anyhow::bail!("rejected tunnel for {:?}", hello.project_id);
     };
     let span = tracing::info_span!("tunnel", %project, boot = %hello.boot_id);
     let _enter = span.enter();
 
-    let (tunnel, old) = hub
-        .tunnels
-        .insert(project, conn.clone(), hello.boot_id.clone());
+    let (tunnel, old) = hub.tunnels.insert(project, conn.clone(), hello.boot_id.clone(), hello.home.clone());
     if let Some(old) = old {
-        old.conn
-            .close(close::REPLACED.into(), b"replaced by a newer tunnel");
+        old.conn.close(close::REPLACED.into(), b"replaced by a newer tunnel");
     }
-    let welcome = pb::Welcome {
-        heartbeat_interval_ms: hub.config.heartbeat_interval.as_millis() as u32,
-    };
-    tx.send(pb::HubMessage {
-        msg: Some(pb::hub_message::Msg::Welcome(welcome)),
-    })
-    .await?;
-    hub.db
-        .tunnel_connected(project, &hub.instance_id, &hello.boot_id)
-        .await?;
+    let welcome = pb::Welcome { heartbeat_interval_ms: hub.config.heartbeat_interval.as_millis() as u32 };
+    tx.send(pb::HubMessage { msg: Some(pb::hub_message::Msg::Welcome(welcome)) }).await?;
+    hub.db.tunnel_connected(project, &hub.instance_id, &hello.boot_id).await?;
     tracing::info!(remote = %conn.remote_address(), version = %hello.agent_version, "tunnel up");
     crate::projects::on_tunnel_up(&hub, project).await;
 
@@ -327,9 +277,8 @@ fn protocol_error(conn: &quinn::Connection, e: FrameError) -> anyhow::Error {
 
 async fn record(hub: &Hub, project: Uuid, hb: &pb::Heartbeat) {
     hub.metrics.heartbeats.fetch_add(1, Ordering::Relaxed);
-    let last_activity = (hb.last_activity_unix_ms > 0)
-        .then(|| Utc.timestamp_millis_opt(hb.last_activity_unix_ms).single())
-        .flatten();
+    let last_activity =
+        (hb.last_activity_unix_ms > 0).then(|| Utc.timestamp_millis_opt(hb.last_activity_unix_ms).single()).flatten();
     let rec = crate::db::HeartbeatRecord {
         project_id: project,
         boot_id: &hb.boot_id,

@@ -23,8 +23,5 @@ async fn the_hub_starts_and_stops_an_embedded_postgres() {
     t.expect("embedded-25").await;
     assert!(dir.0.join("postgres/data/postmaster.pid").exists());
     assert!(hub.terminate().success(), "log:\n{}", hub.log());
-    assert!(
-        !dir.0.join("postgres/data/postmaster.pid").exists(),
-        "postgres was stopped"
-    );
+    assert!(!dir.0.join("postgres/data/postmaster.pid").exists(), "postgres was stopped");
 }

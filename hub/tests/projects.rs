@@ -14,56 +14,29 @@ async fn create_list_rename_start_stop_delete() {
     let b = api.project("second").await;
     let (s, v) = api.get("/api/projects").await;
     assert_eq!(s, 200);
-    let ids: Vec<_> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids: Vec<_> = v.as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids, vec![b.clone(), a.clone()], "newest first");
     assert_eq!(v[0]["status"], "stopped");
 
-    let (s, v) = api
-        .patch(
-            &format!("/api/projects/{a}"),
-            json!({"name": "renamed", "description": "d"}),
-        )
-        .await;
-    assert_eq!(
-        (s, v["name"].as_str(), v["description"].as_str()),
-        (200, Some("renamed"), Some("d")),
-        "{v}"
-    );
-    let (s, v) = api
-        .patch(&format!("/api/projects/{a}"), json!({"name": "  "}))
-        .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (400, Some("invalid_request"))
-    );
+    let (s, v) = api.patch(&format!("/api/projects/{a}"), json!({"name": "renamed", "description": "d"})).await;
+    assert_eq!((s, v["name"].as_str(), v["description"].as_str()), (200, Some("renamed"), Some("d")), "{v}");
+    let (s, v) = api.patch(&format!("/api/projects/{a}"), json!({"name": "  "})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_request")));
 
-    let (s, v) = api
-        .post(&format!("/api/projects/{a}/start?wait=true"), json!({}))
-        .await;
+    let (s, v) = api.post(&format!("/api/projects/{a}/start?wait=true"), json!({})).await;
     assert_eq!((s, v["status"].as_str()), (200, Some("running")), "{v}");
-    let (s, v) = api
-        .post(&format!("/api/projects/{a}/stop?wait=true"), json!({}))
-        .await;
+    let (s, v) = api.post(&format!("/api/projects/{a}/stop?wait=true"), json!({})).await;
     assert_eq!((s, v["status"].as_str()), (200, Some("stopped")), "{v}");
     let (_, v) = api.get(&format!("/api/projects/{a}")).await;
     assert_eq!(v["status"], "stopped");
 
     // Without wait, start answers 202 at once and the project gets running.
-    let (s, v) = api
-        .post(&format!("/api/projects/{a}/start"), json!({}))
-        .await;
+    let (s, v) = api.post(&format!("/api/projects/{a}/start"), json!({})).await;
     assert_eq!(s, 202, "{v}");
     support::eventually("running", support::DEADLINE, || {
         let api = api.clone();
         let a = a.clone();
-        async move {
-            (api.get(&format!("/api/projects/{a}")).await.1["status"] == "running").then_some(())
-        }
+        async move { (api.get(&format!("/api/projects/{a}")).await.1["status"] == "running").then_some(()) }
     })
     .await;
 
@@ -102,37 +75,22 @@ async fn another_users_project_is_404_everywhere() {
         other.get(&format!("{p}/terminals")).await,
         other.delete(&format!("{p}/terminals/main")).await,
         other.get(&format!("{p}/events")).await,
-        other
-            .post(
-                "/api/tickets",
-                json!({"project_id": id, "purpose": "terminal"}),
-            )
-            .await,
+        other.post("/api/tickets", json!({"project_id": id, "purpose": "terminal"})).await,
         other.delete(&p).await,
     ];
     for (i, (s, v)) in checks.iter().enumerate() {
-        assert_eq!(
-            (*s, v["error"]["code"].as_str()),
-            (404, Some("not_found")),
-            "check {i}: {v}"
-        );
+        assert_eq!((*s, v["error"]["code"].as_str()), (404, Some("not_found")), "check {i}: {v}");
     }
     let (_, list) = other.get("/api/projects").await;
     assert_eq!(list, json!([]));
     // A ticket of the owner's is no use on a path that names another project.
     let theirs = other.project("theirs").await;
     let ticket = owner.ticket(&id, "terminal").await;
-    let refused = support::Term::connect(&hub.http, &theirs, &format!("ticket={ticket}"))
-        .await
-        .err()
-        .unwrap();
+    let refused = support::Term::connect(&hub.http, &theirs, &format!("ticket={ticket}")).await.err().unwrap();
     assert_eq!(refused.0, 404, "{refused:?}");
     // And nothing changed for the owner.
     let (s, v) = owner.get(&p).await;
-    assert_eq!(
-        (s, v["status"].as_str(), v["name"].as_str()),
-        (200, Some("running"), Some("demo"))
-    );
+    assert_eq!((s, v["status"].as_str(), v["name"].as_str()), (200, Some("running"), Some("demo")));
     assert_eq!(owner.get("/api/projects/not-a-uuid").await.0, 404);
 }
 
@@ -143,14 +101,8 @@ async fn the_free_plan_limits_projects() {
     for i in 0..5 {
         api.project(&format!("p{i}")).await;
     }
-    let (s, v) = api
-        .post("/api/projects", json!({"name": "one too many"}))
-        .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (422, Some("limit_reached")),
-        "{v}"
-    );
+    let (s, v) = api.post("/api/projects", json!({"name": "one too many"})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("limit_reached")), "{v}");
 }
 
 #[tokio::test]
@@ -166,18 +118,12 @@ async fn the_event_stream_reports_status_changes() {
         .unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let mut resp = resp;
-    let (s, _) = api
-        .post(&format!("/api/projects/{id}/start?wait=true"), json!({}))
-        .await;
+    let (s, _) = api.post(&format!("/api/projects/{id}/start?wait=true"), json!({})).await;
     assert_eq!(s, 200);
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + support::DEADLINE;
     while !seen.contains("\"status\":\"running\"") {
-        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
-            .await
-            .expect("event in time")
-            .unwrap()
-            .unwrap();
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk()).await.expect("event in time").unwrap().unwrap();
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(seen.contains("event: status"), "{seen}");

@@ -24,12 +24,7 @@ async fn sessions_survive_a_hub_crash() {
     let tunnel_port = hub.tunnel.port();
     hub.kill_hard();
     let killed = Instant::now();
-    let mut hub2 = TestHub::spawn(
-        &dir.0,
-        Some(db.clone()),
-        &format!("127.0.0.1:{tunnel_port}"),
-        &[],
-    );
+    let mut hub2 = TestHub::spawn(&dir.0, Some(db.clone()), &format!("127.0.0.1:{tunnel_port}"), &[]);
     hub2.wait_ready().await;
     let mut api2 = hub2.api();
     api2.token = api.token.clone();
@@ -37,9 +32,7 @@ async fn sessions_survive_a_hub_crash() {
     support::eventually("project running again", Duration::from_secs(15), || {
         let api2 = api2.clone();
         let id = id.clone();
-        async move {
-            (api2.get(&format!("/api/projects/{id}")).await.1["status"] == "running").then_some(())
-        }
+        async move { (api2.get(&format!("/api/projects/{id}")).await.1["status"] == "running").then_some(()) }
     })
     .await;
     let back = killed.elapsed();
@@ -66,10 +59,7 @@ async fn sessions_survive_a_hub_crash() {
         }
     })
     .await;
-    assert!(
-        rows[0].1 >= rows[0].2,
-        "sequence numbers only grow: {rows:?}"
-    );
+    assert!(rows[0].1 >= rows[0].2, "sequence numbers only grow: {rows:?}");
     drop(hub);
     drop(hub2);
 }

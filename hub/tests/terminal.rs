@@ -38,11 +38,7 @@ async fn output_resize_viewers_readonly_and_exit() {
     ro.expect("after-6").await;
     a.expect("33 101").await;
     a.drain_for(Duration::from_millis(300)).await;
-    assert!(
-        !a.text().contains("SNEAKY"),
-        "read-only input reached the shell: {}",
-        a.text()
-    );
+    assert!(!a.text().contains("SNEAKY"), "read-only input reached the shell: {}", a.text());
 
     a.send("exit 3\n").await;
     for t in [&mut a, &mut b, &mut ro] {
@@ -60,8 +56,7 @@ async fn reattach_replays_and_keeps_state_and_since_has_no_duplicates() {
     let id = api.running_project().await;
 
     let mut a = api.terminal(&id, "&session=work").await;
-    a.send("export KEEP=kept-$((40+2)); echo set-$((1+1))\n")
-        .await;
+    a.send("export KEEP=kept-$((40+2)); echo set-$((1+1))\n").await;
     a.expect("set-2").await;
     let seen = a.offset;
     a.close().await;
@@ -75,9 +70,7 @@ async fn reattach_replays_and_keeps_state_and_since_has_no_duplicates() {
     b.drain_for(Duration::from_millis(200)).await;
 
     // Resuming from `seen` gets exactly the bytes after it.
-    let mut c = api
-        .terminal(&id, &format!("&session=work&since={seen}"))
-        .await;
+    let mut c = api.terminal(&id, &format!("&session=work&since={seen}")).await;
     c.until("caught up", |t| t.offset >= b.offset).await;
     assert_eq!(c.readies[0]["start"], seen);
     assert_eq!(c.readies[0]["gap"], false);
@@ -86,30 +79,15 @@ async fn reattach_replays_and_keeps_state_and_since_has_no_duplicates() {
 
     let (s, list) = api.get(&format!("/api/projects/{id}/terminals")).await;
     assert_eq!(s, 200);
-    let work = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["session"] == "work")
-        .expect("listed");
+    let work = list.as_array().unwrap().iter().find(|t| t["session"] == "work").expect("listed");
     assert_eq!(work["exited"], false);
     assert!(work["viewers"].as_u64().unwrap() >= 1);
     assert!(work["created_at"].as_str().is_some());
 
     // Ending the session closes it for its viewers.
-    assert_eq!(
-        api.delete(&format!("/api/projects/{id}/terminals/work"))
-            .await
-            .0,
-        204
-    );
+    assert_eq!(api.delete(&format!("/api/projects/{id}/terminals/work")).await.0, 204);
     c.until("closed", |t| t.exit.is_some() || t.closed).await;
-    assert_eq!(
-        api.delete(&format!("/api/projects/{id}/terminals/work"))
-            .await
-            .0,
-        404
-    );
+    assert_eq!(api.delete(&format!("/api/projects/{id}/terminals/work")).await.0, 404);
 }
 
 #[tokio::test]
@@ -118,33 +96,17 @@ async fn tickets_are_single_use_and_required() {
     let api = hub.user().await;
     let id = api.running_project().await;
     let ticket = api.ticket(&id, "terminal").await;
-    let t = Term::connect(&hub.http, &id, &format!("ticket={ticket}"))
-        .await
-        .expect("first use");
+    let t = Term::connect(&hub.http, &id, &format!("ticket={ticket}")).await.expect("first use");
     t.close().await;
-    let again = Term::connect(&hub.http, &id, &format!("ticket={ticket}"))
-        .await
-        .err()
-        .expect("refused");
+    let again = Term::connect(&hub.http, &id, &format!("ticket={ticket}")).await.err().expect("refused");
     assert_eq!(again.0, 401, "{again:?}");
     assert!(again.1.contains("unauthenticated"), "{again:?}");
-    let none = Term::connect(&hub.http, &id, "session=main")
-        .await
-        .err()
-        .expect("refused");
+    let none = Term::connect(&hub.http, &id, "session=main").await.err().expect("refused");
     assert_eq!(none.0, 401);
     let watch = api.ticket(&id, "watch").await;
-    let wrong = Term::connect(&hub.http, &id, &format!("ticket={watch}"))
-        .await
-        .err()
-        .expect("refused");
+    let wrong = Term::connect(&hub.http, &id, &format!("ticket={watch}")).await.err().expect("refused");
     assert_eq!(wrong.0, 401, "a watch ticket is not a terminal ticket");
-    let bad = api
-        .post(
-            "/api/tickets",
-            serde_json::json!({"project_id": id, "purpose": "anything"}),
-        )
-        .await;
+    let bad = api.post("/api/tickets", serde_json::json!({"project_id": id, "purpose": "anything"})).await;
     assert_eq!(bad.0, 400);
 }
 
@@ -154,10 +116,7 @@ async fn a_stopped_project_answers_503_with_its_status() {
     let api = hub.user().await;
     let id = api.project("idle").await;
     let ticket = api.ticket(&id, "terminal").await;
-    let (status, body) = Term::connect(&hub.http, &id, &format!("ticket={ticket}"))
-        .await
-        .err()
-        .expect("refused");
+    let (status, body) = Term::connect(&hub.http, &id, &format!("ticket={ticket}")).await.err().expect("refused");
     assert_eq!(status, 503);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -177,8 +136,7 @@ async fn a_slow_viewer_does_not_stall_the_shell_or_others() {
     // This viewer never reads a byte.
     let _stuck = api.terminal(&id, "").await;
     let mut a = api.terminal(&id, "").await;
-    a.send("head -c 8000000 /dev/zero | tr '\\0' y | fold -w 100; echo done-$((7*6))\n")
-        .await;
+    a.send("head -c 8000000 /dev/zero | tr '\\0' y | fold -w 100; echo done-$((7*6))\n").await;
     a.expect("done-42").await;
     a.send("echo still-$((1+1))\n").await;
     a.expect("still-2").await;

@@ -100,6 +100,7 @@ pub struct Hello {
     pub boot_id: String,
     pub agent_version: String,
     pub capabilities: Vec<String>,
+    pub home: Vec<u8>,
 }
 
 impl fmt::Debug for Hello {
@@ -122,7 +123,7 @@ impl TryFrom<pb::Hello> for Hello {
         if h.machine_token.is_empty() || h.machine_token.len() > 256 {
             return Err(invalid("machine token"));
         }
-        if h.boot_id.len() > 64 || h.agent_version.len() > 64 || h.capabilities.len() > 64 {
+        if h.boot_id.len() > 64 || h.agent_version.len() > 64 || h.capabilities.len() > 64 || h.home.len() > 4096 {
             return Err(invalid("hello fields too long"));
         }
         Ok(Self {
@@ -131,6 +132,7 @@ impl TryFrom<pb::Hello> for Hello {
             boot_id: h.boot_id,
             agent_version: h.agent_version,
             capabilities: h.capabilities,
+            home: h.home,
         })
     }
 }
@@ -143,6 +145,7 @@ impl From<Hello> for pb::Hello {
             boot_id: h.boot_id,
             agent_version: h.agent_version,
             capabilities: h.capabilities,
+            home: h.home,
         }
     }
 }
@@ -390,6 +393,7 @@ mod tests {
             boot_id: "b".into(),
             agent_version: "1".into(),
             capabilities: vec![],
+            home: vec![],
         };
         assert!(!format!("{h:?}").contains("supersecret"));
     }

@@ -2,9 +2,11 @@
 //!
 //! It dials the hub over one QUIC tunnel (`tunnel`) and serves what the hub
 //! asks for on streams of that connection: terminal sessions (`pty`,
-//! `viewer`, `ring`, `pace`) and TCP pipes to local ports (`tcp`); it reports
-//! heartbeats (`heartbeat`). It never listens on a non-loopback address.
+//! `viewer`, `ring`, `pace`), file operations and watches (`files`,
+//! `watch`) and TCP pipes to local ports (`tcp`); it reports heartbeats
+//! (`heartbeat`). It never listens on any address.
 
+pub mod files;
 pub mod heartbeat;
 pub mod pace;
 pub mod pty;
@@ -12,6 +14,7 @@ pub mod ring;
 pub mod tcp;
 pub mod tunnel;
 pub mod viewer;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,13 +25,24 @@ use tokio_util::sync::CancellationToken;
 pub struct AgentConfig {
     pub tunnel: tunnel::TunnelConfig,
     pub pty: pty::PtyConfig,
+    /// Owner (uid, gid) of files created through the API, when aetherd runs
+    /// as root on behalf of a user.
+    pub file_owner: Option<(u32, u32)>,
+}
+
+/// What the hub's streams are served by.
+pub struct Services {
+    pub sessions: Arc<pty::Sessions>,
+    pub files: files::Files,
 }
 
 /// Runs aetherd until `shutdown`, then ends every session.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let sessions = Arc::new(pty::Sessions::new(config.pty.clone()));
+    let files = files::Files::new(config.pty.home.clone(), config.file_owner);
     let meter = Arc::new(heartbeat::Meter::new(config.pty.home.clone()));
-    let result = tunnel::run(config.tunnel, sessions.clone(), meter, shutdown).await;
+    let services = Arc::new(Services { sessions: sessions.clone(), files });
+    let result = tunnel::run(config.tunnel, services, meter, shutdown).await;
     sessions.kill_all();
     result
 }

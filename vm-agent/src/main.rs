@@ -1,6 +1,7 @@
 //! `aetherd`: parses flags and environment, then runs the agent.
 
 use aether_vm_agent::{AgentConfig, pty::PtyConfig, tunnel::TunnelConfig};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +32,9 @@ struct RunArgs {
     /// PEM file of the CA that signed the hub's certificate (local mode).
     #[arg(long, env = "AETHER_HUB_CA")]
     hub_ca: Option<PathBuf>,
+    /// PEM text of that CA, for VMs given env rather than files (Fly).
+    #[arg(long, env = "AETHER_HUB_CA_PEM", hide_env_values = true)]
+    hub_ca_pem: Option<String>,
     #[arg(long, env = "AETHER_PROJECT_ID", default_value = "")]
     project_id: String,
     #[arg(long, env = "AETHER_MACHINE_TOKEN", default_value = "", hide_env_values = true)]
@@ -69,11 +73,20 @@ fn main() -> anyhow::Result<()> {
         Some(h) => h,
         None => PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/".into())),
     };
+    let file_owner = match &a.user {
+        Some(name) => {
+            let user = nix::unistd::User::from_name(name)?.with_context(|| format!("no user {name}"))?;
+            Some((user.uid.as_raw(), user.gid.as_raw()))
+        }
+        None => None,
+    };
     let config = AgentConfig {
+        file_owner,
         tunnel: TunnelConfig {
             server_name: a.hub_server_name.unwrap_or_else(|| server_name(&a.hub_addr)),
             hub_addr: a.hub_addr,
             ca_file: a.hub_ca,
+            ca_pem: a.hub_ca_pem.filter(|pem| !pem.trim().is_empty()),
             project_id: a.project_id.clone(),
             machine_token: a.machine_token,
         },
@@ -83,7 +96,7 @@ fn main() -> anyhow::Result<()> {
             user: a.user,
             ring_bytes: a.ring_bytes.max(4096),
             env: vec![("AETHER_PROJECT_ID".into(), a.project_id)],
-            env_remove: vec!["AETHER_MACHINE_TOKEN".into(), "AETHER_HUB_CA".into()],
+            env_remove: vec!["AETHER_MACHINE_TOKEN".into(), "AETHER_HUB_CA".into(), "AETHER_HUB_CA_PEM".into()],
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -79,7 +79,7 @@ impl Session {
         let mut rest = &bytes[..];
         while !rest.is_empty() {
             let mut guard = self.io.writable().await.map_err(|_| Closed)?;
-            match guard.try_io(|f| (&*f.get_ref()).write(rest)) {
+            match guard.try_io(|f| f.get_ref().write(rest)) {
                 Ok(Ok(n)) => rest = &rest[n..],
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Ok(Err(_)) => return Err(Closed),
@@ -224,7 +224,7 @@ impl Sessions {
             let mut buf = vec![0u8; CHUNK];
             loop {
                 let Ok(mut guard) = reader_io.readable().await else { break };
-                match guard.try_io(|f| (&*f.get_ref()).read(&mut buf)) {
+                match guard.try_io(|f| f.get_ref().read(&mut buf)) {
                     Ok(Ok(0)) => break,
                     Ok(Ok(n)) => {
                         let evict_to = (reader_ring.lock().expect("ring lock").end() + n as u64).saturating_sub(cap);

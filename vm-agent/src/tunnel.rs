@@ -5,9 +5,10 @@
 //! this one connection; the first stream (opened by us) is the control
 //! stream carrying Hello, Welcome and Heartbeats.
 
+use crate::Services;
 use crate::heartbeat::Meter;
-use crate::pty::Sessions;
 use aether_protocol::domain::{Hello, PtyAttach, StreamKind, WireError};
+use aether_protocol::fs::FsOp;
 use aether_protocol::{ALPN, FrameCodec, pb};
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
@@ -31,6 +32,9 @@ pub struct TunnelConfig {
     /// PEM file of the CA that signed the hub's certificate; `None` uses the
     /// public web roots.
     pub ca_file: Option<PathBuf>,
+    /// PEM text of that CA (`AETHER_HUB_CA_PEM`), for VMs that are given env
+    /// but no files (Fly Machines); trusted with or instead of `ca_file`.
+    pub ca_pem: Option<String>,
     pub project_id: String,
     pub machine_token: String,
 }
@@ -41,6 +45,7 @@ impl std::fmt::Debug for TunnelConfig {
             .field("hub_addr", &self.hub_addr)
             .field("server_name", &self.server_name)
             .field("ca_file", &self.ca_file)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<pem>"))
             .field("project_id", &self.project_id)
             .field("machine_token", &"<redacted>")
             .finish()
@@ -82,7 +87,14 @@ fn client_config(cfg: &TunnelConfig) -> anyhow::Result<quinn::ClientConfig> {
                 roots.add(cert.context("parsing hub CA")?).context("adding hub CA")?;
             }
         }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        None if cfg.ca_pem.is_none() => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        None => {}
+    }
+    if let Some(pem) = &cfg.ca_pem {
+        for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
+            roots.add(cert.context("parsing AETHER_HUB_CA_PEM")?).context("adding hub CA")?;
+        }
+        anyhow::ensure!(!roots.is_empty(), "AETHER_HUB_CA_PEM holds no certificate");
     }
     let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -101,7 +113,7 @@ fn client_config(cfg: &TunnelConfig) -> anyhow::Result<quinn::ClientConfig> {
 /// Dials the hub until `shutdown`, serving each connection in turn.
 pub async fn run(
     cfg: TunnelConfig,
-    sessions: Arc<Sessions>,
+    services: Arc<Services>,
     meter: Arc<Meter>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -126,7 +138,7 @@ pub async fn run(
                 }
             };
             let conn = endpoint.connect(addr, &cfg.server_name)?.await.context("connecting to hub")?;
-            serve_connection(&cfg, conn, &sessions, &meter, &mut backoff, &shutdown).await
+            serve_connection(&cfg, conn, &services, &meter, &mut backoff, &shutdown).await
         };
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -145,7 +157,7 @@ pub async fn run(
 async fn serve_connection(
     cfg: &TunnelConfig,
     conn: quinn::Connection,
-    sessions: &Arc<Sessions>,
+    services: &Arc<Services>,
     meter: &Arc<Meter>,
     backoff: &mut Backoff,
     shutdown: &CancellationToken,
@@ -158,7 +170,8 @@ async fn serve_connection(
         machine_token: cfg.machine_token.clone(),
         boot_id: meter.boot_id.clone(),
         agent_version: aether_protocol::VERSION.into(),
-        capabilities: vec!["pty".into(), "tcp".into()],
+        capabilities: vec!["pty".into(), "tcp".into(), "fs".into()],
+        home: services.files.home().as_os_str().as_encoded_bytes().to_vec(),
     };
     tx.send(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Hello(hello.into())) }).await?;
     let interval = match rx.next().await {
@@ -183,7 +196,7 @@ async fn serve_connection(
                 return Ok(());
             }
             _ = tick.tick() => {
-                let hb = meter.heartbeat(sessions);
+                let hb = meter.heartbeat(&services.sessions);
                 tx.send(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Heartbeat(hb)) }).await?;
             }
             msg = rx.next() => match msg {
@@ -197,9 +210,9 @@ async fn serve_connection(
             },
             stream = conn.accept_bi() => {
                 let (send, recv) = stream.context("accepting stream")?;
-                let sessions = sessions.clone();
+                let services = services.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve_stream(&sessions, send, recv).await {
+                    if let Err(e) = serve_stream(&services, send, recv).await {
                         tracing::debug!(error = format!("{e:#}"), "stream ended with error");
                     }
                 });
@@ -242,31 +255,33 @@ fn status(err: Option<WireError>) -> pb::Status {
 }
 
 async fn serve_stream(
-    sessions: &Arc<Sessions>,
+    services: &Arc<Services>,
     send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> anyhow::Result<()> {
     let open: pb::StreamOpen = read_header(&mut recv, 64 * 1024).await?;
     match StreamKind::try_from(open) {
         Err(e) => reply(send, status(Some(WireError::new("invalid_request", e.to_string())))).await,
-        Ok(StreamKind::PtyAttach(req)) => serve_pty(sessions, req, recv, send).await,
+        Ok(StreamKind::PtyAttach(req)) => serve_pty(&services.sessions, req, recv, send).await,
         Ok(StreamKind::PtyList) => {
-            let list = sessions.list().into_iter().map(Into::into).collect();
+            let list = services.sessions.list().into_iter().map(Into::into).collect();
             reply(send, pb::PtySessions { sessions: list }).await
         }
         Ok(StreamKind::PtyKill(name)) => {
-            let err = (!sessions.kill(&name)).then(|| WireError::new("not_found", format!("no session {name}")));
+            let err =
+                (!services.sessions.kill(&name)).then(|| WireError::new("not_found", format!("no session {name}")));
             reply(send, status(err)).await
         }
         Ok(StreamKind::Tcp { port }) => crate::tcp::serve(port, recv, send).await,
-        Ok(StreamKind::Fs(_)) => {
-            reply(send, status(Some(WireError::new("unsupported", "file operations are not served yet")))).await
+        Ok(StreamKind::Fs(FsOp::Watch { path, exclude })) => {
+            crate::watch::serve(&services.files, &path, exclude, recv, send).await
         }
+        Ok(StreamKind::Fs(op)) => services.files.serve(op, recv, send).await,
     }
 }
 
 async fn serve_pty(
-    sessions: &Arc<Sessions>,
+    sessions: &Arc<crate::pty::Sessions>,
     req: PtyAttach,
     recv: quinn::RecvStream,
     send: quinn::SendStream,

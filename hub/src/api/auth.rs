@@ -2,8 +2,7 @@
 
 use super::AppState;
 use crate::auth::{
-    AuthUser, TICKET_TTL, email_ok, hash_password, password_problem, random_token, sha256,
-    verify_password,
+    AuthUser, TICKET_TTL, email_ok, hash_password, password_problem, random_token, sha256, verify_password,
 };
 use crate::db::is_unique_violation;
 use crate::error::{ApiError, ApiResult};
@@ -40,9 +39,7 @@ pub(crate) fn body<T: serde::de::DeserializeOwned>(
 
 fn session(hub: &crate::Hub, id: Uuid, email: &str) -> ApiResult<Value> {
     let (token, expires) = hub.tokens.issue(id, email)?;
-    Ok(
-        json!({ "user": { "id": id, "email": email }, "access_token": token, "expires_at": expires }),
-    )
+    Ok(json!({ "user": { "id": id, "email": email }, "access_token": token, "expires_at": expires }))
 }
 
 async fn signup(
@@ -58,23 +55,14 @@ async fn signup(
         return Err(ApiError::bad_request(problem));
     }
     let hash = hash_password(c.password).await?;
-    let user = match hub
-        .db
-        .create_user(Uuid::new_v4(), &email, Some(&hash))
-        .await
-    {
+    let user = match hub.db.create_user(Uuid::new_v4(), &email, Some(&hash)).await {
         Ok(u) => u,
         Err(e) if is_unique_violation(&e) => {
-            return Err(ApiError::Conflict(
-                "an account with this email exists".into(),
-            ));
+            return Err(ApiError::Conflict("an account with this email exists".into()));
         }
         Err(e) => return Err(e.into()),
     };
-    Ok((
-        StatusCode::CREATED,
-        Json(session(&hub, user.id, &user.email)?),
-    ))
+    Ok((StatusCode::CREATED, Json(session(&hub, user.id, &user.email)?)))
 }
 
 async fn login(
@@ -84,10 +72,7 @@ async fn login(
     let c: Credentials = body(raw)?;
     let user = hub.db.user_by_email(c.email.trim()).await?;
     // Verify against a dummy hash for unknown emails so timing doesn't tell.
-    let stored = user
-        .as_ref()
-        .and_then(|u| u.password_hash.clone())
-        .unwrap_or_else(|| hub.dummy_hash.clone());
+    let stored = user.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| hub.dummy_hash.clone());
     let ok = verify_password(c.password, stored).await;
     match user {
         Some(u) if ok && u.password_hash.is_some() => Ok(Json(session(&hub, u.id, &u.email)?)),
@@ -96,14 +81,8 @@ async fn login(
 }
 
 async fn me(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
-    let u = hub
-        .db
-        .user(user.id)
-        .await?
-        .ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
-    Ok(Json(
-        json!({ "id": u.id, "email": u.email, "display_name": u.display_name, "plan": u.plan }),
-    ))
+    let u = hub.db.user(user.id).await?.ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
+    Ok(Json(json!({ "id": u.id, "email": u.email, "display_name": u.display_name, "plan": u.plan })))
 }
 
 #[derive(Deserialize)]
@@ -119,18 +98,10 @@ async fn update_me(
     let p: ProfilePatch = body(raw)?;
     let name = p.display_name.trim();
     if name.chars().count() > 100 {
-        return Err(ApiError::bad_request(
-            "display_name must be at most 100 characters",
-        ));
+        return Err(ApiError::bad_request("display_name must be at most 100 characters"));
     }
-    let u = hub
-        .db
-        .set_display_name(user.id, name)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(
-        json!({ "id": u.id, "email": u.email, "display_name": u.display_name, "plan": u.plan }),
-    ))
+    let u = hub.db.set_display_name(user.id, name).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(json!({ "id": u.id, "email": u.email, "display_name": u.display_name, "plan": u.plan })))
 }
 
 #[derive(Deserialize)]
@@ -146,24 +117,11 @@ async fn ticket(
 ) -> ApiResult<Json<Value>> {
     let t: TicketRequest = body(raw)?;
     if !matches!(t.purpose.as_str(), "terminal" | "watch" | "agent-activity") {
-        return Err(ApiError::bad_request(
-            "purpose must be terminal, watch or agent-activity",
-        ));
+        return Err(ApiError::bad_request("purpose must be terminal, watch or agent-activity"));
     }
-    hub.db
-        .project(user.id, t.project_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    hub.db.project(user.id, t.project_id).await?.ok_or(ApiError::NotFound)?;
     let ticket = random_token(32);
     let expires = Utc::now() + TICKET_TTL;
-    hub.db
-        .create_ticket(
-            &sha256(ticket.as_bytes()),
-            user.id,
-            t.project_id,
-            &t.purpose,
-            expires,
-        )
-        .await?;
+    hub.db.create_ticket(&sha256(ticket.as_bytes()), user.id, t.project_id, &t.purpose, expires).await?;
     Ok(Json(json!({ "ticket": ticket, "expires_at": expires })))
 }

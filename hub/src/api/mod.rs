@@ -2,6 +2,7 @@
 //! ids, metrics). Each submodule serves one part of the contract.
 
 mod auth;
+mod files;
 mod projects;
 mod service;
 mod terminals;
@@ -11,7 +12,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tracing::Instrument;
@@ -25,14 +26,15 @@ pub fn app(state: AppState) -> Router {
         .merge(auth::routes())
         .merge(projects::routes())
         .merge(terminals::routes())
+        .merge(files::routes())
         .fallback(|| async { crate::error::ApiError::NotFound });
     Router::new()
         .nest("/api", api)
         .merge(service::routes(&state))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            request_context,
-        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            crate::error::ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
+        }))
+        .layer(middleware::from_fn_with_state(state.clone(), request_context))
         .with_state(state)
 }
 

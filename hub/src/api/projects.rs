@@ -44,26 +44,20 @@ pub async fn owned(hub: &crate::Hub, user: &AuthUser, id: &str) -> ApiResult<Pro
 fn check_name(name: &str) -> ApiResult<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "name must be 1 to 100 printable characters",
-        ));
+        return Err(ApiError::bad_request("name must be 1 to 100 printable characters"));
     }
     Ok(name.to_owned())
 }
 
 fn check_description(d: &str) -> ApiResult<()> {
     if d.chars().count() > 2000 {
-        return Err(ApiError::bad_request(
-            "description must be at most 2000 characters",
-        ));
+        return Err(ApiError::bad_request("description must be at most 2000 characters"));
     }
     Ok(())
 }
 
 fn check_env(env: &Value) -> ApiResult<()> {
-    let obj = env
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("env_vars must be an object"))?;
+    let obj = env.as_object().ok_or_else(|| ApiError::bad_request("env_vars must be an object"))?;
     if obj.len() > 100 {
         return Err(ApiError::bad_request("at most 100 env_vars"));
     }
@@ -73,17 +67,10 @@ fn check_env(env: &Value) -> ApiResult<()> {
             && !k.starts_with(|c: char| c.is_ascii_digit())
             && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !key_ok || k.starts_with("AETHER_") {
-            return Err(ApiError::bad_request(format!(
-                "env var name {k:?} is not allowed"
-            )));
+            return Err(ApiError::bad_request(format!("env var name {k:?} is not allowed")));
         }
-        if !v
-            .as_str()
-            .is_some_and(|s| s.len() <= 32 * 1024 && !s.contains('\0'))
-        {
-            return Err(ApiError::bad_request(format!(
-                "env var {k:?} must be a string"
-            )));
+        if !v.as_str().is_some_and(|s| s.len() <= 32 * 1024 && !s.contains('\0')) {
+            return Err(ApiError::bad_request(format!("env var {k:?} must be a string")));
         }
     }
     Ok(())
@@ -110,41 +97,23 @@ async fn create(
     let p: NewProject = body(raw)?;
     let name = check_name(&p.name)?;
     check_description(&p.description)?;
-    let env = p
-        .env_vars
-        .unwrap_or_else(|| Value::Object(Default::default()));
+    let env = p.env_vars.unwrap_or_else(|| Value::Object(Default::default()));
     check_env(&env)?;
     let base_image = p.base_image.unwrap_or_else(|| "default".into());
     if base_image.is_empty() || base_image.len() > 200 {
-        return Err(ApiError::bad_request(
-            "base_image must be 1 to 200 characters",
-        ));
+        return Err(ApiError::bad_request("base_image must be 1 to 200 characters"));
     }
-    let plan = hub
-        .db
-        .user(user.id)
-        .await?
-        .map(|u| u.plan)
-        .unwrap_or_default();
+    let plan = hub.db.user(user.id).await?.map(|u| u.plan).unwrap_or_default();
     let limit = project_limit(&plan);
     if hub.db.count_projects(user.id).await? >= limit {
-        return Err(ApiError::LimitReached(format!(
-            "the {plan} plan allows {limit} projects"
-        )));
+        return Err(ApiError::LimitReached(format!("the {plan} plan allows {limit} projects")));
     }
-    let project = hub
-        .db
-        .create_project(user.id, &name, p.description.trim(), &base_image, &env)
-        .await?;
+    let project = hub.db.create_project(user.id, &name, p.description.trim(), &base_image, &env).await?;
     hub.compute.create(project.id).await?;
     Ok((StatusCode::CREATED, Json(project)))
 }
 
-async fn show(
-    State(hub): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Project>> {
+async fn show(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Project>> {
     Ok(Json(owned(&hub, &user, &id).await?))
 }
 
@@ -185,11 +154,7 @@ async fn update(
     Ok(Json(updated))
 }
 
-async fn remove(
-    State(hub): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+async fn remove(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let project = owned(&hub, &user, &id).await?;
     projects::delete(&hub, project).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -209,11 +174,7 @@ async fn start(
 ) -> ApiResult<(StatusCode, Json<Project>)> {
     let project = owned(&hub, &user, &id).await?;
     let p = projects::start(&hub, project, q.wait).await?;
-    let code = if q.wait {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
+    let code = if q.wait { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((code, Json(p)))
 }
 
@@ -225,11 +186,7 @@ async fn stop(
 ) -> ApiResult<(StatusCode, Json<Project>)> {
     let project = owned(&hub, &user, &id).await?;
     let p = projects::stop(&hub, project, q.wait).await?;
-    let code = if q.wait {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
+    let code = if q.wait { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((code, Json(p)))
 }
 
@@ -240,25 +197,21 @@ async fn events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let project = owned(&hub, &user, &id).await?;
     let rx = hub.events.subscribe();
-    let first = Event::default()
-        .event("status")
-        .json_data(&project)
-        .map_err(anyhow::Error::from)?;
-    let stream =
-        futures_util::stream::unfold((Some(first), rx), move |(first, mut rx)| async move {
-            if let Some(ev) = first {
-                return Some((Ok(ev), (None, rx)));
-            }
-            loop {
-                match rx.recv().await {
-                    Ok(e) if e.project_id == project.id => {
-                        let ev = Event::default().event(e.kind).data(e.data.to_string());
-                        return Some((Ok(ev), (None, rx)));
-                    }
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+    let first = Event::default().event("status").json_data(&project).map_err(anyhow::Error::from)?;
+    let stream = futures_util::stream::unfold((Some(first), rx), move |(first, mut rx)| async move {
+        if let Some(ev) = first {
+            return Some((Ok(ev), (None, rx)));
+        }
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.project_id == project.id => {
+                    let ev = Event::default().event(e.kind).data(e.data.to_string());
+                    return Some((Ok(ev), (None, rx)));
                 }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
-        });
+        }
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -32,10 +32,7 @@ async fn readyz(State(hub): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(hub): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        hub.metrics.render(hub.tunnels.count()),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], hub.metrics.render(hub.tunnels.count()))
 }
 
 async fn no_web_app() -> Html<&'static str> {

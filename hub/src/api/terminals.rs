@@ -36,11 +36,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The live tunnel of a project, or 503 with its status.
 pub async fn tunnel_of(hub: &Hub, project: &crate::db::Project) -> ApiResult<Tunnel> {
-    hub.tunnels
-        .get(project.id)
-        .ok_or_else(|| ApiError::Unavailable {
-            status: project.status.clone(),
-        })
+    hub.tunnels.get(project.id).ok_or_else(|| ApiError::Unavailable { status: project.status.clone() })
 }
 
 #[derive(Deserialize)]
@@ -54,12 +50,7 @@ struct AttachQuery {
 }
 
 /// Redeems a WebSocket ticket for `purpose` on project `id`; returns the project.
-pub async fn redeem(
-    hub: &Hub,
-    ticket: Option<&str>,
-    purpose: &str,
-    id: &str,
-) -> ApiResult<crate::db::Project> {
+pub async fn redeem(hub: &Hub, ticket: Option<&str>, purpose: &str, id: &str) -> ApiResult<crate::db::Project> {
     let ticket = ticket.ok_or_else(|| ApiError::Unauthenticated("a ticket is required".into()))?;
     let t = hub
         .db
@@ -67,18 +58,13 @@ pub async fn redeem(
         .await?
         .ok_or_else(|| ApiError::Unauthenticated("invalid, used or expired ticket".into()))?;
     if t.purpose != purpose {
-        return Err(ApiError::Unauthenticated(format!(
-            "this ticket is not for {purpose}"
-        )));
+        return Err(ApiError::Unauthenticated(format!("this ticket is not for {purpose}")));
     }
     let id: Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
     if t.project_id != id {
         return Err(ApiError::NotFound);
     }
-    hub.db
-        .project(t.user_id, id)
-        .await?
-        .ok_or(ApiError::NotFound)
+    hub.db.project(t.user_id, id).await?.ok_or(ApiError::NotFound)
 }
 
 async fn attach(
@@ -88,24 +74,16 @@ async fn attach(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let ws = ws.map_err(|e| ApiError::bad_request(format!("expected a WebSocket upgrade: {e}")))?;
-    let session = SessionName::parse(q.session.as_deref().unwrap_or("main"))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let size = TermSize::new(q.cols.unwrap_or(80), q.rows.unwrap_or(24))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let session =
+        SessionName::parse(q.session.as_deref().unwrap_or("main")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let size =
+        TermSize::new(q.cols.unwrap_or(80), q.rows.unwrap_or(24)).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let readonly = matches!(q.readonly.as_deref(), Some("1" | "true" | "yes"));
     let project = redeem(&hub, q.ticket.as_deref(), "terminal", &id).await?;
     let tunnel = tunnel_of(&hub, &project).await?;
     hub.db.touch_project(project.id).await?;
-    let req = PtyAttach {
-        session,
-        size,
-        readonly,
-        since: q.since,
-        command: None,
-    };
-    hub.metrics
-        .terminal_attaches
-        .fetch_add(1, Ordering::Relaxed);
+    let req = PtyAttach { session, size, readonly, since: q.since, command: None };
+    hub.metrics.terminal_attaches.fetch_add(1, Ordering::Relaxed);
     Ok(ws.on_upgrade(move |socket| async move {
         hub.metrics.terminals_open.fetch_add(1, Ordering::Relaxed);
         bridge(socket, tunnel, req).await;
@@ -118,17 +96,8 @@ fn text(v: Value) -> Message {
 }
 
 async fn close_with_error(ws: &mut (impl SinkExt<Message> + Unpin), code: &str, message: &str) {
-    let _ = ws
-        .send(text(
-            json!({ "type": "error", "code": code, "message": message }),
-        ))
-        .await;
-    let _ = ws
-        .send(Message::Close(Some(CloseFrame {
-            code: 1011,
-            reason: code.to_owned().into(),
-        })))
-        .await;
+    let _ = ws.send(text(json!({ "type": "error", "code": code, "message": message }))).await;
+    let _ = ws.send(Message::Close(Some(CloseFrame { code: 1011, reason: code.to_owned().into() }))).await;
 }
 
 async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach) {
@@ -147,10 +116,7 @@ async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach) {
 
     let down = async {
         while let Some(frame) = events.next().await {
-            let event = match frame
-                .map_err(anyhow::Error::from)
-                .and_then(|f| Ok(PtyEvent::try_from(f)?))
-            {
+            let event = match frame.map_err(anyhow::Error::from).and_then(|f| Ok(PtyEvent::try_from(f)?)) {
                 Ok(e) => e,
                 Err(e) => {
                     close_with_error(&mut ws_tx, "tunnel_lost", &format!("{e:#}")).await;
@@ -159,7 +125,9 @@ async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach) {
             };
             let sent = match event {
                 PtyEvent::Ready { session, start, gap } => {
-                    ws_tx.send(text(json!({ "type": "ready", "session": session.as_str(), "start": start, "gap": gap }))).await
+                    ws_tx
+                        .send(text(json!({ "type": "ready", "session": session.as_str(), "start": start, "gap": gap })))
+                        .await
                 }
                 PtyEvent::Output(bytes) => ws_tx.send(Message::Binary(bytes)).await,
                 PtyEvent::Exit(code) => {
@@ -176,12 +144,7 @@ async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach) {
                 return;
             }
         }
-        close_with_error(
-            &mut ws_tx,
-            "tunnel_lost",
-            "the connection to the VM was lost; reconnect to resume",
-        )
-        .await;
+        close_with_error(&mut ws_tx, "tunnel_lost", "the connection to the VM was lost; reconnect to resume").await;
     };
     let up = async {
         while let Some(Ok(msg)) = ws_rx.next().await {
@@ -215,20 +178,13 @@ fn parse_control(t: &str) -> Option<TermSize> {
     TermSize::new(dim("cols")?, dim("rows")?).ok()
 }
 
-async fn list(
-    State(hub): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let project = owned(&hub, &user, &id).await?;
     let tunnel = tunnel_of(&hub, &project).await?;
     let (_send, recv) = tunnel.open(StreamKind::PtyList).await?;
     let mut frames = FramedRead::new(recv, FrameCodec::<pb::PtySessions>::default());
-    let reply = frames
-        .next()
-        .await
-        .ok_or_else(|| anyhow::anyhow!("no answer from the VM"))?
-        .map_err(anyhow::Error::from)?;
+    let reply =
+        frames.next().await.ok_or_else(|| anyhow::anyhow!("no answer from the VM"))?.map_err(anyhow::Error::from)?;
     let mut out = Vec::new();
     for s in reply.sessions {
         let s = aether_protocol::domain::SessionInfo::try_from(s).map_err(anyhow::Error::from)?;
@@ -254,16 +210,11 @@ async fn kill(
     let tunnel = tunnel_of(&hub, &project).await?;
     let (_send, recv) = tunnel.open(StreamKind::PtyKill(session)).await?;
     let mut frames = FramedRead::new(recv, FrameCodec::<pb::Status>::default());
-    let status = frames
-        .next()
-        .await
-        .ok_or_else(|| anyhow::anyhow!("no answer from the VM"))?
-        .map_err(anyhow::Error::from)?;
+    let status =
+        frames.next().await.ok_or_else(|| anyhow::anyhow!("no answer from the VM"))?.map_err(anyhow::Error::from)?;
     match status.error {
         None => Ok(StatusCode::NO_CONTENT),
         Some(e) if e.code == "not_found" => Err(ApiError::NotFound),
-        Some(e) => Err(ApiError::Internal(anyhow::anyhow!(
-            "{}: {}", e.code, e.message
-        ))),
+        Some(e) => Err(ApiError::Internal(anyhow::anyhow!("{}: {}", e.code, e.message))),
     }
 }

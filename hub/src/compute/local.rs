@@ -17,9 +17,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// Variables of the hub's own environment passed on to local VMs.
-const PASS_ENV: [&str; 7] = [
-    "PATH", "LANG", "LC_ALL", "USER", "LOGNAME", "SHELL", "RUST_LOG",
-];
+const PASS_ENV: [&str; 7] = ["PATH", "LANG", "LC_ALL", "USER", "LOGNAME", "SHELL", "RUST_LOG"];
 
 /// Runs VMs as local aetherd processes.
 #[derive(Debug)]
@@ -32,12 +30,7 @@ pub struct LocalCompute {
 
 impl LocalCompute {
     pub fn new(root: PathBuf, aetherd: PathBuf, hub_addr: String, ca_file: PathBuf) -> Self {
-        Self {
-            root,
-            aetherd,
-            hub_addr,
-            ca_file,
-        }
+        Self { root, aetherd, hub_addr, ca_file }
     }
 
     fn dir(&self, project: Uuid) -> PathBuf {
@@ -59,15 +52,10 @@ impl LocalCompute {
 /// Whether `pid` is a live (not zombie) aetherd.
 fn is_aetherd(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat
-        .rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next());
+    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     matches!(state, Some(s) if s != 'Z' && s != 'X')
-        && cmdline
-            .split(|b| *b == 0)
-            .next()
-            .is_some_and(|argv0| argv0.ends_with(b"aetherd"))
+        && cmdline.split(|b| *b == 0).next().is_some_and(|argv0| argv0.ends_with(b"aetherd"))
 }
 
 /// Every process whose environment marks it as part of `project`'s VM.
@@ -117,10 +105,7 @@ impl Compute for LocalCompute {
         let dir = self.dir(project);
         let home = self.home(project);
         create_dirs(&home)?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("aetherd.log"))?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("aetherd.log"))?;
         let mut cmd = tokio::process::Command::new(&self.aetherd);
         cmd.arg("run").env_clear();
         for key in PASS_ENV {
@@ -141,9 +126,7 @@ impl Compute for LocalCompute {
             .stderr(log)
             .process_group(0)
             .kill_on_drop(false);
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", self.aetherd.display()))?;
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", self.aetherd.display()))?;
         let pid = child.id().context("aetherd exited at once")?;
         std::fs::write(dir.join("aetherd.pid"), pid.to_string())?;
         // Reap it when it exits, so it never lingers as a zombie of the hub.
@@ -198,8 +181,6 @@ impl Compute for LocalCompute {
         let Ok(entries) = std::fs::read_dir(&self.root) else {
             return Ok(vec![]);
         };
-        Ok(entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect())
+        Ok(entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
     }
 }

@@ -1,6 +1,7 @@
 //! Where project VMs run. The `Compute` trait is what the rest of the hub
-//! knows; `local` runs aetherd processes on this machine.
+//! knows; `local` runs aetherd processes on this machine, `fly` Fly Machines.
 
+pub mod fly;
 pub mod local;
 
 use async_trait::async_trait;
@@ -25,11 +26,22 @@ pub struct StartSpec {
 
 impl std::fmt::Debug for StartSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StartSpec")
-            .field("project_id", &self.project_id)
-            .field("machine_token", &"<redacted>")
-            .finish()
+        f.debug_struct("StartSpec").field("project_id", &self.project_id).field("machine_token", &"<redacted>").finish()
     }
+}
+
+/// One project's machine as reconciliation sees it (`Compute::inventory`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub project: Uuid,
+    /// The provider's ids, when it has them; the hub stores them on the project.
+    pub machine_id: Option<String>,
+    pub volume_id: Option<String>,
+    pub state: MachineState,
+    /// The provider's own name for the state, for messages.
+    pub detail: String,
+    /// When the machine entered a transient state (starting, stopping, ...), if it is in one.
+    pub transient_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A compute provider: one machine (and its disk) per project.
@@ -46,4 +58,26 @@ pub trait Compute: Send + Sync {
     async fn status(&self, project: Uuid) -> anyhow::Result<MachineState>;
     /// Every project the provider has a machine for.
     async fn list(&self) -> anyhow::Result<Vec<Uuid>>;
+    /// Every machine with its state, for reconciliation. The default asks
+    /// `list`, then `status` for each.
+    async fn inventory(&self) -> anyhow::Result<Vec<Listed>> {
+        let mut out = Vec::new();
+        for project in self.list().await? {
+            let state = self.status(project).await?;
+            out.push(Listed {
+                project,
+                machine_id: None,
+                volume_id: None,
+                state,
+                detail: format!("{state:?}").to_lowercase(),
+                transient_since: None,
+            });
+        }
+        Ok(out)
+    }
+    /// The provider's machine and volume ids for the project, when it knows
+    /// them without asking anyone.
+    fn placement(&self, _project: Uuid) -> Option<(String, Option<String>)> {
+        None
+    }
 }

@@ -22,21 +22,14 @@ pub async fn fresh_database() -> String {
         "DATABASE_URL must point at a Postgres server for integration tests; `make test` starts a throwaway one",
     );
     let name = format!("aether_test_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::PgPool::connect(&admin)
-        .await
-        .expect("connecting to DATABASE_URL");
+    let pool = sqlx::PgPool::connect(&admin).await.expect("connecting to DATABASE_URL");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&pool)
         .await
         .expect("creating test database");
     pool.close().await;
-    let (base, _) = admin
-        .rsplit_once('/')
-        .expect("DATABASE_URL has a database name");
-    let query = admin
-        .split_once('?')
-        .map(|(_, q)| format!("?{q}"))
-        .unwrap_or_default();
+    let (base, _) = admin.rsplit_once('/').expect("DATABASE_URL has a database name");
+    let query = admin.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
     format!("{base}/{name}{query}")
 }
 
@@ -45,10 +38,7 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(prefix: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "{prefix}-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        ));
+        let p = std::env::temp_dir().join(format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
         std::fs::create_dir_all(&p).unwrap();
         Self(p)
     }
@@ -61,10 +51,7 @@ impl Drop for TempDir {
 }
 
 fn bin_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_aether-hub"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_BIN_EXE_aether-hub")).parent().unwrap().to_path_buf()
 }
 
 /// Kills every process of every local VM under `data_dir` (they are
@@ -82,14 +69,8 @@ pub fn kill_vms(data_dir: &Path) {
             continue;
         };
         let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        if env
-            .split(|b| *b == 0)
-            .any(|v| markers.iter().any(|m| m.as_slice() == v))
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        if env.split(|b| *b == 0).any(|v| markers.iter().any(|m| m.as_slice() == v)) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
@@ -116,18 +97,9 @@ impl TestHub {
     }
 
     /// Starts a hub process on `data` (which the caller owns).
-    pub fn spawn(
-        data: &Path,
-        database_url: Option<String>,
-        tunnel_listen: &str,
-        extra_env: &[(&str, &str)],
-    ) -> Self {
+    pub fn spawn(data: &Path, database_url: Option<String>, tunnel_listen: &str, extra_env: &[(&str, &str)]) -> Self {
         let _ = std::fs::remove_file(data.join("hub.json"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data.join("hub.log"))
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join("hub.log")).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_aether-hub"));
         cmd.env("AETHER_LISTEN", "127.0.0.1:0")
             .env("AETHER_TUNNEL_LISTEN", tunnel_listen)
@@ -173,18 +145,11 @@ impl TestHub {
             {
                 self.http = format!("http://{}", v["http"].as_str().unwrap());
                 self.tunnel = v["tunnel"].as_str().unwrap().parse().unwrap();
-                if reqwest::get(format!("{}/healthz", self.http))
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-                {
+                if reqwest::get(format!("{}/healthz", self.http)).await.is_ok_and(|r| r.status().is_success()) {
                     return;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "hub did not become ready; log:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "hub did not become ready; log:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -208,10 +173,7 @@ impl TestHub {
     /// SIGTERM, then waits for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("hub running");
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(s) = c.try_wait().unwrap() {
@@ -223,26 +185,14 @@ impl TestHub {
     }
 
     pub fn api(&self) -> Api {
-        Api {
-            base: self.http.clone(),
-            token: None,
-            http: reqwest::Client::new(),
-        }
+        Api { base: self.http.clone(), token: None, http: reqwest::Client::new() }
     }
 
     /// A signed-up user with a fresh random email.
     pub async fn user(&self) -> Api {
         let mut api = self.api();
-        let email = format!(
-            "u{}@example.com",
-            &uuid::Uuid::new_v4().simple().to_string()[..10]
-        );
-        let (s, v) = api
-            .post(
-                "/api/auth/signup",
-                json!({"email": email, "password": "correct horse battery"}),
-            )
-            .await;
+        let email = format!("u{}@example.com", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let (s, v) = api.post("/api/auth/signup", json!({"email": email, "password": "correct horse battery"})).await;
         assert_eq!(s, 201, "{v}");
         api.token = Some(v["access_token"].as_str().unwrap().to_owned());
         api
@@ -265,12 +215,7 @@ pub struct Api {
 }
 
 impl Api {
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
@@ -281,10 +226,7 @@ impl Api {
         let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -313,20 +255,13 @@ impl Api {
     /// Creates and starts a project, waiting until it runs.
     pub async fn running_project(&self) -> String {
         let id = self.project("demo").await;
-        let (s, v) = self
-            .post(&format!("/api/projects/{id}/start?wait=true"), json!({}))
-            .await;
+        let (s, v) = self.post(&format!("/api/projects/{id}/start?wait=true"), json!({})).await;
         assert_eq!((s, v["status"].as_str()), (200, Some("running")), "{v}");
         id
     }
 
     pub async fn ticket(&self, project: &str, purpose: &str) -> String {
-        let (s, v) = self
-            .post(
-                "/api/tickets",
-                json!({ "project_id": project, "purpose": purpose }),
-            )
-            .await;
+        let (s, v) = self.post("/api/tickets", json!({ "project_id": project, "purpose": purpose })).await;
         assert_eq!(s, 200, "{v}");
         v["ticket"].as_str().unwrap().to_owned()
     }
@@ -334,14 +269,11 @@ impl Api {
     /// Opens a terminal WebSocket with a fresh ticket; `extra` is appended to the query.
     pub async fn terminal(&self, project: &str, extra: &str) -> Term {
         let ticket = self.ticket(project, "terminal").await;
-        Term::connect(&self.base, project, &format!("ticket={ticket}{extra}"))
-            .await
-            .expect("terminal attach")
+        Term::connect(&self.base, project, &format!("ticket={ticket}{extra}")).await.expect("terminal attach")
     }
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A terminal viewer, as the browser's terminal would track it.
 pub struct Term {
@@ -360,10 +292,7 @@ pub struct Term {
 impl Term {
     /// Connects; an HTTP refusal comes back as `Err((status, body))`.
     pub async fn connect(base: &str, project: &str, query: &str) -> Result<Term, (u16, String)> {
-        let url = format!(
-            "{}/api/projects/{project}/terminal?{query}",
-            base.replacen("http://", "ws://", 1)
-        );
+        let url = format!("{}/api/projects/{project}/terminal?{query}", base.replacen("http://", "ws://", 1));
         match tokio_tungstenite::connect_async(url).await {
             Ok((ws, _)) => Ok(Term {
                 ws,
@@ -376,11 +305,7 @@ impl Term {
                 closed: false,
             }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-                let body = resp
-                    .body()
-                    .as_ref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default();
+                let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
                 Err((resp.status().as_u16(), body))
             }
             Err(e) => panic!("websocket: {e}"),
@@ -388,10 +313,7 @@ impl Term {
     }
 
     pub async fn send(&mut self, keys: &str) {
-        self.ws
-            .send(Message::Binary(keys.as_bytes().to_vec().into()))
-            .await
-            .unwrap();
+        self.ws.send(Message::Binary(keys.as_bytes().to_vec().into())).await.unwrap();
     }
 
     pub async fn resize(&mut self, cols: u32, rows: u32) {
@@ -407,11 +329,7 @@ impl Term {
     pub async fn until(&mut self, what: &str, pred: impl Fn(&Term) -> bool) {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         while !pred(self) {
-            assert!(
-                !self.closed,
-                "closed while waiting for {what}; saw: {:?}",
-                self.text()
-            );
+            assert!(!self.closed, "closed while waiting for {what}; saw: {:?}", self.text());
             match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Err(_) => panic!("timed out waiting for {what}; saw: {:?}", self.text()),
                 Ok(None) | Ok(Some(Err(_))) => self.closed = true,

@@ -1,0 +1,513 @@
+//! Files: the REST and WebSocket routes of the contract's Files section,
+//! each one `Fs` stream to aetherd.
+//!
+//! File contents and listings stream through: the hub never holds a whole
+//! file or listing. Paths are checked here (NUL, `..` escaping the home,
+//! absolute paths elsewhere → 400 `invalid_path`) and again in aetherd.
+
+use super::AppState;
+use super::auth::body;
+use super::projects::owned;
+use super::terminals::{redeem, tunnel_of};
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::tunnel::Tunnel;
+use aether_protocol::domain::StreamKind;
+use aether_protocol::fs::{FsOp, HomePath};
+use aether_protocol::{FrameCodec, pb};
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{TimeZone, Utc};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+use tokio_util::codec::FramedRead;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/projects/{id}/files", get(get_path).put(put_file).delete(delete_path))
+        .route("/projects/{id}/files/stat", get(stat))
+        .route("/projects/{id}/files/mkdir", post(mkdir))
+        .route("/projects/{id}/files/rename", post(rename))
+        .route("/projects/{id}/files/watch", get(watch))
+}
+
+/// Percent-decodes one query parameter to raw bytes (so names that are not
+/// UTF-8 can be addressed).
+pub fn query_bytes(query: Option<&str>, key: &str) -> Option<Vec<u8>> {
+    let decode = |s: &str| {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    let hex = |c: u8| (c as char).to_digit(16);
+                    match (hex(b[i + 1]), hex(b[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            out.push((h * 16 + l) as u8);
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        out
+    };
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(k) == key.as_bytes()).then(|| decode(v))
+    })
+}
+
+/// Percent-encodes bytes that are not unreserved, for `raw_name`.
+fn percent_encode(b: &[u8]) -> String {
+    b.iter()
+        .map(|&c| {
+            if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+                (c as char).to_string()
+            } else {
+                format!("%{c:02X}")
+            }
+        })
+        .collect()
+}
+
+fn home_path(tunnel: &Tunnel, raw: &[u8]) -> ApiResult<HomePath> {
+    HomePath::parse(raw, &tunnel.home).map_err(|e| ApiError::InvalidPath(e.0))
+}
+
+fn path_param(tunnel: &Tunnel, query: Option<&str>, key: &str) -> ApiResult<HomePath> {
+    let raw = query_bytes(query, key).unwrap_or_default();
+    home_path(tunnel, &raw)
+}
+
+/// The contract's error for an error reported by aetherd.
+fn fs_error(e: pb::Error) -> ApiError {
+    match e.code.as_str() {
+        "not_found" => ApiError::NotFound,
+        "invalid_path" => ApiError::InvalidPath(e.message),
+        "conflict" => ApiError::Conflict(e.message),
+        "precondition_failed" => ApiError::PreconditionFailed(e.message),
+        "too_large" => ApiError::TooLarge(e.message),
+        "forbidden" => ApiError::Forbidden(e.message),
+        "invalid_request" | "aborted" => ApiError::BadRequest(e.message),
+        _ => ApiError::Internal(anyhow::anyhow!("file operation failed: {}: {}", e.code, e.message)),
+    }
+}
+
+fn kind_name(k: i32) -> &'static str {
+    match pb::FsKind::try_from(k).unwrap_or(pb::FsKind::Unknown) {
+        pb::FsKind::File => "file",
+        pb::FsKind::Dir => "dir",
+        pb::FsKind::Symlink => "symlink",
+        _ => "other",
+    }
+}
+
+fn rfc3339(ms: i64) -> Value {
+    json!(Utc.timestamp_millis_opt(ms).single())
+}
+
+fn stat_json(s: &pb::FsStat) -> Value {
+    json!({
+        "path": String::from_utf8_lossy(&s.path),
+        "type": kind_name(s.kind),
+        "size": s.size,
+        "mtime": rfc3339(s.mtime_ms),
+        "mode": s.mode,
+        "etag": s.etag,
+    })
+}
+
+/// Runs one file operation and returns aetherd's reply, plus the stream for
+/// whatever follows it (file bytes, listing frames).
+async fn call(tunnel: &Tunnel, op: FsOp) -> ApiResult<(pb::FsReply, impl tokio::io::AsyncRead + Unpin + use<>)> {
+    let (_send, recv) = tunnel.open(StreamKind::Fs(op)).await?;
+    let mut framed = FramedRead::new(recv, FrameCodec::<pb::FsReply>::default());
+    let reply =
+        framed.next().await.ok_or_else(|| anyhow::anyhow!("no answer from the VM"))?.map_err(anyhow::Error::from)?;
+    if let Some(e) = reply.error {
+        return Err(fs_error(e));
+    }
+    let parts = framed.into_parts();
+    let rest = std::io::Cursor::new(parts.read_buf.freeze()).chain(parts.io);
+    Ok((reply, rest))
+}
+
+async fn stat(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let project = owned(&hub, &user, &id).await?;
+    let tunnel = tunnel_of(&hub, &project).await?;
+    let path = path_param(&tunnel, q.as_deref(), "path")?;
+    let (reply, _) = call(&tunnel, FsOp::Stat(path)).await?;
+    Ok(Json(stat_json(&reply.stat.unwrap_or_default())))
+}
+
+fn content_type(path: &[u8]) -> &'static str {
+    let ext = path.rsplit(|b| *b == b'.').next().unwrap_or_default();
+    match ext.to_ascii_lowercase().as_slice() {
+        b"html" | b"htm" => "text/html; charset=utf-8",
+        b"css" => "text/css; charset=utf-8",
+        b"js" | b"mjs" => "text/javascript; charset=utf-8",
+        b"json" => "application/json",
+        b"txt" | b"md" | b"rs" | b"py" | b"ts" | b"tsx" | b"toml" | b"yaml" | b"yml" | b"sh" | b"go" | b"c" | b"h" => {
+            "text/plain; charset=utf-8"
+        }
+        b"svg" => "image/svg+xml",
+        b"png" => "image/png",
+        b"jpg" | b"jpeg" => "image/jpeg",
+        b"gif" => "image/gif",
+        b"pdf" => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+/// A single `bytes=` range against a file of `size` bytes: (start, length).
+fn parse_range(h: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = h.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            (size.saturating_sub(n), size.checked_sub(1)?)
+        }
+        (s, "") => (s.parse().ok()?, size.checked_sub(1)?),
+        (s, e) => (s.parse().ok()?, e.parse::<u64>().ok()?.min(size.checked_sub(1)?)),
+    };
+    (start <= end && start < size).then(|| (start, end - start + 1))
+}
+
+async fn get_path(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let project = owned(&hub, &user, &id).await?;
+    let tunnel = tunnel_of(&hub, &project).await?;
+    let path = path_param(&tunnel, q.as_deref(), "path")?;
+    let (reply, _) = call(&tunnel, FsOp::Stat(path.clone())).await?;
+    let st = reply.stat.unwrap_or_default();
+    if st.kind == pb::FsKind::Dir as i32 {
+        return list(&tunnel, path).await;
+    }
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (offset, length, partial) = match range {
+        None => (0, st.size, false),
+        Some(r) => match parse_range(r, st.size) {
+            Some((o, l)) => (o, l, true),
+            None => {
+                let mut resp =
+                    ApiError::RangeNotSatisfiable(format!("range {r:?} does not fit a {}-byte file", st.size))
+                        .into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", st.size)) {
+                    resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return Ok(resp);
+            }
+        },
+    };
+    let (reply, rest) = call(&tunnel, FsOp::Read { path: path.clone(), offset, length: Some(length) }).await?;
+    let st = reply.stat.unwrap_or_default();
+    let stream = tokio_util::io::ReaderStream::with_capacity(rest, 256 * 1024);
+    let mut resp = Response::new(Body::from_stream(stream));
+    *resp.status_mut() = if partial { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path.as_bytes())));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", st.etag)) {
+        h.insert(header::ETAG, v);
+    }
+    if partial && let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{}", offset, offset + length - 1, st.size)) {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    Ok(resp)
+}
+
+/// Streams a folder listing as JSON, batch by batch.
+async fn list(tunnel: &Tunnel, path: HomePath) -> ApiResult<Response> {
+    let (_, rest) = call(tunnel, FsOp::List(path.clone())).await?;
+    let frames = FramedRead::new(rest, FrameCodec::<pb::FsEntries>::default());
+    let head = format!("{{\"type\":\"dir\",\"path\":{},\"entries\":[", json!(path.display()));
+    let state = (frames, Some(head), false, false);
+    let stream = futures_util::stream::unfold(state, |(mut frames, head, mut first_done, finished)| async move {
+        if let Some(h) = head {
+            return Some((Ok::<Bytes, std::io::Error>(Bytes::from(h)), (frames, None, first_done, false)));
+        }
+        if finished {
+            return None;
+        }
+        match frames.next().await {
+            Some(Ok(batch)) => {
+                let mut out = String::new();
+                for e in &batch.entries {
+                    if first_done {
+                        out.push(',');
+                    }
+                    first_done = true;
+                    let mut v = json!({
+                        "name": String::from_utf8_lossy(&e.name),
+                        "type": kind_name(e.kind),
+                        "size": e.size,
+                        "mtime": rfc3339(e.mtime_ms),
+                        "mode": e.mode,
+                    });
+                    if std::str::from_utf8(&e.name).is_err() {
+                        v["raw_name"] = json!(percent_encode(&e.name));
+                    }
+                    out.push_str(&v.to_string());
+                }
+                if batch.done {
+                    out.push_str("]}");
+                }
+                Some((Ok(Bytes::from(out)), (frames, None, first_done, batch.done)))
+            }
+            Some(Err(e)) => Some((Err(std::io::Error::other(e.to_string())), (frames, None, first_done, true))),
+            None => Some((Err(std::io::Error::other("listing cut short")), (frames, None, first_done, true))),
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::IF_MATCH)?.to_str().ok()?.trim();
+    Some(v.trim_start_matches("W/").trim_matches('"').to_owned())
+}
+
+async fn put_file(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let project = owned(&hub, &user, &id).await?;
+    let tunnel = tunnel_of(&hub, &project).await?;
+    let path = path_param(&tunnel, q.as_deref(), "path")?;
+    let max = hub.config.max_write_bytes;
+    let too_large = || ApiError::TooLarge(format!("uploads are limited to {max} bytes"));
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let op = FsOp::Write { path, if_match: if_match(&headers), max_bytes: max };
+    let (mut send, recv) = tunnel.open(StreamKind::Fs(op)).await?;
+    let mut replies = FramedRead::new(recv, FrameCodec::<pb::FsReply>::default());
+    let mut chunks = body.into_data_stream();
+    let mut total = 0u64;
+    let early = loop {
+        tokio::select! {
+            biased;
+            early = replies.next() => break Some(early),
+            chunk = chunks.next() => match chunk {
+                Some(Ok(bytes)) => {
+                    total += bytes.len() as u64;
+                    if total > max {
+                        let _ = send.reset(0u32.into());
+                        return Err(too_large());
+                    }
+                    if send.write_all(&bytes).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(Err(e)) => {
+                    let _ = send.reset(0u32.into());
+                    return Err(ApiError::bad_request(format!("upload interrupted: {e}")));
+                }
+                None => break None,
+            }
+        }
+    };
+    let _ = send.finish();
+    let reply = match early {
+        Some(r) => r,
+        None => replies.next().await,
+    };
+    let reply = reply.ok_or_else(|| anyhow::anyhow!("no answer from the VM"))?.map_err(anyhow::Error::from)?;
+    if let Some(e) = reply.error {
+        return Err(fs_error(e));
+    }
+    let st = reply.stat.unwrap_or_default();
+    let status = if reply.created { StatusCode::CREATED } else { StatusCode::OK };
+    let mut resp = (status, Json(stat_json(&st))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", st.etag)) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(resp)
+}
+
+async fn delete_path(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    let project = owned(&hub, &user, &id).await?;
+    let tunnel = tunnel_of(&hub, &project).await?;
+    let path = path_param(&tunnel, q.as_deref(), "path")?;
+    let recursive = matches!(query_bytes(q.as_deref(), "recursive").as_deref(), Some(b"true" | b"1"));
+    call(&tunnel, FsOp::Delete { path, recursive, if_match: if_match(&headers) }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct MkdirBody {
+    path: String,
+}
+
+async fn mkdir(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let project = owned(&hub, &user, &id).await?;
+    let b: MkdirBody = body(raw)?;
+    let tunnel = tunnel_of(&hub, &project).await?;
+    let path = home_path(&tunnel, b.path.as_bytes())?;
+    let (reply, _) = call(&tunnel, FsOp::Mkdir(path)).await?;
+    Ok((StatusCode::CREATED, Json(stat_json(&reply.stat.unwrap_or_default()))))
+}
+
+#[derive(Deserialize)]
+struct RenameBody {
+    from: String,
+    to: String,
+    #[serde(default)]
+    overwrite: bool,
+}
+
+async fn rename(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let project = owned(&hub, &user, &id).await?;
+    let b: RenameBody = body(raw)?;
+    let tunnel = tunnel_of(&hub, &project).await?;
+    let (from, to) = (home_path(&tunnel, b.from.as_bytes())?, home_path(&tunnel, b.to.as_bytes())?);
+    let (reply, _) = call(&tunnel, FsOp::Rename { from, to, overwrite: b.overwrite }).await?;
+    Ok(Json(stat_json(&reply.stat.unwrap_or_default())))
+}
+
+async fn watch(
+    State(hub): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let ws = ws.map_err(|e| ApiError::bad_request(format!("expected a WebSocket upgrade: {e}")))?;
+    let ticket = query_bytes(q.as_deref(), "ticket").map(|t| String::from_utf8_lossy(&t).into_owned());
+    let project = redeem(&hub, ticket.as_deref(), "watch", &id).await?;
+    let tunnel = tunnel_of(&hub, &project).await?;
+    let path = path_param(&tunnel, q.as_deref(), "path")?;
+    Ok(ws.on_upgrade(move |socket| forward_watch(socket, tunnel, path)))
+}
+
+fn event_json(e: &pb::FsEvent) -> Value {
+    let kind = match pb::FsEventKind::try_from(e.kind).unwrap_or(pb::FsEventKind::Unknown) {
+        pb::FsEventKind::Created => "created",
+        pb::FsEventKind::Modified => "modified",
+        pb::FsEventKind::Removed => "removed",
+        pb::FsEventKind::Renamed => "renamed",
+        pb::FsEventKind::Resync => "resync",
+        pb::FsEventKind::Ready => "ready",
+        _ => "error",
+    };
+    let mut v = json!({ "type": kind, "path": String::from_utf8_lossy(&e.path) });
+    if !e.from.is_empty() {
+        v["from"] = json!(String::from_utf8_lossy(&e.from));
+    }
+    if !e.message.is_empty() {
+        v["message"] = json!(e.message);
+    }
+    v
+}
+
+async fn forward_watch(socket: WebSocket, tunnel: Tunnel, path: HomePath) {
+    let (mut ws_tx, mut ws_rx) = socket.split();
+    let opened = tunnel.open(StreamKind::Fs(FsOp::Watch { path, exclude: vec![] })).await;
+    let Ok((_send, recv)) = opened else {
+        let _ = ws_tx
+            .send(Message::Text(json!({"type":"error","message":"the VM is unreachable"}).to_string().into()))
+            .await;
+        return;
+    };
+    let mut events = FramedRead::new(recv, FrameCodec::<pb::FsEvent>::default());
+    loop {
+        tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(e)) => {
+                    let v = event_json(&e);
+                    let end = v["type"] == "error";
+                    if ws_tx.send(Message::Text(v.to_string().into())).await.is_err() || end {
+                        return;
+                    }
+                }
+                _ => {
+                    let v = json!({"type": "error", "message": "the connection to the VM was lost; watch again"});
+                    let _ = ws_tx.send(Message::Text(v.to_string().into())).await;
+                    return;
+                }
+            },
+            msg = ws_rx.next() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_paths_decode_to_bytes() {
+        assert_eq!(query_bytes(Some("path=a%2Fb+c&x=1"), "path").unwrap(), b"a/b c");
+        assert_eq!(query_bytes(Some("path=caf%E9"), "path").unwrap(), b"caf\xe9");
+        assert_eq!(query_bytes(Some("path=%2e%2e%2fetc"), "path").unwrap(), b"../etc");
+        assert_eq!(query_bytes(Some("path=50%"), "path").unwrap(), b"50%");
+        assert!(query_bytes(Some("other=1"), "path").is_none());
+        assert_eq!(percent_encode(b"caf\xe9 x"), "caf%E9%20x");
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 10)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 10)));
+        assert_eq!(parse_range("bytes=-5", 100), Some((95, 5)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 50)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-1", 100), None);
+        assert_eq!(parse_range("bytes=0-1,3-4", 100), None);
+        assert_eq!(parse_range("lines=1-2", 100), None);
+    }
+}
