@@ -13,8 +13,8 @@ pub struct Hub {
     pub http: String,
     pub tunnel: std::net::SocketAddr,
     child: Child,
-    token: String,
-    client: reqwest::Client,
+    pub token: String,
+    pub client: reqwest::Client,
 }
 
 /// Result of the bulk-output run.
@@ -77,7 +77,7 @@ impl Hub {
         self.child.id()
     }
 
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let resp = self.client.post(format!("{}{path}", self.http)).bearer_auth(&self.token).json(&body).send().await?;
         anyhow::ensure!(resp.status().is_success(), "{path}: {}", resp.status());
         Ok(resp.json().await?)

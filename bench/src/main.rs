@@ -9,6 +9,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bare;
+mod files;
 mod hub;
 mod tunnels;
 
@@ -43,7 +44,14 @@ pub fn rss(pid: u32) -> u64 {
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    match std::env::args().nth(1).as_deref() {
+        None | Some("terminal") => terminal(&rt),
+        Some("files") => files::run(&rt),
+        Some(other) => anyhow::bail!("unknown benchmark {other:?}; one of: terminal (default), files"),
+    }
+}
 
+fn terminal(rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     eprintln!("bare PTY: echo and bulk output ...");
     let bare_echo = percentiles(bare::echo(KEYSTROKES)?);
     let bare_bulk = bare::bulk(BULK_INPUT)?;

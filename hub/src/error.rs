@@ -38,6 +38,8 @@ pub enum ApiError {
     #[error("the project's VM is {status}")]
     Unavailable { status: String },
     #[error("{0}")]
+    BadGateway(String),
+    #[error("{0}")]
     Timeout(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -62,6 +64,7 @@ impl ApiError {
             Self::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "invalid_request"),
             Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -2,9 +2,10 @@
 //!
 //! `api` serves the HTTP/WebSocket contract; `tunnel` accepts the QUIC
 //! tunnels that VMs dial; `projects` drives VM life cycles through a
-//! `compute` provider; `db` is all the SQL (with `pg` starting an embedded
-//! cluster when no database is given); `auth` is passwords, tokens and
-//! tickets; `tls` the local CA; `events` and `metrics` what is observed.
+//! `compute` provider, and `reconcile` keeps the two in step; `db` is all
+//! the SQL (with `pg` starting an embedded cluster when no database is
+//! given); `auth` is passwords, tokens and tickets; `tls` the local CA;
+//! `events` and `metrics` what is observed.
 
 pub mod api;
 pub mod auth;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod pg;
+pub mod preview;
 pub mod projects;
 pub mod reconcile;
 pub mod tls;
@@ -33,7 +35,7 @@ pub struct Hub {
     pub config: Config,
     pub db: db::Db,
     pub tokens: auth::Tokens,
-    pub tunnels: tunnel::Tunnels,
+    pub tunnels: Arc<tunnel::Tunnels>,
     pub compute: Arc<dyn compute::Compute>,
     pub events: events::Events,
     pub metrics: metrics::Metrics,
@@ -42,6 +44,10 @@ pub struct Hub {
     /// An argon2 hash to verify against for unknown emails (constant timing).
     pub dummy_hash: String,
     pub web_dir: Option<PathBuf>,
+    /// Where users reach the hub, e.g. `http://127.0.0.1:8080`.
+    pub public_url: String,
+    pub previews: preview::Previews,
+    pub start_locks: projects::StartLocks,
 }
 
 /// Where a running hub listens, written to `{data_dir}/hub.json` at start.
@@ -137,19 +143,35 @@ async fn serve(
             let fly = config.fly.clone().context(
                 "AETHER_COMPUTE=fly needs FLY_API_TOKEN, the VMs' app (AETHER_FLY_APP or FLY_APP_NAME) and AETHER_FLY_IMAGE",
             )?;
-            // The VM can't be handed the CA file, so it gets its text.
-            let ca_pem = std::fs::read_to_string(&ca_file).context("reading the hub's CA")?;
-            let hub_addr = config.tunnel_public_addr.clone().unwrap_or_else(|| dial_addr.to_string());
-            Arc::new(compute::fly::FlyCompute::new(fly, hub_addr, Some(ca_pem))?)
+            if config.tunnel_public_addr.is_none() {
+                tracing::warn!(%dial_addr, "AETHER_TUNNEL_PUBLIC_ADDR is not set: Fly VMs will dial the tunnel's own address");
+            }
+            // The tunnel's certificate comes from the local CA: a VM can't be
+            // handed its file, so it gets its text, and checks the name the
+            // local certificate carries rather than the public host's.
+            let hub = compute::fly::HubDial {
+                addr: config.tunnel_public_addr.clone().unwrap_or_else(|| dial_addr.to_string()),
+                ca_pem: Some(std::fs::read_to_string(&ca_file).context("reading the hub's CA")?),
+                server_name: Some("aether-hub".into()),
+            };
+            Arc::new(compute::fly::FlyCompute::new(fly, hub)?)
         }
     };
+    let tunnels = Arc::new(tunnel::Tunnels::default());
+    let public_url =
+        config.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}")).trim_end_matches('/').to_owned();
+    let preview_domain = config.preview_domain.clone().unwrap_or_else(|| "preview.localhost".into());
+    let previews = preview::Previews::new(preview_domain, &public_url, &jwt_secret, tunnels.clone());
     let hub = Arc::new(Hub {
         web_dir: web_dir(&config),
+        public_url,
+        previews,
+        start_locks: projects::StartLocks::default(),
         dummy_hash: auth::hash_password(auth::random_token(16)).await?,
         config,
         db,
         tokens,
-        tunnels: tunnel::Tunnels::default(),
+        tunnels,
         compute,
         events: events::Events::default(),
         metrics: metrics::Metrics::default(),
@@ -166,7 +188,8 @@ async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, api::app(hub.clone())).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+    let app = api::app(hub.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
     shutdown.cancel();
     let _ = tunnels.await;
     let _ = reconciler.await;

@@ -25,9 +25,24 @@ async fn set_status(hub: &Hub, id: Uuid, status: &str, error: Option<&str>) -> a
     Ok(p)
 }
 
+/// One lock per project, so that two starts racing (a click and a preview
+/// request, say) boot one VM, not two.
+#[derive(Default)]
+pub struct StartLocks(std::sync::Mutex<std::collections::HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>);
+
+impl StartLocks {
+    fn get(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        self.0.lock().expect("start locks").entry(id).or_default().clone()
+    }
+}
+
 /// Starts the project's VM; with `wait`, returns once its tunnel is up.
 pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Project> {
     let id = project.id;
+    let lock = hub.start_locks.get(id);
+    let guard = lock.lock().await;
+    // Re-read: a start that held the lock may have changed everything.
+    let project = hub.db.project_any(id).await?.ok_or(ApiError::NotFound)?;
     if project.status == "stopping" {
         return Err(ApiError::Conflict("the project is stopping; start it again when it has stopped".into()));
     }
@@ -52,6 +67,7 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pr
         on_tunnel_up(hub, id).await;
     }
     hub.db.touch_project(id).await?;
+    drop(guard);
     if wait {
         if hub.tunnels.wait_for(id, hub.config.wait_timeout).await.is_none() {
             return Err(ApiError::Timeout("the VM did not come up in time".into()));

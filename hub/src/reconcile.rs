@@ -72,6 +72,7 @@ fn older_than(now: DateTime<Utc>, since: DateTime<Utc>, limit: Duration) -> bool
 fn human(d: Duration) -> String {
     match d.as_secs() {
         s if s >= 120 => format!("{} minutes", s / 60),
+        1 => "1 second".to_owned(),
         s => format!("{s} seconds"),
     }
 }

@@ -249,6 +249,9 @@ async fn handle(hub: Arc<Hub>, conn: quinn::Connection) -> anyhow::Result<()> {
                 Some(Ok(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Heartbeat(hb)) })) => {
                     record(&hub, project, &hb).await;
                 }
+                Some(Ok(pb::AgentMessage { msg: Some(pb::agent_message::Msg::PortsChanged(p)) })) => {
+                    ports_changed(&hub, project, p).await;
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => break Err(protocol_error(&conn, e)),
                 None => break Ok(()),
@@ -261,6 +264,8 @@ async fn handle(hub: Arc<Hub>, conn: quinn::Connection) -> anyhow::Result<()> {
         if let Err(e) = hub.db.tunnel_disconnected(project, &hub.instance_id).await {
             tracing::warn!(error = %e, "recording tunnel down");
         }
+        hub.previews.clear_ports(project);
+        hub.events.publish(project, "ports", serde_json::json!([]));
         crate::projects::on_tunnel_down(&hub, project).await;
     }
     result
@@ -273,6 +278,26 @@ fn protocol_error(conn: &quinn::Connection, e: FrameError) -> anyhow::Error {
     };
     conn.close(close::PROTOCOL.into(), reason.as_bytes());
     anyhow::Error::new(e).context("control stream")
+}
+
+async fn ports_changed(hub: &Hub, project: Uuid, p: pb::PortsChanged) {
+    let ports = p
+        .ports
+        .into_iter()
+        .take(1024)
+        .filter_map(|l| {
+            let port = u16::try_from(l.port).ok().filter(|p| *p > 0)?;
+            let (mut address, mut process) = (l.address, l.process);
+            address.truncate(64);
+            process.truncate(64);
+            Some(crate::preview::ListeningPort { port, address, process })
+        })
+        .collect();
+    hub.previews.set_ports(project, ports);
+    match crate::api::ports_json(hub, project).await {
+        Ok(v) => hub.events.publish(project, "ports", v),
+        Err(e) => tracing::warn!(error = %e, "listing ports"),
+    }
 }
 
 async fn record(hub: &Hub, project: Uuid, hb: &pb::Heartbeat) {

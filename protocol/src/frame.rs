@@ -132,6 +132,7 @@ mod tests {
                 boot_id: "boot".into(),
                 agent_version: "1".into(),
                 capabilities: vec!["pty".into()],
+                home: b"/home/dev".to_vec(),
             })),
         }
     }

@@ -3,12 +3,14 @@
 //! It dials the hub over one QUIC tunnel (`tunnel`) and serves what the hub
 //! asks for on streams of that connection: terminal sessions (`pty`,
 //! `viewer`, `ring`, `pace`), file operations and watches (`files`,
-//! `watch`) and TCP pipes to local ports (`tcp`); it reports heartbeats
+//! `watch`) and TCP pipes to local ports (`tcp`), and it reports listening
+//! ports (`ports`); it reports heartbeats
 //! (`heartbeat`). It never listens on any address.
 
 pub mod files;
 pub mod heartbeat;
 pub mod pace;
+pub mod ports;
 pub mod pty;
 pub mod ring;
 pub mod tcp;
@@ -28,12 +30,15 @@ pub struct AgentConfig {
     /// Owner (uid, gid) of files created through the API, when aetherd runs
     /// as root on behalf of a user.
     pub file_owner: Option<(u32, u32)>,
+    /// Whose listening ports are previews.
+    pub ports_scope: ports::Scope,
 }
 
 /// What the hub's streams are served by.
 pub struct Services {
     pub sessions: Arc<pty::Sessions>,
     pub files: files::Files,
+    pub ports: Arc<std::sync::Mutex<ports::Scanner>>,
 }
 
 /// Runs aetherd until `shutdown`, then ends every session.
@@ -41,10 +46,35 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     let sessions = Arc::new(pty::Sessions::new(config.pty.clone()));
     let files = files::Files::new(config.pty.home.clone(), config.file_owner);
     let meter = Arc::new(heartbeat::Meter::new(config.pty.home.clone()));
-    let services = Arc::new(Services { sessions: sessions.clone(), files });
+    let ports = Arc::new(std::sync::Mutex::new(ports::Scanner::new(config.ports_scope.clone())));
+    let services = Arc::new(Services { sessions: sessions.clone(), files, ports });
+    run_startup_script(&sessions, &config.pty.home);
     let result = tunnel::run(config.tunnel, services, meter, shutdown).await;
     sessions.kill_all();
     result
+}
+
+/// The project's own boot step: `~/.aether/startup.sh`, if present, runs in
+/// a terminal session named `startup` (so its output can be watched), e.g.
+/// to bring dev servers back up after the VM starts.
+pub const STARTUP_SCRIPT: &str = ".aether/startup.sh";
+
+fn run_startup_script(sessions: &pty::Sessions, home: &std::path::Path) {
+    let script = home.join(STARTUP_SCRIPT);
+    if !script.is_file() {
+        return;
+    }
+    let req = aether_protocol::domain::PtyAttach {
+        session: aether_protocol::domain::SessionName::parse("startup").expect("valid name"),
+        size: aether_protocol::domain::TermSize::default(),
+        readonly: true,
+        since: None,
+        command: Some(format!("sh {}", script.display())),
+    };
+    match sessions.get_or_spawn(&req) {
+        Ok(_) => tracing::info!(script = %script.display(), "running the startup script"),
+        Err(e) => tracing::warn!(error = format!("{e:#}"), "running the startup script"),
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {

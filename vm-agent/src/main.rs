@@ -48,6 +48,10 @@ struct RunArgs {
     /// Run sessions as this user (when aetherd runs as root).
     #[arg(long, env = "AETHER_USER")]
     user: Option<String>,
+    /// Whose listening ports are previews: `all` (a VM of its own) or
+    /// `marked` (only this VM's processes, on a shared machine).
+    #[arg(long, env = "AETHER_PORTS_SCOPE", default_value = "all")]
+    ports_scope: String,
     /// Output bytes kept per terminal session for replay.
     #[arg(long, env = "AETHER_RING_BYTES", default_value_t = 1 << 20)]
     ring_bytes: usize,
@@ -80,8 +84,13 @@ fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    let ports_scope = match a.ports_scope.as_str() {
+        "all" => aether_vm_agent::ports::Scope::All,
+        _ => aether_vm_agent::ports::Scope::Marked(format!("AETHER_PROJECT_ID={}", a.project_id)),
+    };
     let config = AgentConfig {
         file_owner,
+        ports_scope,
         tunnel: TunnelConfig {
             server_name: a.hub_server_name.unwrap_or_else(|| server_name(&a.hub_addr)),
             hub_addr: a.hub_addr,

@@ -189,6 +189,8 @@ async fn serve_connection(
     tracing::info!(remote = %conn.remote_address(), "tunnel up");
 
     let mut tick = tokio::time::interval(interval);
+    let mut port_scan = tokio::time::interval(crate::ports::INTERVAL);
+    let mut reported: Option<Vec<pb::ListeningPort>> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => {
@@ -198,6 +200,15 @@ async fn serve_connection(
             _ = tick.tick() => {
                 let hb = meter.heartbeat(&services.sessions);
                 tx.send(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Heartbeat(hb)) }).await?;
+            }
+            _ = port_scan.tick() => {
+                let scanner = services.ports.clone();
+                let ports = tokio::task::spawn_blocking(move || scanner.lock().expect("scanner lock").scan()).await?;
+                if reported.as_ref() != Some(&ports) {
+                    let msg = pb::agent_message::Msg::PortsChanged(pb::PortsChanged { ports: ports.clone() });
+                    tx.send(pb::AgentMessage { msg: Some(msg) }).await?;
+                    reported = Some(ports);
+                }
             }
             msg = rx.next() => match msg {
                 Some(Ok(pb::HubMessage { msg: Some(pb::hub_message::Msg::Drain(_)) })) => {

@@ -3,6 +3,8 @@
 
 mod auth;
 mod files;
+mod ports;
+pub use ports::ports_json;
 mod projects;
 mod service;
 mod terminals;
@@ -27,6 +29,7 @@ pub fn app(state: AppState) -> Router {
         .merge(projects::routes())
         .merge(terminals::routes())
         .merge(files::routes())
+        .merge(ports::routes())
         .fallback(|| async { crate::error::ApiError::NotFound });
     Router::new()
         .nest("/api", api)
@@ -34,8 +37,22 @@ pub fn app(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             crate::error::ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
         }))
+        .layer(middleware::from_fn_with_state(state.clone(), route_previews))
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
         .with_state(state)
+}
+
+/// Sends requests for preview hosts to the preview proxy; everything else
+/// goes on to the API and the web app.
+async fn route_previews(State(hub): State<AppState>, req: Request, next: Next) -> Response {
+    let host = req.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+    if let Some((port, project)) = host.and_then(|h| hub.previews.parse_host(h)) {
+        return crate::preview::handle(hub, req, port, project).await;
+    }
+    if req.uri().path() == "/__aether/preview-auth" {
+        return crate::preview::auth_page();
+    }
+    next.run(req).await
 }
 
 /// Gives every request an id (in its span and the `x-request-id` header)

@@ -120,6 +120,8 @@ impl Compute for LocalCompute {
             .env("AETHER_HUB_CA", &self.ca_file)
             .env("AETHER_PROJECT_ID", project.to_string())
             .env("AETHER_MACHINE_TOKEN", &spec.machine_token)
+            // The machine is shared: only this VM's processes' ports are previews.
+            .env("AETHER_PORTS_SCOPE", "marked")
             .current_dir(&home)
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)

@@ -96,6 +96,23 @@ impl TestHub {
         hub
     }
 
+    /// Like `start`, with more environment for the hub (another compute
+    /// provider, shorter intervals).
+    pub async fn start_with(extra_env: &[(&str, &str)]) -> Self {
+        init();
+        let dir = TempDir::new("aether-hub");
+        let db = fresh_database().await;
+        let mut hub = Self::spawn(&dir.0, Some(db), "127.0.0.1:0", extra_env);
+        hub._dir = Some(dir);
+        hub.wait_ready().await;
+        hub
+    }
+
+    /// The aetherd binary the tests built, next to the hub's.
+    pub fn aetherd() -> PathBuf {
+        bin_dir().join("aetherd")
+    }
+
     /// Starts a hub process on `data` (which the caller owns).
     pub fn spawn(data: &Path, database_url: Option<String>, tunnel_listen: &str, extra_env: &[(&str, &str)]) -> Self {
         let _ = std::fs::remove_file(data.join("hub.json"));

@@ -360,8 +360,10 @@ impl FlyApi {
             Duration::from_secs(secs) + self.timeout,
         );
         call.query = vec![("state", state.into()), ("timeout", secs.to_string())];
+        // The machine version to wait on; `instance_id` is its older name.
         if let Some(v) = version.filter(|v| !v.is_empty()) {
             call.query.push(("instance_id", v.into()));
+            call.query.push(("version", v.into()));
         }
         match self.send(call).await {
             Ok(_) => Ok(true),

@@ -18,21 +18,22 @@
 //!
 //! The VM trusts the hub's tunnel certificate through `AETHER_HUB_CA_PEM`,
 //! the PEM text of the hub's local CA (a machine can be handed env, not one
-//! of the hub's files); aetherd adds it to the roots it verifies with.
+//! of the hub's files), which aetherd then trusts alone, and checks the name
+//! that certificate carries (`AETHER_HUB_SERVER_NAME`, `aether-hub`) rather
+//! than the public host it dials (`HubDial`).
 
 pub mod api;
 pub mod model;
+mod steps;
 
 use super::{Compute, Listed, MachineState, StartSpec};
 use anyhow::{Context, anyhow};
 use api::{FlyApi, FlyError, RetryPolicy};
 use async_trait::async_trait;
-use model::{HOME, Machine, PROJECT_KEY, Volume};
-use serde_json::{Value, json};
+use model::{Machine, Volume};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::time::Instant;
 use uuid::Uuid;
 
 /// How long a lease is taken for; every leased step is far shorter.
@@ -103,6 +104,19 @@ impl std::fmt::Debug for FlyConfig {
     }
 }
 
+/// What a VM needs to dial the hub and trust it.
+#[derive(Debug, Clone)]
+pub struct HubDial {
+    /// `host:port` of the hub's tunnel, as VMs reach it.
+    pub addr: String,
+    /// The CA that signed the hub's tunnel certificate, when it is not
+    /// publicly trusted (the hub's local CA).
+    pub ca_pem: Option<String>,
+    /// The name to verify in that certificate, when it isn't the host of
+    /// `addr` (the local certificate names `aether-hub`, not the public host).
+    pub server_name: Option<String>,
+}
+
 /// What the provider remembers of a project's placement.
 #[derive(Debug, Clone, Default)]
 struct Known {
@@ -114,8 +128,7 @@ struct Known {
 pub struct FlyCompute {
     api: FlyApi,
     config: FlyConfig,
-    hub_addr: String,
-    hub_ca_pem: Option<String>,
+    hub: HubDial,
     known: Mutex<HashMap<Uuid, Known>>,
     /// One state change per project at a time within this hub.
     busy: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
@@ -126,7 +139,7 @@ impl std::fmt::Debug for FlyCompute {
         f.debug_struct("FlyCompute")
             .field("api", &self.api)
             .field("config", &self.config)
-            .field("hub_addr", &self.hub_addr)
+            .field("hub", &self.hub.addr)
             .finish_non_exhaustive()
     }
 }
@@ -138,22 +151,22 @@ fn not_found(e: &anyhow::Error) -> bool {
 /// The error without `secret` in its text (Fly may echo a request body).
 fn redact(e: anyhow::Error, secret: &str) -> anyhow::Error {
     let text = format!("{e:#}");
-    if secret.is_empty() || !text.contains(secret) {
+    // Real tokens are long; a short test string would mangle every word.
+    if secret.len() < 8 || !text.contains(secret) {
         return e;
     }
     anyhow!(text.replace(secret, "<redacted>"))
 }
 
 impl FlyCompute {
-    /// `hub_addr` is what VMs dial; `hub_ca_pem` the CA they verify it with,
-    /// when the hub's certificate is not publicly trusted.
-    pub fn new(config: FlyConfig, hub_addr: String, hub_ca_pem: Option<String>) -> anyhow::Result<Self> {
+    /// `hub` is how the VMs it starts reach the hub.
+    pub fn new(config: FlyConfig, hub: HubDial) -> anyhow::Result<Self> {
         anyhow::ensure!(!config.api_token.is_empty(), "FLY_API_TOKEN is empty");
         anyhow::ensure!(!config.app.is_empty(), "the Fly app of the VMs is not set");
         anyhow::ensure!(!config.image.is_empty(), "the VM image (AETHER_FLY_IMAGE) is not set");
         let api = FlyApi::new(&config.api_url, &config.app, &config.api_token, config.request_timeout, config.retry)
             .context("building the Fly Machines API client")?;
-        Ok(Self { api, config, hub_addr, hub_ca_pem, known: Mutex::default(), busy: Mutex::default() })
+        Ok(Self { api, config, hub, known: Mutex::default(), busy: Mutex::default() })
     }
 
     async fn busy(&self, project: Uuid) -> tokio::sync::OwnedMutexGuard<()> {
@@ -227,227 +240,6 @@ impl FlyCompute {
         }
         Ok(v)
     }
-
-    /// Waits through the API's wait endpoint, in rounds of at most 60 s (a
-    /// 408 is "not yet"), until `state` or `op_timeout`; returns the machine.
-    async fn wait_for(&self, m: &Machine, state: &str, version: Option<&str>) -> anyhow::Result<Machine> {
-        let deadline = Instant::now() + self.config.op_timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.api.wait(&m.id, state, version, left.as_secs()).await {
-                // Reached, or 408 "not yet": either way, look.
-                Ok(_) => {}
-                Err(e) if e.is_not_found() && state == "destroyed" => return Ok(m.clone()),
-                Err(e) => return Err(e.into()),
-            }
-            let now = match self.api.get_machine(&m.id).await {
-                Ok(now) => now,
-                Err(e) if e.is_not_found() && state == "destroyed" => return Ok(m.clone()),
-                Err(e) => return Err(e.into()),
-            };
-            if now.state == state {
-                return Ok(now);
-            }
-            if now.state == "failed" || (now.is_gone() && state != "destroyed") {
-                anyhow::bail!("machine {} is {} instead of {state}", m.id, now.state);
-            }
-            if Instant::now() >= deadline {
-                anyhow::bail!(
-                    "machine {} did not become {state} within {:?} (it is {})",
-                    m.id,
-                    self.config.op_timeout,
-                    now.state
-                );
-            }
-        }
-    }
-
-    /// Waits out transient states (at most a few in a row).
-    async fn settle(&self, mut m: Machine) -> anyhow::Result<Machine> {
-        for _ in 0..4 {
-            if !model::is_transient(&m.state) {
-                return Ok(m);
-            }
-            m = self.wait_for(&m, model::heading_for(&m.state), None).await?;
-        }
-        anyhow::bail!("machine {} keeps changing state (now {})", m.id, m.state)
-    }
-
-    /// Waits for the project's machine to reach `state` (started, stopped, ...).
-    pub async fn wait_state(&self, project: Uuid, state: &str) -> anyhow::Result<()> {
-        let m = self.find(project).await?.with_context(|| format!("project {project} has no machine"))?;
-        self.wait_for(&m, state, None).await.map(drop)
-    }
-
-    /// Takes the machine's lease, waiting (up to `op_timeout`) for another
-    /// holder's to be released or to expire.
-    async fn acquire(&self, machine: &str) -> anyhow::Result<String> {
-        let deadline = Instant::now() + self.config.op_timeout;
-        let mut attempt = 0;
-        loop {
-            match self.api.acquire_lease(machine, LEASE_TTL_SECS).await {
-                Ok(nonce) => return Ok(nonce),
-                Err(e) if e.is_lease_held() && Instant::now() < deadline => {
-                    let pause = self.api.retry.delay(attempt, None);
-                    tokio::time::sleep(pause.min(deadline - Instant::now())).await;
-                    attempt += 1;
-                }
-                Err(e) if e.is_lease_held() => {
-                    return Err(anyhow!(e).context(format!(
-                        "machine {machine} stayed leased by another operation for {:?}",
-                        self.config.op_timeout
-                    )));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Gives the lease back; a lease that can't be released expires by itself.
-    async fn release(&self, machine: &str, nonce: &str) {
-        if let Err(e) = self.api.release_lease(machine, nonce).await
-            && !e.is_not_found()
-        {
-            tracing::warn!(machine, status = ?e.status(), "could not release the machine's lease; it expires by itself");
-        }
-    }
-
-    /// The machine's config for a start: image, size, the volume at
-    /// /home/dev, and what aetherd needs to dial the hub.
-    fn machine_config(&self, spec: &StartSpec, volume: &str) -> Value {
-        let mut env = serde_json::Map::new();
-        for (k, v) in &spec.env {
-            env.insert(k.clone(), v.clone().into());
-        }
-        let project = spec.project_id.to_string();
-        env.insert("AETHER_HUB_ADDR".into(), self.hub_addr.clone().into());
-        env.insert("AETHER_PROJECT_ID".into(), project.clone().into());
-        env.insert("AETHER_MACHINE_TOKEN".into(), spec.machine_token.clone().into());
-        env.insert("AETHER_HOME".into(), HOME.into());
-        if let Some(pem) = &self.hub_ca_pem {
-            env.insert("AETHER_HUB_CA_PEM".into(), pem.clone().into());
-        }
-        json!({
-            "image": self.config.image,
-            "env": env,
-            "guest": {
-                "cpu_kind": self.config.cpu_kind,
-                "cpus": self.config.cpus,
-                "memory_mb": self.config.memory_mb,
-            },
-            "mounts": [{ "volume": volume, "path": HOME }],
-            "restart": { "policy": "on-failure", "max_retries": 3 },
-            "stop_config": { "signal": STOP_SIGNAL, "timeout": STOP_TIMEOUT },
-            "metadata": { PROJECT_KEY: project },
-            "auto_destroy": false,
-        })
-    }
-
-    /// After a create failed with `e`: whether to look for what it may have
-    /// made anyway (no answer, a 5xx, a taken name), and the pause before
-    /// trying again, if it may succeed later. A create is not idempotent, so
-    /// it is sent again only when the look found nothing.
-    fn after_failed_create(&self, e: &FlyError, attempt: u32) -> (bool, Option<Duration>) {
-        let look = e.is_name_taken() || (e.retryable() && !e.is_rate_limited());
-        let again = e.retryable() && attempt + 1 < self.api.retry.attempts;
-        (look, again.then(|| self.api.retry.delay(attempt, None)))
-    }
-
-    async fn ensure_volume(&self, project: Uuid) -> anyhow::Result<Volume> {
-        if let Some(v) = self.find_volume(project).await? {
-            return Ok(v);
-        }
-        let body = json!({
-            "name": model::volume_name(project),
-            "region": self.config.region,
-            "size_gb": self.config.volume_size_gb,
-            "encrypted": true,
-            "require_unique_zone": false,
-        });
-        let mut attempt = 0;
-        let v = loop {
-            let e = match self.api.create_volume_once(&body).await {
-                Ok(v) => break v,
-                Err(e) => e,
-            };
-            let (look, again) = self.after_failed_create(&e, attempt);
-            if look && let Some(v) = self.find_volume(project).await? {
-                tracing::info!(%project, volume = %v.id, "a volume create that did not answer had succeeded");
-                break v;
-            }
-            let Some(pause) = again else { return Err(e.into()) };
-            tokio::time::sleep(pause).await;
-            attempt += 1;
-        };
-        self.remember(project, None, Some(&v.id));
-        tracing::info!(%project, volume = %v.id, region = %v.region, "created the project's volume");
-        Ok(v)
-    }
-
-    async fn create_machine(&self, spec: &StartSpec) -> anyhow::Result<Machine> {
-        let project = spec.project_id;
-        let volume = self.ensure_volume(project).await?;
-        let body = json!({
-            "name": model::machine_name(project),
-            // A volume pins its machine to its region.
-            "region": volume.region,
-            "config": self.machine_config(spec, &volume.id),
-        });
-        let mut attempt = 0;
-        let m = loop {
-            let e = match self.api.create_machine_once(&body).await {
-                Ok(m) => break m,
-                Err(e) => e,
-            };
-            let (look, again) = self.after_failed_create(&e, attempt);
-            if look && let Some(m) = self.lookup(project).await? {
-                tracing::info!(%project, machine = %m.id, "a machine create that did not answer had succeeded");
-                break m;
-            }
-            let Some(pause) = again else { return Err(e.into()) };
-            tokio::time::sleep(pause).await;
-            attempt += 1;
-        };
-        self.remember(project, Some(&m), None);
-        tracing::info!(%project, machine = %m.id, volume = %volume.id, "created the project's machine");
-        Ok(m)
-    }
-
-    /// Starts an existing machine with a new config (a new token).
-    async fn start_existing(&self, spec: &StartSpec, m: Machine) -> anyhow::Result<()> {
-        let volume = match m.volume() {
-            Some(v) => v,
-            None => self.ensure_volume(spec.project_id).await?.id,
-        };
-        let running = m.state == "started";
-        let body = json!({
-            "config": self.machine_config(spec, &volume),
-            "region": m.region,
-            // A running machine is replaced at once; a stopped one is
-            // updated in place, then started.
-            "skip_launch": !running,
-        });
-        let nonce = self.acquire(&m.id).await?;
-        let result = self.update_and_start(&m, &body, running, &nonce).await;
-        self.release(&m.id, &nonce).await;
-        result
-    }
-
-    async fn update_and_start(&self, m: &Machine, body: &Value, running: bool, nonce: &str) -> anyhow::Result<()> {
-        let updated = self.api.update_machine(&m.id, body, nonce).await?;
-        if running {
-            return Ok(());
-        }
-        let updated = self.settle(updated).await?;
-        if let Err(e) = self.api.start(&updated.id, nonce).await {
-            // A start whose answer was lost, retried, finds it starting.
-            let now = self.api.get_machine(&updated.id).await?;
-            if !matches!(now.state.as_str(), "starting" | "started") {
-                return Err(e.into());
-            }
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -487,7 +279,7 @@ impl Compute for FlyCompute {
         let stopped = self.api.stop(&m.id, &nonce, STOP_SIGNAL, STOP_TIMEOUT).await;
         self.release(&m.id, &nonce).await;
         stopped?;
-        self.wait_for(&m, "stopped", Some(m.version())).await.map(drop)
+        self.wait_for(&m, "stopped").await.map(drop)
     }
 
     async fn destroy(&self, project: Uuid) -> anyhow::Result<()> {
@@ -508,7 +300,7 @@ impl Compute for FlyCompute {
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e.into()),
             }
-            self.wait_for(&m, "destroyed", None).await?;
+            self.wait_for(&m, "destroyed").await?;
         }
         let name = model::volume_name(project);
         let listed = self.api.list_volumes().await?;
@@ -579,33 +371,5 @@ impl Compute for FlyCompute {
     fn placement(&self, project: Uuid) -> Option<(String, Option<String>)> {
         let k = self.known(project);
         Some((k.machine?, k.volume))
-    }
-}
-
-impl FlyCompute {
-    /// Deletes a volume, retrying while Fly still counts it as bound to its
-    /// destroyed machine (which can last a minute); past that it is left to
-    /// reconciliation, which deletes volumes without a project.
-    async fn delete_volume(&self, id: &str) -> anyhow::Result<()> {
-        let deadline = Instant::now() + VOLUME_RELEASE_WAIT.min(self.config.op_timeout);
-        let mut attempt = 0;
-        loop {
-            match self.api.delete_volume(id).await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.is_not_found() => return Ok(()),
-                Err(e) if e.is_volume_bound() && Instant::now() < deadline => {
-                    tokio::time::sleep(self.api.retry.delay(attempt, None)).await;
-                    attempt += 1;
-                }
-                Err(e) if e.is_volume_bound() => {
-                    tracing::warn!(
-                        volume = id,
-                        "the volume is still bound to its destroyed machine; reconciliation will delete it"
-                    );
-                    return Ok(());
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
     }
 }

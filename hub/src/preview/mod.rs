@@ -1,0 +1,385 @@
+//! Previews: every port a project serves, at `{port}-{project}.{domain}`.
+//!
+//! Requests whose Host names a preview never reach the API router: they are
+//! authorised here (public ports for anyone; private ones by a cookie scoped
+//! to that one host, set through a one-time URL) and forwarded through a
+//! `Tcp { port }` tunnel stream by `proxy`. aether's own cookie and access
+//! tokens are stripped before the user's app sees the request.
+
+pub mod proxy;
+
+use crate::Hub;
+use crate::auth::sha256;
+use crate::error::ApiError;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+/// Name of the private-preview cookie (host-only, HttpOnly).
+pub const COOKIE: &str = "aether_preview";
+/// Path on a preview host that trades a one-time token for the cookie.
+pub const AUTH_PATH: &str = "/__aether/auth";
+/// How long a preview cookie is good for.
+const COOKIE_TTL: chrono::Duration = chrono::Duration::hours(12);
+
+/// A port seen listening in a VM.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListeningPort {
+    pub port: u16,
+    pub address: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub process: String,
+}
+
+/// Who may open a port's preview.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    Private,
+    Public,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Private => "private",
+            Self::Public => "public",
+        }
+    }
+}
+
+/// Preview state: where previews live, what listens, who may see it.
+pub struct Previews {
+    /// e.g. `preview.localhost`.
+    pub domain: String,
+    /// `http` or `https`, and `:port` when the public URL has one.
+    scheme: String,
+    port_suffix: String,
+    cookie_key: ring::hmac::Key,
+    ports: Mutex<HashMap<Uuid, Vec<ListeningPort>>>,
+    visibility: Mutex<HashMap<(Uuid, u16), Visibility>>,
+    pub client: proxy::Client,
+}
+
+impl Previews {
+    pub fn new(domain: String, public_url: &str, secret: &[u8], tunnels: Arc<crate::tunnel::Tunnels>) -> Self {
+        let (scheme, rest) = public_url.split_once("://").unwrap_or(("http", public_url));
+        let authority = rest.split('/').next().unwrap_or_default();
+        let port_suffix =
+            authority.rsplit_once(':').filter(|(_, p)| p.parse::<u16>().is_ok()).map(|(_, p)| format!(":{p}"));
+        let key = sha256(&[b"aether preview cookie ".as_slice(), secret].concat());
+        Self {
+            domain,
+            scheme: scheme.to_owned(),
+            port_suffix: port_suffix.unwrap_or_default(),
+            cookie_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key),
+            ports: Mutex::new(HashMap::new()),
+            visibility: Mutex::new(HashMap::new()),
+            client: proxy::client(tunnels),
+        }
+    }
+
+    /// The public URL of a port's preview.
+    pub fn url(&self, project: Uuid, port: u16) -> String {
+        format!("{}://{port}-{project}.{}{}/", self.scheme, self.domain, self.port_suffix)
+    }
+
+    /// The (port, project) a Host header names, if it is a preview host.
+    pub fn parse_host(&self, host: &str) -> Option<(u16, Uuid)> {
+        let host =
+            host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+        let label = host.strip_suffix(&self.domain)?.strip_suffix('.')?;
+        let (port, project) = label.split_once('-')?;
+        let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
+        Some((port, project.parse().ok()?))
+    }
+
+    pub fn set_ports(&self, project: Uuid, ports: Vec<ListeningPort>) {
+        self.ports.lock().expect("ports lock").insert(project, ports);
+    }
+
+    pub fn clear_ports(&self, project: Uuid) {
+        self.ports.lock().expect("ports lock").remove(&project);
+    }
+
+    pub fn ports(&self, project: Uuid) -> Vec<ListeningPort> {
+        self.ports.lock().expect("ports lock").get(&project).cloned().unwrap_or_default()
+    }
+
+    /// A port's visibility (cached; private unless set otherwise).
+    pub async fn visibility(&self, hub: &Hub, project: Uuid, port: u16) -> Result<Visibility, sqlx::Error> {
+        if let Some(v) = self.visibility.lock().expect("visibility lock").get(&(project, port)) {
+            return Ok(*v);
+        }
+        let v = match hub.db.port_visibility(project, port).await?.as_deref() {
+            Some("public") => Visibility::Public,
+            _ => Visibility::Private,
+        };
+        self.visibility.lock().expect("visibility lock").insert((project, port), v);
+        Ok(v)
+    }
+
+    pub fn remember_visibility(&self, project: Uuid, port: u16, v: Visibility) {
+        self.visibility.lock().expect("visibility lock").insert((project, port), v);
+    }
+
+    fn sign(&self, payload: &[u8]) -> String {
+        let tag = ring::hmac::sign(&self.cookie_key, payload);
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(payload), URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    }
+
+    /// A cookie value good for one project's port, for one user, for a while.
+    pub fn cookie_value(&self, project: Uuid, port: u16, user: Uuid) -> String {
+        let expires = (chrono::Utc::now() + COOKIE_TTL).timestamp();
+        let mut payload = Vec::with_capacity(42);
+        payload.extend_from_slice(project.as_bytes());
+        payload.extend_from_slice(&port.to_be_bytes());
+        payload.extend_from_slice(user.as_bytes());
+        payload.extend_from_slice(&expires.to_be_bytes());
+        self.sign(&payload)
+    }
+
+    /// Whether `value` is a valid, unexpired cookie for exactly this preview.
+    pub fn cookie_ok(&self, value: &str, project: Uuid, port: u16) -> bool {
+        let Some((payload, tag)) = value.split_once('.') else { return false };
+        let (Ok(payload), Ok(tag)) = (URL_SAFE_NO_PAD.decode(payload), URL_SAFE_NO_PAD.decode(tag)) else {
+            return false;
+        };
+        if payload.len() != 42 || ring::hmac::verify(&self.cookie_key, &payload, &tag).is_err() {
+            return false;
+        }
+        let expires = i64::from_be_bytes(payload[34..42].try_into().expect("8 bytes"));
+        payload[..16] == *project.as_bytes()
+            && payload[16..18] == port.to_be_bytes()
+            && expires > chrono::Utc::now().timestamp()
+    }
+}
+
+/// The cookie's value in a request's Cookie headers, if any.
+fn find_cookie(req: &Request) -> Option<String> {
+    req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
+        line.split(';').find_map(|c| c.trim().strip_prefix(COOKIE).and_then(|r| r.strip_prefix('=')).map(str::to_owned))
+    })
+}
+
+fn wants_html(req: &Request) -> bool {
+    req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
+}
+
+fn page(status: StatusCode, title: &str, body: &str, refresh: bool) -> Response {
+    let meta = if refresh { "<meta http-equiv=\"refresh\" content=\"2\">" } else { "" };
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title>{meta}\
+         <style>body{{font-family:system-ui,sans-serif;background:#0b0d12;color:#e6e8ee;display:grid;place-items:center;\
+         min-height:100vh;margin:0}}main{{max-width:32rem;padding:2rem}}h1{{font-size:1.25rem}}p{{color:#9aa3b2;line-height:1.5}}\
+         </style></head><body><main><h1>{title}</h1><p>{body}</p></main></body></html>"
+    );
+    (status, Html(html)).into_response()
+}
+
+/// An error for a preview request: a small page for browsers, the contract's
+/// JSON otherwise.
+fn refuse(html: bool, err: ApiError, title: &str, body: &str) -> Response {
+    if html {
+        let status = err.into_response().status();
+        page(status, title, body, false)
+    } else {
+        err.into_response()
+    }
+}
+
+/// Serves a request addressed to a preview host.
+pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid) -> Response {
+    let html = wants_html(&req);
+    if req.uri().path() == AUTH_PATH {
+        let query = req.uri().query().map(str::to_owned);
+        return authorise(&hub, query, html, port, project_id).await;
+    }
+    let project = match hub.db.project_any(project_id).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return refuse(html, ApiError::NotFound, "No such preview", "This preview does not exist."),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let visibility = match hub.previews.visibility(&hub, project_id, port).await {
+        Ok(v) => v,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if visibility == Visibility::Private
+        && !find_cookie(&req).is_some_and(|c| hub.previews.cookie_ok(&c, project_id, port))
+    {
+        if html {
+            let base = &hub.public_url;
+            let to = format!("{base}/__aether/preview-auth?project={project_id}&port={port}");
+            return (StatusCode::FOUND, [(header::LOCATION, to)]).into_response();
+        }
+        return ApiError::Unauthenticated("this preview is private; open it from aether to get access".into())
+            .into_response();
+    }
+    let Some(_tunnel) = hub.tunnels.get(project_id) else {
+        if matches!(project.status.as_str(), "stopped" | "error") {
+            let hub2 = hub.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::projects::start(&hub2, project, false).await {
+                    tracing::warn!(error = %e, "starting a VM for its preview");
+                }
+            });
+        }
+        if html {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Starting…",
+                "The project's VM is starting. This page reloads by itself.",
+                true,
+            );
+        }
+        return ApiError::Unavailable { status: "starting".into() }.into_response();
+    };
+    strip_credentials(&hub, &mut req);
+    match proxy::forward(&hub, req, project_id, port).await {
+        Ok(resp) => resp,
+        Err(proxy::ProxyError::Refused) => {
+            let msg = format!("Nothing is listening on port {port} in the project's VM. Start your server and reload.");
+            if html {
+                page(StatusCode::BAD_GATEWAY, "Nothing on this port", &msg, false)
+            } else {
+                ApiError::BadGateway(msg).into_response()
+            }
+        }
+        Err(proxy::ProxyError::Other(e)) => ApiError::BadGateway(format!("the preview failed: {e:#}")).into_response(),
+    }
+}
+
+/// Removes aether's cookie and aether access tokens from what the app sees.
+fn strip_credentials(hub: &Hub, req: &mut Request) {
+    let cookies: Vec<String> = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|line| {
+            line.split(';')
+                .map(str::trim)
+                .filter(|c| !c.starts_with(&format!("{COOKIE}=")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    req.headers_mut().remove(header::COOKIE);
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            req.headers_mut().append(header::COOKIE, v);
+        }
+    }
+    let ours = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| hub.tokens.verify(t.trim()).is_some());
+    if ours {
+        req.headers_mut().remove(header::AUTHORIZATION);
+    }
+}
+
+/// Trades a one-time token for the preview cookie, then goes to `/`.
+async fn authorise(hub: &Hub, query: Option<String>, html: bool, port: u16, project: Uuid) -> Response {
+    let token = query.as_deref().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
+    let Some(token) = token else {
+        return refuse(
+            html,
+            ApiError::Unauthenticated("missing token".into()),
+            "Link incomplete",
+            "This link is missing its token.",
+        );
+    };
+    let redeemed = match hub.db.redeem_preview_token(&sha256(token.as_bytes())).await {
+        Ok(r) => r,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    match redeemed {
+        Some((user, p, pt)) if p == project && pt == i32::from(port) => {
+            let value = hub.previews.cookie_value(project, port, user);
+            let secure = if hub.previews.scheme == "https" { "; Secure" } else { "" };
+            let cookie = format!(
+                "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+                COOKIE_TTL.num_seconds()
+            );
+            let mut resp = (StatusCode::FOUND, [(header::LOCATION, "/")]).into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        _ => refuse(
+            html,
+            ApiError::Unauthenticated("this link was already used or has expired".into()),
+            "Link expired",
+            "This preview link was already used or has expired. Open the preview again from aether.",
+        ),
+    }
+}
+
+/// The page on the app's own origin that turns a signed-in session into a
+/// one-time preview link (private previews redirect browsers here).
+pub fn auth_page() -> Response {
+    let html = r#"<!doctype html><html><head><meta charset="utf-8"><title>Opening preview…</title>
+<style>body{font-family:system-ui,sans-serif;background:#0b0d12;color:#e6e8ee;display:grid;place-items:center;min-height:100vh;margin:0}p{color:#9aa3b2}</style>
+</head><body><p id="m">Opening the preview…</p><script>
+(async () => {
+  const q = new URLSearchParams(location.search);
+  let token = null;
+  try { token = JSON.parse(localStorage.getItem("aether.auth") || "null")?.token ?? null; } catch {}
+  if (!token) { location.replace("/?next=" + encodeURIComponent(location.pathname + location.search)); return; }
+  const r = await fetch(`/api/projects/${encodeURIComponent(q.get("project"))}/ports/${encodeURIComponent(q.get("port"))}/open`,
+    { method: "POST", headers: { authorization: "Bearer " + token } });
+  if (!r.ok) { document.getElementById("m").textContent = "You can't open this preview (" + r.status + ")."; return; }
+  location.replace((await r.json()).url);
+})();
+</script></body></html>"#;
+    Html(html).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn previews() -> Previews {
+        Previews::new("preview.localhost".into(), "http://127.0.0.1:8080", b"secret", Arc::new(Default::default()))
+    }
+
+    #[test]
+    fn hosts_and_urls() {
+        let p = previews();
+        let id = Uuid::new_v4();
+        assert_eq!(p.url(id, 3000), format!("http://3000-{id}.preview.localhost:8080/"));
+        assert_eq!(p.parse_host(&format!("3000-{id}.preview.localhost:8080")), Some((3000, id)));
+        assert_eq!(p.parse_host(&format!("3000-{id}.preview.localhost")), Some((3000, id)));
+        assert_eq!(p.parse_host("127.0.0.1:8080"), None);
+        assert_eq!(p.parse_host(&format!("0-{id}.preview.localhost")), None);
+        assert_eq!(p.parse_host(&format!("3000-{id}.evil.com")), None);
+        assert_eq!(p.parse_host(&format!("x.3000-{id}.preview.localhost")), None);
+    }
+
+    #[test]
+    fn cookies_bind_project_port_and_time() {
+        let p = previews();
+        let (a, b, user) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let c = p.cookie_value(a, 3000, user);
+        assert!(p.cookie_ok(&c, a, 3000));
+        assert!(!p.cookie_ok(&c, b, 3000), "worthless on another project");
+        assert!(!p.cookie_ok(&c, a, 3001), "worthless on another port");
+        let mut forged = c.clone();
+        forged.replace_range(0..1, if c.starts_with('A') { "B" } else { "A" });
+        assert!(!p.cookie_ok(&forged, a, 3000));
+        let other =
+            Previews::new("preview.localhost".into(), "http://x", b"other secret", Arc::new(Default::default()));
+        assert!(!other.cookie_ok(&c, a, 3000), "another hub's key");
+    }
+}

@@ -1,0 +1,276 @@
+//! Previews through the real hub and aetherd, with a real web app started
+//! inside the VM from a terminal.
+
+mod support;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use support::{Api, Term, TestHub};
+use tokio_tungstenite::tungstenite::Message;
+
+const SERVER: &str = include_str!("fixtures/preview_server.py");
+
+struct Preview {
+    host: String,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Preview {
+    /// The preview of `port`, reached the way a browser resolves `*.localhost`.
+    fn new(hub: &TestHub, project: &str, port: u16) -> Self {
+        let hub_addr: SocketAddr = hub.http.trim_start_matches("http://").parse().unwrap();
+        let name = format!("{port}-{project}.preview.localhost");
+        let client = reqwest::Client::builder()
+            .resolve(&name, hub_addr)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self { host: format!("{name}:{}", hub_addr.port()), base: format!("http://{name}:{}", hub_addr.port()), client }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Puts the test app in the VM and starts it from a terminal; waits until
+/// the port list shows it and returns how long that took.
+async fn start_app(api: &Api, hub: &TestHub, project: &str, port: u16) -> (Term, Duration) {
+    let r = reqwest::Client::new()
+        .put(format!("{}/api/projects/{project}/files?path=server.py", hub.http))
+        .bearer_auth(api.token.as_deref().unwrap())
+        .body(SERVER)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let mut t = api.terminal(project, "&session=app").await;
+    t.until("prompt", |t| t.offset > 0).await;
+    let started = Instant::now();
+    t.send(&format!("python3 server.py {port}\n")).await;
+    wait_port(api, project, port, true).await;
+    (t, started.elapsed())
+}
+
+async fn wait_port(api: &Api, project: &str, port: u16, present: bool) -> Value {
+    support::eventually("port list", Duration::from_secs(10), || async {
+        let (_, list) = api.get(&format!("/api/projects/{project}/ports")).await;
+        let found = list.as_array().unwrap().iter().find(|p| p["port"] == port).cloned();
+        match (found, present) {
+            (Some(p), true) => Some(p),
+            (None, false) => Some(Value::Null),
+            _ => None,
+        }
+    })
+    .await
+}
+
+async fn set_visibility(api: &Api, project: &str, port: u16, v: &str) {
+    let (s, body) = api.patch(&format!("/api/projects/{project}/ports/{port}"), json!({"visibility": v})).await;
+    assert_eq!((s, body["visibility"].as_str()), (200, Some(v)), "{body}");
+}
+
+#[tokio::test]
+async fn a_public_preview_serves_pages_bodies_sse_and_websockets() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let id = api.running_project().await;
+    let port = free_port();
+    let (mut app, took) = start_app(&api, &hub, &id, port).await;
+    assert!(took < Duration::from_secs(2), "the port showed up after {took:?}");
+    let listed = wait_port(&api, &id, port, true).await;
+    assert_eq!(listed["process"], "python3", "{listed}");
+    assert_eq!(listed["visibility"], "private");
+    set_visibility(&api, &id, port, "public").await;
+    let p = Preview::new(&hub, &id, port);
+    assert_eq!(listed["preview_url"], format!("{}/", p.base));
+
+    let r = p.get("/").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "<h1>hello from the vm</h1>");
+
+    let upload: Vec<u8> = (0..20u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let r = p.client.post(format!("{}/echo", p.base)).body(upload.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(Sha256::digest(r.bytes().await.unwrap()), Sha256::digest(&upload), "upload echoed byte-identical");
+    let big = p.get("/big").await.bytes().await.unwrap();
+    let expected: Vec<u8> = (0..20 << 20).map(|i| (i % 256) as u8).collect();
+    assert_eq!(Sha256::digest(&big), Sha256::digest(&expected), "download byte-identical");
+
+    // Server-Sent Events arrive one by one, as they are sent.
+    let mut sse = p.get("/sse").await;
+    assert_eq!(sse.headers()["content-type"], "text/event-stream");
+    let mut seen = String::new();
+    while !seen.contains("data: one") {
+        let chunk = tokio::time::timeout(support::DEADLINE, sse.chunk()).await.unwrap().unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!seen.contains("two"), "the second event is not sent yet");
+    assert_eq!(p.get("/release").await.status(), 200);
+    while !seen.contains("data: two") {
+        let chunk = tokio::time::timeout(support::DEADLINE, sse.chunk()).await.unwrap().unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+
+    // A WebSocket echo through the preview host.
+    let tcp = tokio::net::TcpStream::connect(hub.http.trim_start_matches("http://")).await.unwrap();
+    let req = format!("ws://{}/ws", p.host);
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    for msg in ["hello", "through the tunnel"] {
+        ws.send(Message::Text(msg.into())).await.unwrap();
+        let back = tokio::time::timeout(support::DEADLINE, ws.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(back.into_text().unwrap().as_str(), msg);
+    }
+
+    // The app sees localhost as its host and the forwarding headers.
+    let h: Value = p.get("/headers").await.json().await.unwrap();
+    assert_eq!(h["host"][0], format!("localhost:{port}"));
+    assert_eq!(h["x-forwarded-host"][0], p.host);
+    assert_eq!(h["x-forwarded-proto"][0], "http");
+    assert_eq!(h["x-forwarded-for"][0], "127.0.0.1");
+
+    // Stopping the server drops it from the list within 2 s.
+    app.send("\u{3}").await;
+    let stopped = Instant::now();
+    wait_port(&api, &id, port, false).await;
+    assert!(stopped.elapsed() < Duration::from_secs(2), "dropped after {:?}", stopped.elapsed());
+    let r = p.client.get(format!("{}/", p.base)).header("accept", "application/json").send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "bad_gateway");
+    let r = p.client.get(format!("{}/", p.base)).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.text().await.unwrap().contains("Nothing is listening"));
+}
+
+#[tokio::test]
+async fn private_previews_need_the_one_time_link_and_never_leak_credentials() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let id = api.running_project().await;
+    let other_project = api.running_project().await;
+    let port = free_port();
+    let _app = start_app(&api, &hub, &id, port).await;
+    let p = Preview::new(&hub, &id, port);
+
+    let r = p.client.get(format!("{}/", p.base)).header("accept", "application/json").send().await.unwrap();
+    assert_eq!(r.status(), 401, "no cookie");
+    let r = p.client.get(format!("{}/", p.base)).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), 302, "browsers go to sign in");
+    assert!(r.headers()["location"].to_str().unwrap().starts_with(&format!("{}/__aether/preview-auth", hub.http)));
+
+    let (s, v) = api.post(&format!("/api/projects/{id}/ports/{port}/open"), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let url = v["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&p.base), "{url}");
+    let r = p.client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && !set_cookie.to_lowercase().contains("domain="),
+        "host-only: {set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    assert_eq!(p.client.get(&url).send().await.unwrap().status(), 401, "the link works once");
+
+    let with_cookie =
+        |path: &str| p.client.get(format!("{}{path}", p.base)).header("cookie", format!("theme=dark; {cookie}"));
+    let r = with_cookie("/").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The app never sees aether's cookie or access token.
+    let h: Value =
+        with_cookie("/headers").bearer_auth(api.token.as_deref().unwrap()).send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["cookie"], json!(["theme=dark"]), "{h}");
+    assert!(h.get("authorization").is_none(), "{h}");
+    // ... but an app's own Authorization header passes.
+    let h: Value =
+        with_cookie("/headers").header("authorization", "Bearer app-token").send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["authorization"], json!(["Bearer app-token"]));
+
+    // The cookie is worthless on another project's preview.
+    let other = Preview::new(&hub, &other_project, port);
+    set_visibility(&api, &other_project, port, "private").await;
+    let r = other
+        .client
+        .get(format!("{}/", other.base))
+        .header("cookie", &cookie)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Another user can't get a link to it.
+    let stranger = hub.user().await;
+    let (s, _) = stranger.post(&format!("/api/projects/{id}/ports/{port}/open"), json!({})).await;
+    assert_eq!(s, 404);
+    assert_eq!(stranger.get(&format!("/api/projects/{id}/ports")).await.0, 404);
+    assert_eq!(
+        stranger.patch(&format!("/api/projects/{id}/ports/{port}"), json!({"visibility": "public"})).await.0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn public_previews_need_nothing_and_going_private_is_immediate() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let id = api.running_project().await;
+    let port = free_port();
+    let _app = start_app(&api, &hub, &id, port).await;
+    let p = Preview::new(&hub, &id, port);
+    set_visibility(&api, &id, port, "public").await;
+    assert_eq!(p.get("/").await.status(), 200);
+    set_visibility(&api, &id, port, "private").await;
+    assert_eq!(p.get("/").await.status(), 401);
+    let (s, v) = api.patch(&format!("/api/projects/{id}/ports/{port}"), json!({"visibility": "everyone"})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_request")));
+}
+
+#[tokio::test]
+async fn a_stopped_projects_preview_starts_it_and_then_serves() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let id = api.running_project().await;
+    let port = free_port();
+    // The project's startup script brings the app back whenever the VM boots.
+    let put = |path: &str, body: String| {
+        reqwest::Client::new()
+            .put(format!("{}/api/projects/{id}/files?path={path}", hub.http))
+            .bearer_auth(api.token.as_deref().unwrap())
+            .body(body)
+            .send()
+    };
+    put("server.py", SERVER.into()).await.unwrap();
+    api.post(&format!("/api/projects/{id}/files/mkdir"), json!({"path": ".aether"})).await;
+    put(".aether/startup.sh", format!("cd ~ && exec python3 server.py {port}\n")).await.unwrap();
+    set_visibility(&api, &id, port, "public").await;
+    let (s, _) = api.post(&format!("/api/projects/{id}/stop?wait=true"), json!({})).await;
+    assert_eq!(s, 200);
+
+    let p = Preview::new(&hub, &id, port);
+    let r = p.client.get(format!("{}/", p.base)).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("http-equiv=\"refresh\""), "a page that reloads itself");
+    let r = p.client.get(format!("{}/", p.base)).header("accept", "application/json").send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body = support::eventually("the page after the VM started", Duration::from_secs(30), || async {
+        let r = p.get("/").await;
+        if r.status() == 200 { Some(r.text().await.unwrap()) } else { None }
+    })
+    .await;
+    assert_eq!(body, "<h1>hello from the vm</h1>");
+    let (_, v) = api.get(&format!("/api/projects/{id}")).await;
+    assert_eq!(v["status"], "running");
+}

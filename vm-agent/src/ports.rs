@@ -1,0 +1,175 @@
+//! Which TCP ports listen in this VM, for previews.
+//!
+//! Read from `/proc/net/tcp` and `tcp6` every [`INTERVAL`]; each socket's
+//! owner is found through `/proc/*/fd`, so that aetherd's and sshd's own
+//! ports are left out and the process name is shown. On a machine shared
+//! with other things (local VMs) only processes carrying this VM's
+//! `AETHER_PROJECT_ID` count.
+
+use aether_protocol::pb;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+/// How often ports are scanned (changes reach the hub within about this).
+pub const INTERVAL: Duration = Duration::from_millis(500);
+
+/// Which processes' ports count.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Every process in the VM.
+    All,
+    /// Only processes with this exact `KEY=value` in their environment.
+    Marked(String),
+}
+
+/// Scans ports, remembering socket owners between scans.
+#[derive(Debug)]
+pub struct Scanner {
+    scope: Scope,
+    /// Socket inode → the owner's name, or `None` when it doesn't count.
+    owners: HashMap<u64, Option<String>>,
+}
+
+struct Listener {
+    port: u16,
+    addr: IpAddr,
+    inode: u64,
+}
+
+fn parse_addr(hex: &str) -> Option<(IpAddr, u16)> {
+    let (ip, port) = hex.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let ip = match ip.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.swap_bytes())),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for (i, chunk) in bytes.chunks_mut(4).enumerate() {
+                let word = u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16).ok()?.swap_bytes();
+                chunk.copy_from_slice(&word.to_be_bytes());
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some((ip, port))
+}
+
+/// Listening sockets in one `/proc/net/tcp*` table.
+fn parse_table(text: &str) -> Vec<Listener> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:tm retrnsmt uid timeout inode
+            if f.len() < 10 || f[3] != "0A" {
+                return None;
+            }
+            let (addr, port) = parse_addr(f[1])?;
+            Some(Listener { port, addr, inode: f[9].parse().ok()? })
+        })
+        .collect()
+}
+
+/// Socket inode → owning pid, for every process we can see.
+fn socket_owners() -> HashMap<u64, u32> {
+    let mut map = HashMap::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return map };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                let t = target.to_string_lossy();
+                if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']'))
+                    && let Ok(inode) = inode.parse()
+                {
+                    map.insert(inode, pid);
+                }
+            }
+        }
+    }
+    map
+}
+
+impl Scanner {
+    pub fn new(scope: Scope) -> Self {
+        Self { scope, owners: HashMap::new() }
+    }
+
+    fn judge(&self, pid: u32) -> Option<String> {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim().to_owned();
+        if comm == "sshd" || comm.starts_with("aetherd") {
+            return None;
+        }
+        if let Scope::Marked(marker) = &self.scope {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            if !env.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
+                return None;
+            }
+        }
+        Some(comm)
+    }
+
+    /// The ports that count, sorted, one entry per port.
+    pub fn scan(&mut self) -> Vec<pb::ListeningPort> {
+        let mut all = Vec::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            all.extend(parse_table(&std::fs::read_to_string(table).unwrap_or_default()));
+        }
+        if all.iter().any(|l| !self.owners.contains_key(&l.inode)) {
+            let pids = socket_owners();
+            for l in &all {
+                if !self.owners.contains_key(&l.inode) {
+                    // Unknown owners (another user's process) are skipped for now
+                    // and looked up again next time.
+                    if let Some(pid) = pids.get(&l.inode) {
+                        let verdict = self.judge(*pid);
+                        self.owners.insert(l.inode, verdict);
+                    }
+                }
+            }
+        }
+        let live: std::collections::HashSet<u64> = all.iter().map(|l| l.inode).collect();
+        self.owners.retain(|inode, _| live.contains(inode));
+        let mut out: Vec<pb::ListeningPort> = Vec::new();
+        all.sort_by_key(|l| (l.port, l.addr.is_ipv6()));
+        for l in all {
+            let Some(Some(process)) = self.owners.get(&l.inode) else { continue };
+            if l.port == 22 || out.last().is_some_and(|p| p.port == u32::from(l.port)) {
+                continue;
+            }
+            out.push(pb::ListeningPort { port: l.port.into(), address: l.addr.to_string(), process: process.clone() });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_net_tables() {
+        let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                  0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0 100 0 0 10 0\n\
+                  1: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 999 1 0 100 0 0 10 0\n";
+        let l = parse_table(v4);
+        assert_eq!(l.len(), 1, "only LISTEN rows");
+        assert_eq!((l[0].port, l[0].addr, l[0].inode), (8080, IpAddr::V4(Ipv4Addr::LOCALHOST), 12345));
+        let v6 = "header\n  0: 00000000000000000000000001000000:0BB8 00000000000000000000000000000000:0000 0A 0:0 0:0 0 1000 0 777 1\n";
+        let l = parse_table(v6);
+        assert_eq!((l[0].port, l[0].addr, l[0].inode), (3000, IpAddr::V6(Ipv6Addr::LOCALHOST), 777));
+    }
+
+    #[test]
+    fn finds_a_real_listener_of_this_process_tree() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // This test process is not aetherd, so its port counts.
+        let found = Scanner::new(Scope::All).scan();
+        assert!(found.iter().any(|p| p.port == u32::from(port)), "{found:?}");
+        let marked = Scanner::new(Scope::Marked("AETHER_PROJECT_ID=nobody".into())).scan();
+        assert!(!marked.iter().any(|p| p.port == u32::from(port)));
+    }
+}
