@@ -18,7 +18,22 @@ export default defineConfig({
     outDir: "dist",
     emptyOutDir: true,
     sourcemap: true,
+    manifest: true,
     chunkSizeWarningLimit: 600,
+    rollupOptions: {
+      output: {
+        // Chunks of packages are named after what they hold (`codemirror`, `cm-lang-python`), not `dist`.
+        chunkFileNames: (chunk) => {
+          if (chunk.name !== "dist") return "assets/[name]-[hash].js";
+          const ids = chunk.moduleIds;
+          if (ids.some((id) => id.includes("/@codemirror/view/"))) return "assets/codemirror-[hash].js";
+          const lang = ids.map((id) => /@codemirror\/(lang-[^/]+)/.exec(id)?.[1]).find(Boolean);
+          if (lang) return `assets/cm-${lang}-[hash].js`;
+          const pkg = ids.map((id) => /node_modules\/(?:@([^/]+)\/)?([^/]+)/.exec(id)).find((m) => m !== null);
+          return pkg ? `assets/${pkg[1] ? `${pkg[1]}-` : ""}${pkg[2]}-[hash].js` : "assets/[name]-[hash].js";
+        },
+      },
+    },
   },
   test: {
     include: ["src/**/*.test.ts"],

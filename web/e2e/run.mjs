@@ -1,22 +1,28 @@
-// Browser test of the first slice, as a user would do it, against a running
+// Browser test of the workspace, as a user would do it, against a running
 // hub: sign up, create a project, open it, start its VM, type in the
-// terminal, reload and find the output again, use a second tab, clean up.
+// terminal, reload and find the output again, use a second tab; create a
+// file in the tree, edit and save it, read it back with `cat`, change it
+// from the terminal while editing and meet the conflict dialog, watch a
+// clean tab reload by itself, open a binary file, rename and delete in the
+// tree; clean up. It also reports the JavaScript each page loads (gzip).
 //
 //   AETHER_E2E_URL=http://127.0.0.1:8080 npm run e2e
 //
 // Uses Debian's Chromium through playwright-core (never `npx playwright
 // install`); CHROMIUM overrides its path. No fixed sleeps: every wait polls
 // with a deadline. Screenshots of each step land in e2e/screenshots/.
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
 
 /**
  * What the app exposes on `window.__aether` (src/terminal/registry.ts).
  * @typedef {{ text(): string, state(): { kind: string }, offset(): number | null, readyAt: number | null }} Probe
- * @typedef {{ __aether?: { terminals: Record<string, Probe | undefined> } }} ProbeWindow
+ * @typedef {{ text(): string, dirty(): boolean }} EditorProbe
+ * @typedef {{ __aether?: { terminals: Record<string, Probe | undefined>, editors?: Record<string, EditorProbe | undefined> } }} ProbeWindow
  */
 
 const base = process.env.AETHER_E2E_URL?.replace(/\/+$/, "");
@@ -93,7 +99,19 @@ async function step(name, body) {
     console.log(`✗ ${name}: ${error instanceof Error ? error.message : String(error)}`);
     console.log(`  at ${page.url()}`);
   }
+  await settle();
   await page.screenshot({ path: join(shots, file) }).catch(() => {});
+}
+
+/** Wait for finite animations (a dialog fading in) to end, so a screenshot shows the end state. */
+async function settle() {
+  await page
+    .waitForFunction(
+      () => document.getAnimations().every((a) => a.playState !== "running" || a.effect?.getComputedTiming().endTime === Infinity),
+      undefined,
+      { timeout: 2_000, polling: 50 },
+    )
+    .catch(() => {});
 }
 
 /** @param {string} id */
@@ -149,7 +167,97 @@ async function typeInto(session, text) {
   await page.keyboard.type(text);
 }
 
+/**
+ * Gzip sizes of the JavaScript each page needs before it can run, read from
+ * the build (dist/.vite/manifest.json): the sign-in page (the entry and its
+ * static imports), the workspace (plus its lazy chunk and that chunk's
+ * static imports) and the editor (CodeMirror, loaded when a file opens).
+ */
+function bundleSizes() {
+  const dist = join(here, "..", "dist");
+  const manifestPath = join(dist, ".vite", "manifest.json");
+  if (!existsSync(manifestPath)) throw new Error(`no ${manifestPath}: run npm run build first`);
+  /** @type {Record<string, { file: string, isEntry?: boolean, imports?: string[], dynamicImports?: string[], src?: string }>} */
+  const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
+  /** @param {string} key @param {Set<string>} into */
+  const closure = (key, into = new Set()) => {
+    const chunk = manifest[key];
+    if (!chunk || into.has(chunk.file)) return into;
+    into.add(chunk.file);
+    for (const i of chunk.imports ?? []) closure(i, into);
+    return into;
+  };
+  /** @param {Iterable<string>} files */
+  const gz = (files) => [...files].reduce((n, f) => n + gzipSync(readFileSync(join(dist, f)), { level: 9 }).length, 0);
+  const entry = Object.keys(manifest).find((k) => manifest[k]?.isEntry);
+  const workspaceKey = Object.keys(manifest).find((k) => k.endsWith("workspace/WorkspacePage.tsx"));
+  const editorKey = Object.keys(manifest).find((k) => k.endsWith("editor/codemirror/CodeEditor.tsx"));
+  if (!entry || !workspaceKey || !editorKey) throw new Error("the manifest lacks the entry, the workspace or the editor chunk");
+  const signIn = closure(entry);
+  const workspace = closure(workspaceKey, new Set(signIn));
+  const editor = closure(editorKey, new Set(workspace));
+  const only = (/** @type {Set<string>} */ all, /** @type {Set<string>} */ before) => [...all].filter((f) => !before.has(f));
+  const kb = (/** @type {number} */ n) => `${(n / 1024).toFixed(1)} KB`;
+  const sizes = {
+    signIn: gz(signIn),
+    workspace: gz(workspace),
+    workspaceChunk: gz(only(workspace, signIn)),
+    editor: gz(only(editor, workspace)),
+    editorFiles: only(editor, workspace),
+  };
+  const leaks = [...workspace].filter((f) => /codemirror|cm-lang|lezer/i.test(f));
+  console.log(`  initial JS (gzip): sign-in ${kb(sizes.signIn)}; workspace ${kb(sizes.workspace)} (its chunk ${kb(sizes.workspaceChunk)});`);
+  console.log(`  editor on first open: +${kb(sizes.editor)} in ${sizes.editorFiles.map((f) => f.replace("assets/", "")).join(", ")}`);
+  if (sizes.signIn >= 150 * 1024) throw new Error(`the sign-in page loads ${kb(sizes.signIn)} of JS (gzip); the budget is 150 KB`);
+  if (leaks.length > 0) throw new Error(`CodeMirror is loaded before a file is opened: ${leaks.join(", ")}`);
+  if (!sizes.editorFiles.some((f) => /codemirror/.test(f))) throw new Error("CodeMirror has no chunk of its own");
+}
+
+/**
+ * Wait until the editor of `path` holds exactly `expected`.
+ * @param {string} path
+ * @param {string} expected
+ * @param {number} timeout
+ */
+async function editorHolds(path, expected, timeout = OUTPUT_MS) {
+  try {
+    await page.waitForFunction(
+      ([p, want]) => /** @type {ProbeWindow} */ (/** @type {unknown} */ (window)).__aether?.editors?.[p]?.text() === want,
+      /** @type {[string, string]} */ ([path, expected]),
+      { timeout, polling: 100 },
+    );
+  } catch (error) {
+    const text = await page
+      .evaluate((p) => /** @type {ProbeWindow} */ (/** @type {unknown} */ (window)).__aether?.editors?.[p]?.text() ?? "(no editor)", path)
+      .catch(() => "(unreadable)");
+    throw new Error(`the editor of ${path} never held ${JSON.stringify(expected)}; it holds ${JSON.stringify(text)}`, { cause: error });
+  }
+}
+
+/** @param {string} path */
+const treeItem = (path) => page.locator(`[data-testid="tree-item"][data-path="${path}"]`);
+/** @param {string} path */
+const editorTab = (path) => page.locator(`[data-testid="editor-tab"][data-path="${path}"]`);
+/** @param {string} path */
+const editorContent = (path) => page.locator(`[data-testid="editor-host"][data-path="${path}"] .cm-content`);
+const saveKey = process.platform === "darwin" ? "Meta+S" : "Control+S";
+
+/**
+ * Run a shell command in the main terminal and wait for a line it prints.
+ * @param {string} command
+ * @param {string} line
+ */
+async function shell(command, line) {
+  await typeInto("main", command);
+  await page.keyboard.press("Enter");
+  await terminalShowsLine("main", line, OUTPUT_MS);
+}
+
 try {
+  await step("Bundle sizes", async () => {
+    bundleSizes();
+  });
+
   await step("Sign up", async () => {
     await page.goto(`${base}/signup`);
     await byTestId("signup-email").fill(user.email);
@@ -221,9 +329,129 @@ try {
     await page.locator('[data-testid="terminal-tab"][data-session="main"][aria-selected="true"]').waitFor();
   });
 
+
+  await step("Create a file in the tree", async () => {
+    await page.locator('[data-testid="file-tree"], [data-testid="tree-new-file"]').first().waitFor({ timeout: 15_000 });
+    await byTestId("tree-new-file").click();
+    await byTestId("tree-name-input").fill("hello.txt");
+    await byTestId("tree-name-input").press("Enter");
+    await treeItem("hello.txt").waitFor({ timeout: 10_000 });
+    await editorTab("hello.txt").waitFor({ timeout: 10_000 });
+    await editorContent("hello.txt").waitFor({ timeout: 15_000 });
+  });
+
+  await step("Type in the editor and save with Ctrl-S", async () => {
+    await editorContent("hello.txt").click();
+    await page.keyboard.type("Hello from aether");
+    await page.locator('[data-testid="editor-tab"][data-path="hello.txt"][data-dirty="true"]').waitFor({ timeout: 5_000 });
+    await page.keyboard.press(saveKey);
+    await page.locator('[data-testid="editor-tab"][data-path="hello.txt"][data-dirty="false"]').waitFor({ timeout: 10_000 });
+    await page.locator('[data-testid="save-state"]', { hasText: "Saved" }).waitFor({ timeout: 5_000 });
+  });
+
+  await step("cat in the terminal shows what was saved", async () => {
+    await shell("cat hello.txt; echo", "Hello from aether");
+  });
+
+  await step("A change on disk while editing shows a banner", async () => {
+    await editorContent("hello.txt").click();
+    await page.keyboard.press("Control+End");
+    await page.keyboard.type(" and more");
+    await page.locator('[data-testid="editor-tab"][data-path="hello.txt"][data-dirty="true"]').waitFor({ timeout: 5_000 });
+    await shell("echo changed > hello.txt && echo done-1", "done-1");
+    await byTestId("banner-changed").waitFor({ timeout: 10_000 });
+    await editorHolds("hello.txt", "Hello from aether and more");
+  });
+
+  await step("Saving then shows the conflict dialog", async () => {
+    await editorContent("hello.txt").click();
+    await page.keyboard.press(saveKey);
+    await byTestId("conflict-dialog").waitFor({ timeout: 10_000 });
+    await byTestId("conflict-overwrite").waitFor();
+    await byTestId("conflict-load-theirs").waitFor();
+    await byTestId("conflict-keep").waitFor();
+  });
+
+  await step("Overwrite theirs saves mine", async () => {
+    await byTestId("conflict-overwrite").click();
+    await byTestId("conflict-dialog").waitFor({ state: "hidden", timeout: 10_000 });
+    await page.locator('[data-testid="editor-tab"][data-path="hello.txt"][data-dirty="false"]').waitFor({ timeout: 10_000 });
+    await shell("cat hello.txt; echo", "Hello from aether and more");
+  });
+
+  await step("A clean tab reloads by itself", async () => {
+    await shell("echo from the terminal > hello.txt && echo done-2", "done-2");
+    await editorHolds("hello.txt", "from the terminal\n");
+    if ((await byTestId("banner-changed").count()) > 0) throw new Error("a clean tab showed the changed-on-disk banner");
+  });
+
+  await step("A binary file opens as an info panel", async () => {
+    await shell("head -c 3000 /dev/urandom > noise.bin && echo done-3", "done-3");
+    await treeItem("noise.bin").click({ timeout: 10_000 });
+    await byTestId("editor-binary").waitFor({ timeout: 10_000 });
+    await byTestId("editor-download").waitFor();
+  });
+
+  await step("Folders open in the tree and code is coloured", async () => {
+    await shell(
+      "mkdir -p src && printf 'export function greet(name: string): string {\\n  // say hello\\n  return `Hello, ${name}!`;\\n}\\n\\nconst answer = 42;\\n' > src/main.ts && echo done-4",
+      "done-4",
+    );
+    await treeItem("src").click({ timeout: 10_000 });
+    await page.locator('[data-testid="tree-item"][data-path="src"][aria-expanded="true"]').waitFor();
+    await treeItem("src/main.ts").click({ timeout: 10_000 });
+    await editorHolds("src/main.ts", "export function greet(name: string): string {\n  // say hello\n  return `Hello, ${name}!`;\n}\n\nconst answer = 42;\n");
+    // The TypeScript mode loads as its own chunk and colours the keywords.
+    await page.locator('[data-testid="editor-host"][data-path="src/main.ts"] .cm-line span').first().waitFor({ timeout: 10_000 });
+  });
+
+  await step("The terminal beside the editor", async () => {
+    await byTestId("toggle-terminal-placement").click();
+    await page.locator('[data-testid="splitter-terminal"][aria-orientation="vertical"]').waitFor();
+    await typeInto("main", "echo beside");
+    await page.keyboard.press("Enter");
+    await terminalShowsLine("main", "beside", OUTPUT_MS);
+    await settle();
+    await page.screenshot({ path: join(shots, `${String(stepNo).padStart(2, "0")}b-terminal-beside-the-editor.png`) });
+    await byTestId("toggle-terminal-placement").click();
+    await page.locator('[data-testid="splitter-terminal"][aria-orientation="horizontal"]').waitFor();
+  });
+
+  await step("New folder from the context menu", async () => {
+    await treeItem("src").click({ button: "right" });
+    await byTestId("context-menu").waitFor();
+    await settle();
+    await page.screenshot({ path: join(shots, `${String(stepNo).padStart(2, "0")}b-context-menu.png`) });
+    await byTestId("menu-new-folder").click();
+    await byTestId("tree-name-input").fill("lib");
+    await byTestId("tree-name-input").press("Enter");
+    await treeItem("src/lib").waitFor({ timeout: 10_000 });
+    await shell("[ -d src/lib ] && echo lib-made", "lib-made");
+  });
+
+  await step("Rename with F2 and delete with Delete", async () => {
+    await treeItem("hello.txt").click();
+    await page.keyboard.press("F2");
+    await byTestId("tree-rename-input").fill("renamed.txt");
+    await byTestId("tree-rename-input").press("Enter");
+    await treeItem("renamed.txt").waitFor({ timeout: 10_000 });
+    await treeItem("hello.txt").waitFor({ state: "detached", timeout: 10_000 });
+    await editorTab("renamed.txt").waitFor({ timeout: 10_000 });
+    await treeItem("renamed.txt").focus();
+    await page.keyboard.press("Delete");
+    await byTestId("delete-file-dialog").waitFor();
+    await settle();
+    await page.screenshot({ path: join(shots, `${String(stepNo).padStart(2, "0")}b-delete-confirmation.png`) });
+    await byTestId("confirm-delete-file").click();
+    await treeItem("renamed.txt").waitFor({ state: "detached", timeout: 10_000 });
+    await editorTab("renamed.txt").waitFor({ state: "detached", timeout: 10_000 });
+    await shell("[ -e renamed.txt ] || [ -e hello.txt ] || echo both-gone", "both-gone");
+  });
+
   await step("Stop the VM", async () => {
     await byTestId("stop-vm").click();
     await byTestId("vm-stopped").waitFor({ timeout: VM_START_MS });
+    await byTestId("tree-stopped").waitFor({ timeout: 10_000 });
   });
 
   await step("Delete the project", async () => {

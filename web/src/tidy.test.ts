@@ -37,4 +37,14 @@ describe("tidy", () => {
     const leaks = files.filter((f) => !f.name.startsWith("terminal/") && /from "@xterm\//.test(f.text)).map((f) => f.name);
     expect(leaks).toEqual([]);
   });
+
+  it("keeps CodeMirror in the editor chunk: imported only under editor/codemirror/, which is only loaded lazily", () => {
+    const leaks = files.filter((f) => !f.name.startsWith("editor/codemirror/") && /from "@(codemirror|lezer)\//.test(f.text)).map((f) => f.name);
+    expect(leaks).toEqual([]);
+    const eager = files
+      .filter((f) => !f.name.startsWith("editor/codemirror/") && !f.name.endsWith(".test.ts"))
+      .filter((f) => /^\s*import\s[^;]*from\s+"[^"]*codemirror\//m.test(f.text))
+      .map((f) => f.name);
+    expect(eager).toEqual([]);
+  });
 });

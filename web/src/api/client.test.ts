@@ -205,3 +205,62 @@ describe("SseParser", () => {
     expect(toProjectEvent("ports", "[]")).toEqual({ type: "other", event: "ports", data: "[]" });
   });
 });
+
+describe("files", () => {
+  it("encodes paths readably and passes raw names through as they are", async () => {
+    const { client, calls } = setup(() => json(200, { type: "dir", path: "a b", entries: [] }));
+    await client.listFolder("p1", "src/a b/c#d");
+    await client.listFolder("p1", { encoded: "caf%E9/x", text: "caf\uFFFD/x" });
+    expect(calls.map((c) => c.url)).toEqual([
+      "/api/projects/p1/files?path=src/a%20b/c%23d",
+      "/api/projects/p1/files?path=caf%E9/x",
+    ]);
+  });
+
+  it("refuses a file where a folder was expected", async () => {
+    const { client } = setup(() => new Response("hello", { status: 200, headers: { "Content-Type": "text/plain" } }));
+    const error = await rejection(client.listFolder("p1", "notes.txt"));
+    expect(error.code).toBe("invalid_response");
+  });
+
+  it("reads bytes and the unquoted ETag", async () => {
+    const { client } = setup(() => new Response("hi", { status: 200, headers: { ETag: '"abc"', "Content-Length": "2" } }));
+    const file = await client.readFile("p1", "a.txt");
+    expect(file.etag).toBe("abc");
+    expect(Array.from(file.bytes ?? [])).toEqual([104, 105]);
+  });
+
+  it("does not download a file larger than asked for", async () => {
+    const { client } = setup(() => new Response("0123456789", { status: 200, headers: { ETag: '"e"', "Content-Length": "10" } }));
+    const file = await client.readFile("p1", "big.bin", { maxBytes: 4 });
+    expect(file).toMatchObject({ bytes: null, size: 10, etag: "e" });
+  });
+
+  it("writes with a quoted If-Match and reports 412 as precondition_failed", async () => {
+    let status = 200;
+    const { client, calls } = setup(() =>
+      status === 200
+        ? new Response(JSON.stringify({ path: "a", type: "file", size: 1, mtime: null, mode: 420, etag: "new" }), {
+            status: 200,
+            headers: { ETag: '"new"' },
+          })
+        : json(412, { error: { code: "precondition_failed", message: "the file changed since that version" } }),
+    );
+    const result = await client.writeFile("p1", "a", new TextEncoder().encode("x"), { ifMatch: "old" });
+    expect(result).toMatchObject({ created: false, stat: { etag: "new" } });
+    const headers = calls[0]?.init.headers as Record<string, string>;
+    expect(headers["If-Match"]).toBe('"old"');
+    expect(calls[0]?.init.method).toBe("PUT");
+
+    status = 412;
+    const error = await rejection(client.writeFile("p1", "a", new TextEncoder().encode("y"), { ifMatch: "old" }));
+    expect(error).toMatchObject({ status: 412, code: "precondition_failed" });
+  });
+
+  it("deletes recursively only when asked", async () => {
+    const { client, calls } = setup(() => new Response(null, { status: 204 }));
+    await client.deletePath("p1", "dir");
+    await client.deletePath("p1", "dir", { recursive: true });
+    expect(calls.map((c) => c.url)).toEqual(["/api/projects/p1/files?path=dir", "/api/projects/p1/files?path=dir&recursive=true"]);
+  });
+});

@@ -11,7 +11,9 @@ import {
   PROJECT_STATUSES,
   type AuthResponse,
   type CreateProjectRequest,
+  type DirListing,
   type ErrorBody,
+  type FileStat,
   type Profile,
   type Project,
   type ProjectEvent,
@@ -67,7 +69,12 @@ export interface ApiClientOptions {
 
 interface RequestOptions {
   body?: unknown;
+  /** Bytes sent as they are (instead of `body` as JSON). */
+  bytes?: Uint8Array<ArrayBuffer>;
+  headers?: Record<string, string>;
   query?: Record<string, string | number | boolean | undefined>;
+  /** A `?path=` value already percent-encoded (see `PathRef`); goes before `query`. */
+  path?: PathRef;
   signal?: AbortSignal;
   /** Send the bearer token (default true). */
   auth?: boolean;
@@ -196,6 +203,92 @@ export class ApiClient {
     return this.request("DELETE", `${projectPath(projectId)}/terminals/${encodeURIComponent(session)}`);
   }
 
+  // --- Files ------------------------------------------------------------
+
+  /** A folder's entries, as the hub lists them (unsorted). */
+  async listFolder(projectId: string, path: PathRef, signal?: AbortSignal): Promise<DirListing> {
+    const listing = await this.request<DirListing | undefined>("GET", filesPath(projectId), { path, signal });
+    if (!listing || listing.type !== "dir" || !Array.isArray(listing.entries)) {
+      throw new ApiError(400, "not_a_folder", `“${pathText(path)}” is not a folder.`);
+    }
+    return listing;
+  }
+
+  statPath(projectId: string, path: PathRef, signal?: AbortSignal): Promise<FileStat> {
+    return this.request("GET", `${filesPath(projectId)}/stat`, { path, signal });
+  }
+
+  /**
+   * A file's bytes and ETag. When the hub says it is longer than `maxBytes`,
+   * the body is left unread and `bytes` is null, so a huge file costs one
+   * round trip and no download.
+   */
+  async readFile(projectId: string, path: PathRef, options: { maxBytes?: number; signal?: AbortSignal } = {}): Promise<FileContent> {
+    const res = await this.send("GET", filesPath(projectId), { path, signal: options.signal }, "*/*");
+    const etag = unquoteEtag(res.headers.get("ETag"));
+    const declared = Number(res.headers.get("Content-Length") ?? Number.NaN);
+    const contentType = res.headers.get("Content-Type") ?? "application/octet-stream";
+    if (options.maxBytes !== undefined && Number.isFinite(declared) && declared > options.maxBytes) {
+      await res.body?.cancel().catch(() => {});
+      return { bytes: null, size: declared, etag, contentType };
+    }
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = new Uint8Array(await res.arrayBuffer());
+    } catch (error) {
+      if (isAbort(error)) throw error;
+      throw new ApiError(0, "network_error", NETWORK_ERROR_MESSAGE);
+    }
+    return { bytes, size: bytes.length, etag, contentType };
+  }
+
+  /** A file's bytes as a Blob, for downloads (the bearer token rules out a plain link). */
+  async fileBlob(projectId: string, path: PathRef, signal?: AbortSignal): Promise<Blob> {
+    const res = await this.send("GET", filesPath(projectId), { path, signal }, "*/*");
+    try {
+      return await res.blob();
+    } catch (error) {
+      if (isAbort(error)) throw error;
+      throw new ApiError(0, "network_error", NETWORK_ERROR_MESSAGE);
+    }
+  }
+
+  /**
+   * Write a file atomically. With `ifMatch`, the hub answers 412
+   * `precondition_failed` when the file is no longer that version (or is gone).
+   */
+  async writeFile(
+    projectId: string,
+    path: PathRef,
+    bytes: Uint8Array<ArrayBuffer>,
+    options: { ifMatch?: string | null; signal?: AbortSignal } = {},
+  ): Promise<WriteResult> {
+    const headers: Record<string, string> = { "Content-Type": "application/octet-stream" };
+    if (options.ifMatch) headers["If-Match"] = `"${options.ifMatch}"`;
+    const res = await this.send("PUT", filesPath(projectId), { path, bytes, headers, signal: options.signal }, "application/json");
+    const stat = (await res.json().catch(() => null)) as FileStat | null;
+    const etag = unquoteEtag(res.headers.get("ETag")) ?? stat?.etag ?? null;
+    if (!stat || !etag) throw new ApiError(res.status, "invalid_response", "The server sent an answer this app cannot read.");
+    return { stat: { ...stat, etag }, created: res.status === 201 };
+  }
+
+  /** Create a folder and any missing parents. */
+  makeFolder(projectId: string, path: string): Promise<FileStat> {
+    return this.request("POST", `${filesPath(projectId)}/mkdir`, { body: { path } });
+  }
+
+  /** Delete a file or folder; a non-empty folder needs `recursive` (else 409). */
+  deletePath(projectId: string, path: PathRef, options: { recursive?: boolean } = {}): Promise<void> {
+    return this.request("DELETE", filesPath(projectId), { path, query: { recursive: options.recursive ? "true" : undefined } });
+  }
+
+  /** Move `from` to `to`; 409 when `to` exists and not `overwrite`. */
+  renamePath(projectId: string, from: string, to: string, options: { overwrite?: boolean } = {}): Promise<FileStat> {
+    return this.request("POST", `${filesPath(projectId)}/rename`, {
+      body: options.overwrite ? { from, to, overwrite: true } : { from, to },
+    });
+  }
+
   // --- Plumbing ---------------------------------------------------------
 
   /** Send a request and decode its JSON answer (undefined for an empty one). */
@@ -216,15 +309,18 @@ export class ApiClient {
     const headers: Record<string, string> = { Accept: accept };
     const token = options.auth === false ? null : this.tokens.token();
     if (token) headers.Authorization = `Bearer ${token}`;
-    let body: string | undefined;
-    if (options.body !== undefined) {
+    let body: string | Uint8Array<ArrayBuffer> | undefined;
+    if (options.bytes !== undefined) {
+      body = options.bytes;
+    } else if (options.body !== undefined) {
       headers["Content-Type"] = "application/json";
       body = JSON.stringify(options.body);
     }
+    Object.assign(headers, options.headers);
 
     let res: Response;
     try {
-      res = await this.fetchImpl(this.baseUrl + path + queryString(options.query), {
+      res = await this.fetchImpl(this.baseUrl + path + queryString(options.query, options.path), {
         method,
         headers,
         body,
@@ -253,14 +349,58 @@ function projectPath(id: string): string {
   return `/api/projects/${encodeURIComponent(id)}`;
 }
 
-function queryString(query: RequestOptions["query"]): string {
-  if (!query) return "";
+function filesPath(id: string): string {
+  return `${projectPath(id)}/files`;
+}
+
+function queryString(query: RequestOptions["query"], path?: PathRef): string {
   const params = new URLSearchParams();
-  for (const [key, value] of Object.entries(query)) {
+  for (const [key, value] of Object.entries(query ?? {})) {
     if (value !== undefined) params.set(key, String(value));
   }
+  const parts = path === undefined ? [] : [`path=${encodePathRef(path)}`];
   const s = params.toString();
-  return s ? `?${s}` : "";
+  if (s) parts.push(s);
+  return parts.length > 0 ? `?${parts.join("&")}` : "";
+}
+
+/**
+ * A path relative to the project home, as `?path=` wants it: plain text
+ * (encoded here), or `{ encoded }` bytes already percent-encoded, for paths
+ * with names that are not UTF-8 (`raw_name` in a listing).
+ */
+export type PathRef = string | { readonly encoded: string; readonly text: string };
+
+/** The query value for a path; `/` stays readable. */
+export function encodePathRef(path: PathRef): string {
+  if (typeof path !== "string") return path.encoded;
+  return path.split("/").map(encodeURIComponent).join("/");
+}
+
+/** The path as a person reads it. */
+export function pathText(path: PathRef): string {
+  return typeof path === "string" ? path : path.text;
+}
+
+/** `"abc"`, `W/"abc"` or `abc` → `abc`. */
+export function unquoteEtag(value: string | null): string | null {
+  if (!value) return null;
+  const v = value.trim().replace(/^W\//, "");
+  return v.replace(/^"(.*)"$/, "$1") || null;
+}
+
+/** A file's bytes (null when it was larger than asked for) and its version. */
+export interface FileContent {
+  bytes: Uint8Array<ArrayBuffer> | null;
+  size: number;
+  etag: string | null;
+  contentType: string;
+}
+
+export interface WriteResult {
+  stat: FileStat;
+  /** 201: there was no file before. */
+  created: boolean;
 }
 
 async function readError(res: Response): Promise<ApiError> {

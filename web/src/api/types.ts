@@ -106,3 +106,50 @@ export interface TerminalResizeMessage {
 export type ProjectEvent =
   | { type: "status"; project: Project }
   | { type: "other"; event: string; data: string };
+
+// --- Files -------------------------------------------------------------
+
+/** What a directory entry or a stat is; `other` covers sockets, FIFOs and devices. */
+export type FileKind = "file" | "dir" | "symlink" | "other";
+
+/** One entry of a folder listing. */
+export interface DirEntry {
+  /** The name as UTF-8 (lossy for names that are not UTF-8). */
+  name: string;
+  type: FileKind;
+  size: number;
+  mtime: Timestamp | null;
+  mode: number;
+  /** Present only for names that are not UTF-8: the bytes percent-encoded, usable as-is in `?path=`. */
+  raw_name?: string;
+}
+
+/** `GET …/files?path=<folder>`. */
+export interface DirListing {
+  type: "dir";
+  /** Relative to the project home; "" is the home itself. */
+  path: string;
+  entries: DirEntry[];
+}
+
+/** `GET …/files/stat`, and the body of a successful PUT. `etag` is unquoted here. */
+export interface FileStat {
+  path: string;
+  type: FileKind;
+  size: number;
+  mtime: Timestamp | null;
+  mode: number;
+  etag: string;
+}
+
+/** Text messages the files watch WebSocket sends; paths relative to the project home. */
+export type WatchEventType = "ready" | "created" | "modified" | "removed" | "renamed" | "resync" | "error";
+
+export interface WatchEvent {
+  type: WatchEventType;
+  path: string;
+  /** For `renamed`: where it was. */
+  from?: string;
+  /** For `error`: what went wrong. */
+  message?: string;
+}

@@ -16,11 +16,11 @@ export interface TerminalProbe {
   readyAt: number | null;
 }
 
-export interface AetherProbes {
-  terminals: Record<string, TerminalProbe>;
-}
-
 declare global {
+  /** Everything the app exposes to browser tests; other features add their own fields. */
+  interface AetherProbes {
+    terminals: Record<string, TerminalProbe>;
+  }
   interface Window {
     __aether?: AetherProbes;
   }

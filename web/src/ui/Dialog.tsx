@@ -1,6 +1,8 @@
 /**
  * A modal on the native <dialog>: the browser traps focus and turns Escape
  * into `cancel`, which closes it; a click on the backdrop closes it too.
+ * Opening focuses the element marked `data-autofocus`, if any (showModal
+ * alone would pick the first button, which may be the dangerous one).
  */
 import { useEffect, useRef, type ReactNode } from "react";
 
@@ -19,7 +21,10 @@ export function Dialog({ open, onClose, title, description, children, testId }: 
   useEffect(() => {
     const dialog = ref.current;
     if (!dialog) return;
-    if (open && !dialog.open) dialog.showModal();
+    if (open && !dialog.open) {
+      dialog.showModal();
+      dialog.querySelector<HTMLElement>("[data-autofocus]")?.focus();
+    }
     if (!open && dialog.open) dialog.close();
   }, [open]);
 

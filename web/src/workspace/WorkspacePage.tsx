@@ -1,20 +1,41 @@
 /**
  * The workspace at /p/:projectId: a header with the project's name, VM
- * status and start/stop, and below it the terminals when the VM runs, or a
- * clear stopped/starting state when it does not. Loaded as its own chunk.
+ * status and start/stop; below it the file tree, the editor and the
+ * terminals in resizable panels (the terminals and files only while the VM
+ * runs, each panel saying so otherwise); a status bar at the bottom.
+ * Loaded as its own chunk; the editor's CodeMirror is a further chunk.
  */
-import { useCallback, useEffect, useState, type ReactNode } from "react";
+import { useCallback, useEffect, useState, useSyncExternalStore, type ReactNode } from "react";
 import { api, ApiError, isAbort } from "../api/client";
 import type { Project } from "../api/types";
+import { CursorStore } from "../editor/cursor";
+import type { FileIO } from "../editor/document";
+import { EditorArea } from "../editor/EditorArea";
+import { OpenFiles } from "../editor/openFiles";
+import { useRememberedTabs } from "../editor/useRememberedTabs";
+import { FileTree } from "../files/FileTree";
+import type { TreeNode } from "../files/tree";
+import { useFileTree } from "../files/useFileTree";
 import { isTransitional, StatusBadge } from "../projects/StatusBadge";
 import { usePollWhile, useProjectEvents } from "../projects/watch";
 import { Alert } from "../ui/Alert";
 import { Button } from "../ui/Button";
-import { PlayIcon, StopIcon } from "../ui/icons";
+import { PanelBottomIcon, PanelRightIcon, PlayIcon, SidebarIcon, StopIcon, TerminalIcon } from "../ui/icons";
 import { Link } from "../ui/Link";
 import { Spinner } from "../ui/Spinner";
+import { loadLayout, saveLayout, type Layout } from "./layout";
+import { Panels } from "./Panels";
+import { StatusBar } from "./StatusBar";
 import { TerminalTabs } from "./TerminalTabs";
 import { WorkspaceFrame, WorkspaceSkeleton } from "./WorkspaceSkeleton";
+
+function fileIO(projectId: string): FileIO {
+  return {
+    read: (ref, maxBytes) => api.readFile(projectId, ref, { maxBytes }),
+    stat: (ref) => api.statPath(projectId, ref),
+    write: (ref, bytes, ifMatch) => api.writeFile(projectId, ref, bytes, { ifMatch }),
+  };
+}
 
 export default function WorkspacePage({ projectId }: { projectId: string }) {
   const [project, setProject] = useState<Project | null>(null);
@@ -22,6 +43,24 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
   const [starting, setStarting] = useState(false);
   const [stopping, setStopping] = useState(false);
   const [actionError, setActionError] = useState<string | null>(null);
+  const [files] = useState(() => new OpenFiles(fileIO(projectId)));
+  const [cursor] = useState(() => new CursorStore());
+  const [layout, setLayoutState] = useState<Layout>(loadLayout);
+  const running = project?.status === "running";
+  const tree = useFileTree(projectId, running, files);
+  useRememberedTabs(projectId, files, running);
+  useEffect(() => () => files.dispose(), [files]);
+  const { active: activePath } = useSyncExternalStore(files.subscribe, () => files.snapshot);
+
+  const setLayout = useCallback((next: Layout) => {
+    setLayoutState(next);
+    saveLayout(next);
+  }, []);
+
+  const openFile = useCallback(
+    (node: TreeNode, options: { focus?: boolean } = {}) => void files.open(node.path, node.ref, options),
+    [files],
+  );
 
   const load = useCallback(
     async (signal?: AbortSignal) => {
@@ -102,7 +141,6 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
   }
 
   const { status } = project;
-  const running = status === "running";
   const canStart = (status === "stopped" || status === "error") && !starting;
 
   const header = (
@@ -112,6 +150,24 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
       </h1>
       <StatusBadge status={starting && !running ? "starting" : status} title={project.error_message ?? undefined} testId="vm-status" />
       <div className="flex-1" />
+      <div className="flex items-center gap-0.5">
+        <HeaderToggle
+          label={layout.treeOpen ? "Hide the file tree" : "Show the file tree"}
+          pressed={layout.treeOpen}
+          onClick={() => setLayout({ ...layout, treeOpen: !layout.treeOpen })}
+          testId="toggle-tree"
+        >
+          <SidebarIcon className="size-4" />
+        </HeaderToggle>
+        <HeaderToggle
+          label={layout.terminal === "bottom" ? "Put the terminal beside the editor" : "Put the terminal below the editor"}
+          onClick={() => setLayout({ ...layout, terminal: layout.terminal === "bottom" ? "right" : "bottom" })}
+          testId="toggle-terminal-placement"
+        >
+          {layout.terminal === "bottom" ? <PanelRightIcon className="size-4" /> : <PanelBottomIcon className="size-4" />}
+        </HeaderToggle>
+      </div>
+      <span className="h-5 w-px bg-line" aria-hidden="true" />
       {running || status === "starting" || starting ? (
         <Button
           size="sm"
@@ -142,45 +198,78 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
     </>
   );
 
-  let body;
+  let terminalBody: ReactNode;
   if (running) {
-    body = <TerminalTabs projectId={projectId} />;
-  } else if (starting || status === "starting") {
-    body = (
-      <CenterPanel title="Starting the machine…" icon={<Spinner className="size-5 text-accent" />}>
-        <p className="text-sm text-muted">Your terminal will open here as soon as it is up.</p>
-      </CenterPanel>
-    );
-  } else if (status === "stopping") {
-    body = (
-      <CenterPanel title="Stopping the machine…" icon={<Spinner className="size-5 text-muted" />}>
-        <p className="text-sm text-muted">Files on its disk are kept.</p>
-      </CenterPanel>
-    );
+    terminalBody = <TerminalTabs projectId={projectId} />;
   } else {
-    body = (
-      <CenterPanel title={status === "error" ? "The machine ran into a problem" : "VM stopped"} testId="vm-stopped">
-        <p className="text-sm text-muted">
-          {status === "error"
-            ? project.error_message || "It stopped with an error. Starting it again usually helps."
-            : "Start it to open a terminal. Your files are where you left them."}
-        </p>
-        <Button variant="primary" icon={<PlayIcon />} onClick={() => void start()} data-testid="start-vm-cta" autoFocus>
-          Start
-        </Button>
-      </CenterPanel>
+    let panel: ReactNode;
+    if (starting || status === "starting") {
+      panel = (
+        <CenterPanel title="Starting the machine…" icon={<Spinner className="size-5 text-accent" />}>
+          <p className="text-sm text-muted">Your terminal will open here as soon as it is up.</p>
+        </CenterPanel>
+      );
+    } else if (status === "stopping") {
+      panel = (
+        <CenterPanel title="Stopping the machine…" icon={<Spinner className="size-5 text-muted" />}>
+          <p className="text-sm text-muted">Files on its disk are kept.</p>
+        </CenterPanel>
+      );
+    } else {
+      panel = (
+        <CenterPanel title={status === "error" ? "The machine ran into a problem" : "VM stopped"} testId="vm-stopped">
+          <p className="text-sm text-muted">
+            {status === "error"
+              ? project.error_message || "It stopped with an error. Starting it again usually helps."
+              : "Start it to open a terminal and browse files. Your files are where you left them."}
+          </p>
+          <Button variant="primary" icon={<PlayIcon />} onClick={() => void start()} data-testid="start-vm-cta" autoFocus>
+            Start
+          </Button>
+        </CenterPanel>
+      );
+    }
+    terminalBody = (
+      <div className="flex min-h-0 flex-1 flex-col">
+        <div className="flex h-9 shrink-0 items-center gap-2 border-b border-line bg-surface px-3 font-mono text-xs text-faint">
+          <TerminalIcon className="size-3.5" /> Terminal
+        </div>
+        {panel}
+      </div>
     );
   }
 
   return (
-    <WorkspaceFrame header={header}>
+    <WorkspaceFrame header={header} footer={<StatusBar files={files} cursor={cursor} />}>
       {actionError && (
-        <div className="absolute inset-x-0 top-0 z-10 p-3">
+        <div className="absolute inset-x-0 top-0 z-20 p-3">
           <Alert action={<Button size="sm" variant="ghost" onClick={() => setActionError(null)}>Dismiss</Button>}>{actionError}</Alert>
         </div>
       )}
-      {body}
+      <Panels
+        layout={layout}
+        onLayout={setLayout}
+        tree={<FileTree status={starting && !running ? "starting" : status} tree={tree} activePath={activePath} onOpenFile={openFile} />}
+        editor={<EditorArea projectId={projectId} files={files} cursor={cursor} />}
+        terminal={terminalBody}
+      />
     </WorkspaceFrame>
+  );
+}
+
+function HeaderToggle({ label, pressed, onClick, children, testId }: { label: string; pressed?: boolean; onClick: () => void; children: ReactNode; testId?: string }) {
+  return (
+    <button
+      type="button"
+      aria-label={label}
+      aria-pressed={pressed}
+      title={label}
+      onClick={onClick}
+      className={`flex size-8 items-center justify-center rounded-md transition-colors hover:bg-hover hover:text-fg ${pressed ? "text-fg" : "text-muted"}`}
+      data-testid={testId}
+    >
+      {children}
+    </button>
   );
 }
 
