@@ -1,5 +1,5 @@
 # Common commands. `make dev` runs the whole system locally; `make test` runs every test.
-.PHONY: dev test bench build web fmt lint clean-data
+.PHONY: dev test bench bench-files bench-previews bench-ssh build web fmt lint clean-data
 
 # Hub + web app + local VMs + embedded Postgres on http://127.0.0.1:8080
 dev: build web
@@ -22,6 +22,19 @@ test:
 bench:
 	cargo build --release --workspace --bins
 	./target/release/aether-bench
+
+bench-files:
+	cargo build --release --workspace --bins
+	./target/release/aether-bench files
+
+bench-previews:
+	cargo build --release --workspace --bins
+	./target/release/aether-bench previews
+
+# Agents' SSH through the hub's jump host vs an OpenSSH jump host, to the same VM sshd.
+bench-ssh:
+	cargo build --release --workspace --bins
+	./target/release/aether-bench ssh
 
 fmt:
 	cargo fmt --all

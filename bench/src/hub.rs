@@ -45,6 +45,8 @@ impl Hub {
             .env("AETHER_TUNNEL_LISTEN", "127.0.0.1:0")
             .env("AETHER_SSH_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
+            // The files benchmark moves 1 GiB in one write.
+            .env("AETHER_MAX_WRITE_BYTES", (4u64 << 30).to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

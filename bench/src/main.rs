@@ -11,6 +11,8 @@
 mod bare;
 mod files;
 mod hub;
+mod previews;
+mod ssh;
 mod tunnels;
 
 use std::time::Duration;
@@ -47,7 +49,9 @@ fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         None | Some("terminal") => terminal(&rt),
         Some("files") => files::run(&rt),
-        Some(other) => anyhow::bail!("unknown benchmark {other:?}; one of: terminal (default), files"),
+        Some("previews") => previews::run(&rt),
+        Some("ssh") => ssh::run(&rt),
+        Some(other) => anyhow::bail!("unknown benchmark {other:?}; one of: terminal (default), files, previews, ssh"),
     }
 }
 

@@ -21,6 +21,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub tunnel_listen: SocketAddr,
     pub ssh_listen: SocketAddr,
+    /// `host:port` agents reach the jump host at; default: the public URL's
+    /// host (or the listen address) with the jump host's port.
+    pub ssh_public_addr: Option<String>,
     pub data_dir: PathBuf,
     /// Base URL users reach the hub at; default `http://{listen}`.
     pub public_url: Option<String>,
@@ -61,6 +64,7 @@ impl fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("tunnel_listen", &self.tunnel_listen)
             .field("ssh_listen", &self.ssh_listen)
+            .field("ssh_public_addr", &self.ssh_public_addr)
             .field("data_dir", &self.data_dir)
             .field("public_url", &self.public_url)
             .field("compute", &self.compute)
@@ -87,6 +91,7 @@ impl Config {
             listen: any,
             tunnel_listen: any,
             ssh_listen: any,
+            ssh_public_addr: None,
             data_dir,
             public_url: None,
             preview_domain: None,

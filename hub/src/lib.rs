@@ -19,6 +19,7 @@ pub mod pg;
 pub mod preview;
 pub mod projects;
 pub mod reconcile;
+pub mod ssh;
 pub mod tls;
 pub mod tunnel;
 
@@ -48,6 +49,8 @@ pub struct Hub {
     pub public_url: String,
     pub previews: preview::Previews,
     pub start_locks: projects::StartLocks,
+    /// The SSH jump host's state: agent keys' sync, open channels.
+    pub ssh: ssh::Ssh,
 }
 
 /// Where a running hub listens, written to `{data_dir}/hub.json` at start.
@@ -55,6 +58,9 @@ pub struct Hub {
 pub struct Addresses {
     pub http: SocketAddr,
     pub tunnel: SocketAddr,
+    /// The SSH jump host.
+    #[serde(default)]
+    pub ssh: Option<SocketAddr>,
 }
 
 fn aetherd_path(config: &Config) -> anyhow::Result<PathBuf> {
@@ -126,6 +132,10 @@ async fn serve(
     let http_addr = listener.local_addr()?;
     let endpoint = tunnel::endpoint(config.tunnel_listen, identity, &reset_key)?;
     let tunnel_addr = endpoint.local_addr()?;
+    let ssh_listener = tokio::net::TcpListener::bind(config.ssh_listen)
+        .await
+        .with_context(|| format!("binding the ssh jump host on {}", config.ssh_listen))?;
+    let ssh_addr = ssh_listener.local_addr()?;
     let dial_addr = if tunnel_addr.ip().is_unspecified() {
         SocketAddr::new([127, 0, 0, 1].into(), tunnel_addr.port())
     } else {
@@ -162,7 +172,11 @@ async fn serve(
         config.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}")).trim_end_matches('/').to_owned();
     let preview_domain = config.preview_domain.clone().unwrap_or_else(|| "preview.localhost".into());
     let previews = preview::Previews::new(preview_domain, &public_url, &jwt_secret, tunnels.clone());
+    let (ssh_host, ssh_port) =
+        ssh::public_address(config.ssh_public_addr.as_deref(), config.public_url.as_deref(), ssh_addr);
+    let ssh = ssh::Ssh::new(&data_dir, ssh_host, ssh_port)?;
     let hub = Arc::new(Hub {
+        ssh,
         web_dir: web_dir(&config),
         public_url,
         previews,
@@ -179,11 +193,12 @@ async fn serve(
     });
     projects::reconcile(&hub).await.context("reconciling projects with their VMs")?;
 
-    let addresses = Addresses { http: http_addr, tunnel: tunnel_addr };
+    let addresses = Addresses { http: http_addr, tunnel: tunnel_addr, ssh: Some(ssh_addr) };
     std::fs::write(data_dir.join("hub.json"), serde_json::to_vec(&addresses)?)?;
     tracing::info!(http = %http_addr, tunnel = %tunnel_addr, data = %data_dir.display(), "aether hub listening");
 
     let tunnels = tokio::spawn(tunnel::serve(endpoint.clone(), hub.clone(), shutdown.clone()));
+    let jump = tokio::spawn(ssh::serve(ssh_listener, hub.clone(), shutdown.clone()));
     let reconciler = tokio::spawn(reconcile::run(hub.clone(), shutdown.clone()));
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
@@ -192,6 +207,7 @@ async fn serve(
     axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
     shutdown.cancel();
     let _ = tunnels.await;
+    let _ = jump.await;
     let _ = reconciler.await;
     endpoint.wait_idle().await;
     hub.db.pool.close().await;

@@ -17,10 +17,13 @@ struct Args {
     listen: SocketAddr,
     /// QUIC tunnel listen address (UDP).
     #[arg(long, env = "AETHER_TUNNEL_LISTEN", default_value = "127.0.0.1:4433")]
-    tunnel_listen: SocketAddr,
+    tunnel_listen: String,
     /// SSH jump host listen address.
     #[arg(long, env = "AETHER_SSH_LISTEN", default_value = "127.0.0.1:2222")]
     ssh_listen: SocketAddr,
+    /// host:port agents reach the jump host at (default: the public URL's host, the jump host's port).
+    #[arg(long, env = "AETHER_SSH_PUBLIC_ADDR")]
+    ssh_public_addr: Option<String>,
     /// Where the hub keeps its state (embedded database, CA, local VMs).
     #[arg(long, env = "AETHER_DATA_DIR", default_value = ".data")]
     data_dir: PathBuf,
@@ -111,6 +114,17 @@ fn fly_config(f: FlyArgs) -> anyhow::Result<FlyConfig> {
     Ok(config)
 }
 
+/// A listen address that may name a host (on Fly, UDP must be bound to
+/// `fly-global-services:PORT`).
+fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
+    use anyhow::Context;
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .with_context(|| format!("resolving {addr}"))?
+        .next()
+        .with_context(|| format!("no address for {addr}"))
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -126,8 +140,9 @@ fn main() -> anyhow::Result<()> {
     };
     let config = Config {
         listen: a.listen,
-        tunnel_listen: a.tunnel_listen,
+        tunnel_listen: resolve(&a.tunnel_listen)?,
         ssh_listen: a.ssh_listen,
+        ssh_public_addr: a.ssh_public_addr.filter(|s| !s.is_empty()),
         data_dir: a.data_dir,
         public_url: a.public_url,
         preview_domain: a.preview_domain,

@@ -242,6 +242,7 @@ async fn handle(hub: Arc<Hub>, conn: quinn::Connection) -> anyhow::Result<()> {
     hub.db.tunnel_connected(project, &hub.instance_id, &hello.boot_id).await?;
     tracing::info!(remote = %conn.remote_address(), version = %hello.agent_version, "tunnel up");
     crate::projects::on_tunnel_up(&hub, project).await;
+    crate::ssh::sync::spawn(hub.clone(), project, tunnel.clone());
 
     let result = loop {
         tokio::select! {

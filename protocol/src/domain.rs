@@ -167,8 +167,12 @@ pub enum StreamKind {
     PtyAttach(PtyAttach),
     PtyList,
     PtyKill(SessionName),
-    Tcp { port: u16 },
+    Tcp {
+        port: u16,
+    },
     Fs(crate::fs::FsOp),
+    /// The long-lived agents stream: keys to the VM, SSH sessions back.
+    Agents,
 }
 
 impl TryFrom<pb::StreamOpen> for StreamKind {
@@ -195,6 +199,7 @@ impl TryFrom<pb::StreamOpen> for StreamKind {
                 _ => Err(invalid(format!("port {}", t.port))),
             },
             Kind::Fs(r) => Ok(Self::Fs(r.try_into()?)),
+            Kind::Agents(_) => Ok(Self::Agents),
         }
     }
 }
@@ -215,6 +220,7 @@ impl From<StreamKind> for pb::StreamOpen {
             StreamKind::PtyKill(s) => Kind::PtyKill(pb::PtyKill { session: s.0 }),
             StreamKind::Tcp { port } => Kind::Tcp(pb::TcpConnect { port: port.into() }),
             StreamKind::Fs(op) => Kind::Fs(op.into()),
+            StreamKind::Agents => Kind::Agents(pb::AgentsOpen {}),
         };
         Self { kind: Some(kind) }
     }
@@ -344,6 +350,7 @@ mod tests {
             StreamKind::PtyList,
             StreamKind::PtyKill(SessionName::parse("main").unwrap()),
             StreamKind::Tcp { port: 22 },
+            StreamKind::Agents,
         ];
         for kind in kinds {
             let wire: pb::StreamOpen = kind.clone().into();

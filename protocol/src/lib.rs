@@ -4,6 +4,7 @@
 //! frames them on a byte stream with a bounded length prefix; `domain` holds
 //! the validated types the rest of the code uses. This crate does no I/O.
 
+pub mod agents;
 pub mod domain;
 pub mod frame;
 pub mod fs;

@@ -6,13 +6,23 @@
 //! `watch`) and TCP pipes to local ports (`tcp`), and it reports listening
 //! ports (`ports`); it reports heartbeats
 //! (`heartbeat`). It never listens on any address.
+//!
+//! Agents over SSH: `agents` serves the hub's agents stream, keeps the
+//! managed `authorized_keys` block (`keys`) and the VM's sshd (`sshd`);
+//! `agent_session` is the forced command every agent session runs through,
+//! recording itself in the spool `activity` reads.
 
+pub mod activity;
+pub mod agent_session;
+pub mod agents;
 pub mod files;
 pub mod heartbeat;
+pub mod keys;
 pub mod pace;
 pub mod ports;
 pub mod pty;
 pub mod ring;
+pub mod sshd;
 pub mod tcp;
 pub mod tunnel;
 pub mod viewer;
@@ -32,6 +42,8 @@ pub struct AgentConfig {
     pub file_owner: Option<(u32, u32)>,
     /// Whose listening ports are previews.
     pub ports_scope: ports::Scope,
+    /// Agents over SSH: the VM's sshd and the managed keys.
+    pub agents: agents::AgentsConfig,
 }
 
 /// What the hub's streams are served by.
@@ -39,6 +51,7 @@ pub struct Services {
     pub sessions: Arc<pty::Sessions>,
     pub files: files::Files,
     pub ports: Arc<std::sync::Mutex<ports::Scanner>>,
+    pub agents: Arc<agents::Agents>,
 }
 
 /// Runs aetherd until `shutdown`, then ends every session.
@@ -47,7 +60,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     let files = files::Files::new(config.pty.home.clone(), config.file_owner);
     let meter = Arc::new(heartbeat::Meter::new(config.pty.home.clone()));
     let ports = Arc::new(std::sync::Mutex::new(ports::Scanner::new(config.ports_scope.clone())));
-    let services = Arc::new(Services { sessions: sessions.clone(), files, ports });
+    let agents = agents::Agents::start(config.agents.clone(), shutdown.clone())?;
+    let services = Arc::new(Services { sessions: sessions.clone(), files, ports, agents });
     run_startup_script(&sessions, &config.pty.home);
     let result = tunnel::run(config.tunnel, services, meter, shutdown).await;
     sessions.kill_all();

@@ -19,6 +19,11 @@ struct Cli {
 enum Command {
     /// Dial the hub and serve it (the default).
     Run,
+    /// Run one agent SSH session (the forced command of agent keys).
+    AgentSession(aether_vm_agent::agent_session::SessionArgs),
+    /// The program inside an agent's tmux session.
+    #[command(hide = true)]
+    AgentRun(aether_vm_agent::agent_session::RunArgs),
 }
 
 #[derive(clap::Args)]
@@ -55,6 +60,13 @@ struct RunArgs {
     /// Output bytes kept per terminal session for replay.
     #[arg(long, env = "AETHER_RING_BYTES", default_value_t = 1 << 20)]
     ring_bytes: usize,
+    /// The sshd agents reach: `local` (one of aetherd's own on a free
+    /// loopback port), `system` (the VM image's, on port 22) or `off`.
+    #[arg(long, env = "AETHER_SSHD", default_value = "local")]
+    sshd: String,
+    /// The OpenSSH server binary.
+    #[arg(long, env = "AETHER_SSHD_BIN", default_value = "/usr/sbin/sshd")]
+    sshd_bin: PathBuf,
 }
 
 fn server_name(addr: &str) -> String {
@@ -63,13 +75,18 @@ fn server_name(addr: &str) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // An agent session's stdout is the agent's: no logging set up for it.
+    match cli.command {
+        Some(Command::AgentSession(args)) => std::process::exit(aether_vm_agent::agent_session::main(args)),
+        Some(Command::AgentRun(args)) => std::process::exit(aether_vm_agent::agent_session::run_in_tmux(args)),
+        Some(Command::Run) | None => {}
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_ansi(false)
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
-    let (Some(Command::Run) | None) = cli.command;
     let a = cli.run;
     anyhow::ensure!(!a.project_id.is_empty(), "AETHER_PROJECT_ID is required");
     anyhow::ensure!(!a.machine_token.is_empty(), "AETHER_MACHINE_TOKEN is required");
@@ -88,7 +105,20 @@ fn main() -> anyhow::Result<()> {
         "all" => aether_vm_agent::ports::Scope::All,
         _ => aether_vm_agent::ports::Scope::Marked(format!("AETHER_PROJECT_ID={}", a.project_id)),
     };
+    let agents = aether_vm_agent::agents::AgentsConfig {
+        sshd: aether_vm_agent::sshd::SshdConfig {
+            mode: aether_vm_agent::sshd::Mode::parse(&a.sshd)?,
+            home: home.clone(),
+            sshd_bin: a.sshd_bin,
+            user: a.user.clone(),
+            env_remove: vec!["AETHER_MACHINE_TOKEN".into(), "AETHER_HUB_CA".into(), "AETHER_HUB_CA_PEM".into()],
+        },
+        project: a.project_id.clone(),
+        home: home.canonicalize().unwrap_or_else(|_| home.clone()),
+        owner: file_owner,
+    };
     let config = AgentConfig {
+        agents,
         file_owner,
         ports_scope,
         tunnel: TunnelConfig {
@@ -108,7 +138,9 @@ fn main() -> anyhow::Result<()> {
             env_remove: vec!["AETHER_MACHINE_TOKEN".into(), "AETHER_HUB_CA".into(), "AETHER_HUB_CA_PEM".into()],
         },
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // One thread: every hop inside aetherd (QUIC, PTY, viewers) stays on it,
+    // with no cross-thread wake-ups on the keystroke path.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let signals = shutdown.clone();

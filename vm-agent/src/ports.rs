@@ -4,7 +4,7 @@
 //! owner is found through `/proc/*/fd`, so that aetherd's and sshd's own
 //! ports are left out and the process name is shown. On a machine shared
 //! with other things (local VMs) only processes carrying this VM's
-//! `AETHER_PROJECT_ID` count.
+//! `AETHER_PROJECT_ID`, or descending from this aetherd, count.
 
 use aether_protocol::pb;
 use std::collections::HashMap;
@@ -71,8 +71,9 @@ fn parse_table(text: &str) -> Vec<Listener> {
         .collect()
 }
 
-/// Socket inode → owning pid, for every process we can see.
-fn socket_owners() -> HashMap<u64, u32> {
+/// Socket inode → the pids holding it (a forking server's master and
+/// workers share their listening socket), for every process we can see.
+fn socket_owners() -> HashMap<u64, Vec<u32>> {
     let mut map = HashMap::new();
     let Ok(procs) = std::fs::read_dir("/proc") else { return map };
     for p in procs.flatten() {
@@ -84,12 +85,28 @@ fn socket_owners() -> HashMap<u64, u32> {
                 if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']'))
                     && let Ok(inode) = inode.parse()
                 {
-                    map.insert(inode, pid);
+                    map.entry(inode).or_insert_with(Vec::new).push(pid);
                 }
             }
         }
     }
     map
+}
+
+/// Whether `ancestor` is `pid` or one of its ancestors.
+fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+    for _ in 0..64 {
+        if pid == ancestor {
+            return true;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat.rsplit_once(") ").and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        match ppid {
+            Some(p) if p > 1 => pid = p,
+            _ => return false,
+        }
+    }
+    false
 }
 
 impl Scanner {
@@ -103,8 +120,10 @@ impl Scanner {
             return None;
         }
         if let Scope::Marked(marker) = &self.scope {
-            let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-            if !env.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let marked = env.split(|b| *b == 0).any(|v| v == marker.as_bytes());
+            // Servers that rewrite their environment (nginx) still descend from us.
+            if !marked && !descends_from(pid, std::process::id()) {
                 return None;
             }
         }
@@ -123,8 +142,8 @@ impl Scanner {
                 if !self.owners.contains_key(&l.inode) {
                     // Unknown owners (another user's process) are skipped for now
                     // and looked up again next time.
-                    if let Some(pid) = pids.get(&l.inode) {
-                        let verdict = self.judge(*pid);
+                    if let Some(holders) = pids.get(&l.inode) {
+                        let verdict = holders.iter().find_map(|pid| self.judge(*pid));
                         self.owners.insert(l.inode, verdict);
                     }
                 }
@@ -169,7 +188,10 @@ mod tests {
         // This test process is not aetherd, so its port counts.
         let found = Scanner::new(Scope::All).scan();
         assert!(found.iter().any(|p| p.port == u32::from(port)), "{found:?}");
+        // Without the marker in its environment it still counts: it is (a
+        // descendant of) the scanning process, as servers started by aetherd are.
         let marked = Scanner::new(Scope::Marked("AETHER_PROJECT_ID=nobody".into())).scan();
-        assert!(!marked.iter().any(|p| p.port == u32::from(port)));
+        assert!(marked.iter().any(|p| p.port == u32::from(port)));
+        assert!(!descends_from(1, std::process::id()), "init is nobody's descendant");
     }
 }

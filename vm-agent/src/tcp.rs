@@ -10,6 +10,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedWrite;
 
+const COPY_BUF: usize = 128 * 1024;
+
 pub async fn serve(port: u16, mut recv: quinn::RecvStream, send: quinn::SendStream) -> anyhow::Result<()> {
     let conn = match TcpStream::connect(("127.0.0.1", port)).await {
         Ok(c) => Ok(c),
@@ -31,12 +33,13 @@ pub async fn serve(port: u16, mut recv: quinn::RecvStream, send: quinn::SendStre
     let _ = tcp.set_nodelay(true);
     let mut send = framed.into_inner();
     let (mut tcp_read, mut tcp_write) = tcp.split();
+    // Large buffers: bulk transfers (downloads, scp) go in big frames.
     let upstream = async {
-        tokio::io::copy(&mut recv, &mut tcp_write).await?;
+        tokio::io::copy_buf(&mut tokio::io::BufReader::with_capacity(COPY_BUF, &mut recv), &mut tcp_write).await?;
         tcp_write.shutdown().await
     };
     let downstream = async {
-        tokio::io::copy(&mut tcp_read, &mut send).await?;
+        tokio::io::copy_buf(&mut tokio::io::BufReader::with_capacity(COPY_BUF, &mut tcp_read), &mut send).await?;
         send.shutdown().await
     };
     let (up, down) = tokio::join!(upstream, downstream);

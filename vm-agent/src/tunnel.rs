@@ -273,7 +273,7 @@ async fn serve_stream(
     let open: pb::StreamOpen = read_header(&mut recv, 64 * 1024).await?;
     match StreamKind::try_from(open) {
         Err(e) => reply(send, status(Some(WireError::new("invalid_request", e.to_string())))).await,
-        Ok(StreamKind::PtyAttach(req)) => serve_pty(&services.sessions, req, recv, send).await,
+        Ok(StreamKind::PtyAttach(req)) => serve_pty(&services.sessions, services.agents.viewer(req), recv, send).await,
         Ok(StreamKind::PtyList) => {
             let list = services.sessions.list().into_iter().map(Into::into).collect();
             reply(send, pb::PtySessions { sessions: list }).await
@@ -283,7 +283,8 @@ async fn serve_stream(
                 (!services.sessions.kill(&name)).then(|| WireError::new("not_found", format!("no session {name}")));
             reply(send, status(err)).await
         }
-        Ok(StreamKind::Tcp { port }) => crate::tcp::serve(port, recv, send).await,
+        Ok(StreamKind::Tcp { port }) => crate::agents::serve_tcp(&services.agents, port, recv, send).await,
+        Ok(StreamKind::Agents) => crate::agents::serve(&services.agents, recv, send).await,
         Ok(StreamKind::Fs(FsOp::Watch { path, exclude })) => {
             crate::watch::serve(&services.files, &path, exclude, recv, send).await
         }

@@ -4,7 +4,9 @@
 // file in the tree, edit and save it, read it back with `cat`, change it
 // from the terminal while editing and meet the conflict dialog, watch a
 // clean tab reload by itself, open a binary file, rename and delete in the
-// tree; clean up. It also reports the JavaScript each page loads (gzip).
+// tree; serve a folder with python3 and open its preview from the ports
+// panel; create an agent key, see its private key and SSH config, revoke
+// it; clean up. It also reports the JavaScript each page loads (gzip).
 //
 //   AETHER_E2E_URL=http://127.0.0.1:8080 npm run e2e
 //
@@ -240,6 +242,11 @@ const treeItem = (path) => page.locator(`[data-testid="tree-item"][data-path="${
 const editorTab = (path) => page.locator(`[data-testid="editor-tab"][data-path="${path}"]`);
 /** @param {string} path */
 const editorContent = (path) => page.locator(`[data-testid="editor-host"][data-path="${path}"] .cm-content`);
+/** A random port for the preview's server, away from common ones. */
+const previewPort = 20000 + Math.floor(Math.random() * 20000);
+const portRow = () => page.locator(`[data-testid="port-row"][data-port="${previewPort}"]`);
+const agentName = `e2e-${Math.random().toString(36).slice(2, 8)}`;
+const agentRow = () => page.locator(`[data-testid="agent-row"][data-agent-name="${agentName}"]`);
 const saveKey = process.platform === "darwin" ? "Meta+S" : "Control+S";
 
 /**
@@ -446,6 +453,71 @@ try {
     await treeItem("renamed.txt").waitFor({ state: "detached", timeout: 10_000 });
     await editorTab("renamed.txt").waitFor({ state: "detached", timeout: 10_000 });
     await shell("[ -e renamed.txt ] || [ -e hello.txt ] || echo both-gone", "both-gone");
+  });
+
+  await step("A server appears in the ports panel", async () => {
+    await byTestId("ports-panel").waitFor({ timeout: 10_000 });
+    await typeInto("main", `python3 -m http.server ${previewPort} --bind 127.0.0.1`);
+    await page.keyboard.press("Enter");
+    await portRow().waitFor({ timeout: 30_000 });
+    const text = await portRow().textContent();
+    if (!text?.includes("127.0.0.1")) throw new Error(`the port's row does not show its address: ${text}`);
+  });
+
+  await step("Open its preview", async () => {
+    const popupAppears = context.waitForEvent("page", { timeout: 15_000 });
+    await portRow().getByTestId("port-open").click();
+    const popup = await popupAppears;
+    try {
+      await popup.getByText("Directory listing for /").first().waitFor({ timeout: 20_000 });
+      if (!/\.preview\.localhost/.test(popup.url())) throw new Error(`the preview opened at ${popup.url()}`);
+      await popup.screenshot({ path: join(shots, `${String(stepNo).padStart(2, "0")}b-preview.png`) });
+    } finally {
+      await popup.close().catch(() => {});
+    }
+  });
+
+  await step("Make the port public and private again", async () => {
+    await portRow().getByTestId("port-visibility").click();
+    await page.locator(`[data-testid="port-row"][data-port="${previewPort}"][data-visibility="public"]`).waitFor({ timeout: 10_000 });
+    await settle();
+    await page.screenshot({ path: join(shots, `${String(stepNo).padStart(2, "0")}b-public-port.png`) });
+    await portRow().getByTestId("port-visibility").click();
+    await page.locator(`[data-testid="port-row"][data-port="${previewPort}"][data-visibility="private"]`).waitFor({ timeout: 10_000 });
+  });
+
+  await step("Stop the server with Ctrl-C", async () => {
+    await page.locator('[data-testid="terminal-main"] .xterm-helper-textarea').focus();
+    await page.keyboard.press("Control+C");
+    await portRow().waitFor({ state: "detached", timeout: 30_000 });
+    await shell("echo server-stopped", "server-stopped");
+  });
+
+  await step("Create an agent key", async () => {
+    await byTestId("open-agents").click();
+    await byTestId("agents-dialog").waitFor();
+    await byTestId("agent-name").fill(agentName);
+    await byTestId("agent-create").click();
+    await byTestId("agent-created").waitFor({ timeout: 15_000 });
+    const key = await byTestId("agent-private-key").inputValue();
+    if (!key.includes("BEGIN OPENSSH PRIVATE KEY")) throw new Error(`the private key is not shown: ${key.slice(0, 60)}`);
+    const config = (await byTestId("agent-ssh-config").textContent()) ?? "";
+    if (!/Host \S+/.test(config) || !config.includes("ProxyJump")) throw new Error(`the SSH config is not shown: ${config.slice(0, 120)}`);
+    await byTestId("agent-copy-key").waitFor();
+    await byTestId("agent-download-key").waitFor();
+    await agentRow().waitFor();
+  });
+
+  await step("Revoke the agent key", async () => {
+    await byTestId("agent-created-done").click();
+    await byTestId("agent-created").waitFor({ state: "detached" });
+    await agentRow().getByTestId("agent-revoke").click();
+    await settle();
+    await page.screenshot({ path: join(shots, `${String(stepNo).padStart(2, "0")}b-revoke-confirmation.png`) });
+    await agentRow().getByTestId("agent-revoke-confirm").click();
+    await agentRow().waitFor({ state: "detached", timeout: 10_000 });
+    await byTestId("agents-close").click();
+    await byTestId("agents-dialog").waitFor({ state: "hidden" });
   });
 
   await step("Stop the VM", async () => {

@@ -1,6 +1,7 @@
 //! The HTTP API: the router, shared state, and cross-cutting layers (request
 //! ids, metrics). Each submodule serves one part of the contract.
 
+mod agents;
 mod auth;
 mod files;
 mod ports;
@@ -30,6 +31,7 @@ pub fn app(state: AppState) -> Router {
         .merge(terminals::routes())
         .merge(files::routes())
         .merge(ports::routes())
+        .merge(agents::routes())
         .fallback(|| async { crate::error::ApiError::NotFound });
     Router::new()
         .nest("/api", api)
@@ -37,8 +39,9 @@ pub fn app(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             crate::error::ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
         }))
-        .layer(middleware::from_fn_with_state(state.clone(), route_previews))
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
+        // Outermost: preview traffic is the user's app's, not the API's.
+        .layer(middleware::from_fn_with_state(state.clone(), route_previews))
         .with_state(state)
 }
 

@@ -200,10 +200,16 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
         let query = req.uri().query().map(str::to_owned);
         return authorise(&hub, query, html, port, project_id).await;
     }
-    let project = match hub.db.project_any(project_id).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return refuse(html, ApiError::NotFound, "No such preview", "This preview does not exist."),
-        Err(e) => return ApiError::from(e).into_response(),
+    // A connected VM proves the project exists; only otherwise ask the database.
+    let connected = hub.tunnels.get(project_id).is_some();
+    let project = if connected {
+        None
+    } else {
+        match hub.db.project_any(project_id).await {
+            Ok(Some(p)) => Some(p),
+            Ok(None) => return refuse(html, ApiError::NotFound, "No such preview", "This preview does not exist."),
+            Err(e) => return ApiError::from(e).into_response(),
+        }
     };
     let visibility = match hub.previews.visibility(&hub, project_id, port).await {
         Ok(v) => v,
@@ -220,7 +226,7 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
         return ApiError::Unauthenticated("this preview is private; open it from aether to get access".into())
             .into_response();
     }
-    let Some(_tunnel) = hub.tunnels.get(project_id) else {
+    if let Some(project) = project {
         if matches!(project.status.as_str(), "stopped" | "error") {
             let hub2 = hub.clone();
             tokio::spawn(async move {
@@ -238,7 +244,7 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
             );
         }
         return ApiError::Unavailable { status: "starting".into() }.into_response();
-    };
+    }
     strip_credentials(&hub, &mut req);
     match proxy::forward(&hub, req, project_id, port).await {
         Ok(resp) => resp,

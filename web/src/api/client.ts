@@ -9,11 +9,18 @@ import { SseParser } from "./sse";
 import { tokenStore, type TokenStore } from "./token";
 import {
   PROJECT_STATUSES,
+  type Agent,
+  type AgentActivity,
   type AuthResponse,
+  type CreateAgentRequest,
+  type CreateAgentResponse,
   type CreateProjectRequest,
   type DirListing,
   type ErrorBody,
   type FileStat,
+  type ForwardedPort,
+  type PortVisibility,
+  type PreviewLink,
   type Profile,
   type Project,
   type ProjectEvent,
@@ -201,6 +208,40 @@ export class ApiClient {
 
   deleteTerminal(projectId: string, session: string): Promise<void> {
     return this.request("DELETE", `${projectPath(projectId)}/terminals/${encodeURIComponent(session)}`);
+  }
+
+  // --- Ports ------------------------------------------------------------
+
+  listPorts(projectId: string, signal?: AbortSignal): Promise<ForwardedPort[]> {
+    return this.request("GET", `${projectPath(projectId)}/ports`, { signal });
+  }
+
+  setPortVisibility(projectId: string, port: number, visibility: PortVisibility): Promise<ForwardedPort> {
+    return this.request("PATCH", `${projectPath(projectId)}/ports/${port}`, { body: { visibility } });
+  }
+
+  /** A one-time URL that sets the private-preview cookie on the preview host and redirects to `/`. */
+  openPort(projectId: string, port: number): Promise<PreviewLink> {
+    return this.request("POST", `${projectPath(projectId)}/ports/${port}/open`);
+  }
+
+  // --- Agents -----------------------------------------------------------
+
+  listAgents(projectId: string, signal?: AbortSignal): Promise<Agent[]> {
+    return this.request("GET", `${projectPath(projectId)}/agents`, { signal });
+  }
+
+  /** 201: the key, its SSH config, and the private key when the hub made it (shown once). */
+  createAgent(projectId: string, body: CreateAgentRequest): Promise<CreateAgentResponse> {
+    return this.request("POST", `${projectPath(projectId)}/agents`, { body });
+  }
+
+  deleteAgent(projectId: string, agentId: string): Promise<void> {
+    return this.request("DELETE", `${projectPath(projectId)}/agents/${encodeURIComponent(agentId)}`);
+  }
+
+  agentActivity(projectId: string, options: { limit?: number; signal?: AbortSignal } = {}): Promise<AgentActivity[]> {
+    return this.request("GET", `${projectPath(projectId)}/agents/activity`, { query: { limit: options.limit }, signal: options.signal });
   }
 
   // --- Files ------------------------------------------------------------

@@ -153,3 +153,70 @@ export interface WatchEvent {
   /** For `error`: what went wrong. */
   message?: string;
 }
+
+// --- Ports -------------------------------------------------------------
+
+export type PortVisibility = "private" | "public";
+
+/** A port listening in the VM, from `GET …/ports` or a `ports` event. */
+export interface ForwardedPort {
+  port: number;
+  address?: string;
+  process?: string | null;
+  visibility: PortVisibility;
+  preview_url: string;
+}
+
+/** `POST …/ports/{port}/open`: a one-time link that lets this browser into a private preview. */
+export interface PreviewLink {
+  url: string;
+  expires_at?: Timestamp;
+}
+
+// --- Agents ------------------------------------------------------------
+
+/** An SSH key that lets an agent into the project's VM. */
+export interface Agent {
+  id: Id;
+  name: string;
+  public_key: string;
+  fingerprint: string;
+  created_at: Timestamp;
+  last_used_at: Timestamp | null;
+  expires_at: Timestamp | null;
+}
+
+export interface CreateAgentRequest {
+  name: string;
+  public_key?: string;
+  expires_in_days?: number;
+}
+
+/** How to reach the VM with an agent key. */
+export interface AgentSsh {
+  host?: string;
+  port?: number;
+  user?: string;
+  target?: string;
+  alias?: string;
+  command?: string;
+  config?: string;
+}
+
+/** `POST …/agents` (201): `private_key` only when the hub made the key, and never again. */
+export interface CreateAgentResponse {
+  agent: Agent;
+  private_key?: string;
+  ssh: AgentSsh;
+}
+
+/** One command or session an agent ran. */
+export interface AgentActivity {
+  agent_id: Id;
+  started_at: Timestamp;
+  ended_at: Timestamp | null;
+  command: string | null;
+  exit_code: number | null;
+  interactive: boolean;
+  session: string | null;
+}

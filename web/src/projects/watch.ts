@@ -6,12 +6,17 @@
 import { useEffect } from "react";
 import { api, ApiError } from "../api/client";
 import { useLatest } from "../app/useLatest";
-import type { Project } from "../api/types";
+import type { Project, ProjectEvent } from "../api/types";
 
 const MIN_DELAY_MS = 1000;
 const MAX_DELAY_MS = 30_000;
 
-export async function watchProject(id: string, onProject: (project: Project) => void, signal: AbortSignal): Promise<void> {
+export async function watchProject(
+  id: string,
+  onProject: (project: Project) => void,
+  signal: AbortSignal,
+  onEvent?: (event: ProjectEvent) => void,
+): Promise<void> {
   let delay = MIN_DELAY_MS;
   while (!signal.aborted) {
     let heard = false;
@@ -21,6 +26,7 @@ export async function watchProject(id: string, onProject: (project: Project) => 
         (event) => {
           heard = true;
           if (event.type === "status") onProject(event.project);
+          onEvent?.(event);
         },
         signal,
       );
@@ -49,19 +55,27 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** Follow the given projects' events while mounted; `onProject` may change freely. */
-export function useProjectEvents(ids: readonly string[], onProject: (project: Project) => void): void {
+/**
+ * Follow the given projects' events while mounted; `onProject` and
+ * `onEvent` (every event, e.g. `ports`) may change freely.
+ */
+export function useProjectEvents(
+  ids: readonly string[],
+  onProject: (project: Project) => void,
+  onEvent?: (event: ProjectEvent) => void,
+): void {
   const callback = useLatest(onProject);
+  const eventCallback = useLatest(onEvent);
   const key = [...ids].sort().join(",");
 
   useEffect(() => {
     if (!key) return;
     const controller = new AbortController();
     for (const id of key.split(",")) {
-      void watchProject(id, (project) => callback.current(project), controller.signal);
+      void watchProject(id, (project) => callback.current(project), controller.signal, (event) => eventCallback.current?.(event));
     }
     return () => controller.abort();
-  }, [key, callback]);
+  }, [key, callback, eventCallback]);
 }
 
 /** Call `fn` every `ms` while `active`, as a fallback for a missed event. */

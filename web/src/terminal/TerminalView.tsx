@@ -56,14 +56,19 @@ export interface TerminalViewProps {
   active: boolean;
   onState: (session: string, state: ConnectionState) => void;
   onClose: (session: string) => void;
+  /** Open a link the user clicked (e.g. `localhost:PORT` → that port's preview); default: a new tab. */
+  onLink?: (uri: string) => void;
+  /** Watch only (an agent's session): no input, no resizing, no restart. */
+  readonly?: boolean;
 }
 
-export function TerminalView({ projectId, session, active, onState, onClose }: TerminalViewProps) {
+export function TerminalView({ projectId, session, active, onState, onClose, onLink, readonly = false }: TerminalViewProps) {
   const host = useRef<HTMLDivElement>(null);
   const handle = useRef<Handle | null>(null);
   const [state, setState] = useState<ConnectionState>({ kind: "connecting" });
   const [restarting, setRestarting] = useState(false);
   const onStateRef = useLatest(onState);
+  const onLinkRef = useLatest(onLink);
 
   useEffect(() => {
     const el = host.current;
@@ -74,7 +79,8 @@ export function TerminalView({ projectId, session, active, onState, onClose }: T
       fontFamily: FONT,
       fontSize: 13,
       lineHeight: 1.25,
-      cursorBlink: true,
+      cursorBlink: !readonly,
+      disableStdin: readonly,
       scrollback: 10_000,
       macOptionIsMeta: true,
       allowTransparency: false,
@@ -82,8 +88,13 @@ export function TerminalView({ projectId, session, active, onState, onClose }: T
     });
     const fitAddon = new FitAddon();
     term.loadAddon(fitAddon);
-    // `localhost:PORT` links open as ordinary links for now (previews come later).
-    term.loadAddon(new WebLinksAddon((_event, uri) => window.open(uri, "_blank", "noopener,noreferrer")));
+    // Links open through `onLink`, which sends `localhost:PORT` to that port's preview.
+    term.loadAddon(
+      new WebLinksAddon((_event, uri) => {
+        if (onLinkRef.current) onLinkRef.current(uri);
+        else window.open(uri, "_blank", "noopener,noreferrer");
+      }),
+    );
     term.open(el);
     try {
       const webgl = new WebglAddon();
@@ -121,7 +132,7 @@ export function TerminalView({ projectId, session, active, onState, onClose }: T
       { cols: term.cols, rows: term.rows },
       {
         getTicket: async () => (await api.createTicket(projectId, "terminal")).ticket,
-        buildUrl: (params) => terminalUrl(window.location, projectId, params),
+        buildUrl: (params) => terminalUrl(window.location, projectId, params, { readonly }),
         createSocket: browserSocketFactory,
         isFatalTicketError: (error) => error instanceof ApiError && [401, 403, 404].includes(error.status),
       },
@@ -139,12 +150,14 @@ export function TerminalView({ projectId, session, active, onState, onClose }: T
       },
     );
 
-    const subscriptions = [
-      term.onData((data) => conn.sendInput(data)),
-      // Some mouse reports arrive as binary strings: one byte per char.
-      term.onBinary((data) => conn.sendBytes(Uint8Array.from(data, (c) => c.charCodeAt(0) & 0xff))),
-      term.onResize(({ cols, rows }) => conn.resize(cols, rows)),
-    ];
+    const subscriptions = readonly
+      ? []
+      : [
+          term.onData((data) => conn.sendInput(data)),
+          // Some mouse reports arrive as binary strings: one byte per char.
+          term.onBinary((data) => conn.sendBytes(Uint8Array.from(data, (c) => c.charCodeAt(0) & 0xff))),
+          term.onResize(({ cols, rows }) => conn.resize(cols, rows)),
+        ];
 
     let frame = 0;
     const observer = new ResizeObserver(() => {
@@ -167,7 +180,7 @@ export function TerminalView({ projectId, session, active, onState, onClose }: T
       for (const s of subscriptions) s.dispose();
       term.dispose();
     };
-  }, [projectId, session, onStateRef]);
+  }, [projectId, session, onStateRef, readonly]);
 
   useEffect(() => {
     if (!active) return;
@@ -215,9 +228,11 @@ export function TerminalView({ projectId, session, active, onState, onClose }: T
           <span className="min-w-0 flex-1 truncate text-muted">
             {state.kind === "exited" ? `The process exited with code ${state.code}.` : `Disconnected: ${state.message}`}
           </span>
-          <Button size="sm" variant="secondary" loading={restarting} onClick={() => void restart()} data-testid="terminal-restart">
-            {state.kind === "exited" ? "Restart" : "Reconnect"}
-          </Button>
+          {!(readonly && state.kind === "exited") && (
+            <Button size="sm" variant="secondary" loading={restarting} onClick={() => void restart()} data-testid="terminal-restart">
+              {state.kind === "exited" ? "Restart" : "Reconnect"}
+            </Button>
+          )}
           <Button size="sm" variant="ghost" onClick={() => onClose(session)}>
             Close tab
           </Button>

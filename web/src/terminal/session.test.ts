@@ -133,6 +133,11 @@ describe("TerminalSession", () => {
     expect(url).toBe("wss://a.example:8443/api/projects/p%201/terminal?ticket=t&session=2&cols=10&rows=5&since=42");
   });
 
+  it("asks for a read-only attach when watching", () => {
+    const url = terminalUrl({ protocol: "http:", host: "h" }, "p", { ticket: "t", session: "agent-bot", cols: 80, rows: 24 }, { readonly: true });
+    expect(url).toBe("ws://h/api/projects/p/terminal?ticket=t&session=agent-bot&cols=80&rows=24&readonly=1");
+  });
+
   it("tracks the offset from ready.start plus bytes received", async () => {
     const t = setup();
     t.session.start();

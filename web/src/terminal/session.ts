@@ -383,7 +383,12 @@ export const browserSocketFactory: SocketFactory = (url, handlers) => {
 };
 
 /** `ws(s)://<this host>/api/projects/{id}/terminal?…`, as the contract spells it. */
-export function terminalUrl(location: { protocol: string; host: string }, projectId: string, params: ConnectParams): string {
+export function terminalUrl(
+  location: { protocol: string; host: string },
+  projectId: string,
+  params: ConnectParams,
+  options: { readonly?: boolean } = {},
+): string {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const query = new URLSearchParams({
     ticket: params.ticket,
@@ -392,5 +397,6 @@ export function terminalUrl(location: { protocol: string; host: string }, projec
     rows: String(params.rows),
   });
   if (params.since !== undefined) query.set("since", String(params.since));
+  if (options.readonly) query.set("readonly", "1");
   return `${scheme}//${location.host}/api/projects/${encodeURIComponent(projectId)}/terminal?${query}`;
 }

@@ -13,9 +13,11 @@ export interface DialogProps {
   description?: ReactNode;
   children: ReactNode;
   testId?: string;
+  /** `lg` for dialogs that show code or keys. */
+  size?: "md" | "lg";
 }
 
-export function Dialog({ open, onClose, title, description, children, testId }: DialogProps) {
+export function Dialog({ open, onClose, title, description, children, testId, size = "md" }: DialogProps) {
   const ref = useRef<HTMLDialogElement>(null);
 
   useEffect(() => {
@@ -40,7 +42,7 @@ export function Dialog({ open, onClose, title, description, children, testId }: 
       onClick={(event) => {
         if (event.target === ref.current) onClose();
       }}
-      className="m-auto w-[min(28rem,calc(100vw-2rem))] rounded-xl border border-line bg-surface p-0 text-fg shadow-2xl shadow-black/50 open:animate-fade-in"
+      className={`m-auto ${size === "lg" ? "w-[min(40rem,calc(100vw-2rem))]" : "w-[min(28rem,calc(100vw-2rem))]"} rounded-xl border border-line bg-surface p-0 text-fg shadow-2xl shadow-black/50 open:animate-fade-in`}
     >
       {open && (
         <div className="flex flex-col gap-4 p-5">

@@ -6,23 +6,38 @@
  */
 import { useCallback, useEffect, useRef, useState, type KeyboardEvent } from "react";
 import { api, ApiError, isAbort } from "../api/client";
+import { useLatest } from "../app/useLatest";
 import { ConnectionIndicator, StateDot } from "../terminal/ConnectionIndicator";
 import type { ConnectionState } from "../terminal/session";
 import { TerminalView } from "../terminal/TerminalView";
 import { Alert } from "../ui/Alert";
 import { Button } from "../ui/Button";
-import { CloseIcon, PlusIcon, TerminalIcon } from "../ui/icons";
+import { CloseIcon, EyeIcon, PlusIcon, TerminalIcon } from "../ui/icons";
 import { Spinner } from "../ui/Spinner";
 import { nextSessionName, tabNames } from "./sessions";
 
-export function TerminalTabs({ projectId }: { projectId: string }) {
+/** A request to watch a session read-only (an agent's); `seq` makes a repeated request for the same session count. */
+export interface WatchRequest {
+  session: string;
+  seq: number;
+}
+
+export interface TerminalTabsProps {
+  projectId: string;
+  onLink?: (uri: string) => void;
+  watch?: WatchRequest | null;
+}
+
+export function TerminalTabs({ projectId, onLink, watch }: TerminalTabsProps) {
   const [tabs, setTabs] = useState<string[] | null>(null);
+  const [watched, setWatched] = useState<ReadonlySet<string>>(() => new Set());
   const [active, setActive] = useState<string | null>(null);
   const [states, setStates] = useState<Record<string, ConnectionState>>({});
   const [loadError, setLoadError] = useState<ApiError | null>(null);
   const [closeError, setCloseError] = useState<string | null>(null);
   const storageKey = `aether.activeTab.${projectId}`;
   const tabRefs = useRef(new Map<string, HTMLButtonElement>());
+  const watchedRef = useLatest(watched);
 
   const load = useCallback(
     async (signal?: AbortSignal) => {
@@ -51,6 +66,15 @@ export function TerminalTabs({ projectId }: { projectId: string }) {
     if (active) sessionStorage.setItem(storageKey, active);
   }, [active, storageKey]);
 
+  // Watching opens (or shows) a read-only tab on the session.
+  const loaded = tabs !== null;
+  useEffect(() => {
+    if (!watch || !loaded) return;
+    setWatched((w) => (w.has(watch.session) ? w : new Set([...w, watch.session])));
+    setTabs((t) => (t === null || t.includes(watch.session) ? t : [...t, watch.session]));
+    setActive(watch.session);
+  }, [watch, loaded]);
+
   const onState = useCallback((session: string, state: ConnectionState) => {
     setStates((s) => ({ ...s, [session]: state }));
   }, []);
@@ -72,6 +96,11 @@ export function TerminalTabs({ projectId }: { projectId: string }) {
       });
       setStates(({ [session]: _, ...rest }) => rest);
       setCloseError(null);
+      // A watched session is an agent's: closing the tab only stops watching.
+      if (watchedRef.current.has(session)) {
+        setWatched((w) => new Set([...w].filter((s) => s !== session)));
+        return;
+      }
       api.deleteTerminal(projectId, session).catch((e: unknown) => {
         if (e instanceof ApiError && e.status === 404) return;
         setCloseError(`Could not end terminal “${session}”: ${e instanceof ApiError ? e.message : "unknown error"}`);
@@ -116,6 +145,7 @@ export function TerminalTabs({ projectId }: { projectId: string }) {
             tabs.map((name) => {
               const selected = name === active;
               const state = states[name];
+              const readonly = watched.has(name);
               return (
                 <div
                   key={name}
@@ -134,14 +164,16 @@ export function TerminalTabs({ projectId }: { projectId: string }) {
                     className="flex h-full items-center gap-2 pr-1 pl-3 font-mono text-xs outline-offset-[-2px]"
                     data-testid="terminal-tab"
                     data-session={name}
+                    data-readonly={readonly || undefined}
+                    title={readonly ? `Watching ${name} (read-only)` : undefined}
                   >
-                    <TerminalIcon className="size-3.5 opacity-70" />
+                    {readonly ? <EyeIcon className="size-3.5 opacity-70" /> : <TerminalIcon className="size-3.5 opacity-70" />}
                     {name}
                     {state && <StateDot state={state} />}
                   </button>
                   <button
-                    aria-label={`Close terminal ${name}`}
-                    title="Close terminal (ends its processes)"
+                    aria-label={readonly ? `Stop watching ${name}` : `Close terminal ${name}`}
+                    title={readonly ? "Stop watching (the session goes on)" : "Close terminal (ends its processes)"}
                     onClick={() => close(name)}
                     className={`mr-1.5 flex size-5 items-center justify-center rounded text-faint outline-offset-[-2px] hover:bg-raised hover:text-fg ${selected ? "" : "opacity-0 group-hover:opacity-100 focus-visible:opacity-100"}`}
                     data-testid="terminal-tab-close"
@@ -176,7 +208,7 @@ export function TerminalTabs({ projectId }: { projectId: string }) {
 
       <div className="relative min-h-0 flex-1 bg-canvas">
         {tabs?.map((name) => (
-          <TerminalView key={name} projectId={projectId} session={name} active={name === active} onState={onState} onClose={close} />
+          <TerminalView key={name} projectId={projectId} session={name} active={name === active} onState={onState} onClose={close} onLink={onLink} readonly={watched.has(name)} />
         ))}
         {tabs?.length === 0 && (
           <div className="flex h-full flex-col items-center justify-center gap-3 text-center">

@@ -7,6 +7,7 @@
  */
 import { useCallback, useEffect, useState, useSyncExternalStore, type ReactNode } from "react";
 import { api, ApiError, isAbort } from "../api/client";
+import { AgentsDialog } from "../agents/AgentsDialog";
 import type { Project } from "../api/types";
 import { CursorStore } from "../editor/cursor";
 import type { FileIO } from "../editor/document";
@@ -16,17 +17,20 @@ import { useRememberedTabs } from "../editor/useRememberedTabs";
 import { FileTree } from "../files/FileTree";
 import type { TreeNode } from "../files/tree";
 import { useFileTree } from "../files/useFileTree";
+import { portFromLink, linkPath } from "../ports/ports";
+import { PortsPanel } from "../ports/PortsPanel";
+import { openInNewTab, PortsStore } from "../ports/store";
 import { isTransitional, StatusBadge } from "../projects/StatusBadge";
 import { usePollWhile, useProjectEvents } from "../projects/watch";
 import { Alert } from "../ui/Alert";
 import { Button } from "../ui/Button";
-import { PanelBottomIcon, PanelRightIcon, PlayIcon, SidebarIcon, StopIcon, TerminalIcon } from "../ui/icons";
+import { KeyIcon, PanelBottomIcon, PanelRightIcon, PlayIcon, SidebarIcon, StopIcon, TerminalIcon } from "../ui/icons";
 import { Link } from "../ui/Link";
 import { Spinner } from "../ui/Spinner";
 import { loadLayout, saveLayout, type Layout } from "./layout";
 import { Panels } from "./Panels";
 import { StatusBar } from "./StatusBar";
-import { TerminalTabs } from "./TerminalTabs";
+import { TerminalTabs, type WatchRequest } from "./TerminalTabs";
 import { WorkspaceFrame, WorkspaceSkeleton } from "./WorkspaceSkeleton";
 
 function fileIO(projectId: string): FileIO {
@@ -46,8 +50,20 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
   const [files] = useState(() => new OpenFiles(fileIO(projectId)));
   const [cursor] = useState(() => new CursorStore());
   const [layout, setLayoutState] = useState<Layout>(loadLayout);
+  const [agentsOpen, setAgentsOpen] = useState(false);
+  const [watch, setWatch] = useState<WatchRequest | null>(null);
   const running = project?.status === "running";
   const tree = useFileTree(projectId, running, files);
+  const [ports] = useState(
+    () =>
+      new PortsStore({
+        list: (signal) => api.listPorts(projectId, signal),
+        setVisibility: (port, visibility) => api.setPortVisibility(projectId, port, visibility),
+        open: (port) => api.openPort(projectId, port),
+      }),
+  );
+  useEffect(() => ports.setActive(running), [ports, running]);
+  useEffect(() => () => ports.dispose(), [ports]);
   useRememberedTabs(projectId, files, running);
   useEffect(() => () => files.dispose(), [files]);
   const { active: activePath } = useSyncExternalStore(files.subscribe, () => files.snapshot);
@@ -88,7 +104,22 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
     };
   }, [project]);
 
-  useProjectEvents([projectId], setProject);
+  useProjectEvents([projectId], setProject, (event) => ports.onEvent(event));
+
+  // `localhost:PORT` links in a terminal open that port's preview.
+  const openLink = useCallback(
+    (uri: string) => {
+      const port = portFromLink(uri);
+      if (port === null) {
+        window.open(uri, "_blank", "noopener,noreferrer");
+        return;
+      }
+      openInNewTab(() => ports.previewUrl(port, linkPath(uri))).catch((e: unknown) => {
+        setActionError(e instanceof ApiError ? e.message : `Could not open a preview of port ${port}.`);
+      });
+    },
+    [ports],
+  );
   usePollWhile(project !== null && isTransitional(project.status), () => void load(), 3000);
 
   async function start() {
@@ -151,6 +182,9 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
       <StatusBadge status={starting && !running ? "starting" : status} title={project.error_message ?? undefined} testId="vm-status" />
       <div className="flex-1" />
       <div className="flex items-center gap-0.5">
+        <HeaderToggle label="Agents: SSH keys and activity" onClick={() => setAgentsOpen(true)} testId="open-agents">
+          <KeyIcon className="size-4" />
+        </HeaderToggle>
         <HeaderToggle
           label={layout.treeOpen ? "Hide the file tree" : "Show the file tree"}
           pressed={layout.treeOpen}
@@ -200,7 +234,7 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
 
   let terminalBody: ReactNode;
   if (running) {
-    terminalBody = <TerminalTabs projectId={projectId} />;
+    terminalBody = <TerminalTabs projectId={projectId} onLink={openLink} watch={watch} />;
   } else {
     let panel: ReactNode;
     if (starting || status === "starting") {
@@ -246,10 +280,23 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
           <Alert action={<Button size="sm" variant="ghost" onClick={() => setActionError(null)}>Dismiss</Button>}>{actionError}</Alert>
         </div>
       )}
+      <AgentsDialog
+        projectId={projectId}
+        open={agentsOpen}
+        onClose={() => setAgentsOpen(false)}
+        onWatch={running ? (session) => setWatch((w) => ({ session, seq: (w?.seq ?? 0) + 1 })) : undefined}
+      />
       <Panels
         layout={layout}
         onLayout={setLayout}
-        tree={<FileTree status={starting && !running ? "starting" : status} tree={tree} activePath={activePath} onOpenFile={openFile} />}
+        tree={
+          <div className="flex h-full min-h-0 flex-col">
+            <div className="min-h-0 flex-1">
+              <FileTree status={starting && !running ? "starting" : status} tree={tree} activePath={activePath} onOpenFile={openFile} />
+            </div>
+            {running && <PortsPanel store={ports} />}
+          </div>
+        }
         editor={<EditorArea projectId={projectId} files={files} cursor={cursor} />}
         terminal={terminalBody}
       />

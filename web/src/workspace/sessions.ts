@@ -1,7 +1,7 @@
 /** Which terminal sessions become tabs, in what order, and what a new tab is called. */
 import type { TerminalInfo } from "../api/types";
 
-/** Sessions this page shows as tabs: live ones, not agents' (a later panel watches those). */
+/** Sessions this page shows as tabs: live ones, not agents' (the Agents dialog watches those, read-only). */
 export function tabNames(list: readonly TerminalInfo[]): string[] {
   return list
     .filter((t) => !t.exited && !t.session.startsWith("agent-"))

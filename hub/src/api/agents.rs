@@ -1,0 +1,235 @@
+//! Agents: per-agent SSH keys of a project (create, list, revoke), the SSH
+//! settings an agent connects with, and the record of agents' sessions (a
+//! list, and a WebSocket of starts and ends as they happen).
+//!
+//! A generated private key appears in the create answer and nowhere else:
+//! it is neither stored nor logged. Revoking closes the agent's jump-host
+//! channels at once and, when the VM is connected, answers once the VM has
+//! removed the key (at most a few seconds).
+
+use super::AppState;
+use super::auth::body;
+use super::projects::owned;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::ssh::answer::{DEFAULT_DIR, Target, answer, check_dir};
+use aether_protocol::agents::AgentName;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Duration as Days, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Most agents (not revoked) one project may have.
+pub const MAX_AGENTS: i64 = 50;
+/// How long creating or revoking waits for a connected VM to apply the change.
+const SYNC_WAIT: Duration = Duration::from_secs(4);
+/// How long an answer waits for a connected VM that has not yet reported its host keys.
+const HOST_KEYS_WAIT: Duration = Duration::from_secs(5);
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/projects/{id}/agents", get(list).post(create))
+        .route("/projects/{id}/agents/activity", get(activity))
+        .route("/projects/{id}/agents/activity/live", get(live))
+        .route("/projects/{id}/agents/{agent_id}", get(show).delete(revoke))
+        .route("/projects/{id}/agents/{agent_id}/ssh", get(ssh))
+}
+
+#[derive(Deserialize)]
+struct NewAgent {
+    name: String,
+    public_key: Option<String>,
+    expires_in_days: Option<i64>,
+    /// An exact expiry instead of `expires_in_days`.
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+struct SshDir {
+    ssh_dir: Option<String>,
+}
+
+fn dir(q: &SshDir) -> ApiResult<String> {
+    check_dir(q.ssh_dir.as_deref().unwrap_or(DEFAULT_DIR)).map_err(ApiError::BadRequest)
+}
+
+fn expiry(days: Option<i64>, at: Option<DateTime<Utc>>) -> ApiResult<Option<DateTime<Utc>>> {
+    let now = Utc::now();
+    let latest = now + Days::days(3650);
+    match (days, at) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request("give expires_in_days or expires_at, not both")),
+        (Some(d), None) if (1..=3650).contains(&d) => Ok(Some(now + Days::days(d))),
+        (Some(_), None) => Err(ApiError::bad_request("expires_in_days must be 1 to 3650")),
+        (None, Some(at)) if at > now && at <= latest => Ok(Some(at)),
+        (None, Some(_)) => Err(ApiError::bad_request("expires_at must be in the future, within 10 years")),
+        (None, None) => Ok(None),
+    }
+}
+
+fn agent_id(s: &str) -> ApiResult<Uuid> {
+    s.parse().map_err(|_| ApiError::NotFound)
+}
+
+/// The `ssh` object for one agent of a project.
+async fn ssh_answer(hub: &crate::Hub, project: Uuid, agent_name: &str, dir: &str) -> ApiResult<Value> {
+    let (keys, user) = match hub.ssh.vm_ssh(hub, project, HOST_KEYS_WAIT).await? {
+        Some((keys, user)) => (keys.lines().map(str::to_owned).collect(), user),
+        None => (vec![], "dev".to_owned()),
+    };
+    Ok(answer(&Target {
+        project,
+        agent_name,
+        jump_host: &hub.ssh.public_host,
+        jump_port: hub.ssh.public_port,
+        jump_key: hub.ssh.host_key_line.as_str(),
+        vm_host_keys: &keys,
+        vm_user: &user,
+        dir,
+    }))
+}
+
+async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let project = owned(&hub, &user, &id).await?;
+    Ok(Json(json!(hub.db.list_agents(project.id).await?)))
+}
+
+async fn create(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Query(q): Query<SshDir>,
+    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let project = owned(&hub, &user, &id).await?;
+    let new: NewAgent = body(raw)?;
+    let name = AgentName::parse(new.name.trim()).map_err(|_| {
+        ApiError::bad_request("name must be 1 to 40 of A-Z a-z 0-9 _ -, starting with a letter or a digit")
+    })?;
+    let dir = dir(&q)?;
+    let expires_at = expiry(new.expires_in_days, new.expires_at)?;
+    if hub.db.count_agents(project.id).await? >= MAX_AGENTS {
+        return Err(ApiError::LimitReached(format!("a project may have {MAX_AGENTS} agents")));
+    }
+    let (line, fingerprint, private) = match &new.public_key {
+        Some(text) => {
+            let (line, fingerprint) = crate::ssh::keys::parse_upload(text).map_err(ApiError::BadRequest)?;
+            (line, fingerprint, None)
+        }
+        None => {
+            let g = crate::ssh::keys::generate(&format!("aether:{name}"))?;
+            (g.line, g.fingerprint, Some(g.private_openssh))
+        }
+    };
+    let agent = match hub.db.create_agent(project.id, name.as_str(), line.as_str(), &fingerprint, expires_at).await {
+        Err(e) if crate::db::is_unique_violation(&e) => {
+            return Err(ApiError::Conflict("the project already has an agent with this name or key".into()));
+        }
+        r => r?,
+    };
+    let synced = hub.ssh.sync_keys(&hub, project.id, SYNC_WAIT).await;
+    tracing::info!(agent = %agent.name, %fingerprint, generated = private.is_some(), synced, "agent created");
+    let mut out = json!({ "agent": agent, "ssh": ssh_answer(&hub, project.id, &agent.name, &dir).await? });
+    if let Some(private) = &private {
+        out["private_key"] = json!(private.expose());
+    }
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn show(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path((id, agent)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let project = owned(&hub, &user, &id).await?;
+    let agent = hub.db.agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(json!(agent)))
+}
+
+async fn ssh(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path((id, agent)): Path<(String, String)>,
+    Query(q): Query<SshDir>,
+) -> ApiResult<Json<Value>> {
+    let project = owned(&hub, &user, &id).await?;
+    let agent = hub.db.agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(ssh_answer(&hub, project.id, &agent.name, &dir(&q)?).await?))
+}
+
+async fn revoke(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path((id, agent)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let project = owned(&hub, &user, &id).await?;
+    let agent = hub.db.revoke_agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
+    let closed = hub.ssh.revoke(agent.id);
+    let synced = hub.ssh.sync_keys(&hub, project.id, SYNC_WAIT).await;
+    tracing::info!(agent = %agent.name, closed, synced, "agent revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<i64>,
+}
+
+async fn activity(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Query(q): Query<Limit>,
+) -> ApiResult<Json<Value>> {
+    let project = owned(&hub, &user, &id).await?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be 1 to 500"));
+    }
+    Ok(Json(json!(hub.db.agent_activity(project.id, limit).await?)))
+}
+
+#[derive(Deserialize)]
+struct Ticket {
+    ticket: Option<String>,
+}
+
+async fn live(
+    State(hub): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<Ticket>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let ws = ws.map_err(|e| ApiError::bad_request(format!("expected a WebSocket upgrade: {e}")))?;
+    let project = super::terminals::redeem(&hub, q.ticket.as_deref(), "agent-activity", &id).await?;
+    let rx = hub.events.subscribe();
+    Ok(ws.on_upgrade(move |socket| forward(socket, project.id, rx)))
+}
+
+/// Sends the project's `agent_session` events to one WebSocket until it closes.
+async fn forward(mut socket: WebSocket, project: Uuid, mut rx: tokio::sync::broadcast::Receiver<crate::events::Event>) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Ok(e) if e.project_id == project && e.kind == "agent_session" => {
+                    if socket.send(Message::Text(e.data.to_string().into())).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            msg = socket.recv() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
