@@ -190,18 +190,19 @@ fn read_pub(path: &Path) -> anyhow::Result<String> {
 }
 
 /// The local sshd's files: host key, config.
-fn local_files(config: &SshdConfig, port: u16, user: &str) -> anyhow::Result<(PathBuf, String)> {
+async fn local_files(config: &SshdConfig, port: u16, user: &str) -> anyhow::Result<(PathBuf, String)> {
     let dir = config.home.join(".aether/sshd");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     let key = dir.join("ssh_host_ed25519_key");
     if !key.exists() {
-        let status = std::process::Command::new("ssh-keygen")
+        let status = tokio::process::Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", "aether-vm", "-f"])
             .arg(&key)
             .stdin(Stdio::null())
             .status()
+            .await
             .context("running ssh-keygen")?;
         anyhow::ensure!(status.success(), "ssh-keygen failed: {status}");
     }
@@ -249,7 +250,7 @@ async fn spawn_local(config: &SshdConfig) -> anyhow::Result<(tokio::process::Chi
     let mut last = None;
     for _ in 0..5 {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let (file, host_key) = local_files(config, port, &user)?;
+        let (file, host_key) = local_files(config, port, &user).await?;
         let mut child = command(config, &["-D", "-e", "-f"])
             .arg(&file)
             .spawn()

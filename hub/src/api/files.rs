@@ -228,7 +228,10 @@ async fn get_path(
         },
     };
     let (reply, rest) = call(&tunnel, FsOp::Read { path: path.clone(), offset, length: Some(length) }).await?;
+    // The size aetherd will send is fixed by the file it opened, which may
+    // differ from the stat above if the file changed in between.
     let st = reply.stat.unwrap_or_default();
+    let length = length.min(st.size.saturating_sub(offset));
     let stream = tokio_util::io::ReaderStream::with_capacity(rest, 256 * 1024);
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = if partial { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
@@ -239,7 +242,10 @@ async fn get_path(
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", st.etag)) {
         h.insert(header::ETAG, v);
     }
-    if partial && let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{}", offset, offset + length - 1, st.size)) {
+    if partial
+        && let Ok(v) =
+            HeaderValue::from_str(&format!("bytes {}-{}/{}", offset, (offset + length).saturating_sub(1), st.size))
+    {
         h.insert(header::CONTENT_RANGE, v);
     }
     Ok(resp)
