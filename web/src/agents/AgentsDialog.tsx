@@ -7,6 +7,7 @@
 import { useCallback, useEffect, useState, type FormEvent } from "react";
 import { api, ApiError, isAbort } from "../api/client";
 import type { Agent, AgentActivity, CreateAgentResponse } from "../api/types";
+import { browserSocketFactory } from "../terminal/session";
 import { Alert } from "../ui/Alert";
 import { Button } from "../ui/Button";
 import { Dialog } from "../ui/Dialog";
@@ -14,6 +15,7 @@ import { Field } from "../ui/Field";
 import { CopyIcon, DownloadIcon, TrashIcon } from "../ui/icons";
 import { RelativeTime } from "../ui/RelativeTime";
 import { Spinner } from "../ui/Spinner";
+import { ActivityLive, activityLiveUrl, mergeActivity } from "./activityLive";
 import { agentNameError, keyFileName, liveSessions } from "./agents";
 
 export interface AgentsDialogProps {
@@ -60,6 +62,40 @@ export function AgentsDialog({ projectId, open, onClose, onWatch }: AgentsDialog
     void load(controller.signal);
     return () => controller.abort();
   }, [open, load]);
+
+  // While open, session starts and ends arrive live; each (re)connect lists
+  // the activity again so nothing that happened meanwhile is missed.
+  useEffect(() => {
+    if (!open) return;
+    let controller: AbortController | null = null;
+    const feed = new ActivityLive(
+      {
+        getTicket: async () => (await api.createTicket(projectId, "agent-activity")).ticket,
+        buildUrl: (ticket) => activityLiveUrl(window.location, projectId, ticket),
+        createSocket: browserSocketFactory,
+        isFatalTicketError: (e) => e instanceof ApiError && [401, 403, 404].includes(e.status),
+      },
+      {
+        onEvent: (event) => setActivity((list) => mergeActivity(list, event)),
+        onOpen: () => {
+          controller?.abort();
+          const current = new AbortController();
+          controller = current;
+          api
+            .agentActivity(projectId, { limit: 50, signal: current.signal })
+            .then((recent) => {
+              if (!current.signal.aborted) setActivity(recent);
+            })
+            .catch(() => {});
+        },
+      },
+    );
+    feed.start();
+    return () => {
+      feed.dispose();
+      controller?.abort();
+    };
+  }, [open, projectId]);
 
   function close() {
     setCreated(null);
@@ -203,8 +239,8 @@ export function AgentsDialog({ projectId, open, onClose, onWatch }: AgentsDialog
             {activity.slice(0, 20).map((a, i) => {
               const watchable = onWatch && a.session && live.includes(a);
               return (
-                <li key={`${a.started_at}-${i}`} className="flex items-center gap-2 border-b border-line px-3 py-1.5 last:border-b-0">
-                  <span className="shrink-0 font-medium">{names.get(a.agent_id) ?? "revoked key"}</span>
+                <li key={a.id ?? `${a.started_at}-${i}`} data-testid="agent-activity-row" data-running={a.ended_at === null ? "true" : "false"} className="flex items-center gap-2 border-b border-line px-3 py-1.5 last:border-b-0">
+                  <span className="shrink-0 font-medium">{names.get(a.agent_id) ?? (a.agent_name ? `${a.agent_name} (revoked)` : "revoked key")}</span>
                   <span className="min-w-0 flex-1 truncate font-mono text-muted">{a.interactive ? "interactive session" : (a.command ?? "")}</span>
                   <span className="shrink-0 text-faint">
                     {a.ended_at === null ? "running" : a.exit_code !== null ? `exit ${a.exit_code}` : "ended"} · <RelativeTime iso={a.started_at} />

@@ -212,7 +212,11 @@ export interface CreateAgentResponse {
 
 /** One command or session an agent ran. */
 export interface AgentActivity {
+  /** The session's id (the hub sends it; older fixtures may lack it). */
+  id?: Id;
   agent_id: Id;
+  /** The key's name when the session ran (the key may be revoked since). */
+  agent_name?: string;
   started_at: Timestamp;
   ended_at: Timestamp | null;
   command: string | null;
