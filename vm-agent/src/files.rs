@@ -51,6 +51,12 @@ impl From<std::io::Error> for FsError {
     }
 }
 
+impl From<FsError> for pb::FsReply {
+    fn from(e: FsError) -> Self {
+        Self { error: Some(pb::Error { code: e.code.into(), message: e.message }), stat: None, created: false }
+    }
+}
+
 impl From<nix::Error> for FsError {
     fn from(e: nix::Error) -> Self {
         std::io::Error::from(e).into()
@@ -150,11 +156,7 @@ impl Files {
             FsOp::List(p) => return self.list(&p, out).await,
             FsOp::Watch { .. } => Err(err("invalid_request", "watches are served separately")),
         };
-        let reply = result.unwrap_or_else(|e| pb::FsReply {
-            error: Some(pb::Error { code: e.code.into(), message: e.message }),
-            stat: None,
-            created: false,
-        });
+        let reply = result.unwrap_or_else(pb::FsReply::from);
         out.send(reply).await?;
         out.close().await?;
         Ok(())
@@ -267,8 +269,7 @@ impl Files {
         let (mut file, m) = match opened {
             Ok(v) => v,
             Err(e) => {
-                let error = Some(pb::Error { code: e.code.into(), message: e.message });
-                out.send(pb::FsReply { error, stat: None, created: false }).await?;
+                out.send(e.into()).await?;
                 return Ok(out.close().await?);
             }
         };
@@ -313,8 +314,7 @@ impl Files {
         let (m, names) = match names {
             Ok(v) => v,
             Err(e) => {
-                let error = Some(pb::Error { code: e.code.into(), message: e.message });
-                out.send(pb::FsReply { error, stat: None, created: false }).await?;
+                out.send(e.into()).await?;
                 return Ok(out.close().await?);
             }
         };
