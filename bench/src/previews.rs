@@ -40,7 +40,9 @@ struct Nginx(Child);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // SIGTERM, not SIGKILL: nginx's master then takes its workers down
+        // with it (a killed master leaves them running).
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
         let _ = self.0.wait();
     }
 }
@@ -188,6 +190,16 @@ async fn measure(hub: &Hub) -> anyhow::Result<Rows> {
         (format!("http://127.0.0.1:{proxy_port}"), None),
         (format!("http://127.0.0.1:{hub_port}"), Some(preview_host.as_str())),
     ];
+    if std::env::var_os("AETHER_BENCH_HOLD").is_some() {
+        // For profiling by hand: keep everything up until stdin closes.
+        for (name, (base, host)) in ["direct", "nginx", "preview"].iter().zip(&targets) {
+            eprintln!("{name}: {base}/1k.txt{}", host.map(|h| format!(" (Host: {h})")).unwrap_or_default());
+        }
+        eprintln!("holding; close stdin to end");
+        tokio::task::block_in_place(|| std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new()))?;
+        let _ = term.close(None).await;
+        return Ok(Vec::new());
+    }
     let mut runs = Vec::new();
     for (conns, path) in [(1, "/1k.txt"), (32, "/1k.txt"), (1, "/10m.bin")] {
         let mut per = [Wrk::default(); 3];

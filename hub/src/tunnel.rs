@@ -134,8 +134,7 @@ pub fn endpoint(
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport.max_idle_timeout(Some(Duration::from_secs(20).try_into()?));
+    let mut transport = aether_protocol::transport::transport_config();
     // aetherd opens only the control stream; everything else is ours.
     transport.max_concurrent_bidi_streams(4u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
@@ -145,7 +144,8 @@ pub fn endpoint(
     let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_key);
     let mut config = quinn::EndpointConfig::new(Arc::new(reset));
     config.cid_generator(|| Box::new(RandomCids));
-    let socket = std::net::UdpSocket::bind(addr).with_context(|| format!("binding tunnel port {addr}"))?;
+    aether_protocol::transport::tune_endpoint(&mut config);
+    let socket = aether_protocol::transport::udp_socket(addr).with_context(|| format!("binding tunnel port {addr}"))?;
     Ok(quinn::Endpoint::new(config, Some(server), socket, Arc::new(quinn::TokioRuntime))?)
 }
 

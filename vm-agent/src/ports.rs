@@ -29,6 +29,8 @@ pub struct Scanner {
     scope: Scope,
     /// Socket inode → the owner's name, or `None` when it doesn't count.
     owners: HashMap<u64, Option<String>>,
+    /// How many scans had to walk `/proc` (new sockets appeared).
+    proc_walks: u64,
 }
 
 struct Listener {
@@ -111,7 +113,7 @@ fn descends_from(mut pid: u32, ancestor: u32) -> bool {
 
 impl Scanner {
     pub fn new(scope: Scope) -> Self {
-        Self { scope, owners: HashMap::new() }
+        Self { scope, owners: HashMap::new(), proc_walks: 0 }
     }
 
     fn judge(&self, pid: u32) -> Option<String> {
@@ -138,14 +140,15 @@ impl Scanner {
         }
         if all.iter().any(|l| !self.owners.contains_key(&l.inode)) {
             let pids = socket_owners();
+            self.proc_walks += 1;
             for l in &all {
                 if !self.owners.contains_key(&l.inode) {
-                    // Unknown owners (another user's process) are skipped for now
-                    // and looked up again next time.
-                    if let Some(holders) = pids.get(&l.inode) {
-                        let verdict = holders.iter().find_map(|pid| self.judge(*pid));
-                        self.owners.insert(l.inode, verdict);
-                    }
+                    // A socket whose holder can't be seen (another namespace's, the
+                    // host's) doesn't count, and is not looked for again while it
+                    // lives: walking `/proc` every scan would cost an idle VM a few
+                    // percent of a CPU.
+                    let verdict = pids.get(&l.inode).and_then(|h| h.iter().find_map(|pid| self.judge(*pid)));
+                    self.owners.insert(l.inode, verdict);
                 }
             }
         }
@@ -193,5 +196,25 @@ mod tests {
         let marked = Scanner::new(Scope::Marked("AETHER_PROJECT_ID=nobody".into())).scan();
         assert!(marked.iter().any(|p| p.port == u32::from(port)));
         assert!(!descends_from(1, std::process::id()), "init is nobody's descendant");
+    }
+
+    #[test]
+    fn known_sockets_are_not_looked_up_again() {
+        let _listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut scanner = Scanner::new(Scope::All);
+        scanner.scan();
+        assert_eq!(scanner.proc_walks, 1);
+        // Other processes on the machine may open sockets meanwhile; a scan
+        // that saw nothing new must not have walked /proc.
+        for _ in 0..20 {
+            let (walks, known): (u64, std::collections::BTreeSet<u64>) =
+                (scanner.proc_walks, scanner.owners.keys().copied().collect());
+            scanner.scan();
+            if scanner.owners.keys().copied().collect::<std::collections::BTreeSet<u64>>() == known {
+                assert_eq!(scanner.proc_walks, walks, "a scan with no new socket walked /proc");
+                return;
+            }
+        }
+        panic!("the machine's listening sockets never held still");
     }
 }

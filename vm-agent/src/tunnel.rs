@@ -103,9 +103,12 @@ fn client_config(cfg: &TunnelConfig) -> anyhow::Result<quinn::ClientConfig> {
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
+    let mut transport = aether_protocol::transport::transport_config();
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
-    transport.max_idle_timeout(Some(Duration::from_secs(20).try_into()?));
+    // Every terminal viewer, file operation and pooled preview connection is
+    // a stream the hub opens; quinn's default of 100 would let a busy
+    // preview's idle keep-alive connections block a terminal from opening.
+    transport.max_concurrent_bidi_streams(4096u32.into());
     config.transport_config(Arc::new(transport));
     Ok(config)
 }
@@ -131,7 +134,10 @@ pub async fn run(
                 Some((v6, ep)) if *v6 == addr.is_ipv6() => ep.clone(),
                 _ => {
                     let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
-                    let mut ep = quinn::Endpoint::client(bind).context("binding udp socket")?;
+                    let mut config = quinn::EndpointConfig::default();
+                    aether_protocol::transport::tune_endpoint(&mut config);
+                    let socket = aether_protocol::transport::udp_socket(bind).context("binding udp socket")?;
+                    let mut ep = quinn::Endpoint::new(config, None, socket, Arc::new(quinn::TokioRuntime))?;
                     ep.set_default_client_config(client.clone());
                     endpoints = Some((addr.is_ipv6(), ep.clone()));
                     ep

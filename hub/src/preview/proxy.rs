@@ -47,7 +47,7 @@ struct Refused(u16);
 pub fn client(tunnels: Arc<Tunnels>) -> Client {
     hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(256)
+        .pool_max_idle_per_host(64)
         .build(Connector { tunnels })
 }
 
