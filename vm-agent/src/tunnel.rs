@@ -108,7 +108,7 @@ fn client_config(cfg: &TunnelConfig) -> anyhow::Result<quinn::ClientConfig> {
     // Every terminal viewer, file operation and pooled preview connection is
     // a stream the hub opens; quinn's default of 100 would let a busy
     // preview's idle keep-alive connections block a terminal from opening.
-    transport.max_concurrent_bidi_streams(4096u32.into());
+    transport.max_concurrent_bidi_streams(1024u32.into());
     config.transport_config(Arc::new(transport));
     Ok(config)
 }
