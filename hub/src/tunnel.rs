@@ -27,6 +27,12 @@ use uuid::Uuid;
 /// Largest control-stream frame aetherd may send.
 pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
 
+/// Starting buffer size of the streams every tunnel holds open for its whole
+/// life (control, agents): their frames are small and rare, and the framing
+/// default (8 KiB each way) would be a third of an idle tunnel's memory. The
+/// buffers grow when a large frame comes.
+pub const QUIET_STREAM_BUFFER: usize = 512;
+
 /// Application close codes of a tunnel connection.
 pub mod close {
     pub const UNAUTHORIZED: u32 = 1;
@@ -207,8 +213,12 @@ async fn authenticate(hub: &Hub, hello: &Hello) -> anyhow::Result<Option<Uuid>> 
 async fn handle(hub: Arc<Hub>, conn: quinn::Connection) -> anyhow::Result<()> {
     let (send, recv) =
         tokio::time::timeout(Duration::from_secs(10), conn.accept_bi()).await.context("no control stream")??;
-    let mut rx = FramedRead::new(recv, FrameCodec::<pb::AgentMessage>::with_max(MAX_CONTROL_FRAME));
-    let mut tx = FramedWrite::new(send, FrameCodec::<pb::HubMessage>::default());
+    let mut rx = FramedRead::with_capacity(
+        recv,
+        FrameCodec::<pb::AgentMessage>::with_max(MAX_CONTROL_FRAME),
+        QUIET_STREAM_BUFFER,
+    );
+    let mut tx = FramedWrite::with_capacity(send, FrameCodec::<pb::HubMessage>::default(), QUIET_STREAM_BUFFER);
     let first = tokio::time::timeout(Duration::from_secs(10), rx.next()).await.context("no hello")?;
     let hello = match first {
         Some(Ok(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Hello(h)) })) => Hello::try_from(h),

@@ -10,7 +10,7 @@
 
 use crate::Hub;
 use crate::db::AgentSessionRecord;
-use crate::tunnel::Tunnel;
+use crate::tunnel::{QUIET_STREAM_BUFFER, Tunnel};
 use aether_protocol::agents::{AgentName, AgentsHub, AgentsVm, AuthorizedKey, KeyLine, SetAuthorizedKeys};
 use aether_protocol::domain::StreamKind;
 use aether_protocol::{FrameCodec, pb};
@@ -59,8 +59,8 @@ async fn run(hub: &Arc<Hub>, project: Uuid, tunnel: &Tunnel) -> anyhow::Result<(
     let conn = tunnel.conn.stable_id();
     let mut changes = hub.ssh.subscribe(project);
     let (send, recv) = tunnel.open(StreamKind::Agents).await?;
-    let mut rx = FramedRead::new(recv, FrameCodec::<pb::AgentsVm>::with_max(MAX_FRAME));
-    let mut tx = FramedWrite::new(send, FrameCodec::<pb::AgentsHub>::default());
+    let mut rx = FramedRead::with_capacity(recv, FrameCodec::<pb::AgentsVm>::with_max(MAX_FRAME), QUIET_STREAM_BUFFER);
+    let mut tx = FramedWrite::with_capacity(send, FrameCodec::<pb::AgentsHub>::default(), QUIET_STREAM_BUFFER);
     loop {
         // What changes is marked seen before the keys are read, so a change
         // during the read is sent again.
