@@ -60,7 +60,13 @@ fn is_aetherd(pid: u32) -> bool {
 
 /// Every process whose environment marks it as part of `project`'s VM.
 fn processes_of(project: Uuid) -> Vec<i32> {
-    let marker = format!("AETHER_PROJECT_ID={project}");
+    processes_with(&format!("AETHER_PROJECT_ID={project}"))
+}
+
+/// Processes (other than this one) whose environment holds `marker`
+/// (`KEY=value`). Also used by the Fly fake in the tests, whose machines are
+/// local processes too.
+pub fn processes_with(marker: &str) -> Vec<i32> {
     let me = std::process::id() as i32;
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return vec![];

@@ -6,6 +6,7 @@
 //! aetherd passes its env on to the shells it starts), which is how a stop
 //! finds and ends the whole tree, shells that made their own sessions too.
 
+pub use aether_hub::compute::local::processes_with;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use std::collections::BTreeMap;
@@ -80,22 +81,6 @@ impl Vm {
     pub fn processes(&self) -> Vec<i32> {
         processes_with(&self.marker)
     }
-}
-
-/// Processes whose environment holds `marker` (`KEY=value`).
-pub fn processes_with(marker: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return vec![];
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()))
-        })
-        .collect()
 }
 
 /// The fake machine is gone: kill everything it ran and reap aetherd.
