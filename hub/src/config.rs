@@ -37,6 +37,9 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// When set, Supabase Auth tokens signed with it are accepted too.
     pub supabase_jwt_secret: Option<String>,
+    /// Key sealing project env vars at rest (64 hex digits); `None`
+    /// generates one under `data_dir`.
+    pub secrets_key: Option<String>,
     /// Built web app to serve at `/`; default `web/dist` if it exists.
     pub web_dir: Option<PathBuf>,
     pub heartbeat_interval: Duration,
@@ -72,6 +75,7 @@ impl fmt::Debug for Config {
             .field("database_url", &redact(&self.database_url))
             .field("jwt_secret", &redact(&self.jwt_secret))
             .field("supabase_jwt_secret", &redact(&self.supabase_jwt_secret))
+            .field("secrets_key", &redact(&self.secrets_key))
             .field("web_dir", &self.web_dir)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("tunnel_public_addr", &self.tunnel_public_addr)
@@ -100,6 +104,7 @@ impl Config {
             database_url: None,
             jwt_secret: None,
             supabase_jwt_secret: None,
+            secrets_key: None,
             web_dir: None,
             heartbeat_interval: Duration::from_secs(15),
             wait_timeout: Duration::from_secs(60),

@@ -3,15 +3,19 @@
 //! SQL lives only here. Queries are checked at run time (`query_as` with
 //! `FromRow`), so building needs no database.
 
+use crate::secrets::Sealer;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// A handle on the database.
 #[derive(Clone, Debug)]
 pub struct Db {
     pub pool: PgPool,
+    /// Seals project environment variables at rest.
+    sealer: Arc<Sealer>,
 }
 
 /// A user account.
@@ -39,11 +43,15 @@ pub struct Project {
     pub updated_at: DateTime<Utc>,
     pub last_accessed_at: Option<DateTime<Utc>>,
     pub base_image: String,
+    /// Opened from `env_sealed` by `Db`.
+    #[sqlx(skip)]
     pub env_vars: serde_json::Value,
+    #[serde(skip)]
+    pub env_sealed: Option<Vec<u8>>,
 }
 
 const PROJECT_COLS: &str = "id, owner_id, name, description, status, error_message, created_at, \
-                            updated_at, last_accessed_at, base_image, env_vars";
+                            updated_at, last_accessed_at, base_image, env_sealed";
 
 /// A redeemed ticket.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -70,14 +78,63 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 impl Db {
-    pub async fn connect(options: PgConnectOptions) -> anyhow::Result<Self> {
+    pub async fn connect(options: PgConnectOptions, sealer: Sealer) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
-        Ok(Self { pool })
+        let db = Self { pool, sealer: Arc::new(sealer) };
+        db.seal_legacy_env().await?;
+        Ok(db)
+    }
+
+    /// Seals environment variables stored in plaintext before they were
+    /// sealed, and clears the plaintext.
+    async fn seal_legacy_env(&self) -> anyhow::Result<()> {
+        let rows: Vec<(Uuid, serde_json::Value)> =
+            sqlx::query_as("SELECT id, env_vars FROM projects WHERE env_sealed IS NULL AND env_vars <> '{}'::jsonb")
+                .fetch_all(&self.pool)
+                .await?;
+        for (id, env) in rows {
+            sqlx::query("UPDATE projects SET env_sealed = $2, env_vars = '{}'::jsonb WHERE id = $1")
+                .bind(id)
+                .bind(self.sealer.seal(id, &serde_json::to_vec(&env)?)?)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `env` sealed for `project`.
+    fn seal_env(&self, project: Uuid, env: &serde_json::Value) -> sqlx::Result<Vec<u8>> {
+        let plain = serde_json::to_vec(env).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        self.sealer.seal(project, &plain).map_err(|e| sqlx::Error::Encode(e.into()))
+    }
+
+    /// The project with its environment variables opened.
+    fn opened(&self, mut p: Project) -> sqlx::Result<Project> {
+        p.env_vars = match p.env_sealed.take() {
+            None => serde_json::Value::Object(Default::default()),
+            Some(sealed) => {
+                let plain = self.sealer.open(p.id, &sealed).ok_or_else(|| {
+                    sqlx::Error::Decode(
+                        format!("project {}'s env_vars do not open with this hub's secrets key", p.id).into(),
+                    )
+                })?;
+                serde_json::from_slice(&plain).map_err(|e| sqlx::Error::Decode(Box::new(e)))?
+            }
+        };
+        Ok(p)
+    }
+
+    fn opened_one(&self, p: Option<Project>) -> sqlx::Result<Option<Project>> {
+        p.map(|p| self.opened(p)).transpose()
+    }
+
+    fn opened_all(&self, ps: Vec<Project>) -> sqlx::Result<Vec<Project>> {
+        ps.into_iter().map(|p| self.opened(p)).collect()
     }
 
     pub async fn ping(&self) -> bool {
@@ -143,46 +200,51 @@ impl Db {
         base_image: &str,
         env_vars: &serde_json::Value,
     ) -> sqlx::Result<Project> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO projects (id, owner_id, name, description, base_image, env_vars) \
+        let id = Uuid::new_v4();
+        let project = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO projects (id, owner_id, name, description, base_image, env_sealed) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING {PROJECT_COLS}"
         )))
-        .bind(Uuid::new_v4())
+        .bind(id)
         .bind(owner)
         .bind(name)
         .bind(description)
         .bind(base_image)
-        .bind(env_vars)
+        .bind(self.seal_env(id, env_vars)?)
         .fetch_one(&self.pool)
-        .await
+        .await?;
+        self.opened(project)
     }
 
     pub async fn list_projects(&self, owner: Uuid) -> sqlx::Result<Vec<Project>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let found = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {PROJECT_COLS} FROM projects WHERE owner_id = $1 ORDER BY created_at DESC, id"
         )))
         .bind(owner)
         .fetch_all(&self.pool)
-        .await
+        .await?;
+        self.opened_all(found)
     }
 
     /// The project if `owner` owns it.
     pub async fn project(&self, owner: Uuid, id: Uuid) -> sqlx::Result<Option<Project>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let found = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {PROJECT_COLS} FROM projects WHERE id = $1 AND owner_id = $2"
         )))
         .bind(id)
         .bind(owner)
         .fetch_optional(&self.pool)
-        .await
+        .await?;
+        self.opened_one(found)
     }
 
     /// The project whoever owns it (internal use: tunnels, reconciliation).
     pub async fn project_any(&self, id: Uuid) -> sqlx::Result<Option<Project>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {PROJECT_COLS} FROM projects WHERE id = $1")))
+        let found = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {PROJECT_COLS} FROM projects WHERE id = $1")))
             .bind(id)
             .fetch_optional(&self.pool)
-            .await
+            .await?;
+        self.opened_one(found)
     }
 
     pub async fn update_project(
@@ -193,18 +255,19 @@ impl Db {
         description: Option<&str>,
         env_vars: Option<&serde_json::Value>,
     ) -> sqlx::Result<Option<Project>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let project = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE projects SET name = coalesce($3, name), description = coalesce($4, description), \
-             env_vars = coalesce($5, env_vars), updated_at = now() \
+             env_sealed = coalesce($5, env_sealed), updated_at = now() \
              WHERE id = $1 AND owner_id = $2 RETURNING {PROJECT_COLS}"
         )))
         .bind(id)
         .bind(owner)
         .bind(name)
         .bind(description)
-        .bind(env_vars)
+        .bind(env_vars.map(|e| self.seal_env(id, e)).transpose()?)
         .fetch_optional(&self.pool)
-        .await
+        .await?;
+        self.opened_one(project)
     }
 
     pub async fn delete_project(&self, id: Uuid) -> sqlx::Result<()> {
@@ -214,20 +277,21 @@ impl Db {
 
     /// Sets the status (and error message); returns the updated project.
     pub async fn set_status(&self, id: Uuid, status: &str, error: Option<&str>) -> sqlx::Result<Option<Project>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let found = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE projects SET status = $2, error_message = $3, updated_at = now() WHERE id = $1 RETURNING {PROJECT_COLS}"
         )))
         .bind(id)
         .bind(status)
         .bind(error)
         .fetch_optional(&self.pool)
-        .await
+        .await?;
+        self.opened_one(found)
     }
 
     /// Moves `from` → `to` only if the status is still `from`.
     pub async fn transition(&self, id: Uuid, from: &[&str], to: &str) -> sqlx::Result<Option<Project>> {
         let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let found = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE projects SET status = $3, error_message = NULL, updated_at = now() \
              WHERE id = $1 AND status = ANY($2) RETURNING {PROJECT_COLS}"
         )))
@@ -235,7 +299,8 @@ impl Db {
         .bind(&from)
         .bind(to)
         .fetch_optional(&self.pool)
-        .await
+        .await?;
+        self.opened_one(found)
     }
 
     pub async fn touch_project(&self, id: Uuid) -> sqlx::Result<()> {
@@ -263,11 +328,12 @@ impl Db {
 
     /// Projects the hub believes have (or are getting) a VM.
     pub async fn active_projects(&self) -> sqlx::Result<Vec<Project>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let found = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {PROJECT_COLS} FROM projects WHERE status IN ('starting', 'running', 'stopping')"
         )))
         .fetch_all(&self.pool)
-        .await
+        .await?;
+        self.opened_all(found)
     }
 
     // Tickets
@@ -398,7 +464,7 @@ impl Db {
         updated_at: DateTime<Utc>,
         message: &str,
     ) -> sqlx::Result<Option<Project>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let found = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE projects SET status = 'error', error_message = $4, updated_at = now() \
              WHERE id = $1 AND status = $2 AND updated_at = $3 RETURNING {PROJECT_COLS}"
         )))
@@ -407,7 +473,8 @@ impl Db {
         .bind(updated_at)
         .bind(message)
         .fetch_optional(&self.pool)
-        .await
+        .await?;
+        self.opened_one(found)
     }
 }
 

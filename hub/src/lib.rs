@@ -19,6 +19,7 @@ pub mod pg;
 pub mod preview;
 pub mod projects;
 pub mod reconcile;
+pub mod secrets;
 pub mod ssh;
 pub mod tls;
 pub mod tunnel;
@@ -117,7 +118,11 @@ async fn serve(
     options: sqlx::postgres::PgConnectOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let db = db::Db::connect(options).await.context("connecting to postgres")?;
+    let sealer = match &config.secrets_key {
+        Some(hex) => secrets::Sealer::from_hex(hex)?,
+        None => secrets::Sealer::new(&tls::persistent_secret(&data_dir.join("secrets/env.key"), 32)?)?,
+    };
+    let db = db::Db::connect(options, sealer).await.context("connecting to postgres")?;
     let jwt_secret = match &config.jwt_secret {
         Some(s) => s.as_bytes().to_vec(),
         None => tls::persistent_secret(&data_dir.join("secrets/jwt.key"), 32)?,

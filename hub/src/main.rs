@@ -43,6 +43,10 @@ struct Args {
     jwt_secret: Option<String>,
     #[arg(long, env = "SUPABASE_JWT_SECRET", hide_env_values = true)]
     supabase_jwt_secret: Option<String>,
+    /// Key sealing project env vars at rest: 64 hex digits (default: one
+    /// generated under the data folder).
+    #[arg(long, env = "AETHER_SECRETS_KEY", hide_env_values = true)]
+    secrets_key: Option<String>,
     /// The built web app (default: web/dist when present).
     #[arg(long, env = "AETHER_WEB_DIR")]
     web_dir: Option<PathBuf>,
@@ -151,6 +155,7 @@ fn main() -> anyhow::Result<()> {
         database_url: a.database_url.filter(|s| !s.is_empty()),
         jwt_secret: a.jwt_secret,
         supabase_jwt_secret: a.supabase_jwt_secret.filter(|s| !s.is_empty()),
+        secrets_key: a.secrets_key.filter(|s| !s.is_empty()),
         web_dir: a.web_dir,
         heartbeat_interval: Duration::from_millis(a.heartbeat_interval_ms.max(100)),
         wait_timeout: Duration::from_secs(60),

@@ -51,7 +51,9 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pr
         let token = random_token(32);
         hub.db.set_machine(id, &sha256(token.as_bytes()), None).await?;
         set_status(hub, id, "starting", None).await?;
-        let spec = StartSpec { project_id: id, machine_token: token, env: vec![] };
+        let env = project.env_vars.as_object().into_iter().flatten();
+        let env = env.filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect();
+        let spec = StartSpec { project_id: id, machine_token: token, env };
         if let Err(e) = hub.compute.start(&spec).await {
             let msg = format!("could not start the VM: {e:#}");
             set_status(hub, id, "error", Some(&msg)).await?;

@@ -129,3 +129,58 @@ async fn the_event_stream_reports_status_changes() {
     assert!(seen.contains("event: status"), "{seen}");
     assert!(seen.contains("\"status\":\"starting\""), "{seen}");
 }
+
+#[tokio::test]
+async fn env_vars_are_sealed_at_rest_and_reach_the_vm() {
+    support::init();
+    let dir = support::TempDir::new("aether-env");
+    let db = support::fresh_database().await;
+    let mut hub = TestHub::spawn(&dir.0, Some(db.clone()), "127.0.0.1:0", &[]);
+    hub.wait_ready().await;
+    let api = hub.user().await;
+    let env = json!({"API_KEY": "s3cret-value-1", "GREETING": "hello there"});
+    let (s, v) = api.post("/api/projects", json!({"name": "envy", "env_vars": env})).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["env_vars"], env);
+    let id = v["id"].as_str().unwrap().to_owned();
+
+    // Nothing in the row shows the value.
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    let raw: String = sqlx::query_scalar("SELECT row_to_json(p)::text FROM projects p WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!raw.contains("s3cret-value-1") && !raw.contains("hello there"), "{raw}");
+
+    // The owner reads it back, a change replaces it, and the VM's shells get it.
+    let (s, v) = api.patch(&format!("/api/projects/{id}"), json!({"env_vars": {"API_KEY": "s3cret-value-2"}})).await;
+    assert_eq!((s, &v["env_vars"]), (200, &json!({"API_KEY": "s3cret-value-2"})), "{v}");
+    assert_eq!(api.get(&format!("/api/projects/{id}")).await.1["env_vars"]["API_KEY"], "s3cret-value-2");
+    let (s, v) = api.post(&format!("/api/projects/{id}/start?wait=true"), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let mut term = api.terminal(&id, "").await;
+    term.send("echo key=[$API_KEY]\n").await;
+    term.expect("key=[s3cret-value-2]").await;
+    term.close().await;
+
+    // A row from before sealing (plaintext) is sealed when the hub starts, and
+    // reads the same.
+    sqlx::query("UPDATE projects SET env_sealed = NULL, env_vars = '{\"OLD\": \"plain-legacy\"}' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    hub.terminate();
+    let mut hub = TestHub::spawn(&dir.0, Some(db.clone()), "127.0.0.1:0", &[]);
+    hub.wait_ready().await;
+    let raw: String = sqlx::query_scalar("SELECT row_to_json(p)::text FROM projects p WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!raw.contains("plain-legacy"), "{raw}");
+    let mut api = api;
+    api.base = hub.http.clone();
+    assert_eq!(api.get(&format!("/api/projects/{id}")).await.1["env_vars"], json!({"OLD": "plain-legacy"}));
+}
