@@ -7,7 +7,7 @@
 import { useCallback, useEffect, useState, type FormEvent } from "react";
 import { api, ApiError, isAbort } from "../api/client";
 import type { Agent, AgentActivity, CreateAgentResponse } from "../api/types";
-import { browserSocketFactory } from "../terminal/session";
+import { browserSocketFactory } from "../live/reconnectingSocket";
 import { Alert } from "../ui/Alert";
 import { Button } from "../ui/Button";
 import { Dialog } from "../ui/Dialog";

@@ -6,30 +6,21 @@
  * backing off from 500 ms to 10 s (reset once a connection opens). Each open
  * calls `onOpen`, so the caller re-lists what it shows and misses nothing.
  * `mergeActivity` folds one event into a list, in place of its row.
- * Sockets, tickets and timers are injected so tests drive it with fakes.
+ * The reconnecting itself is `live/reconnectingSocket.ts`; sockets, tickets
+ * and timers are injected so tests drive it with fakes.
  */
 import type { AgentActivity } from "../api/types";
-import type { Clock, SocketConnection, SocketFactory } from "../terminal/session";
+import { projectSocketUrl, ReconnectingSocket, type ReconnectState, type SocketDeps } from "../live/reconnectingSocket";
 
 export interface AgentSessionEvent {
   event: "start" | "end";
   session: AgentActivity;
 }
 
-export type LiveState =
-  | { kind: "connecting" }
-  | { kind: "live" }
-  | { kind: "reconnecting"; attempt: number; delayMs: number; reason: string }
-  | { kind: "failed"; message: string }
-  | { kind: "closed" };
+export type LiveState = ReconnectState | { kind: "live" };
 
-export interface ActivityLiveDeps {
-  getTicket(): Promise<string>;
+export interface ActivityLiveDeps extends SocketDeps {
   buildUrl(ticket: string): string;
-  createSocket: SocketFactory;
-  clock?: Clock;
-  /** Ticket errors after which retrying cannot help (project gone, signed out). */
-  isFatalTicketError?(error: unknown): boolean;
 }
 
 export interface ActivityLiveCallbacks {
@@ -41,11 +32,6 @@ export interface ActivityLiveCallbacks {
 
 export const LIVE_INITIAL_BACKOFF_MS = 500;
 export const LIVE_MAX_BACKOFF_MS = 10_000;
-
-const realClock: Clock = {
-  setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
-  clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>),
-};
 
 const str = (v: unknown): string | null => (typeof v === "string" ? v : null);
 
@@ -113,20 +99,31 @@ export function mergeActivity(list: readonly AgentActivity[], event: AgentSessio
 }
 
 export class ActivityLive {
-  private readonly clock: Clock;
+  private readonly link: ReconnectingSocket;
   private state: LiveState = { kind: "closed" };
-  private socket: SocketConnection | null = null;
-  private generation = 0;
-  private timer: unknown = null;
-  private attempt = 0;
   private everOpen = false;
-  private stopped = true;
 
   constructor(
-    private readonly deps: ActivityLiveDeps,
+    deps: ActivityLiveDeps,
     private readonly callbacks: ActivityLiveCallbacks,
   ) {
-    this.clock = deps.clock ?? realClock;
+    this.link = new ReconnectingSocket(deps, {
+      initialBackoffMs: LIVE_INITIAL_BACKOFF_MS,
+      maxBackoffMs: LIVE_MAX_BACKOFF_MS,
+      url: (ticket) => deps.buildUrl(ticket),
+      onOpen: () => {
+        const resumed = this.everOpen;
+        this.everOpen = true;
+        this.link.resetBackoff();
+        this.setState({ kind: "live" });
+        this.callbacks.onOpen({ resumed });
+      },
+      onText: (text) => {
+        const event = parseAgentSessionEvent(text);
+        if (event) this.callbacks.onEvent(event);
+      },
+      onState: (state) => this.setState(state),
+    });
   }
 
   get connectionState(): LiveState {
@@ -134,87 +131,11 @@ export class ActivityLive {
   }
 
   start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
-    this.attempt = 0;
-    this.setState({ kind: "connecting" });
-    void this.connect();
+    this.link.start();
   }
 
   dispose(): void {
-    this.stopped = true;
-    this.generation++;
-    this.cancelTimer();
-    this.closeSocket();
-    this.setState({ kind: "closed" });
-  }
-
-  private async connect(): Promise<void> {
-    const generation = ++this.generation;
-    let ticket: string;
-    try {
-      ticket = await this.deps.getTicket();
-    } catch (error) {
-      if (generation !== this.generation || this.stopped) return;
-      if (this.deps.isFatalTicketError?.(error)) this.setState({ kind: "failed", message: describe(error) });
-      else this.scheduleReconnect(describe(error));
-      return;
-    }
-    if (generation !== this.generation || this.stopped) return;
-    const live = () => generation === this.generation && !this.stopped;
-    try {
-      this.socket = this.deps.createSocket(this.deps.buildUrl(ticket), {
-        onOpen: () => {
-          if (!live()) return;
-          const resumed = this.everOpen;
-          this.everOpen = true;
-          this.attempt = 0;
-          this.setState({ kind: "live" });
-          this.callbacks.onOpen({ resumed });
-        },
-        onText: (text) => {
-          if (!live()) return;
-          const event = parseAgentSessionEvent(text);
-          if (event) this.callbacks.onEvent(event);
-        },
-        onBinary: () => {},
-        onClose: (code, reason) => {
-          if (!live()) return;
-          this.generation++; // whatever this socket still says is stale now
-          this.socket = null;
-          this.scheduleReconnect(reason || `connection closed (${code})`);
-        },
-      });
-    } catch (error) {
-      this.scheduleReconnect(describe(error));
-    }
-  }
-
-  private scheduleReconnect(reason: string): void {
-    this.closeSocket();
-    this.cancelTimer();
-    const delayMs = Math.min(LIVE_INITIAL_BACKOFF_MS * 2 ** this.attempt, LIVE_MAX_BACKOFF_MS);
-    this.attempt++;
-    this.setState({ kind: "reconnecting", attempt: this.attempt, delayMs, reason });
-    this.timer = this.clock.setTimeout(() => {
-      this.timer = null;
-      if (!this.stopped) void this.connect();
-    }, delayMs);
-  }
-
-  private closeSocket(): void {
-    const socket = this.socket;
-    this.socket = null;
-    try {
-      socket?.close(1000);
-    } catch {
-      // already closed
-    }
-  }
-
-  private cancelTimer(): void {
-    if (this.timer !== null) this.clock.clearTimeout(this.timer);
-    this.timer = null;
+    this.link.dispose();
   }
 
   private setState(state: LiveState): void {
@@ -223,13 +144,7 @@ export class ActivityLive {
   }
 }
 
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /** `ws(s)://<this host>/api/projects/{id}/agents/activity/live?ticket=T`. */
 export function activityLiveUrl(location: { protocol: string; host: string }, projectId: string, ticket: string): string {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const query = new URLSearchParams({ ticket });
-  return `${scheme}//${location.host}/api/projects/${encodeURIComponent(projectId)}/agents/activity/live?${query}`;
+  return projectSocketUrl(location, projectId, "agents/activity/live", new URLSearchParams({ ticket }));
 }

@@ -9,7 +9,7 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import { api, ApiError, isAbort, type PathRef } from "../api/client";
 import type { WatchEvent } from "../api/types";
 import type { OpenFiles } from "../editor/openFiles";
-import { browserSocketFactory } from "../terminal/session";
+import { browserSocketFactory } from "../live/reconnectingSocket";
 import { invalidName, joinPath, parentPath } from "./paths";
 import {
   ancestorsOpen,

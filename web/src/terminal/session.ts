@@ -3,8 +3,10 @@
  * ticket, opens the WebSocket, numbers the output by byte offset, and when
  * the socket drops without an `exit` it reconnects by itself (250 ms
  * doubling to 5 s) with `since=<offset>`, so the screen never shows a byte
- * twice. Sockets, tickets and timers are injected so tests drive it with
- * fakes.
+ * twice. The ticket, socket and backoff rules it shares with the other live
+ * sockets are `live/reconnectingSocket.ts` (whose socket types it
+ * re-exports); sockets, tickets and timers are injected so tests drive it
+ * with fakes.
  *
  * Offsets: `streamPos` is the offset of the next byte the socket will
  * deliver (the `ready` message's `start`, then advanced per byte received);
@@ -12,29 +14,16 @@
  * `offset` are duplicates and are dropped, which keeps the screen right even
  * if a server replays from before `since`.
  */
+import { projectSocketUrl, ReconnectingSocket, type Bytes, type SocketDeps } from "../live/reconnectingSocket";
 
-/** Bytes backed by a plain ArrayBuffer (what WebSocket.send accepts). */
-export type Bytes = Uint8Array<ArrayBuffer>;
-
-/** What the socket reports; the factory wires these to a real WebSocket. */
-export interface SocketHandlers {
-  onOpen(): void;
-  onText(text: string): void;
-  onBinary(bytes: Bytes): void;
-  onClose(code: number, reason: string): void;
-}
-
-export interface SocketConnection {
-  send(data: string | Bytes): void;
-  close(code?: number, reason?: string): void;
-}
-
-export type SocketFactory = (url: string, handlers: SocketHandlers) => SocketConnection;
-
-export interface Clock {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
+export {
+  browserSocketFactory,
+  type Bytes,
+  type Clock,
+  type SocketConnection,
+  type SocketFactory,
+  type SocketHandlers,
+} from "../live/reconnectingSocket";
 
 export interface ConnectParams {
   ticket: string;
@@ -45,14 +34,8 @@ export interface ConnectParams {
   since?: number;
 }
 
-export interface SessionDeps {
-  /** A fresh single-use ticket for each connection attempt. */
-  getTicket(): Promise<string>;
+export interface SessionDeps extends SocketDeps {
   buildUrl(params: ConnectParams): string;
-  createSocket: SocketFactory;
-  clock?: Clock;
-  /** Ticket errors after which retrying is pointless (e.g. project gone). */
-  isFatalTicketError?(error: unknown): boolean;
 }
 
 export interface SessionCallbacks {
@@ -80,22 +63,13 @@ export const MAX_PENDING_INPUT = 64 * 1024;
 /** Server error codes after which reconnecting cannot help. */
 const FATAL_SERVER_CODES = new Set(["not_found", "forbidden", "invalid_request"]);
 
-const realClock: Clock = {
-  setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
-  clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>),
-};
-
 export class TerminalSession {
-  private readonly clock: Clock;
   private readonly encoder = new TextEncoder();
+  /** The socket, its tickets and its backoff. */
+  private readonly link: ReconnectingSocket;
 
   private state: ConnectionState = { kind: "closed" };
-  private socket: SocketConnection | null = null;
-  /** Bumped per connection attempt; stale socket callbacks compare and bail. */
-  private generation = 0;
-  private timer: unknown = null;
-  private backoffAttempt = 0;
-
+  /** Whether the current socket has said `ready`; reset for each attempt. */
   private ready = false;
   private offset: number | null = null;
   private streamPos = 0;
@@ -107,7 +81,6 @@ export class TerminalSession {
   private sentSize = "";
   private pending: Bytes[] = [];
   private pendingBytes = 0;
-  private stopped = true;
 
   constructor(
     readonly name: string,
@@ -115,9 +88,17 @@ export class TerminalSession {
     private readonly deps: SessionDeps,
     private readonly callbacks: SessionCallbacks,
   ) {
-    this.clock = deps.clock ?? realClock;
     this.cols = size.cols;
     this.rows = size.rows;
+    this.link = new ReconnectingSocket(deps, {
+      initialBackoffMs: INITIAL_BACKOFF_MS,
+      maxBackoffMs: MAX_BACKOFF_MS,
+      url: (ticket) => this.attemptUrl(ticket),
+      onText: (text) => this.handleText(text),
+      onBinary: (bytes) => this.handleOutput(bytes),
+      onClose: (reason) => this.handleClose(reason),
+      onState: (state) => this.setState(state.kind === "failed" ? { kind: "failed", code: "ticket", message: state.message } : state),
+    });
   }
 
   /** One past the last output byte written to the screen; null before the first `ready`. */
@@ -131,12 +112,9 @@ export class TerminalSession {
 
   /** Attach for the first time: no `since`, so the server replays what it has. */
   start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
+    if (this.link.running) return;
     this.offset = null;
-    this.backoffAttempt = 0;
-    this.setState({ kind: "connecting" });
-    void this.connect();
+    this.link.start();
   }
 
   /** Start over as a fresh attach (after an exit or a failure). */
@@ -147,13 +125,9 @@ export class TerminalSession {
 
   /** Stop for good: close the socket, cancel any pending reconnect. */
   dispose(): void {
-    this.stopped = true;
-    this.generation++;
-    this.cancelTimer();
-    this.closeSocket();
     this.pending = [];
     this.pendingBytes = 0;
-    this.setState({ kind: "closed" });
+    this.link.dispose();
   }
 
   /** Send keystrokes as UTF-8; kept (bounded) while disconnected and sent on `ready`. */
@@ -162,9 +136,10 @@ export class TerminalSession {
   }
 
   sendBytes(bytes: Bytes): void {
-    if (bytes.length === 0 || this.state.kind === "exited" || this.stopped) return;
-    if (this.socket && this.ready) {
-      this.socket.send(bytes);
+    if (bytes.length === 0 || this.state.kind === "exited" || !this.link.running) return;
+    const socket = this.link.socket;
+    if (socket && this.ready) {
+      socket.send(bytes);
       return;
     }
     if (this.pendingBytes + bytes.length > MAX_PENDING_INPUT) return;
@@ -179,25 +154,10 @@ export class TerminalSession {
     this.sendSize();
   }
 
-  private async connect(): Promise<void> {
-    const generation = ++this.generation;
+  /** A new attempt, its ticket in hand: resume from what the screen shows. */
+  private attemptUrl(ticket: string): string {
     this.ready = false;
     this.lastServerError = null;
-
-    let ticket: string;
-    try {
-      ticket = await this.deps.getTicket();
-    } catch (error) {
-      if (generation !== this.generation || this.stopped) return;
-      if (this.deps.isFatalTicketError?.(error)) {
-        this.fail("ticket", describe(error));
-      } else {
-        this.scheduleReconnect(describe(error));
-      }
-      return;
-    }
-    if (generation !== this.generation || this.stopped) return;
-
     this.sinceOfAttempt = this.offset ?? undefined;
     const url = this.deps.buildUrl({
       ticket,
@@ -207,23 +167,7 @@ export class TerminalSession {
       since: this.sinceOfAttempt,
     });
     this.sentSize = `${this.cols}x${this.rows}`;
-    const live = () => generation === this.generation && !this.stopped;
-    try {
-      this.socket = this.deps.createSocket(url, {
-        onOpen: () => {},
-        onText: (text) => {
-          if (live()) this.handleText(text);
-        },
-        onBinary: (bytes) => {
-          if (live()) this.handleOutput(bytes);
-        },
-        onClose: (code, reason) => {
-          if (live()) this.handleClose(code, reason);
-        },
-      });
-    } catch (error) {
-      this.scheduleReconnect(describe(error));
-    }
+    return url;
   }
 
   private handleText(text: string): void {
@@ -256,7 +200,7 @@ export class TerminalSession {
   private handleReady(start: number, gap: boolean): void {
     const since = this.sinceOfAttempt;
     this.ready = true;
-    this.backoffAttempt = 0;
+    this.link.resetBackoff();
     this.streamPos = start;
     if (this.offset === null) {
       this.offset = start;
@@ -286,72 +230,40 @@ export class TerminalSession {
   }
 
   private handleExit(code: number): void {
-    this.generation++; // ignore whatever the old socket still says
-    this.cancelTimer();
-    this.closeSocket();
+    this.link.halt(); // ignore whatever the old socket still says
     this.pending = [];
     this.pendingBytes = 0;
     this.setState({ kind: "exited", code });
   }
 
-  private handleClose(code: number, reason: string): void {
-    this.socket = null;
+  private handleClose(reason: string): void {
     this.ready = false;
     const error = this.lastServerError;
     if (error && FATAL_SERVER_CODES.has(error.code)) {
       this.fail(error.code, error.message);
       return;
     }
-    this.scheduleReconnect(error?.message || reason || `connection closed (${code})`);
-  }
-
-  private scheduleReconnect(reason: string): void {
-    this.closeSocket();
-    this.cancelTimer();
-    const delayMs = Math.min(INITIAL_BACKOFF_MS * 2 ** this.backoffAttempt, MAX_BACKOFF_MS);
-    this.backoffAttempt++;
-    this.setState({ kind: "reconnecting", attempt: this.backoffAttempt, delayMs, reason });
-    this.timer = this.clock.setTimeout(() => {
-      this.timer = null;
-      if (!this.stopped) void this.connect();
-    }, delayMs);
+    this.link.reconnect(error?.message || reason);
   }
 
   private fail(code: string, message: string): void {
-    this.generation++;
-    this.cancelTimer();
-    this.closeSocket();
+    this.link.halt();
     this.setState({ kind: "failed", code, message });
   }
 
   private sendSize(): void {
     const size = `${this.cols}x${this.rows}`;
-    if (!this.socket || !this.ready || size === this.sentSize) return;
+    const socket = this.link.socket;
+    if (!socket || !this.ready || size === this.sentSize) return;
     this.sentSize = size;
-    this.socket.send(JSON.stringify({ type: "resize", cols: this.cols, rows: this.rows }));
+    socket.send(JSON.stringify({ type: "resize", cols: this.cols, rows: this.rows }));
   }
 
   private flushPending(): void {
     const queued = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
-    for (const bytes of queued) this.socket?.send(bytes);
-  }
-
-  private closeSocket(): void {
-    const socket = this.socket;
-    this.socket = null;
-    this.ready = false;
-    try {
-      socket?.close(1000);
-    } catch {
-      // already closed
-    }
-  }
-
-  private cancelTimer(): void {
-    if (this.timer !== null) this.clock.clearTimeout(this.timer);
-    this.timer = null;
+    for (const bytes of queued) this.link.socket?.send(bytes);
   }
 
   private setState(state: ConnectionState): void {
@@ -360,28 +272,6 @@ export class TerminalSession {
   }
 }
 
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** Wire `SocketHandlers` to a browser WebSocket (binary as ArrayBuffer). */
-export const browserSocketFactory: SocketFactory = (url, handlers) => {
-  const ws = new WebSocket(url);
-  ws.binaryType = "arraybuffer";
-  ws.onopen = () => handlers.onOpen();
-  ws.onmessage = (event: MessageEvent<unknown>) => {
-    if (typeof event.data === "string") handlers.onText(event.data);
-    else if (event.data instanceof ArrayBuffer) handlers.onBinary(new Uint8Array(event.data));
-  };
-  ws.onclose = (event) => handlers.onClose(event.code, event.reason);
-  return {
-    send: (data) => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(data);
-    },
-    close: (code, reason) => ws.close(code, reason),
-  };
-};
-
 /** `ws(s)://<this host>/api/projects/{id}/terminal?…`, as the contract spells it. */
 export function terminalUrl(
   location: { protocol: string; host: string },
@@ -389,7 +279,6 @@ export function terminalUrl(
   params: ConnectParams,
   options: { readonly?: boolean } = {},
 ): string {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const query = new URLSearchParams({
     ticket: params.ticket,
     session: params.session,
@@ -398,5 +287,5 @@ export function terminalUrl(
   });
   if (params.since !== undefined) query.set("since", String(params.since));
   if (options.readonly) query.set("readonly", "1");
-  return `${scheme}//${location.host}/api/projects/${encodeURIComponent(projectId)}/terminal?${query}`;
+  return projectSocketUrl(location, projectId, "terminal", query);
 }
