@@ -86,8 +86,26 @@ impl Db {
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
         let db = Self { pool, sealer: Arc::new(sealer) };
+        db.check_secrets_key().await?;
         db.seal_legacy_env().await?;
         Ok(db)
+    }
+
+    /// Refuses a secrets key that can't open what is stored: starting anyway
+    /// would fail every read of those projects.
+    async fn check_secrets_key(&self) -> anyhow::Result<()> {
+        let row: Option<(Uuid, Vec<u8>)> =
+            sqlx::query_as("SELECT id, env_sealed FROM projects WHERE env_sealed IS NOT NULL LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        if let Some((id, sealed)) = row {
+            anyhow::ensure!(
+                self.sealer.open(id, &sealed).is_some(),
+                "the secrets key does not open the project env vars stored in this database; \
+                 start the hub with the AETHER_SECRETS_KEY (or data folder) they were sealed with"
+            );
+        }
+        Ok(())
     }
 
     /// Seals environment variables stored in plaintext before they were

@@ -3,6 +3,7 @@
 mod support;
 
 use serde_json::json;
+use std::time::Duration;
 use support::TestHub;
 
 #[tokio::test]
@@ -183,4 +184,11 @@ async fn env_vars_are_sealed_at_rest_and_reach_the_vm() {
     let mut api = api;
     api.base = hub.http.clone();
     assert_eq!(api.get(&format!("/api/projects/{id}")).await.1["env_vars"], json!({"OLD": "plain-legacy"}));
+
+    // A hub with another key refuses to start rather than fail every read.
+    let other = support::TempDir::new("aether-env-other");
+    let mut wrong = TestHub::spawn(&other.0, Some(db), "127.0.0.1:0", &[("AETHER_SECRETS_KEY", &"ab".repeat(32))]);
+    let status = wrong.exit_within(Duration::from_secs(30)).expect("a hub with the wrong key kept running");
+    assert!(!status.success());
+    assert!(wrong.log().contains("AETHER_SECRETS_KEY"), "{}", wrong.log());
 }

@@ -22,7 +22,13 @@
 #     SUPABASE_JWT_SECRET='...' SUPABASE_URL='https://<ref>.supabase.co' \
 #     STRIPE_SECRET_KEY='sk_live_...' STRIPE_WEBHOOK_SECRET='whsec_...' \
 #     STRIPE_PRICE_PRO='price_...' STRIPE_PRICE_TEAM='price_...' \
-#     SENTRY_DSN='https://...'
+#     SENTRY_DSN='https://...' \
+#     AETHER_JWT_SECRET="$(openssl rand -hex 32)" \
+#     AETHER_SECRETS_KEY="$(openssl rand -hex 32)"
+#   AETHER_SECRETS_KEY seals project env vars in Postgres: set it once and
+#   never change it (the hub refuses to start with a key that can't open what
+#   is stored). Without the two AETHER_* secrets the hub would generate them in
+#   its ephemeral file system at every deploy.
 #   Without the STRIPE_* secrets the hub runs with billing off.
 #   The hub's SSH jump-host host key and the QUIC tunnel's TLS certificate must
 #   be stable across deploys (agents pin the former; aetherd verifies the latter
