@@ -125,6 +125,28 @@ impl Db {
         Ok(())
     }
 
+    /// The hub-wide secret `name`, stored sealed; the first hub to ask
+    /// stores `initial`, and every hub then gets what was stored (replicas
+    /// racing at their first start agree on one value).
+    pub async fn hub_secret(&self, name: &str, initial: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+        // Hub-wide secrets are sealed with the nil id: no project has it.
+        let sealed = self.sealer.seal(Uuid::nil(), &initial)?;
+        sqlx::query("INSERT INTO hub_secrets (name, sealed) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(sealed)
+            .execute(&self.pool)
+            .await?;
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT sealed FROM hub_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        self.sealer.open(Uuid::nil(), &stored).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the secrets key does not open the stored {name}; start the hub with the key it was sealed with"
+            )
+        })
+    }
+
     /// `env` sealed for `project`.
     fn seal_env(&self, project: Uuid, env: &serde_json::Value) -> sqlx::Result<Vec<u8>> {
         let plain = serde_json::to_vec(env).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;

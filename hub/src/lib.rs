@@ -179,7 +179,11 @@ async fn serve(
     let previews = preview::Previews::new(preview_domain, &public_url, &jwt_secret, tunnels.clone());
     let (ssh_host, ssh_port) =
         ssh::public_address(config.ssh_public_addr.as_deref(), config.public_url.as_deref(), ssh_addr);
-    let ssh = ssh::Ssh::new(&data_dir, ssh_host, ssh_port)?;
+    // Stored (sealed) in Postgres so that every replica and every redeploy
+    // presents the key agents pinned.
+    let legacy_key = data_dir.join("secrets/ssh_host_ed25519_key");
+    let host_key = ssh::keys::host_key(&legacy_key, |initial| db.hub_secret("ssh_host_ed25519_key", initial)).await?;
+    let ssh = ssh::Ssh::new(host_key, ssh_host, ssh_port)?;
     let hub = Arc::new(Hub {
         ssh,
         web_dir: web_dir(&config),

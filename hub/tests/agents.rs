@@ -148,3 +148,38 @@ async fn sessions_are_listed_and_streamed_live() {
     let wrong = format!("{}/api/projects/{id}/agents/activity/live?ticket={watch}", hub.http.replacen("http", "ws", 1));
     assert!(tokio_tungstenite::connect_async(wrong).await.is_err(), "a watch ticket is not an activity ticket");
 }
+
+/// The `ssh-ed25519 AAAA…` part of a known_hosts answer.
+fn jump_key(ssh: &Value) -> String {
+    let line = ssh["known_hosts"].as_str().unwrap();
+    line.split_once(" ssh-ed25519 ").map(|(_, k)| k.trim().to_owned()).unwrap_or_else(|| panic!("{ssh}"))
+}
+
+#[tokio::test]
+async fn every_hub_on_a_database_presents_the_same_jump_host_key() {
+    support::init();
+    let db = support::fresh_database().await;
+    let env =
+        [("AETHER_JWT_SECRET", "a-shared-jwt-secret-of-enough-length"), ("AETHER_SECRETS_KEY", &*"cd".repeat(32))];
+    let (dir_a, dir_b) = (support::TempDir::new("aether-hub-a"), support::TempDir::new("aether-hub-b"));
+    let mut a = TestHub::spawn(&dir_a.0, Some(db.clone()), "127.0.0.1:0", &env);
+    a.wait_ready().await;
+    let api = a.user().await;
+    let id = api.project("pinned").await;
+    let (s, v) = api.post(&format!("/api/projects/{id}/agents"), json!({"name": "pinner"})).await;
+    assert_eq!(s, 201, "{v}");
+    let key_a = jump_key(&v["ssh"]);
+
+    // Another replica (or the next deploy) with an empty data folder.
+    let mut b = TestHub::spawn(&dir_b.0, Some(db), "127.0.0.1:0", &env);
+    b.wait_ready().await;
+    let mut api_b = api.clone();
+    api_b.base = b.http.clone();
+    let (s, v) = api_b.get(&format!("/api/projects/{id}/agents/{}/ssh", v["agent"]["id"].as_str().unwrap())).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(jump_key(&v), key_a);
+    assert!(
+        !dir_b.0.join("secrets/ssh_host_ed25519_key").exists(),
+        "the key lives in the database, not the data folder"
+    );
+}

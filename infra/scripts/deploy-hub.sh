@@ -30,10 +30,10 @@
 #   is stored). Without the two AETHER_* secrets the hub would generate them in
 #   its ephemeral file system at every deploy.
 #   Without the STRIPE_* secrets the hub runs with billing off.
-#   The hub's SSH jump-host host key and the QUIC tunnel's TLS certificate must
-#   be stable across deploys (agents pin the former; aetherd verifies the latter
-#   against the system roots): keep them in secrets or in Postgres, not in the
-#   machine's ephemeral file system.
+#   The QUIC tunnel's TLS certificate must be stable across deploys (aetherd
+#   verifies it against the system roots): keep it in secrets, not in the
+#   machine's ephemeral file system. The SSH jump host's key, which agents pin,
+#   is kept in Postgres sealed with AETHER_SECRETS_KEY.
 #   List what is set: fly secrets list -a <hub-app>
 set -euo pipefail
 

@@ -88,26 +88,25 @@ pub fn parse_upload(text: &str) -> Result<(KeyLine, String), String> {
     Ok((line, fingerprint(&key)))
 }
 
-/// The jump host's host key at `path`, generated once and kept (mode 600).
-pub fn host_key(path: &Path) -> anyhow::Result<PrivateKey> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        return PrivateKey::from_openssh(&text).with_context(|| format!("reading the SSH host key {}", path.display()));
-    }
-    let dir = path.parent().context("host key path has no folder")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut key = PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)?;
-    key.set_comment("aether-hub");
-    let text = key.to_openssh(LineEnding::LF)?;
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(key)
+/// The jump host's key from `stored` (OpenSSH text), made the first time:
+/// from the key file an older hub kept at `legacy`, if there is one, else a
+/// new Ed25519 key.
+pub async fn host_key<F, Fut>(legacy: &Path, stored: F) -> anyhow::Result<PrivateKey>
+where
+    F: FnOnce(Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<u8>>>,
+{
+    let initial = match std::fs::read_to_string(legacy) {
+        Ok(text) => text,
+        Err(_) => {
+            let mut key = PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)?;
+            key.set_comment("aether-hub");
+            key.to_openssh(LineEnding::LF)?.to_string()
+        }
+    };
+    let text = stored(initial.into_bytes()).await?;
+    let text = std::str::from_utf8(&text).context("the stored SSH host key is not text")?;
+    PrivateKey::from_openssh(text).context("reading the stored SSH host key")
 }
 
 /// A secret string that never shows in `Debug` output.

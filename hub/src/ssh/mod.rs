@@ -20,7 +20,6 @@ use chrono::{DateTime, Utc};
 use russh::keys::PrivateKey;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,9 +62,8 @@ pub struct Ssh {
 }
 
 impl Ssh {
-    /// Loads (or creates, once) the host key under `data_dir`.
-    pub fn new(data_dir: &Path, public_host: String, public_port: u16) -> anyhow::Result<Self> {
-        let host_key = keys::host_key(&data_dir.join("secrets/ssh_host_ed25519_key"))?;
+    /// The jump host's state with its host key.
+    pub fn new(host_key: PrivateKey, public_host: String, public_port: u16) -> anyhow::Result<Self> {
         let host_key_line = keys::key_line(host_key.public_key()).context("the jump host's key")?;
         Ok(Self {
             host_key,
