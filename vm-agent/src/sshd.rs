@@ -139,11 +139,22 @@ async fn supervise(config: SshdConfig, tx: watch::Sender<Option<Ready>>, shutdow
     }
 }
 
+#[allow(unsafe_code)]
 fn command(config: &SshdConfig, args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(&config.sshd_bin);
     cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
     for key in &config.env_remove {
         cmd.env_remove(key);
+    }
+    // sshd must not outlive aetherd, even a killed one (`kill_on_drop` needs
+    // aetherd alive), and it can't be found by its environment afterwards:
+    // sshd overwrites it with its process title.
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // one async-signal-safe system call (prctl).
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGTERM)).map_err(std::io::Error::from)
+        });
     }
     cmd
 }
