@@ -47,6 +47,10 @@ pub struct Config {
     pub wait_timeout: Duration,
     /// Largest file one API write may upload.
     pub max_write_bytes: u64,
+    /// How many tunnel streams one project's previews may hold at once (each
+    /// client connection to a preview keeps one). aetherd accepts 1,024 per
+    /// tunnel; the rest stay free for terminals, files and SSH.
+    pub preview_streams: usize,
     /// `host:port` VMs dial for the tunnel; default: the tunnel's listen
     /// address (loopback when that is unspecified).
     pub tunnel_public_addr: Option<String>,
@@ -109,6 +113,7 @@ impl Config {
             heartbeat_interval: Duration::from_secs(15),
             wait_timeout: Duration::from_secs(60),
             max_write_bytes: 100 << 20,
+            preview_streams: 768,
             tunnel_public_addr: None,
             fly: None,
             reconcile_interval: Duration::from_secs(60),

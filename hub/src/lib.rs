@@ -11,9 +11,11 @@ pub mod api;
 pub mod auth;
 pub mod compute;
 pub mod config;
+pub mod dataplane;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod http;
 pub mod metrics;
 pub mod pg;
 pub mod preview;
@@ -25,7 +27,6 @@ pub mod tls;
 pub mod tunnel;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use config::{ComputeKind, Config};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -135,7 +136,8 @@ async fn serve(
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let http_addr = listener.local_addr()?;
-    let endpoint = tunnel::endpoint(config.tunnel_listen, identity, &reset_key)?;
+    let plane = dataplane::DataPlane::start().context("starting the data plane thread")?;
+    let endpoint = tunnel::endpoint(config.tunnel_listen, identity, &reset_key, plane.quinn_runtime())?;
     let tunnel_addr = endpoint.local_addr()?;
     let ssh_listener = tokio::net::TcpListener::bind(config.ssh_listen)
         .await
@@ -172,11 +174,11 @@ async fn serve(
             Arc::new(compute::fly::FlyCompute::new(fly, hub)?)
         }
     };
-    let tunnels = Arc::new(tunnel::Tunnels::default());
+    let tunnels = Arc::new(tunnel::Tunnels::new(config.preview_streams));
     let public_url =
         config.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}")).trim_end_matches('/').to_owned();
     let preview_domain = config.preview_domain.clone().unwrap_or_else(|| "preview.localhost".into());
-    let previews = preview::Previews::new(preview_domain, &public_url, &jwt_secret, tunnels.clone());
+    let previews = preview::Previews::new(preview_domain, &public_url, &jwt_secret);
     let (ssh_host, ssh_port) =
         ssh::public_address(config.ssh_public_addr.as_deref(), config.public_url.as_deref(), ssh_addr);
     // Stored (sealed) in Postgres so that every replica and every redeploy
@@ -209,16 +211,13 @@ async fn serve(
     let tunnels = tokio::spawn(tunnel::serve(endpoint.clone(), hub.clone(), shutdown.clone()));
     let jump = tokio::spawn(ssh::serve(ssh_listener, hub.clone(), shutdown.clone()));
     let reconciler = tokio::spawn(reconcile::run(hub.clone(), shutdown.clone()));
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let app = api::app(hub.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+    http::serve(listener, api::app(hub.clone()), hub.clone(), plane.handle().clone(), shutdown.clone()).await;
     shutdown.cancel();
     let _ = tunnels.await;
     let _ = jump.await;
     let _ = reconciler.await;
     endpoint.wait_idle().await;
     hub.db.pool.close().await;
+    plane.stop().await;
     Ok(())
 }

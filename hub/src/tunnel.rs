@@ -49,6 +49,8 @@ pub struct Tunnel {
     pub boot_id: String,
     /// The project home's real path in the VM, as aetherd reported it.
     pub home: Vec<u8>,
+    /// Streams previews may hold at once (`Config::preview_streams`).
+    pub preview_streams: Arc<tokio::sync::Semaphore>,
     generation: u64,
 }
 
@@ -68,9 +70,16 @@ pub struct Tunnels {
     map: Mutex<HashMap<Uuid, Tunnel>>,
     changed: watch::Sender<u64>,
     generation: AtomicU64,
+    preview_streams: usize,
 }
 
 impl Tunnels {
+    /// A registry whose tunnels each let previews hold `preview_streams`
+    /// streams at once.
+    pub fn new(preview_streams: usize) -> Self {
+        Self { preview_streams, ..Self::default() }
+    }
+
     pub fn get(&self, project: Uuid) -> Option<Tunnel> {
         self.map.lock().expect("tunnels lock").get(&project).cloned()
     }
@@ -88,7 +97,8 @@ impl Tunnels {
     ) -> (Tunnel, Option<Tunnel>) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let home = if home.is_empty() { aether_protocol::fs::NOMINAL_HOME.to_vec() } else { home };
-        let tunnel = Tunnel { conn, boot_id, home, generation };
+        let preview_streams = Arc::new(tokio::sync::Semaphore::new(self.preview_streams));
+        let tunnel = Tunnel { conn, boot_id, home, preview_streams, generation };
         let old = self.map.lock().expect("tunnels lock").insert(project, tunnel.clone());
         self.changed.send_modify(|n| *n += 1);
         (tunnel, old)
@@ -132,6 +142,7 @@ pub fn endpoint(
     addr: SocketAddr,
     identity: crate::tls::TlsIdentity,
     reset_key: &[u8],
+    runtime: Arc<dyn quinn::Runtime>,
 ) -> anyhow::Result<quinn::Endpoint> {
     let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -152,7 +163,7 @@ pub fn endpoint(
     config.cid_generator(|| Box::new(RandomCids));
     aether_protocol::transport::tune_endpoint(&mut config);
     let socket = aether_protocol::transport::udp_socket(addr).with_context(|| format!("binding tunnel port {addr}"))?;
-    Ok(quinn::Endpoint::new(config, Some(server), socket, Arc::new(quinn::TokioRuntime))?)
+    Ok(quinn::Endpoint::new(config, Some(server), socket, runtime)?)
 }
 
 /// Random 8-byte connection ids that any hub process accepts as its own

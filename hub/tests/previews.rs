@@ -152,6 +152,103 @@ async fn a_public_preview_serves_pages_bodies_sse_and_websockets() {
     assert!(r.text().await.unwrap().contains("Nothing is listening"));
 }
 
+/// One HTTP/1.1 connection to the hub, requests sent one after another.
+struct ClientConn(hyper::client::conn::http1::SendRequest<String>);
+
+impl ClientConn {
+    async fn open(hub: &TestHub) -> Self {
+        let tcp = tokio::net::TcpStream::connect(hub.http.trim_start_matches("http://")).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+        tokio::spawn(conn);
+        Self(sender)
+    }
+
+    /// GET `path` with `host` as Host: (status, body).
+    async fn get(&mut self, host: &str, path: &str) -> (u16, String) {
+        use http_body_util::BodyExt;
+        self.0.ready().await.expect("the hub kept the connection open");
+        let req = hyper::Request::get(path).header("host", host).body(String::new()).unwrap();
+        let resp = tokio::time::timeout(support::DEADLINE, self.0.send_request(req)).await.unwrap().unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn a_client_connection_keeps_its_connection_to_the_app_and_mixes_hosts() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let id = api.running_project().await;
+    let port = free_port();
+    let _app = start_app(&api, &hub, &id, port).await;
+    set_visibility(&api, &id, port, "public").await;
+    let preview = Preview::new(&hub, &id, port).host;
+    let hub_host = hub.http.trim_start_matches("http://").to_owned();
+
+    // Keep-alive requests on one client connection reach the app on one
+    // connection, like any reverse proxy's upstream keep-alive.
+    let mut a = ClientConn::open(&hub).await;
+    let (s, first) = a.get(&preview, "/peer").await;
+    assert_eq!(s, 200, "{first}");
+    for _ in 0..3 {
+        assert_eq!(a.get(&preview, "/peer").await, (200, first.clone()));
+    }
+    // The API on the same connection, then the preview again.
+    assert_eq!(a.get(&hub_host, "/healthz").await, (200, "ok".into()));
+    assert_eq!(a.get(&preview, "/peer").await, (200, first.clone()));
+
+    // Another client connection has its own.
+    let mut b = ClientConn::open(&hub).await;
+    let (s, second) = b.get(&preview, "/peer").await;
+    assert_eq!(s, 200);
+    assert_ne!(second, first);
+
+    // The app closing its connection costs the client nothing: the next
+    // request goes on a new one.
+    assert_eq!(a.get(&preview, "/close").await, (200, "closed".into()));
+    let (s, third) = a.get(&preview, "/peer").await;
+    assert_eq!(s, 200, "{third}");
+    assert_ne!(third, first);
+
+    // A connection that starts with the API can ask for a preview too.
+    let mut c = ClientConn::open(&hub).await;
+    assert_eq!(c.get(&hub_host, "/healthz").await, (200, "ok".into()));
+    assert_eq!(c.get(&preview, "/").await, (200, "<h1>hello from the vm</h1>".into()));
+}
+
+#[tokio::test]
+async fn a_flood_of_preview_connections_leaves_streams_for_terminals() {
+    let hub = TestHub::start_with(&[("AETHER_PREVIEW_STREAMS", "2")]).await;
+    let api = hub.user().await;
+    let id = api.running_project().await;
+    let port = free_port();
+    let (mut app, _) = start_app(&api, &hub, &id, port).await;
+    set_visibility(&api, &id, port, "public").await;
+    let preview = Preview::new(&hub, &id, port).host;
+
+    let mut a = ClientConn::open(&hub).await;
+    let mut b = ClientConn::open(&hub).await;
+    assert_eq!(a.get(&preview, "/").await.0, 200);
+    assert_eq!(b.get(&preview, "/").await.0, 200);
+    let mut c = ClientConn::open(&hub).await;
+    let (s, body) = c.get(&preview, "/").await;
+    assert_eq!(s, 429, "{body}");
+    assert!(body.contains("rate_limited"), "{body}");
+    // The project's terminals are untouched.
+    app.send("echo still-here\n").await;
+    app.until("echo", |t| t.text().contains("still-here\r\n")).await;
+
+    // A client connection that goes away gives its stream back.
+    drop(a);
+    drop(c);
+    support::eventually("a freed preview stream", support::DEADLINE, || async {
+        let mut d = ClientConn::open(&hub).await;
+        (d.get(&preview, "/").await.0 == 200).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn private_previews_need_the_one_time_link_and_never_leak_credentials() {
     let hub = TestHub::start().await;

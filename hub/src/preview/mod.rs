@@ -63,11 +63,10 @@ pub struct Previews {
     cookie_key: ring::hmac::Key,
     ports: Mutex<HashMap<Uuid, Vec<ListeningPort>>>,
     visibility: Mutex<HashMap<(Uuid, u16), Visibility>>,
-    pub client: proxy::Client,
 }
 
 impl Previews {
-    pub fn new(domain: String, public_url: &str, secret: &[u8], tunnels: Arc<crate::tunnel::Tunnels>) -> Self {
+    pub fn new(domain: String, public_url: &str, secret: &[u8]) -> Self {
         let (scheme, rest) = public_url.split_once("://").unwrap_or(("http", public_url));
         let authority = rest.split('/').next().unwrap_or_default();
         let port_suffix =
@@ -80,7 +79,6 @@ impl Previews {
             cookie_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key),
             ports: Mutex::new(HashMap::new()),
             visibility: Mutex::new(HashMap::new()),
-            client: proxy::client(tunnels),
         }
     }
 
@@ -256,6 +254,7 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
                 ApiError::BadGateway(msg).into_response()
             }
         }
+        Err(proxy::ProxyError::Busy) => ApiError::RateLimited.into_response(),
         Err(proxy::ProxyError::Other(e)) => ApiError::BadGateway(format!("the preview failed: {e:#}")).into_response(),
     }
 }
@@ -357,7 +356,7 @@ mod tests {
     use super::*;
 
     fn previews() -> Previews {
-        Previews::new("preview.localhost".into(), "http://127.0.0.1:8080", b"secret", Arc::new(Default::default()))
+        Previews::new("preview.localhost".into(), "http://127.0.0.1:8080", b"secret")
     }
 
     #[test]
@@ -384,8 +383,7 @@ mod tests {
         let mut forged = c.clone();
         forged.replace_range(0..1, if c.starts_with('A') { "B" } else { "A" });
         assert!(!p.cookie_ok(&forged, a, 3000));
-        let other =
-            Previews::new("preview.localhost".into(), "http://x", b"other secret", Arc::new(Default::default()));
+        let other = Previews::new("preview.localhost".into(), "http://x", b"other secret");
         assert!(!other.cookie_ok(&c, a, 3000), "another hub's key");
     }
 }

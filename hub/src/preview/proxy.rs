@@ -1,10 +1,13 @@
 //! Forwarding a preview request to a port in the VM, through the tunnel.
 //!
-//! A pooled HTTP/1.1 client whose connector opens `Tcp { port }` tunnel
-//! streams: keep-alive connections to the user's server are reused across
-//! requests like any reverse proxy's upstream pool. Bodies stream both ways
-//! (so Server-Sent Events arrive as sent), and `Upgrade` requests
-//! (WebSockets, dev-server hot reload) become a raw byte pipe.
+//! Each client connection has its own upstream: a keep-alive HTTP/1.1
+//! connection over one `Tcp { port }` tunnel stream, opened by the first
+//! preview request and reused by the next ones to the same port. Its driver
+//! runs in the client connection's own task (see `http`), so a request and
+//! its answer cross no task or thread boundary in the hub and take no lock
+//! of a shared pool. Bodies stream both ways (so Server-Sent Events arrive as
+//! sent), and `Upgrade` requests (WebSockets, dev-server hot reload) get an
+//! upstream of their own that becomes a raw byte pipe.
 
 use crate::Hub;
 use crate::tunnel::Tunnels;
@@ -12,96 +15,131 @@ use aether_protocol::domain::StreamKind;
 use aether_protocol::{FrameCodec, pb};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use futures_util::StreamExt;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use uuid::Uuid;
-
-/// The pooled client used for every preview.
-pub type Client = hyper_util::client::legacy::Client<Connector, Body>;
 
 /// Why a preview could not be forwarded.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("nothing is listening on that port")]
     Refused,
+    #[error("too many connections to this project's previews")]
+    Busy,
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
-/// aetherd found nothing listening on the port.
-#[derive(Debug, thiserror::Error)]
-#[error("nothing is listening on port {0}")]
-struct Refused(u16);
+/// A future that drives an upstream connection.
+pub type Driver = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-pub fn client(tunnels: Arc<Tunnels>) -> Client {
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(64)
-        .build(Connector { tunnels })
+/// The upstream of one client connection (a request extension).
+pub struct Upstream {
+    idle: Mutex<Option<Kept>>,
+    drivers: mpsc::UnboundedSender<Driver>,
 }
 
-/// Opens tunnel streams for `http://{port}.{project}.tunnel/` URIs.
-#[derive(Clone)]
-pub struct Connector {
-    tunnels: Arc<Tunnels>,
+/// A keep-alive upstream connection and the port it reaches.
+struct Kept {
+    project: Uuid,
+    port: u16,
+    sender: http1::SendRequest<Body>,
 }
 
-fn target(uri: &Uri) -> Option<(u16, Uuid)> {
-    let host = uri.host()?;
-    let mut parts = host.splitn(3, '.');
-    let port = parts.next()?.parse().ok()?;
-    let project = parts.next()?.parse().ok()?;
-    (parts.next()? == "tunnel").then_some((port, project))
-}
-
-impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<TunnelIo>;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+impl Upstream {
+    /// A client connection's upstream; the connection's task must drive what
+    /// arrives on the returned receiver.
+    pub fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<Driver>) {
+        let (drivers, rx) = mpsc::unbounded_channel();
+        (Arc::new(Self { idle: Mutex::new(None), drivers }), rx)
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let tunnels = self.tunnels.clone();
-        Box::pin(async move {
-            let (port, project) = target(&uri).ok_or("not a tunnel address")?;
-            let tunnel = tunnels.get(project).ok_or("the project's VM is not connected")?;
-            let (send, recv) = tunnel.open(StreamKind::Tcp { port }).await?;
-            let mut framed = FramedRead::new(recv, FrameCodec::<pb::Status>::default());
-            let status = framed.next().await.ok_or("no answer from the VM")??;
-            if status.error.is_some() {
-                return Err(Box::new(Refused(port)) as Self::Error);
+    async fn send(
+        &self,
+        tunnels: &Tunnels,
+        project: Uuid,
+        port: u16,
+        mut req: Request,
+        upgrade: bool,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ProxyError> {
+        if !upgrade {
+            let kept = self.idle.lock().expect("upstream lock").take();
+            if let Some(mut kept) = kept.filter(|k| k.project == project && k.port == port) {
+                // Ready once the previous answer's body has been read; an
+                // error means the app closed the connection.
+                if kept.sender.ready().await.is_ok() {
+                    match kept.sender.try_send_request(req).await {
+                        Ok(resp) => {
+                            *self.idle.lock().expect("upstream lock") = Some(kept);
+                            return Ok(resp);
+                        }
+                        // Closed under us before the request went out: retry
+                        // on a new connection.
+                        Err(mut e) => match e.take_message() {
+                            Some(unsent) => req = unsent,
+                            None => {
+                                return Err(anyhow::Error::new(e.into_error()).context("forwarding to the VM").into());
+                            }
+                        },
+                    }
+                }
             }
-            let parts = framed.into_parts();
-            let recv = std::io::Cursor::new(parts.read_buf.freeze()).chain(parts.io);
-            Ok(TokioIo::new(TunnelIo { recv, send }))
-        })
+        }
+        let io = connect(tunnels, project, port).await?;
+        let (mut sender, conn) = http1::handshake(io).await.map_err(|e| anyhow::Error::new(e).context("to the VM"))?;
+        if upgrade {
+            tokio::spawn(async move {
+                let _ = conn.with_upgrades().await;
+            });
+        } else if self
+            .drivers
+            .send(Box::pin(async move {
+                let _ = conn.await;
+            }))
+            .is_err()
+        {
+            return Err(anyhow::anyhow!("the client connection is closing").into());
+        }
+        let resp = sender.send_request(req).await.map_err(|e| anyhow::Error::new(e).context("forwarding to the VM"))?;
+        if !upgrade {
+            *self.idle.lock().expect("upstream lock") = Some(Kept { project, port, sender });
+        }
+        Ok(resp)
     }
+}
+
+/// Opens a `Tcp { port }` stream and waits for aetherd's answer.
+async fn connect(tunnels: &Tunnels, project: Uuid, port: u16) -> Result<TokioIo<TunnelIo>, ProxyError> {
+    let tunnel = tunnels.get(project).ok_or_else(|| anyhow::anyhow!("the project's VM is not connected"))?;
+    let permit = tunnel.preview_streams.clone().try_acquire_owned().map_err(|_| ProxyError::Busy)?;
+    let (send, recv) = tunnel.open(StreamKind::Tcp { port }).await?;
+    let mut framed = FramedRead::new(recv, FrameCodec::<pb::Status>::default());
+    let status =
+        framed.next().await.ok_or_else(|| anyhow::anyhow!("no answer from the VM"))?.map_err(anyhow::Error::from)?;
+    if status.error.is_some() {
+        return Err(ProxyError::Refused);
+    }
+    let parts = framed.into_parts();
+    let recv = std::io::Cursor::new(parts.read_buf.freeze()).chain(parts.io);
+    Ok(TokioIo::new(TunnelIo { recv, send, _permit: permit }))
 }
 
 /// One tunnel stream as a byte connection.
 pub struct TunnelIo {
     recv: tokio::io::Chain<std::io::Cursor<bytes::Bytes>, quinn::RecvStream>,
     send: quinn::SendStream,
-}
-
-impl Connection for TunnelIo {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl AsyncRead for TunnelIo {
@@ -127,24 +165,15 @@ impl AsyncWrite for TunnelIo {
 const HOP_BY_HOP: [&str; 7] =
     ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer"];
 
-fn is_refused(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(s) = source {
-        if s.is::<Refused>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
-}
-
 /// Sends `req` to `port` in the project's VM and streams the answer back.
 pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> Result<Response, ProxyError> {
     let upgrading = req.headers().contains_key(header::UPGRADE);
     let original_host = req.headers().get(header::HOST).cloned();
     let client_ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    *req.uri_mut() = format!("http://{port}.{project}.tunnel{path}").parse().map_err(anyhow::Error::from)?;
+    if req.uri().authority().is_some() {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        *req.uri_mut() = path.parse().map_err(anyhow::Error::from)?;
+    }
 
     let headers = req.headers_mut();
     if !upgrading {
@@ -166,12 +195,12 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
         }
     }
 
+    let upstream = req
+        .extensions_mut()
+        .remove::<Arc<Upstream>>()
+        .ok_or_else(|| anyhow::anyhow!("a preview request outside a client connection"))?;
     let downstream = upgrading.then(|| hyper::upgrade::on(&mut req));
-    let mut resp = match hub.previews.client.request(req).await {
-        Ok(r) => r,
-        Err(e) if is_refused(&e) => return Err(ProxyError::Refused),
-        Err(e) => return Err(ProxyError::Other(anyhow::Error::new(e).context("forwarding to the VM"))),
-    };
+    let mut resp = upstream.send(&hub.tunnels, project, port, req, upgrading).await?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(downstream) = downstream
     {

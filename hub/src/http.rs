@@ -1,0 +1,217 @@
+//! The HTTP listener. Every connection is served by the same router (API,
+//! web app, previews), on the main runtime, or on the data plane when its
+//! first request names a preview host: the connection's first request head
+//! is read here, its Host looked at, and the bytes handed on unchanged.
+//!
+//! A later request on the same connection may name another host; it is
+//! routed like any request, just from the thread the connection lives on.
+
+use crate::Hub;
+use crate::preview::proxy::Upstream;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_service::Service;
+
+/// A first request head longer than this is not looked at here (the server
+/// answers it as it would any over-long head).
+const MAX_SNIFF: usize = 16 * 1024;
+/// A connection that sends no complete request head for this long is closed.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// A keep-alive connection idle this long between requests is closed (and
+/// with it the preview upstream it holds).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// At shutdown, how long requests in flight get to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Accepts connections until `shutdown`, then lets requests in flight finish.
+pub async fn serve(listener: TcpListener, app: Router, hub: Arc<Hub>, plane: Handle, shutdown: CancellationToken) {
+    let connections = TaskTracker::new();
+    loop {
+        let (tcp, remote) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather
+                    // than spin on a listener that can't accept.
+                    tracing::warn!(error = %e, "accepting an HTTP connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let conn = Conn { app: app.clone(), remote, shutdown: shutdown.clone() };
+        connections.spawn(route(tcp, conn, hub.clone(), plane.clone(), connections.clone()));
+    }
+    connections.close();
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, connections.wait()).await;
+}
+
+struct Conn {
+    app: Router,
+    remote: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+/// What a connection's first request head says about it.
+enum FirstRequest {
+    /// The client went away (or never sent a request).
+    Gone,
+    Preview,
+    Other,
+}
+
+async fn route(mut tcp: TcpStream, conn: Conn, hub: Arc<Hub>, plane: Handle, tasks: TaskTracker) {
+    let mut head = BytesMut::with_capacity(2048);
+    let first = tokio::select! {
+        () = conn.shutdown.cancelled() => FirstRequest::Gone,
+        r = tokio::time::timeout(FIRST_REQUEST_TIMEOUT, first_request(&mut tcp, &mut head, &hub)) => {
+            r.unwrap_or(FirstRequest::Gone)
+        }
+    };
+    let head = head.freeze();
+    match first {
+        FirstRequest::Gone => {}
+        FirstRequest::Other => serve_connection(Prefixed { head, tcp }, conn).await,
+        FirstRequest::Preview => match tcp.into_std() {
+            Ok(std) => {
+                tasks.spawn_on(
+                    async move {
+                        match TcpStream::from_std(std) {
+                            Ok(tcp) => serve_connection(Prefixed { head, tcp }, conn).await,
+                            Err(e) => tracing::debug!(error = %e, "moving a preview connection"),
+                        }
+                    },
+                    &plane,
+                );
+            }
+            Err(e) => tracing::debug!(error = %e, "moving a preview connection"),
+        },
+    }
+}
+
+/// Reads until the first request head is complete and says where it goes.
+async fn first_request(tcp: &mut TcpStream, head: &mut BytesMut, hub: &Hub) -> FirstRequest {
+    loop {
+        match tcp.read_buf(head).await {
+            Ok(0) if head.is_empty() => return FirstRequest::Gone,
+            Ok(0) => return FirstRequest::Other,
+            Ok(_) => {}
+            Err(_) => return FirstRequest::Gone,
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(head) {
+            Ok(httparse::Status::Complete(_)) => {
+                let host = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("host"));
+                let preview = host
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                    .is_some_and(|h| hub.previews.parse_host(h).is_some());
+                return if preview { FirstRequest::Preview } else { FirstRequest::Other };
+            }
+            Ok(httparse::Status::Partial) if head.len() < MAX_SNIFF => {}
+            // Too long or malformed: the server gives the client its error.
+            _ => return FirstRequest::Other,
+        }
+    }
+}
+
+async fn serve_connection(io: Prefixed, conn: Conn) {
+    let Conn { app, remote, shutdown } = conn;
+    // Previews' upstream connections are driven here, in this task.
+    let (upstream, mut new_drivers) = Upstream::new();
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let mut req = req.map(Body::new);
+        req.extensions_mut().insert(ConnectInfo(remote));
+        req.extensions_mut().insert(upstream.clone());
+        app.clone().call(req)
+    });
+    // hyper's header timeout runs from the moment it waits for a request
+    // head, so it is also the keep-alive idle timeout.
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(IDLE_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut served = std::pin::pin!(served);
+    let mut drivers = FuturesUnordered::new();
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            biased;
+            r = served.as_mut() => {
+                if let Err(e) = r {
+                    tracing::trace!(error = %e, "HTTP connection ended");
+                }
+                return;
+            }
+            Some(driver) = new_drivers.recv() => drivers.push(driver),
+            Some(()) = drivers.next(), if !drivers.is_empty() => {}
+            () = shutdown.cancelled(), if !closing => {
+                closing = true;
+                served.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// A connection whose first bytes were already read.
+struct Prefixed {
+    head: Bytes,
+    tcp: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.head.has_remaining() {
+            let n = self.head.len().min(buf.remaining());
+            buf.put_slice(&self.head[..n]);
+            self.head.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
