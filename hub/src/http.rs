@@ -11,11 +11,13 @@ use crate::preview::proxy::Upstream;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::header;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -57,7 +59,7 @@ pub async fn serve(listener: TcpListener, app: Router, hub: Arc<Hub>, plane: Han
             },
         };
         let _ = tcp.set_nodelay(true);
-        let conn = Conn { app: app.clone(), remote, shutdown: shutdown.clone() };
+        let conn = Conn { app: app.clone(), hub: hub.clone(), remote, shutdown: shutdown.clone() };
         connections.spawn(route(tcp, conn, hub.clone(), plane.clone(), connections.clone()));
     }
     connections.close();
@@ -66,6 +68,7 @@ pub async fn serve(listener: TcpListener, app: Router, hub: Arc<Hub>, plane: Han
 
 struct Conn {
     app: Router,
+    hub: Arc<Hub>,
     remote: SocketAddr,
     shutdown: CancellationToken,
 }
@@ -134,14 +137,29 @@ async fn first_request(tcp: &mut TcpStream, head: &mut BytesMut, hub: &Hub) -> F
 }
 
 async fn serve_connection(io: Prefixed, conn: Conn) {
-    let Conn { app, remote, shutdown } = conn;
+    let Conn { app, hub, remote, shutdown } = conn;
     // Previews' upstream connections are driven here, in this task.
     let (upstream, mut new_drivers) = Upstream::new();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let mut req = req.map(Body::new);
         req.extensions_mut().insert(ConnectInfo(remote));
-        req.extensions_mut().insert(upstream.clone());
-        app.clone().call(req)
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+        let preview = host.and_then(|h| hub.previews.parse_host(h));
+        let (hub, mut app, upstream) = (hub.clone(), app.clone(), upstream.clone());
+        async move {
+            // Preview traffic is the user's app's, not the API's: none of the
+            // API's layers apply to it.
+            Ok::<_, Infallible>(match preview {
+                Some((port, project)) => {
+                    req.extensions_mut().insert(upstream);
+                    crate::preview::handle(hub, req, port, project).await
+                }
+                None => match app.call(req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                },
+            })
+        }
     });
     // hyper's header timeout runs from the moment it waits for a request
     // head, so it is also the keep-alive idle timeout.

@@ -84,6 +84,10 @@ impl Tunnels {
         self.map.lock().expect("tunnels lock").get(&project).cloned()
     }
 
+    pub fn contains(&self, project: Uuid) -> bool {
+        self.map.lock().expect("tunnels lock").contains_key(&project)
+    }
+
     pub fn count(&self) -> usize {
         self.map.lock().expect("tunnels lock").len()
     }

@@ -40,18 +40,14 @@ pub fn app(state: AppState) -> Router {
             crate::error::ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
         }))
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
-        // Outermost: preview traffic is the user's app's, not the API's.
-        .layer(middleware::from_fn_with_state(state.clone(), route_previews))
+        // Preview-auth is on the app's own origin, outside the API's layers.
+        .layer(middleware::from_fn(preview_auth_page))
         .with_state(state)
 }
 
-/// Sends requests for preview hosts to the preview proxy; everything else
-/// goes on to the API and the web app.
-async fn route_previews(State(hub): State<AppState>, req: Request, next: Next) -> Response {
-    let host = req.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
-    if let Some((port, project)) = host.and_then(|h| hub.previews.parse_host(h)) {
-        return crate::preview::handle(hub, req, port, project).await;
-    }
+/// The page that turns a signed-in session into a one-time preview link
+/// (requests for preview hosts never reach this router: see `http`).
+async fn preview_auth_page(req: Request, next: Next) -> Response {
     if req.uri().path() == "/__aether/preview-auth" {
         return crate::preview::auth_page();
     }

@@ -199,7 +199,7 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
         return authorise(&hub, query, html, port, project_id).await;
     }
     // A connected VM proves the project exists; only otherwise ask the database.
-    let connected = hub.tunnels.get(project_id).is_some();
+    let connected = hub.tunnels.contains(project_id);
     let project = if connected {
         None
     } else {
@@ -261,25 +261,10 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
 
 /// Removes aether's cookie and aether access tokens from what the app sees.
 fn strip_credentials(hub: &Hub, req: &mut Request) {
-    let cookies: Vec<String> = req
-        .headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(|line| {
-            line.split(';')
-                .map(str::trim)
-                .filter(|c| !c.starts_with(&format!("{COOKIE}=")))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-        .filter(|l| !l.is_empty())
-        .collect();
-    req.headers_mut().remove(header::COOKIE);
-    for c in cookies {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            req.headers_mut().append(header::COOKIE, v);
-        }
+    let prefix = format!("{COOKIE}=");
+    let ours = |line: &str| line.split(';').any(|c| c.trim().starts_with(&prefix));
+    if req.headers().get_all(header::COOKIE).iter().any(|v| v.to_str().map_or(true, ours)) {
+        strip_cookie(req, &prefix);
     }
     let ours = req
         .headers()
@@ -289,6 +274,24 @@ fn strip_credentials(hub: &Hub, req: &mut Request) {
         .is_some_and(|t| hub.tokens.verify(t.trim()).is_some());
     if ours {
         req.headers_mut().remove(header::AUTHORIZATION);
+    }
+}
+
+/// Removes aether's cookie from the request's Cookie headers, keeping the app's.
+fn strip_cookie(req: &mut Request, prefix: &str) {
+    let cookies: Vec<String> = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|line| line.split(';').map(str::trim).filter(|c| !c.starts_with(prefix)).collect::<Vec<_>>().join("; "))
+        .filter(|l| !l.is_empty())
+        .collect();
+    req.headers_mut().remove(header::COOKIE);
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            req.headers_mut().append(header::COOKIE, v);
+        }
     }
 }
 
