@@ -5,6 +5,11 @@
 //! terminal, as a user would); the proxy hop is a second nginx with an
 //! upstream keep-alive pool. Needs `wrk` and `nginx` (Debian: wrk,
 //! nginx-light).
+//!
+//! Runs on a small shared machine vary by ±20 % from one to the next, so
+//! each figure is the median of `AETHER_BENCH_ROUNDS` (default 3) rounds,
+//! and each round runs the three targets back to back: the comparison is
+//! always between runs made a few seconds apart.
 
 use crate::hub::Hub;
 use futures_util::SinkExt;
@@ -14,6 +19,16 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 const SECONDS: u32 = 5;
+
+fn rounds() -> usize {
+    std::env::var("AETHER_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(3)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -115,7 +130,7 @@ pub fn run(rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let result = rt.block_on(measure(&hub));
     rt.block_on(hub.stop());
     let rows = result?;
-    println!("aether previews benchmark (wrk, {SECONDS} s per run)");
+    println!("aether previews benchmark (wrk, {SECONDS} s per run; medians of {} rounds)", rounds());
     println!("{:<30} {:>12} {:>12} {:>12} {:>12}", "", "direct", "nginx hop", "preview", "preview/nginx");
     for (name, [d, n, p]) in rows {
         let ratio = |a: f64, b: f64| if name.contains("p50") || name.contains("p99") { a / b } else { a / b * 100.0 };
@@ -202,14 +217,16 @@ async fn measure(hub: &Hub) -> anyhow::Result<Rows> {
     }
     let mut runs = Vec::new();
     for (conns, path) in [(1, "/1k.txt"), (32, "/1k.txt"), (1, "/10m.bin")] {
-        let mut per = [Wrk::default(); 3];
-        for (i, (base, host)) in targets.iter().enumerate() {
-            eprintln!("wrk -c{conns} {path} via {}", ["direct", "nginx", "preview"][i]);
-            per[i] = tokio::task::block_in_place(|| wrk(&format!("{base}{path}"), *host, conns))?;
+        let mut per: [Vec<Wrk>; 3] = Default::default();
+        for round in 1..=rounds() {
+            for (i, (base, host)) in targets.iter().enumerate() {
+                eprintln!("round {round}: wrk -c{conns} {path} via {}", ["direct", "nginx", "preview"][i]);
+                per[i].push(tokio::task::block_in_place(|| wrk(&format!("{base}{path}"), *host, conns))?);
+            }
         }
         runs.push(per);
     }
-    let pick = |run: &[Wrk; 3], f: fn(&Wrk) -> f64| [f(&run[0]), f(&run[1]), f(&run[2])];
+    let pick = |run: &[Vec<Wrk>; 3], f: fn(&Wrk) -> f64| run.clone().map(|r| median(r.iter().map(f).collect()));
     let _ = term.close(None).await;
     Ok(vec![
         ("1 KB, 1 conn: requests/s", pick(&runs[0], |w| w.rps)),
