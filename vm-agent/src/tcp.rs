@@ -5,12 +5,18 @@
 //! why not), then copies raw bytes both ways until either side closes.
 
 use aether_protocol::{FrameCodec, pb};
+use bytes::BytesMut;
 use futures_util::SinkExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedWrite;
 
-const COPY_BUF: usize = 128 * 1024;
+/// Largest chunk read from the tunnel at once.
+const MAX_CHUNK: usize = 128 * 1024;
+/// A connection's read buffer starts this small (most connections carry
+/// small requests, and one is held per idle keep-alive preview connection)
+/// and doubles, up to `MAX_CHUNK`, while reads fill it.
+const FIRST_READ: usize = 8 * 1024;
 
 pub async fn serve(port: u16, mut recv: quinn::RecvStream, send: quinn::SendStream) -> anyhow::Result<()> {
     let conn = match TcpStream::connect(("127.0.0.1", port)).await {
@@ -33,14 +39,32 @@ pub async fn serve(port: u16, mut recv: quinn::RecvStream, send: quinn::SendStre
     let _ = tcp.set_nodelay(true);
     let mut send = framed.into_inner();
     let (mut tcp_read, mut tcp_write) = tcp.split();
-    // Large buffers: bulk transfers (downloads, scp) go in big frames.
+    // Chunks move without a copy in aetherd: quinn's received chunks go to
+    // the socket as they are, and what the socket gives is handed to quinn
+    // as it is.
     let upstream = async {
-        tokio::io::copy_buf(&mut tokio::io::BufReader::with_capacity(COPY_BUF, &mut recv), &mut tcp_write).await?;
-        tcp_write.shutdown().await
+        while let Some(chunk) = recv.read_chunk(MAX_CHUNK, true).await? {
+            tcp_write.write_all(&chunk.bytes).await?;
+        }
+        tcp_write.shutdown().await?;
+        anyhow::Ok(())
     };
     let downstream = async {
-        tokio::io::copy_buf(&mut tokio::io::BufReader::with_capacity(COPY_BUF, &mut tcp_read), &mut send).await?;
-        send.shutdown().await
+        let mut size = FIRST_READ;
+        let mut buf = BytesMut::new();
+        loop {
+            buf.reserve(size);
+            let n = tcp_read.read_buf(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            if n >= size {
+                size = (size * 2).min(MAX_CHUNK);
+            }
+            send.write_chunk(buf.split().freeze()).await?;
+        }
+        send.finish()?;
+        anyhow::Ok(())
     };
     let (up, down) = tokio::join!(upstream, downstream);
     up.and(down)?;
