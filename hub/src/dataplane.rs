@@ -1,5 +1,6 @@
 //! The data plane: one thread that runs the QUIC tunnel endpoint (every
-//! tunnel's connection driver) and the HTTP connections of previews.
+//! tunnel's connection driver) and the HTTP connections whose traffic is
+//! tunnel traffic: previews and WebSockets (terminals, files watch).
 //!
 //! A preview request crosses the client's TCP connection, the HTTP server,
 //! the upstream HTTP client and the tunnel's QUIC connection. On the
@@ -9,9 +10,9 @@
 //! plain task switches, and a burst of requests on many connections leaves
 //! the tunnel's driver one wake-up that sends them in a few datagrams.
 //!
-//! Everything else (the API, the database, terminals, the SSH jump host)
-//! stays on the main multi-thread runtime; its tasks reach the tunnels
-//! through quinn's thread-safe handles as before.
+//! Everything else (the API, the database, the SSH jump host) stays on the
+//! main multi-thread runtime; its tasks reach the tunnels through quinn's
+//! thread-safe handles.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,12 +1,17 @@
-//! The HTTP listener. Every connection is served by the same router (API,
-//! web app, previews), on the main runtime, or on the data plane when its
-//! first request names a preview host: the connection's first request head
-//! is read here, its Host looked at, and the bytes handed on unchanged.
+//! The HTTP listener. Every connection is served the same way (previews by
+//! Host, then the API and web app), on the main runtime, or on the data
+//! plane when its traffic is mostly tunnel traffic: the connection's first
+//! request head is read here, and a preview host or a WebSocket upgrade
+//! (terminals, the files watch, agent activity, an app's own WebSockets)
+//! sends the connection to the data plane, with the bytes read handed on
+//! unchanged. A terminal keystroke then goes from its WebSocket to quinn's
+//! driver and back without a cross-thread wake-up.
 //!
 //! A later request on the same connection may name another host; it is
 //! routed like any request, just from the thread the connection lives on.
 
 use crate::Hub;
+use crate::preview::Previews;
 use crate::preview::proxy::Upstream;
 use axum::Router;
 use axum::body::Body;
@@ -60,7 +65,7 @@ pub async fn serve(listener: TcpListener, app: Router, hub: Arc<Hub>, plane: Han
         };
         let _ = tcp.set_nodelay(true);
         let conn = Conn { app: app.clone(), hub: hub.clone(), remote, shutdown: shutdown.clone() };
-        connections.spawn(route(tcp, conn, hub.clone(), plane.clone(), connections.clone()));
+        connections.spawn(route(tcp, conn, plane.clone(), connections.clone()));
     }
     connections.close();
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, connections.wait()).await;
@@ -74,18 +79,20 @@ struct Conn {
 }
 
 /// What a connection's first request head says about it.
+#[derive(Debug, PartialEq)]
 enum FirstRequest {
     /// The client went away (or never sent a request).
     Gone,
-    Preview,
+    /// Tunnel traffic: for the data plane.
+    Tunnel,
     Other,
 }
 
-async fn route(mut tcp: TcpStream, conn: Conn, hub: Arc<Hub>, plane: Handle, tasks: TaskTracker) {
+async fn route(mut tcp: TcpStream, conn: Conn, plane: Handle, tasks: TaskTracker) {
     let mut head = BytesMut::with_capacity(2048);
     let first = tokio::select! {
         () = conn.shutdown.cancelled() => FirstRequest::Gone,
-        r = tokio::time::timeout(FIRST_REQUEST_TIMEOUT, first_request(&mut tcp, &mut head, &hub)) => {
+        r = tokio::time::timeout(FIRST_REQUEST_TIMEOUT, first_request(&mut tcp, &mut head, &conn.hub.previews)) => {
             r.unwrap_or(FirstRequest::Gone)
         }
     };
@@ -93,25 +100,25 @@ async fn route(mut tcp: TcpStream, conn: Conn, hub: Arc<Hub>, plane: Handle, tas
     match first {
         FirstRequest::Gone => {}
         FirstRequest::Other => serve_connection(Prefixed { head, tcp }, conn).await,
-        FirstRequest::Preview => match tcp.into_std() {
+        FirstRequest::Tunnel => match tcp.into_std() {
             Ok(std) => {
                 tasks.spawn_on(
                     async move {
                         match TcpStream::from_std(std) {
                             Ok(tcp) => serve_connection(Prefixed { head, tcp }, conn).await,
-                            Err(e) => tracing::debug!(error = %e, "moving a preview connection"),
+                            Err(e) => tracing::debug!(error = %e, "moving a connection to the data plane"),
                         }
                     },
                     &plane,
                 );
             }
-            Err(e) => tracing::debug!(error = %e, "moving a preview connection"),
+            Err(e) => tracing::debug!(error = %e, "moving a connection to the data plane"),
         },
     }
 }
 
 /// Reads until the first request head is complete and says where it goes.
-async fn first_request(tcp: &mut TcpStream, head: &mut BytesMut, hub: &Hub) -> FirstRequest {
+async fn first_request(tcp: &mut TcpStream, head: &mut BytesMut, previews: &Previews) -> FirstRequest {
     loop {
         match tcp.read_buf(head).await {
             Ok(0) if head.is_empty() => return FirstRequest::Gone,
@@ -123,11 +130,15 @@ async fn first_request(tcp: &mut TcpStream, head: &mut BytesMut, hub: &Hub) -> F
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(head) {
             Ok(httparse::Status::Complete(_)) => {
-                let host = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("host"));
-                let preview = host
-                    .and_then(|h| std::str::from_utf8(h.value).ok())
-                    .is_some_and(|h| hub.previews.parse_host(h).is_some());
-                return if preview { FirstRequest::Preview } else { FirstRequest::Other };
+                let header = |name: &str| {
+                    req.headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case(name))
+                        .and_then(|h| std::str::from_utf8(h.value).ok())
+                };
+                let preview = header("host").is_some_and(|h| previews.parse_host(h).is_some());
+                let websocket = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+                return if preview || websocket { FirstRequest::Tunnel } else { FirstRequest::Other };
             }
             Ok(httparse::Status::Partial) if head.len() < MAX_SNIFF => {}
             // Too long or malformed: the server gives the client its error.
@@ -231,5 +242,66 @@ impl AsyncWrite for Prefixed {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// Sends `parts` (one write each) on a fresh connection; returns what
+    /// the first request says and every byte the server side then reads.
+    async fn sniff(parts: &[&[u8]]) -> (FirstRequest, Vec<u8>) {
+        let previews = Previews::new("preview.localhost".into(), "http://127.0.0.1:8080", b"k");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let owned: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+        let writer = tokio::spawn(async move {
+            for p in owned {
+                client.write_all(&p).await.unwrap();
+                client.flush().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            client.shutdown().await.unwrap();
+        });
+        let mut head = BytesMut::new();
+        let first = first_request(&mut server, &mut head, &previews).await;
+        let mut all = Vec::new();
+        if first != FirstRequest::Gone {
+            Prefixed { head: head.freeze(), tcp: server }.read_to_end(&mut all).await.unwrap();
+        }
+        writer.await.unwrap();
+        (first, all)
+    }
+
+    #[tokio::test]
+    async fn previews_and_websockets_go_to_the_data_plane_with_every_byte() {
+        let id = uuid::Uuid::new_v4();
+        let preview = format!("GET /a HTTP/1.1\r\nHost: 3000-{id}.preview.localhost:8080\r\n\r\nbody");
+        let (first, bytes) = sniff(&[&preview.as_bytes()[..20], &preview.as_bytes()[20..]]).await;
+        assert_eq!(first, FirstRequest::Tunnel, "a head split across reads");
+        assert_eq!(bytes, preview.as_bytes(), "the server reads everything, from the first byte");
+
+        let ws = b"GET /api/projects/x/terminal HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\r\n";
+        assert_eq!(sniff(&[ws]).await.0, FirstRequest::Tunnel);
+
+        let api = b"GET /api/projects HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
+        assert_eq!(sniff(&[api]).await, (FirstRequest::Other, api.to_vec()));
+        let other = format!("GET / HTTP/1.1\r\nHost: 3000-{id}.evil.example\r\n\r\n");
+        assert_eq!(sniff(&[other.as_bytes()]).await.0, FirstRequest::Other);
+    }
+
+    #[tokio::test]
+    async fn odd_first_requests_are_left_to_the_server() {
+        assert_eq!(sniff(&[]).await.0, FirstRequest::Gone, "closed without a byte");
+        let (first, bytes) = sniff(&[b"GET / HT"]).await;
+        assert_eq!((first, bytes), (FirstRequest::Other, b"GET / HT".to_vec()), "closed mid-head");
+        assert_eq!(sniff(&[b"\x16\x03\x01 not http\r\n\r\n"]).await.0, FirstRequest::Other);
+        let long = format!("GET / HTTP/1.1\r\nX-Long: {}\r\n", "a".repeat(MAX_SNIFF + 10));
+        let (first, bytes) = sniff(&[long.as_bytes()]).await;
+        assert_eq!(first, FirstRequest::Other, "a head longer than the limit");
+        assert_eq!(bytes, long.as_bytes());
     }
 }

@@ -6,11 +6,6 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc: the proxy paths allocate per request, and glibc's malloc was a
-/// tenth of the hub's CPU time under load.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "aetherd", version, about = "The aether agent that runs in every project VM")]
 struct Cli {
