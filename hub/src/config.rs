@@ -51,6 +51,9 @@ pub struct Config {
     /// client connection to a preview keeps one). aetherd accepts 1,024 per
     /// tunnel; the rest stay free for terminals, files and SSH.
     pub preview_streams: usize,
+    /// Threads that run the tunnels and their previews' and WebSockets'
+    /// connections (see `dataplane`).
+    pub data_plane_threads: usize,
     /// `host:port` VMs dial for the tunnel; default: the tunnel's listen
     /// address (loopback when that is unspecified).
     pub tunnel_public_addr: Option<String>,
@@ -114,6 +117,7 @@ impl Config {
             wait_timeout: Duration::from_secs(60),
             max_write_bytes: 100 << 20,
             preview_streams: 768,
+            data_plane_threads: 2,
             tunnel_public_addr: None,
             fly: None,
             reconcile_interval: Duration::from_secs(60),

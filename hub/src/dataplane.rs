@@ -1,14 +1,17 @@
-//! The data plane: one thread that runs the QUIC tunnel endpoint (every
-//! tunnel's connection driver) and the HTTP connections whose traffic is
-//! tunnel traffic: previews and WebSockets (terminals, files watch).
+//! The data plane: a few threads, each with a single-threaded runtime, that
+//! run the tunnels (each tunnel's QUIC connection driver lives on one of
+//! them) and the HTTP connections whose traffic is tunnel traffic: previews
+//! and WebSockets (terminals, files watch), each on its tunnel's thread.
 //!
 //! A preview request crosses the client's TCP connection, the HTTP server,
 //! the upstream HTTP client and the tunnel's QUIC connection. On the
 //! work-stealing runtime each of those hops could land on another worker
 //! thread and cost a cross-thread wake-up (a futex and an idle vCPU waking):
-//! that was most of a preview's added latency. On one thread the hops are
-//! plain task switches, and a burst of requests on many connections leaves
-//! the tunnel's driver one wake-up that sends them in a few datagrams.
+//! that was most of a preview's added latency. On the tunnel's own thread
+//! the hops are plain task switches, and a burst of requests on many
+//! connections leaves the tunnel's driver one wake-up that sends them in a
+//! few datagrams. Tunnels are spread over the threads, so the hub still uses
+//! every core.
 //!
 //! Everything else (the API, the database, the SSH jump host) stays on the
 //! main multi-thread runtime; its tasks reach the tunnels through quinn's
@@ -17,76 +20,124 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use tokio::runtime::Handle;
 
-/// The data plane's thread and runtime. Dropping it stops both; tasks still
-/// on it are dropped.
+/// The data plane's threads. Dropping it stops them; tasks still on them
+/// are dropped.
 pub struct DataPlane {
-    handle: Handle,
+    shards: Vec<Shard>,
+    placer: Arc<Placer>,
+}
+
+struct Shard {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl DataPlane {
-    pub fn start() -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new().name("aether-dataplane".into()).spawn(move || {
-            runtime.block_on(async {
-                let _ = stopped.await;
-            });
-            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-        })?;
-        Ok(Self { handle, stop: Some(stop), thread: Some(thread) })
+    /// Starts `threads` data-plane threads (at least one).
+    pub fn start(threads: usize) -> std::io::Result<Self> {
+        let mut shards = Vec::new();
+        let mut handles = Vec::new();
+        for i in 0..threads.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            handles.push(runtime.handle().clone());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::Builder::new().name(format!("aether-data-{i}")).spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+                runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            })?;
+            shards.push(Shard { stop: Some(stop), thread: Some(thread) });
+        }
+        let placer = Arc::new(Placer { handles, target: AtomicUsize::new(0), next: AtomicUsize::new(0) });
+        Ok(Self { shards, placer })
     }
 
-    pub fn handle(&self) -> &Handle {
-        &self.handle
+    /// Where tunnels go, and the quinn runtime that puts them there.
+    pub fn placer(&self) -> Arc<Placer> {
+        self.placer.clone()
     }
 
-    /// A quinn runtime whose drivers, timers and socket live on this thread.
-    pub fn quinn_runtime(&self) -> Arc<dyn quinn::Runtime> {
-        Arc::new(QuinnOn(self.handle.clone()))
-    }
-
-    /// Stops the thread and waits for it, off the async threads.
+    /// Stops the threads and waits for them, off the async threads.
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+        let threads: Vec<_> = self
+            .shards
+            .iter_mut()
+            .filter_map(|s| {
+                if let Some(stop) = s.stop.take() {
+                    let _ = stop.send(());
+                }
+                s.thread.take()
+            })
+            .collect();
+        let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
     }
 }
 
 impl Drop for DataPlane {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        for s in &mut self.shards {
+            if let Some(stop) = s.stop.take() {
+                let _ = stop.send(());
+            }
         }
     }
 }
 
-/// quinn's tokio runtime, pinned to one runtime whichever thread calls it
-/// (quinn spawns a connection's driver from the task that accepts it).
-#[derive(Debug)]
-struct QuinnOn(Handle);
+/// Places tunnels on data-plane threads; quinn's runtime for the endpoint.
+///
+/// quinn spawns a connection's driver inside `Incoming::accept`, a
+/// synchronous call: the tunnel listener calls `place_next` just before it,
+/// and the driver goes to the thread chosen. Timers go to the thread that
+/// asks for them (quinn makes them in the driver); the socket and the
+/// endpoint's driver live on the first thread.
+pub struct Placer {
+    handles: Vec<Handle>,
+    target: AtomicUsize,
+    next: AtomicUsize,
+}
 
-impl quinn::Runtime for QuinnOn {
+impl std::fmt::Debug for Placer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Placer").field("threads", &self.handles.len()).finish()
+    }
+}
+
+impl Placer {
+    /// Chooses the thread for the next accepted tunnel (in turn) and
+    /// returns its index. Call from the one task that accepts tunnels.
+    pub fn place_next(&self) -> usize {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
+        self.target.store(i, Ordering::Relaxed);
+        i
+    }
+
+    /// The runtime of data-plane thread `i` (the first if out of range).
+    pub fn handle(&self, i: usize) -> &Handle {
+        self.handles.get(i).unwrap_or(&self.handles[0])
+    }
+
+    pub fn threads(&self) -> usize {
+        self.handles.len()
+    }
+}
+
+impl quinn::Runtime for Placer {
     fn new_timer(&self, t: Instant) -> Pin<Box<dyn quinn::AsyncTimer>> {
-        let _on = self.0.enter();
+        let _on = Handle::try_current().is_err().then(|| self.handles[0].enter());
         Box::pin(tokio::time::sleep_until(t.into()))
     }
 
     fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) {
-        self.0.spawn(future);
+        self.handle(self.target.load(Ordering::Relaxed)).spawn(future);
     }
 
     fn wrap_udp_socket(&self, sock: std::net::UdpSocket) -> std::io::Result<Arc<dyn quinn::AsyncUdpSocket>> {
-        let _on = self.0.enter();
+        let _on = self.handles[0].enter();
         quinn::TokioRuntime.wrap_udp_socket(sock)
     }
 
@@ -98,21 +149,32 @@ impl quinn::Runtime for QuinnOn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quinn::Runtime;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn quinn_tasks_run_on_the_data_plane_thread() {
-        let plane = DataPlane::start().unwrap();
-        let runtime = plane.quinn_runtime();
+    async fn thread_of(placer: &Placer) -> String {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        runtime.spawn(Box::pin(async move {
+        placer.spawn(Box::pin(async move {
             let _ = tx.send(std::thread::current().name().map(str::to_owned));
         }));
-        assert_eq!(rx.await.unwrap().as_deref(), Some("aether-dataplane"));
-        // A timer made on another runtime's thread still fires (it belongs to
-        // the data plane's clock).
-        let timer = runtime.new_timer(Instant::now() + std::time::Duration::from_millis(5));
+        rx.await.unwrap().unwrap_or_default()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnels_are_spread_over_the_threads_in_turn() {
+        let plane = DataPlane::start(2).unwrap();
+        let placer = plane.placer();
+        assert_eq!(thread_of(&placer).await, "aether-data-0", "the endpoint's driver");
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let i = placer.place_next();
+            assert_eq!(thread_of(&placer).await, format!("aether-data-{i}"));
+            seen.push(i);
+        }
+        assert_eq!(seen, [0, 1, 0, 1]);
+        // A timer made off the data plane still fires.
+        let timer = placer.new_timer(Instant::now() + std::time::Duration::from_millis(5));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        plane.handle().spawn(async move {
+        placer.handle(1).spawn(async move {
             let mut timer = timer;
             std::future::poll_fn(|cx| timer.as_mut().poll(cx)).await;
             let _ = tx.send(());

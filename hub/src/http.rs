@@ -11,6 +11,7 @@
 //! routed like any request, just from the thread the connection lives on.
 
 use crate::Hub;
+use crate::dataplane::Placer;
 use crate::preview::Previews;
 use crate::preview::proxy::Upstream;
 use axum::Router;
@@ -30,10 +31,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
+use uuid::Uuid;
 
 /// A first request head longer than this is not looked at here (the server
 /// answers it as it would any over-long head).
@@ -47,7 +48,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Accepts connections until `shutdown`, then lets requests in flight finish.
-pub async fn serve(listener: TcpListener, app: Router, hub: Arc<Hub>, plane: Handle, shutdown: CancellationToken) {
+pub async fn serve(listener: TcpListener, app: Router, hub: Arc<Hub>, plane: Arc<Placer>, shutdown: CancellationToken) {
     let connections = TaskTracker::new();
     loop {
         let (tcp, remote) = tokio::select! {
@@ -83,12 +84,13 @@ struct Conn {
 enum FirstRequest {
     /// The client went away (or never sent a request).
     Gone,
-    /// Tunnel traffic: for the data plane.
-    Tunnel,
+    /// Tunnel traffic, for the data plane: a preview's or a WebSocket's,
+    /// with the project it names if it names one.
+    Tunnel(Option<Uuid>),
     Other,
 }
 
-async fn route(mut tcp: TcpStream, conn: Conn, plane: Handle, tasks: TaskTracker) {
+async fn route(mut tcp: TcpStream, conn: Conn, plane: Arc<Placer>, tasks: TaskTracker) {
     let mut head = BytesMut::with_capacity(2048);
     let first = tokio::select! {
         () = conn.shutdown.cancelled() => FirstRequest::Gone,
@@ -100,8 +102,10 @@ async fn route(mut tcp: TcpStream, conn: Conn, plane: Handle, tasks: TaskTracker
     match first {
         FirstRequest::Gone => {}
         FirstRequest::Other => serve_connection(Prefixed { head, tcp }, conn).await,
-        FirstRequest::Tunnel => match tcp.into_std() {
+        FirstRequest::Tunnel(project) => match tcp.into_std() {
             Ok(std) => {
+                // On the project's tunnel's thread (any, if it has none yet).
+                let shard = project.and_then(|p| conn.hub.tunnels.shard_of(p)).unwrap_or(0);
                 tasks.spawn_on(
                     async move {
                         match TcpStream::from_std(std) {
@@ -109,7 +113,7 @@ async fn route(mut tcp: TcpStream, conn: Conn, plane: Handle, tasks: TaskTracker
                             Err(e) => tracing::debug!(error = %e, "moving a connection to the data plane"),
                         }
                     },
-                    &plane,
+                    plane.handle(shard),
                 );
             }
             Err(e) => tracing::debug!(error = %e, "moving a connection to the data plane"),
@@ -136,15 +140,25 @@ async fn first_request(tcp: &mut TcpStream, head: &mut BytesMut, previews: &Prev
                         .find(|h| h.name.eq_ignore_ascii_case(name))
                         .and_then(|h| std::str::from_utf8(h.value).ok())
                 };
-                let preview = header("host").is_some_and(|h| previews.parse_host(h).is_some());
-                let websocket = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
-                return if preview || websocket { FirstRequest::Tunnel } else { FirstRequest::Other };
+                if let Some((_, project)) = header("host").and_then(|h| previews.parse_host(h)) {
+                    return FirstRequest::Tunnel(Some(project));
+                }
+                if header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+                    return FirstRequest::Tunnel(req.path.and_then(api_project));
+                }
+                return FirstRequest::Other;
             }
             Ok(httparse::Status::Partial) if head.len() < MAX_SNIFF => {}
             // Too long or malformed: the server gives the client its error.
             _ => return FirstRequest::Other,
         }
     }
+}
+
+/// The project an API path names (`/api/projects/{id}/…`).
+fn api_project(path: &str) -> Option<Uuid> {
+    let rest = path.strip_prefix("/api/projects/")?;
+    rest.split(['/', '?']).next()?.parse().ok()
 }
 
 async fn serve_connection(io: Prefixed, conn: Conn) {
@@ -281,11 +295,15 @@ mod tests {
         let id = uuid::Uuid::new_v4();
         let preview = format!("GET /a HTTP/1.1\r\nHost: 3000-{id}.preview.localhost:8080\r\n\r\nbody");
         let (first, bytes) = sniff(&[&preview.as_bytes()[..20], &preview.as_bytes()[20..]]).await;
-        assert_eq!(first, FirstRequest::Tunnel, "a head split across reads");
+        assert_eq!(first, FirstRequest::Tunnel(Some(id)), "a head split across reads");
         assert_eq!(bytes, preview.as_bytes(), "the server reads everything, from the first byte");
 
-        let ws = b"GET /api/projects/x/terminal HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\r\n";
-        assert_eq!(sniff(&[ws]).await.0, FirstRequest::Tunnel);
+        let ws = format!(
+            "GET /api/projects/{id}/terminal?ticket=t HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUpgrade: WebSocket\r\n\r\n"
+        );
+        assert_eq!(sniff(&[ws.as_bytes()]).await.0, FirstRequest::Tunnel(Some(id)));
+        let ws = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(sniff(&[ws]).await.0, FirstRequest::Tunnel(None));
 
         let api = b"GET /api/projects HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
         assert_eq!(sniff(&[api]).await, (FirstRequest::Other, api.to_vec()));

@@ -64,6 +64,9 @@ struct Args {
     /// Tunnel streams one project's previews may hold at once (one per client connection; aetherd accepts 1024).
     #[arg(long, env = "AETHER_PREVIEW_STREAMS", default_value_t = 768, value_parser = clap::value_parser!(u32).range(1..=1000))]
     preview_streams: u32,
+    /// Threads that run the tunnels, previews and WebSockets (default: one per CPU).
+    #[arg(long, env = "AETHER_DATA_PLANE_THREADS")]
+    data_plane_threads: Option<usize>,
     /// host:port VMs dial for the tunnel (default: the tunnel listen address).
     #[arg(long, env = "AETHER_TUNNEL_PUBLIC_ADDR")]
     tunnel_public_addr: Option<String>,
@@ -169,6 +172,10 @@ fn main() -> anyhow::Result<()> {
         wait_timeout: Duration::from_secs(60),
         max_write_bytes: a.max_write_bytes,
         preview_streams: a.preview_streams as usize,
+        data_plane_threads: a
+            .data_plane_threads
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         tunnel_public_addr: a.tunnel_public_addr.filter(|s| !s.is_empty()),
         fly,
         reconcile_interval: Duration::from_millis(a.reconcile_interval_ms.max(50)),

@@ -8,6 +8,7 @@
 
 use crate::Hub;
 use crate::auth::sha256;
+use crate::dataplane::Placer;
 use aether_protocol::domain::{Hello, StreamKind};
 use aether_protocol::{ALPN, FrameCodec, FrameError, pb};
 use anyhow::Context;
@@ -51,6 +52,8 @@ pub struct Tunnel {
     pub home: Vec<u8>,
     /// Streams previews may hold at once (`Config::preview_streams`).
     pub preview_streams: Arc<tokio::sync::Semaphore>,
+    /// The data-plane thread its connection's driver runs on.
+    pub shard: usize,
     generation: u64,
 }
 
@@ -84,6 +87,11 @@ impl Tunnels {
         self.map.lock().expect("tunnels lock").get(&project).cloned()
     }
 
+    /// The data-plane thread of the project's tunnel, if it has one.
+    pub fn shard_of(&self, project: Uuid) -> Option<usize> {
+        self.map.lock().expect("tunnels lock").get(&project).map(|t| t.shard)
+    }
+
     pub fn contains(&self, project: Uuid) -> bool {
         self.map.lock().expect("tunnels lock").contains_key(&project)
     }
@@ -98,11 +106,12 @@ impl Tunnels {
         conn: quinn::Connection,
         boot_id: String,
         home: Vec<u8>,
+        shard: usize,
     ) -> (Tunnel, Option<Tunnel>) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let home = if home.is_empty() { aether_protocol::fs::NOMINAL_HOME.to_vec() } else { home };
         let preview_streams = Arc::new(tokio::sync::Semaphore::new(self.preview_streams));
-        let tunnel = Tunnel { conn, boot_id, home, preview_streams, generation };
+        let tunnel = Tunnel { conn, boot_id, home, preview_streams, shard, generation };
         let old = self.map.lock().expect("tunnels lock").insert(project, tunnel.clone());
         self.changed.send_modify(|n| *n += 1);
         (tunnel, old)
@@ -192,18 +201,28 @@ impl quinn::ConnectionIdGenerator for RandomCids {
 }
 
 /// Accepts tunnels until `shutdown`.
-pub async fn serve(endpoint: quinn::Endpoint, hub: Arc<Hub>, shutdown: CancellationToken) {
+pub async fn serve(endpoint: quinn::Endpoint, hub: Arc<Hub>, placer: Arc<Placer>, shutdown: CancellationToken) {
     loop {
         let incoming = tokio::select! {
             () = shutdown.cancelled() => break,
             i = endpoint.accept() => match i { Some(i) => i, None => break },
         };
+        let remote = incoming.remote_address();
+        // quinn spawns the connection's driver inside `accept`, on the
+        // data-plane thread chosen just before.
+        let shard = placer.place_next();
+        let connecting = match incoming.accept() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(%remote, error = %e, "tunnel refused");
+                continue;
+            }
+        };
         let hub = hub.clone();
         tokio::spawn(async move {
-            let remote = incoming.remote_address();
-            match incoming.await {
+            match connecting.await {
                 Ok(conn) => {
-                    if let Err(e) = handle(hub, conn).await {
+                    if let Err(e) = handle(hub, conn, shard).await {
                         tracing::info!(%remote, error = format!("{e:#}"), "tunnel ended");
                     }
                 }
@@ -225,7 +244,7 @@ async fn authenticate(hub: &Hub, hello: &Hello) -> anyhow::Result<Option<Uuid>> 
     Ok(bool::from(stored.ct_eq(&presented)).then_some(project))
 }
 
-async fn handle(hub: Arc<Hub>, conn: quinn::Connection) -> anyhow::Result<()> {
+async fn handle(hub: Arc<Hub>, conn: quinn::Connection, shard: usize) -> anyhow::Result<()> {
     let (send, recv) =
         tokio::time::timeout(Duration::from_secs(10), conn.accept_bi()).await.context("no control stream")??;
     let mut rx = FramedRead::with_capacity(
@@ -258,7 +277,7 @@ async fn handle(hub: Arc<Hub>, conn: quinn::Connection) -> anyhow::Result<()> {
     let span = tracing::info_span!("tunnel", %project, boot = %hello.boot_id);
     let _enter = span.enter();
 
-    let (tunnel, old) = hub.tunnels.insert(project, conn.clone(), hello.boot_id.clone(), hello.home.clone());
+    let (tunnel, old) = hub.tunnels.insert(project, conn.clone(), hello.boot_id.clone(), hello.home.clone(), shard);
     if let Some(old) = old {
         old.conn.close(close::REPLACED.into(), b"replaced by a newer tunnel");
     }
