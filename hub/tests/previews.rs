@@ -78,6 +78,17 @@ async fn set_visibility(api: &Api, project: &str, port: u16, v: &str) {
     assert_eq!((s, body["visibility"].as_str()), (200, Some(v)), "{body}");
 }
 
+/// A signed-in user's running project with the test app on a free port,
+/// made public: (user, project, port, the app's terminal).
+async fn public_app(hub: &TestHub) -> (Api, String, u16, Term) {
+    let api = hub.user().await;
+    let id = api.running_project().await;
+    let port = free_port();
+    let (app, _) = start_app(&api, hub, &id, port).await;
+    set_visibility(&api, &id, port, "public").await;
+    (api, id, port, app)
+}
+
 #[tokio::test]
 async fn a_public_preview_serves_pages_bodies_sse_and_websockets() {
     let hub = TestHub::start().await;
@@ -178,11 +189,7 @@ impl ClientConn {
 #[tokio::test]
 async fn a_client_connection_keeps_its_connection_to_the_app_and_mixes_hosts() {
     let hub = TestHub::start().await;
-    let api = hub.user().await;
-    let id = api.running_project().await;
-    let port = free_port();
-    let _app = start_app(&api, &hub, &id, port).await;
-    set_visibility(&api, &id, port, "public").await;
+    let (_api, id, port, _app) = public_app(&hub).await;
     let preview = Preview::new(&hub, &id, port).host;
     let hub_host = hub.http.trim_start_matches("http://").to_owned();
 
@@ -220,11 +227,7 @@ async fn a_client_connection_keeps_its_connection_to_the_app_and_mixes_hosts() {
 #[tokio::test]
 async fn a_flood_of_preview_connections_leaves_streams_for_terminals() {
     let hub = TestHub::start_with(&[("AETHER_PREVIEW_STREAMS", "2")]).await;
-    let api = hub.user().await;
-    let id = api.running_project().await;
-    let port = free_port();
-    let (mut app, _) = start_app(&api, &hub, &id, port).await;
-    set_visibility(&api, &id, port, "public").await;
+    let (_api, id, port, mut app) = public_app(&hub).await;
     let preview = Preview::new(&hub, &id, port).host;
 
     let mut a = ClientConn::open(&hub).await;
@@ -321,12 +324,8 @@ async fn private_previews_need_the_one_time_link_and_never_leak_credentials() {
 #[tokio::test]
 async fn public_previews_need_nothing_and_going_private_is_immediate() {
     let hub = TestHub::start().await;
-    let api = hub.user().await;
-    let id = api.running_project().await;
-    let port = free_port();
-    let _app = start_app(&api, &hub, &id, port).await;
+    let (api, id, port, _app) = public_app(&hub).await;
     let p = Preview::new(&hub, &id, port);
-    set_visibility(&api, &id, port, "public").await;
     assert_eq!(p.get("/").await.status(), 200);
     set_visibility(&api, &id, port, "private").await;
     assert_eq!(p.get("/").await.status(), 401);
