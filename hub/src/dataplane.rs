@@ -42,15 +42,26 @@ impl DataPlane {
         let mut shards = Vec::new();
         let mut handles = Vec::new();
         for i in 0..threads.max(1) {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            handles.push(runtime.handle().clone());
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let (started, handle) = std::sync::mpsc::channel();
+            // The runtime is made and dropped on its own thread: a runtime
+            // dropped inside an async context panics.
             let thread = std::thread::Builder::new().name(format!("aether-data-{i}")).spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(runtime.handle().clone()));
                 runtime.block_on(async {
                     let _ = stopped.await;
                 });
                 runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             })?;
+            let handle = handle.recv().map_err(|_| std::io::Error::other("a data-plane thread ended at once"))??;
+            handles.push(handle);
             shards.push(Shard { stop: Some(stop), thread: Some(thread) });
         }
         let placer = Arc::new(Placer { handles, target: AtomicUsize::new(0), next: AtomicUsize::new(0) });

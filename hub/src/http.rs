@@ -13,7 +13,7 @@
 use crate::Hub;
 use crate::dataplane::Placer;
 use crate::preview::Previews;
-use crate::preview::proxy::Upstream;
+use crate::preview::proxy::{UPSTREAM_IDLE, Upstream};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -165,6 +165,7 @@ async fn serve_connection(io: Prefixed, conn: Conn) {
     let Conn { app, hub, remote, shutdown } = conn;
     // Previews' upstream connections are driven here, in this task.
     let (upstream, mut new_drivers) = Upstream::new();
+    let upstreams = upstream.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let mut req = req.map(Body::new);
         req.extensions_mut().insert(ConnectInfo(remote));
@@ -196,7 +197,14 @@ async fn serve_connection(io: Prefixed, conn: Conn) {
     let mut served = std::pin::pin!(served);
     let mut drivers = FuturesUnordered::new();
     let mut closing = false;
+    let expiry = tokio::time::sleep(UPSTREAM_IDLE);
+    let mut expiry = std::pin::pin!(expiry);
+    let mut armed = false;
     loop {
+        if !armed && let Some(due) = upstreams.expire(std::time::Instant::now()) {
+            expiry.as_mut().reset(due.into());
+            armed = true;
+        }
         tokio::select! {
             biased;
             r = served.as_mut() => {
@@ -207,6 +215,8 @@ async fn serve_connection(io: Prefixed, conn: Conn) {
             }
             Some(driver) = new_drivers.recv() => drivers.push(driver),
             Some(()) = drivers.next(), if !drivers.is_empty() => {}
+            () = upstreams.kept(), if !armed => {}
+            () = &mut expiry, if armed => armed = false,
             () = shutdown.cancelled(), if !closing => {
                 closing = true;
                 served.as_mut().graceful_shutdown();

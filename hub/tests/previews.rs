@@ -184,6 +184,20 @@ impl ClientConn {
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8_lossy(&body).into_owned())
     }
+
+    /// Starts the app's event stream and waits for its first event; the
+    /// answer stays open (holding its tunnel stream) while the body lives.
+    async fn open_events(&mut self, host: &str) -> hyper::body::Incoming {
+        use http_body_util::BodyExt;
+        self.0.ready().await.unwrap();
+        let req = hyper::Request::get("/sse").header("host", host).body(String::new()).unwrap();
+        let resp = tokio::time::timeout(support::DEADLINE, self.0.send_request(req)).await.unwrap().unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let first = tokio::time::timeout(support::DEADLINE, body.frame()).await.unwrap().unwrap().unwrap();
+        assert!(first.data_ref().is_some_and(|d| d.starts_with(b"data: one")));
+        body
+    }
 }
 
 #[tokio::test]
@@ -230,9 +244,10 @@ async fn a_flood_of_preview_connections_leaves_streams_for_terminals() {
     let (_api, id, port, mut app) = public_app(&hub).await;
     let preview = Preview::new(&hub, &id, port).host;
 
+    // One connection busy with a long answer, one idle after a request.
     let mut a = ClientConn::open(&hub).await;
+    let events = a.open_events(&preview).await;
     let mut b = ClientConn::open(&hub).await;
-    assert_eq!(a.get(&preview, "/").await.0, 200);
     assert_eq!(b.get(&preview, "/").await.0, 200);
     let mut c = ClientConn::open(&hub).await;
     let (s, body) = c.get(&preview, "/").await;
@@ -242,9 +257,19 @@ async fn a_flood_of_preview_connections_leaves_streams_for_terminals() {
     app.send("echo still-here\n").await;
     app.until("echo", |t| t.text().contains("still-here\r\n")).await;
 
-    // A client connection that goes away gives its stream back.
+    // An idle client connection lets its stream go (b stays open)...
+    support::eventually("the idle connection's stream", Duration::from_secs(20), || async {
+        let mut d = ClientConn::open(&hub).await;
+        (d.get(&preview, "/").await.0 == 200).then_some(())
+    })
+    .await;
+    assert_eq!(b.get(&preview, "/").await.0, 200, "and gets one again when it asks");
+    // ... but a busy one keeps it until its answer ends.
+    let (s, _) = ClientConn::open(&hub).await.get(&preview, "/").await;
+    assert_eq!(s, 429, "a's answer and b's request hold both streams");
+    drop(events);
     drop(a);
-    drop(c);
+    drop(b);
     support::eventually("a freed preview stream", support::DEADLINE, || async {
         let mut d = ClientConn::open(&hub).await;
         (d.get(&preview, "/").await.0 == 200).then_some(())

@@ -5,7 +5,7 @@
 //! why not), then copies raw bytes both ways until either side closes.
 
 use aether_protocol::{FrameCodec, pb};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::SinkExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -14,8 +14,9 @@ use tokio_util::codec::FramedWrite;
 /// Largest chunk read from the tunnel at once.
 const MAX_CHUNK: usize = 128 * 1024;
 /// A connection's read buffer starts this small (most connections carry
-/// small requests, and one is held per idle keep-alive preview connection)
-/// and doubles, up to `MAX_CHUNK`, while reads fill it.
+/// small requests, and one is held per idle keep-alive preview connection),
+/// doubles, up to `MAX_CHUNK`, while reads fill it, and halves while they
+/// fill less than a quarter of it.
 const FIRST_READ: usize = 8 * 1024;
 
 pub async fn serve(port: u16, mut recv: quinn::RecvStream, send: quinn::SendStream) -> anyhow::Result<()> {
@@ -58,10 +59,24 @@ pub async fn serve(port: u16, mut recv: quinn::RecvStream, send: quinn::SendStre
             if n == 0 {
                 break;
             }
-            if n >= size {
-                size = (size * 2).min(MAX_CHUNK);
-            }
-            send.write_chunk(buf.split().freeze()).await?;
+            let chunk = if n >= size / 4 {
+                // Handed over as it is: quinn keeps it until it is acknowledged.
+                buf.split().freeze()
+            } else {
+                // A small read is copied, so it doesn't keep a large buffer
+                // alive until then; the buffer is reused.
+                let small = Bytes::copy_from_slice(&buf);
+                buf.clear();
+                small
+            };
+            size = if n >= size {
+                (size * 2).min(MAX_CHUNK)
+            } else if n < size / 4 {
+                (size / 2).max(FIRST_READ)
+            } else {
+                size
+            };
+            send.write_chunk(chunk).await?;
         }
         send.finish()?;
         anyhow::Ok(())

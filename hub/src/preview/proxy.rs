@@ -1,11 +1,14 @@
 //! Forwarding a preview request to a port in the VM, through the tunnel.
 //!
-//! Each client connection has its own upstream: a keep-alive HTTP/1.1
-//! connection over one `Tcp { port }` tunnel stream, opened by the first
-//! preview request and reused by the next ones to the same port. Its driver
-//! runs in the client connection's own task (see `http`), so a request and
-//! its answer cross no task or thread boundary in the hub and take no lock
-//! of a shared pool. Bodies stream both ways (so Server-Sent Events arrive as
+//! Each client connection has its own upstreams: keep-alive HTTP/1.1
+//! connections over `Tcp { port }` tunnel streams, opened by a preview
+//! request and reused by the next ones to the same project and port (a few
+//! per client connection, since a proxy in front of the hub may carry
+//! several users' requests for several previews on one connection). Their
+//! drivers run in the client connection's own task (see `http`), so a
+//! request and its answer cross no task or thread boundary in the hub and
+//! take no lock of a shared pool. An upstream unused for `UPSTREAM_IDLE` is
+//! let go, and with it its tunnel stream. Bodies stream both ways (so Server-Sent Events arrive as
 //! sent), and `Upgrade` requests (WebSockets, dev-server hot reload) get an
 //! upstream of their own that becomes a raw byte pipe.
 
@@ -25,6 +28,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
@@ -44,17 +48,27 @@ pub enum ProxyError {
 /// A future that drives an upstream connection.
 pub type Driver = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// The upstream of one client connection (a request extension).
+/// How many upstreams one client connection keeps between requests.
+const KEPT: usize = 4;
+/// An upstream unused this long is let go: idle client connections must not
+/// hold a project's preview streams (`Config::preview_streams`). Node's
+/// servers close idle keep-alive connections after 5 s too.
+pub const UPSTREAM_IDLE: Duration = Duration::from_secs(5);
+
+/// The upstreams of one client connection (a request extension).
 pub struct Upstream {
-    idle: Mutex<Option<Kept>>,
+    idle: Mutex<Vec<Kept>>,
+    /// Told when an upstream is kept, so the connection's task can time it.
+    kept: tokio::sync::Notify,
     drivers: mpsc::UnboundedSender<Driver>,
 }
 
-/// A keep-alive upstream connection and the port it reaches.
+/// A keep-alive upstream connection, the port it reaches, its last use.
 struct Kept {
     project: Uuid,
     port: u16,
     sender: http1::SendRequest<Body>,
+    used: Instant,
 }
 
 impl Upstream {
@@ -62,7 +76,35 @@ impl Upstream {
     /// arrives on the returned receiver.
     pub fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<Driver>) {
         let (drivers, rx) = mpsc::unbounded_channel();
-        (Arc::new(Self { idle: Mutex::new(None), drivers }), rx)
+        (Arc::new(Self { idle: Mutex::new(Vec::new()), kept: tokio::sync::Notify::new(), drivers }), rx)
+    }
+
+    fn take(&self, project: Uuid, port: u16) -> Option<Kept> {
+        let mut idle = self.idle.lock().expect("upstream lock");
+        let i = idle.iter().position(|k| k.project == project && k.port == port)?;
+        Some(idle.remove(i))
+    }
+
+    fn keep(&self, project: Uuid, port: u16, sender: http1::SendRequest<Body>) {
+        let mut idle = self.idle.lock().expect("upstream lock");
+        idle.push(Kept { project, port, sender, used: Instant::now() });
+        if idle.len() > KEPT {
+            idle.remove(0);
+        }
+        self.kept.notify_one();
+    }
+
+    /// Returns once an upstream has been kept since the last call.
+    pub async fn kept(&self) {
+        self.kept.notified().await;
+    }
+
+    /// Lets go of upstreams unused for `UPSTREAM_IDLE` (an answer still
+    /// streaming finishes first); returns when the next one is due.
+    pub fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut idle = self.idle.lock().expect("upstream lock");
+        idle.retain(|k| now.saturating_duration_since(k.used) < UPSTREAM_IDLE);
+        idle.iter().map(|k| k.used + UPSTREAM_IDLE).min()
     }
 
     async fn send(
@@ -73,27 +115,23 @@ impl Upstream {
         mut req: Request,
         upgrade: bool,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ProxyError> {
-        if !upgrade {
-            let kept = self.idle.lock().expect("upstream lock").take();
-            if let Some(mut kept) = kept.filter(|k| k.project == project && k.port == port) {
-                // Ready once the previous answer's body has been read; an
-                // error means the app closed the connection.
-                if kept.sender.ready().await.is_ok() {
-                    match kept.sender.try_send_request(req).await {
-                        Ok(resp) => {
-                            *self.idle.lock().expect("upstream lock") = Some(kept);
-                            return Ok(resp);
-                        }
-                        // Closed under us before the request went out: retry
-                        // on a new connection.
-                        Err(mut e) => match e.take_message() {
-                            Some(unsent) => req = unsent,
-                            None => {
-                                return Err(anyhow::Error::new(e.into_error()).context("forwarding to the VM").into());
-                            }
-                        },
-                    }
+        let kept = if upgrade { None } else { self.take(project, port) };
+        // Ready once the previous answer's body has been read; an error
+        // means the app closed the connection.
+        if let Some(mut kept) = kept
+            && kept.sender.ready().await.is_ok()
+        {
+            match kept.sender.try_send_request(req).await {
+                Ok(resp) => {
+                    self.keep(project, port, kept.sender);
+                    return Ok(resp);
                 }
+                // Closed under us before the request went out: retry on a
+                // new connection.
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(anyhow::Error::new(e.into_error()).context("forwarding to the VM").into()),
+                },
             }
         }
         let io = connect(tunnels, project, port).await?;
@@ -113,7 +151,7 @@ impl Upstream {
         }
         let resp = sender.send_request(req).await.map_err(|e| anyhow::Error::new(e).context("forwarding to the VM"))?;
         if !upgrade {
-            *self.idle.lock().expect("upstream lock") = Some(Kept { project, port, sender });
+            self.keep(project, port, sender);
         }
         Ok(resp)
     }
