@@ -47,9 +47,9 @@ pub struct Config {
     pub wait_timeout: Duration,
     /// Largest file one API write may upload.
     pub max_write_bytes: u64,
-    /// How many tunnel streams one project's previews may hold at once (each
-    /// client connection to a preview keeps one). aetherd accepts 1,024 per
-    /// tunnel; the rest stay free for terminals, files and SSH.
+    /// How many tunnel streams one project's previews may hold at once.
+    /// aetherd accepts `MAX_HUB_STREAMS` per tunnel; the rest stay free for
+    /// terminals, files and SSH.
     pub preview_streams: usize,
     /// Threads that run the tunnels and their previews' and WebSockets'
     /// connections (see `dataplane`).
@@ -94,6 +94,9 @@ impl fmt::Debug for Config {
     }
 }
 
+/// Three quarters of the streams aetherd accepts per tunnel.
+pub const DEFAULT_PREVIEW_STREAMS: usize = aether_protocol::transport::MAX_HUB_STREAMS as usize * 3 / 4;
+
 impl Config {
     /// A local-mode configuration on ephemeral loopback ports, for tests.
     pub fn local(data_dir: PathBuf) -> Self {
@@ -116,7 +119,7 @@ impl Config {
             heartbeat_interval: Duration::from_secs(15),
             wait_timeout: Duration::from_secs(60),
             max_write_bytes: 100 << 20,
-            preview_streams: 768,
+            preview_streams: DEFAULT_PREVIEW_STREAMS,
             data_plane_threads: 2,
             tunnel_public_addr: None,
             fly: None,

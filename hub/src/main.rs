@@ -1,7 +1,8 @@
 //! `aether-hub`: parses flags and environment into a `Config` and runs the hub.
 
 use aether_hub::compute::fly::FlyConfig;
-use aether_hub::config::{ComputeKind, Config};
+use aether_hub::config::{ComputeKind, Config, DEFAULT_PREVIEW_STREAMS};
+use aether_protocol::transport::MAX_HUB_STREAMS;
 use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;
@@ -61,8 +62,9 @@ struct Args {
     /// Largest file one API write may upload, in bytes.
     #[arg(long, env = "AETHER_MAX_WRITE_BYTES", default_value_t = 100 << 20)]
     max_write_bytes: u64,
-    /// Tunnel streams one project's previews may hold at once (one per client connection; aetherd accepts 1024).
-    #[arg(long, env = "AETHER_PREVIEW_STREAMS", default_value_t = 768, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Tunnel streams one project's previews may hold at once (aetherd accepts 1024 per tunnel).
+    #[arg(long, env = "AETHER_PREVIEW_STREAMS", default_value_t = DEFAULT_PREVIEW_STREAMS as u32,
+          value_parser = clap::value_parser!(u32).range(1..i64::from(MAX_HUB_STREAMS)))]
     preview_streams: u32,
     /// Threads that run the tunnels, previews and WebSockets (default: one per CPU).
     #[arg(long, env = "AETHER_DATA_PLANE_THREADS")]

@@ -34,13 +34,8 @@ impl Sealer {
 
     /// Parses `AETHER_SECRETS_KEY`: 64 hex digits.
     pub fn from_hex(hex: &str) -> anyhow::Result<Self> {
-        let hex = hex.trim();
-        anyhow::ensure!(
-            hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
-            "AETHER_SECRETS_KEY must be 64 hex digits"
-        );
-        let bytes: Vec<u8> = (0..32).filter_map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).ok()).collect();
-        Self::new(&bytes)
+        let bytes = hex::decode(hex.trim()).ok().filter(|b| b.len() == 32);
+        Self::new(&bytes.ok_or_else(|| anyhow::anyhow!("AETHER_SECRETS_KEY must be 64 hex digits"))?)
     }
 
     /// `plain` sealed for `project`.

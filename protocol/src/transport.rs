@@ -19,6 +19,10 @@ use std::time::Duration;
 /// every 5 s).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Streams the hub may hold open on one tunnel at once (aetherd's limit):
+/// every terminal viewer, file operation and preview upstream is one.
+pub const MAX_HUB_STREAMS: u32 = 1024;
+
 /// The largest UDP payload MTU discovery looks for. Ten of them, the most
 /// quinn hands the kernel in one segmentation-offload send, must fit the
 /// 64 KB such a send can carry; a larger bound made those sends fail and the

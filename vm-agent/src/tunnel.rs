@@ -105,10 +105,9 @@ fn client_config(cfg: &TunnelConfig) -> anyhow::Result<quinn::ClientConfig> {
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = aether_protocol::transport::transport_config();
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
-    // Every terminal viewer, file operation and pooled preview connection is
-    // a stream the hub opens; quinn's default of 100 would let a busy
-    // preview's idle keep-alive connections block a terminal from opening.
-    transport.max_concurrent_bidi_streams(1024u32.into());
+    // quinn's default of 100 would let a busy preview's connections block a
+    // terminal from opening.
+    transport.max_concurrent_bidi_streams(aether_protocol::transport::MAX_HUB_STREAMS.into());
     config.transport_config(Arc::new(transport));
     Ok(config)
 }

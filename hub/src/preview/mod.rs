@@ -160,9 +160,16 @@ impl Previews {
 
 /// The cookie's value in a request's Cookie headers, if any.
 fn find_cookie(req: &Request) -> Option<String> {
-    req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
-        line.split(';').find_map(|c| c.trim().strip_prefix(COOKIE).and_then(|r| r.strip_prefix('=')).map(str::to_owned))
-    })
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|line| line.split(';').find_map(our_cookie).map(str::to_owned))
+}
+
+/// The value of one `name=value` pair of a Cookie header, if it is ours.
+fn our_cookie(pair: &str) -> Option<&str> {
+    pair.trim().strip_prefix(COOKIE)?.strip_prefix('=')
 }
 
 fn wants_html(req: &Request) -> bool {
@@ -261,10 +268,9 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
 
 /// Removes aether's cookie and aether access tokens from what the app sees.
 fn strip_credentials(hub: &Hub, req: &mut Request) {
-    let prefix = format!("{COOKIE}=");
-    let ours = |line: &str| line.split(';').any(|c| c.trim().starts_with(&prefix));
+    let ours = |line: &str| line.split(';').any(|c| our_cookie(c).is_some());
     if req.headers().get_all(header::COOKIE).iter().any(|v| v.to_str().map_or(true, ours)) {
-        strip_cookie(req, &prefix);
+        strip_cookie(req);
     }
     let ours = req
         .headers()
@@ -278,13 +284,13 @@ fn strip_credentials(hub: &Hub, req: &mut Request) {
 }
 
 /// Removes aether's cookie from the request's Cookie headers, keeping the app's.
-fn strip_cookie(req: &mut Request, prefix: &str) {
+fn strip_cookie(req: &mut Request) {
     let cookies: Vec<String> = req
         .headers()
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .map(|line| line.split(';').map(str::trim).filter(|c| !c.starts_with(prefix)).collect::<Vec<_>>().join("; "))
+        .map(|line| line.split(';').filter(|c| our_cookie(c).is_none()).map(str::trim).collect::<Vec<_>>().join("; "))
         .filter(|l| !l.is_empty())
         .collect();
     req.headers_mut().remove(header::COOKIE);
