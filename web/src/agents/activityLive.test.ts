@@ -1,6 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { AgentActivity } from "../api/types";
-import type { SocketHandlers } from "../terminal/session";
 import {
   ActivityLive,
   activityLiveUrl,
@@ -11,12 +10,7 @@ import {
   type AgentSessionEvent,
   type LiveState,
 } from "./activityLive";
-
-interface FakeSocket {
-  url: string;
-  handlers: SocketHandlers;
-  closed: boolean;
-}
+import { fakeSockets, type FakeSocket } from "../live/fakeSocket";
 
 function setup(options: { ticket?: () => Promise<string> } = {}) {
   const sockets: FakeSocket[] = [];
@@ -28,11 +22,7 @@ function setup(options: { ticket?: () => Promise<string> } = {}) {
     {
       getTicket: options.ticket ?? (async () => `t${++tickets}`),
       buildUrl: (ticket) => `ws://hub/live?ticket=${ticket}`,
-      createSocket: (url, handlers) => {
-        const socket: FakeSocket = { url, handlers, closed: false };
-        sockets.push(socket);
-        return { send: () => {}, close: () => (socket.closed = true) };
-      },
+      createSocket: fakeSockets(sockets),
       isFatalTicketError: (e) => e instanceof Error && e.message === "gone",
     },
     { onEvent: (e) => events.push(e), onOpen: ({ resumed }) => opens.push(resumed), onState: (s) => states.push(s) },

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { WatchEvent } from "../api/types";
-import type { Clock, SocketHandlers } from "../terminal/session";
+import type { Clock } from "../terminal/session";
 import { FileWatch, parseWatchEvent, WATCH_MAX_BACKOFF_MS, watchUrl, type WatchState } from "./watch";
+import { fakeSockets, type FakeSocket } from "../live/fakeSocket";
 
 class FakeClock implements Clock {
   private timers: { at: number; fn: () => void; id: number }[] = [];
@@ -29,12 +30,6 @@ class FakeClock implements Clock {
 
 const flush = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
-interface FakeSocket {
-  url: string;
-  handlers: SocketHandlers;
-  closed: boolean;
-}
-
 function setup(options: { ticket?: () => Promise<string> } = {}) {
   const clock = new FakeClock();
   const sockets: FakeSocket[] = [];
@@ -46,11 +41,7 @@ function setup(options: { ticket?: () => Promise<string> } = {}) {
     {
       getTicket: options.ticket ?? (async () => `t${++tickets}`),
       buildUrl: (ticket) => `ws://hub/watch?ticket=${ticket}`,
-      createSocket: (url, handlers) => {
-        const socket: FakeSocket = { url, handlers, closed: false };
-        sockets.push(socket);
-        return { send: () => {}, close: () => (socket.closed = true) };
-      },
+      createSocket: fakeSockets(sockets),
       clock,
       isFatalTicketError: (e) => e instanceof Error && e.message === "gone",
     },

@@ -1,11 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { projectSocketUrl, ReconnectingSocket, type ReconnectOptions, type ReconnectState, type SocketHandlers } from "./reconnectingSocket";
-
-interface FakeSocket {
-  url: string;
-  handlers: SocketHandlers;
-  closed: boolean;
-}
+import { projectSocketUrl, ReconnectingSocket, type ReconnectOptions, type ReconnectState } from "./reconnectingSocket";
+import { fakeSockets, type FakeSocket } from "./fakeSocket";
 
 function setup(options: { ticket?: () => Promise<string>; onClose?: ReconnectOptions["onClose"] } = {}) {
   const sockets: FakeSocket[] = [];
@@ -15,11 +10,7 @@ function setup(options: { ticket?: () => Promise<string>; onClose?: ReconnectOpt
   const link = new ReconnectingSocket(
     {
       getTicket: options.ticket ?? (async () => `t${++tickets}`),
-      createSocket: (url, handlers) => {
-        const socket: FakeSocket = { url, handlers, closed: false };
-        sockets.push(socket);
-        return { send: () => {}, close: () => (socket.closed = true) };
-      },
+      createSocket: fakeSockets(sockets),
       isFatalTicketError: (e) => e instanceof Error && e.message === "gone",
     },
     {
