@@ -10,10 +10,24 @@
 //!   discovery probes up to [`MAX_UDP_PAYLOAD`] and keeps what the path
 //!   carries: about 1.4 KB across the internet or a WireGuard network, more
 //!   on loopback (local VMs) or a jumbo-frame network.
+//! * Wake-ups: quinn's tokio socket is registered for reads and writes. The
+//!   kernel signals a UDP socket writable each time a datagram it sent is
+//!   consumed, so every packet the peer read woke the sender's thread for
+//!   nothing: one extra sleep and wake-up per request and end. The tunnel's
+//!   socket ([`TunnelSocket`]) is registered for reads only, and asks to be
+//!   told it is writable only after a send found its buffer full.
 
 use nix::sys::socket::{setsockopt, sockopt};
+use quinn::udp::{RecvMeta, Transmit, UdpSocketState};
+use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 /// A tunnel with no packet for this long is dead (aetherd sends keep-alives
 /// every 5 s).
@@ -66,6 +80,128 @@ pub fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     Ok(socket)
 }
 
+/// quinn's tokio runtime with the tunnel's socket ([`TunnelSocket`]).
+#[derive(Debug)]
+pub struct TunnelRuntime;
+
+impl quinn::Runtime for TunnelRuntime {
+    fn new_timer(&self, t: Instant) -> Pin<Box<dyn quinn::AsyncTimer>> {
+        quinn::TokioRuntime.new_timer(t)
+    }
+
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) {
+        quinn::TokioRuntime.spawn(future);
+    }
+
+    fn wrap_udp_socket(&self, socket: UdpSocket) -> std::io::Result<Arc<dyn quinn::AsyncUdpSocket>> {
+        Ok(Arc::new(TunnelSocket::new(socket)?))
+    }
+
+    fn now(&self) -> Instant {
+        quinn::TokioRuntime.now()
+    }
+}
+
+/// A UDP socket for quinn that the reactor watches for reads only (see the
+/// module's notes). Must be made inside a tokio runtime.
+#[derive(Debug)]
+pub struct TunnelSocket {
+    io: AsyncFd<UdpSocket>,
+    state: UdpSocketState,
+    /// The last send found the buffer full (quinn asks before every send).
+    full: AtomicBool,
+}
+
+impl TunnelSocket {
+    pub fn new(socket: UdpSocket) -> std::io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        let state = UdpSocketState::new((&socket).into())?;
+        Ok(Self { io: register(socket, Interest::READABLE)?, state, full: AtomicBool::new(false) })
+    }
+}
+
+impl quinn::AsyncUdpSocket for TunnelSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn quinn::UdpPoller>> {
+        Box::pin(WritablePoller { socket: self, waiting: None })
+    }
+
+    fn try_send(&self, transmit: &Transmit) -> std::io::Result<()> {
+        let sent = self.state.send(self.io.get_ref().into(), transmit);
+        if sent.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock) {
+            self.full.store(true, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context,
+        bufs: &mut [std::io::IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            let mut ready = ready!(self.io.poll_read_ready(cx))?;
+            // A would-block clears the readiness, and the loop waits again.
+            if let Ok(received) = ready.try_io(|io| self.state.recv(io.get_ref().into(), bufs, meta)) {
+                return Poll::Ready(received);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.io.get_ref().local_addr()
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.state.may_fragment()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.state.max_gso_segments()
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        self.state.gro_segments()
+    }
+}
+
+/// Registers `socket` with the current runtime's reactor for `interest` only.
+fn register(socket: UdpSocket, interest: Interest) -> std::io::Result<AsyncFd<UdpSocket>> {
+    // SAFETY: the `UdpSocket` owns its descriptor, which stays open and the
+    // same until the `AsyncFd` drops it.
+    #[allow(unsafe_code)]
+    let registered = unsafe { AsyncFd::register_with_interest(socket, interest) };
+    Ok(registered?)
+}
+
+/// Tells quinn, which asks before every send, whether the socket has room.
+/// It does unless the last send found the buffer full; then a second
+/// descriptor of the socket is registered for writes, and only until the
+/// kernel says there is room again.
+#[derive(Debug)]
+struct WritablePoller {
+    socket: Arc<TunnelSocket>,
+    waiting: Option<AsyncFd<UdpSocket>>,
+}
+
+impl quinn::UdpPoller for WritablePoller {
+    fn poll_writable(self: Pin<&mut Self>, cx: &mut Context) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.socket.full.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
+        if this.waiting.is_none() {
+            let dup = this.socket.io.get_ref().try_clone()?;
+            this.waiting = Some(register(dup, Interest::WRITABLE)?);
+        }
+        let waiting = this.waiting.as_ref().expect("registered above");
+        let ready = ready!(waiting.poll_write_ready(cx)).map(drop);
+        this.waiting = None;
+        this.socket.full.store(false, Ordering::Relaxed);
+        Poll::Ready(ready)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +214,20 @@ mod tests {
         let rcv = getsockopt(&socket, sockopt::RcvBuf).unwrap();
         assert!(rcv > getsockopt(&default, sockopt::RcvBuf).unwrap(), "receive buffer {rcv}");
         assert!(getsockopt(&socket, sockopt::SndBuf).unwrap() > getsockopt(&default, sockopt::SndBuf).unwrap());
+    }
+
+    #[tokio::test]
+    async fn waiting_for_room_to_send_ends_when_there_is_room_and_can_be_repeated() {
+        use quinn::AsyncUdpSocket;
+        let socket = Arc::new(TunnelSocket::new(udp_socket("127.0.0.1:0".parse().unwrap()).unwrap()).unwrap());
+        let mut poller = socket.clone().create_io_poller();
+        for full in [false, true, false, true] {
+            // As if the last send had found the buffer full (loopback frees
+            // a datagram's buffer space as it is sent, so it never fills).
+            socket.full.store(full, Ordering::Relaxed);
+            let writable = std::future::poll_fn(|cx| poller.as_mut().poll_writable(cx));
+            tokio::time::timeout(Duration::from_secs(10), writable).await.expect("told it is writable").unwrap();
+            assert!(!socket.full.load(Ordering::Relaxed), "room again");
+        }
     }
 }

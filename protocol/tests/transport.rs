@@ -3,7 +3,7 @@
 //! connection falling back to small ones (as it did when a larger bound made
 //! the kernel refuse quinn's segmentation-offload sends).
 
-use aether_protocol::transport::{MAX_UDP_PAYLOAD, transport_config, tune_endpoint, udp_socket};
+use aether_protocol::transport::{MAX_UDP_PAYLOAD, TunnelRuntime, transport_config, tune_endpoint, udp_socket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ fn endpoint(server: Option<quinn::ServerConfig>) -> quinn::Endpoint {
     let mut config = quinn::EndpointConfig::default();
     tune_endpoint(&mut config);
     let socket = udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
-    quinn::Endpoint::new(config, server, socket, Arc::new(quinn::TokioRuntime)).unwrap()
+    quinn::Endpoint::new(config, server, socket, Arc::new(TunnelRuntime)).unwrap()
 }
 
 #[tokio::test]

@@ -136,7 +136,12 @@ pub async fn run(
                     let mut config = quinn::EndpointConfig::default();
                     aether_protocol::transport::tune_endpoint(&mut config);
                     let socket = aether_protocol::transport::udp_socket(bind).context("binding udp socket")?;
-                    let mut ep = quinn::Endpoint::new(config, None, socket, Arc::new(quinn::TokioRuntime))?;
+                    let mut ep = quinn::Endpoint::new(
+                        config,
+                        None,
+                        socket,
+                        Arc::new(aether_protocol::transport::TunnelRuntime),
+                    )?;
                     ep.set_default_client_config(client.clone());
                     endpoints = Some((addr.is_ipv6(), ep.clone()));
                     ep
