@@ -65,6 +65,7 @@ impl Drop for Nginx {
 /// One wrk run's figures.
 #[derive(Debug, Default, Clone, Copy)]
 struct Wrk {
+    requests: f64,
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -110,6 +111,7 @@ fn wrk(url: &str, host: Option<&str>, connections: u32) -> anyhow::Result<Wrk> {
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         match f.as_slice() {
+            [n, "requests", "in", ..] => r.requests = n.parse().unwrap_or(f64::NAN),
             ["Requests/sec:", v] => r.rps = v.parse().unwrap_or(f64::NAN),
             ["Transfer/sec:", v] => r.mb_s = parse_size_mb(v),
             ["50%", v] => r.p50_ms = parse_duration_ms(v),
@@ -131,11 +133,12 @@ pub fn run(rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     rt.block_on(hub.stop());
     let rows = result?;
     println!("aether previews benchmark (wrk, {SECONDS} s per run; medians of {} rounds)", rounds());
-    println!("{:<30} {:>12} {:>12} {:>12} {:>12}", "", "direct", "nginx hop", "preview", "preview/nginx");
+    println!("{:<36} {:>12} {:>12} {:>12} {:>12}", "", "direct", "nginx hop", "preview", "preview/nginx");
     for (name, [d, n, p]) in rows {
-        let ratio = |a: f64, b: f64| if name.contains("p50") || name.contains("p99") { a / b } else { a / b * 100.0 };
-        let unit = if name.contains("p50") || name.contains("p99") { "x" } else { "%" };
-        println!("{name:<30} {d:>12.2} {n:>12.2} {p:>12.2} {:>11.1}{unit}", ratio(p, n));
+        let times = ["p50", "p99", "CPU"].iter().any(|t| name.contains(t));
+        let (ratio, unit) = if times { (p / n, "x") } else { (p / n * 100.0, "%") };
+        let d = if d.is_nan() { "-".to_owned() } else { format!("{d:.2}") };
+        println!("{name:<36} {d:>12} {n:>12.2} {p:>12.2} {ratio:>11.1}{unit}");
     }
     Ok(())
 }
@@ -191,7 +194,7 @@ async fn measure(hub: &Hub) -> anyhow::Result<Rows> {
              upstream app {{ server 127.0.0.1:{app_port}; keepalive 64;"
         ),
     )?;
-    let _proxy = Nginx(Command::new("nginx").arg("-c").arg(&proxy_conf).stderr(Stdio::null()).spawn()?);
+    let proxy = Nginx(Command::new("nginx").arg("-c").arg(&proxy_conf).stderr(Stdio::null()).spawn()?);
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", proxy_port)).is_err() {
         anyhow::ensure!(Instant::now() < deadline, "the nginx proxy did not start");
@@ -215,26 +218,71 @@ async fn measure(hub: &Hub) -> anyhow::Result<Rows> {
         let _ = term.close(None).await;
         return Ok(Vec::new());
     }
+    // Whose CPU time is the proxying's: none for direct, the nginx hop's
+    // master and worker, the hub and aetherd for the preview.
+    let aetherd: u32 =
+        std::fs::read_to_string(hub.data.join("vms").join(&project).join("aetherd.pid"))?.trim().parse()?;
+    let proxies = [Vec::new(), with_children(proxy.0.id()), vec![hub.pid(), aetherd]];
     let mut runs = Vec::new();
     for (conns, path) in [(1, "/1k.txt"), (32, "/1k.txt"), (1, "/10m.bin")] {
-        let mut per: [Vec<Wrk>; 3] = Default::default();
+        let mut per: [Vec<(Wrk, f64)>; 3] = Default::default();
         for round in 1..=rounds() {
             for (i, (base, host)) in targets.iter().enumerate() {
                 eprintln!("round {round}: wrk -c{conns} {path} via {}", ["direct", "nginx", "preview"][i]);
-                per[i].push(tokio::task::block_in_place(|| wrk(&format!("{base}{path}"), *host, conns))?);
+                let before = cpu_us(&proxies[i]);
+                let w = tokio::task::block_in_place(|| wrk(&format!("{base}{path}"), *host, conns))?;
+                per[i].push((w, cpu_us(&proxies[i]) - before));
             }
         }
         runs.push(per);
     }
-    let pick = |run: &[Vec<Wrk>; 3], f: fn(&Wrk) -> f64| run.clone().map(|r| median(r.iter().map(f).collect()));
+    let pick = |run: &[Vec<(Wrk, f64)>; 3], f: &dyn Fn(&Wrk, f64) -> f64| {
+        run.clone().map(|r| median(r.iter().map(|(w, cpu)| f(w, *cpu)).collect()))
+    };
+    let cpu_per_request = |run| {
+        let mut v = pick(run, &|w, cpu| cpu / w.requests);
+        v[0] = f64::NAN;
+        v
+    };
+    let cpu = [cpu_per_request(&runs[0]), cpu_per_request(&runs[1]), cpu_per_request(&runs[2])];
     let _ = term.close(None).await;
     Ok(vec![
-        ("1 KB, 1 conn: requests/s", pick(&runs[0], |w| w.rps)),
-        ("1 KB, 1 conn: p50 (ms)", pick(&runs[0], |w| w.p50_ms)),
-        ("1 KB, 1 conn: p99 (ms)", pick(&runs[0], |w| w.p99_ms)),
-        ("1 KB, 32 conns: requests/s", pick(&runs[1], |w| w.rps)),
-        ("1 KB, 32 conns: p50 (ms)", pick(&runs[1], |w| w.p50_ms)),
-        ("1 KB, 32 conns: p99 (ms)", pick(&runs[1], |w| w.p99_ms)),
-        ("10 MB, 1 conn: MB/s", pick(&runs[2], |w| w.mb_s)),
+        ("1 KB, 1 conn: requests/s", pick(&runs[0], &|w, _| w.rps)),
+        ("1 KB, 1 conn: p50 (ms)", pick(&runs[0], &|w, _| w.p50_ms)),
+        ("1 KB, 1 conn: p99 (ms)", pick(&runs[0], &|w, _| w.p99_ms)),
+        ("1 KB, 1 conn: proxy CPU (µs/req)", cpu[0]),
+        ("1 KB, 32 conns: requests/s", pick(&runs[1], &|w, _| w.rps)),
+        ("1 KB, 32 conns: p50 (ms)", pick(&runs[1], &|w, _| w.p50_ms)),
+        ("1 KB, 32 conns: p99 (ms)", pick(&runs[1], &|w, _| w.p99_ms)),
+        ("1 KB, 32 conns: proxy CPU (µs/req)", cpu[1]),
+        ("10 MB, 1 conn: MB/s", pick(&runs[2], &|w, _| w.mb_s)),
+        ("10 MB, 1 conn: proxy CPU (ms/resp)", cpu[2].map(|us| us / 1000.0)),
     ])
+}
+
+/// A process and its children (nginx's master and workers).
+fn with_children(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if stat_fields(child).and_then(|f| f.get(1).and_then(|p| p.parse::<u32>().ok())) == Some(pid) {
+            pids.push(child);
+        }
+    }
+    pids
+}
+
+/// The fields of `/proc/PID/stat` after the command name (state first).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// The user and system CPU time the processes have used so far, in µs.
+fn cpu_us(pids: &[u32]) -> f64 {
+    // utime and stime, in clock ticks of 1/100 s (USER_HZ on Linux).
+    let field = |f: &[String], i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |f: Vec<String>| field(&f, 11) + field(&f, 12);
+    pids.iter().filter_map(|p| stat_fields(*p)).map(ticks).sum::<f64>() * 10_000.0
 }
