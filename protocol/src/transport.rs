@@ -141,9 +141,23 @@ impl quinn::AsyncUdpSocket for TunnelSocket {
     ) -> Poll<std::io::Result<usize>> {
         loop {
             let mut ready = ready!(self.io.poll_read_ready(cx))?;
-            // A would-block clears the readiness, and the loop waits again.
-            if let Ok(received) = ready.try_io(|io| self.state.recv(io.get_ref().into(), bufs, meta)) {
-                return Poll::Ready(received);
+            match self.state.recv(self.io.get_ref().into(), bufs, meta) {
+                Ok(n) => {
+                    // Fewer datagrams than asked for: the queue was empty,
+                    // so don't ask again (a syscall per wake-up) before the
+                    // reactor says more arrived. The kernel signals every
+                    // datagram that arrives, so one that came after this
+                    // read is seen at the reactor's next poll (as tokio's
+                    // own TCP reads do after a short read).
+                    if n < bufs.len().min(quinn::udp::BATCH_SIZE) {
+                        ready.clear_ready();
+                    } else {
+                        ready.retain_ready();
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => ready.clear_ready(),
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
