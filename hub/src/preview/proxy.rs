@@ -18,7 +18,7 @@ use aether_protocol::domain::StreamKind;
 use aether_protocol::{FrameCodec, pb};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use futures_util::StreamExt;
 use hyper::client::conn::http1;
@@ -215,9 +215,7 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
 
     let headers = req.headers_mut();
     if !upgrading {
-        for h in HOP_BY_HOP.iter().chain(&["upgrade"]) {
-            headers.remove(*h);
-        }
+        remove_hop_by_hop(headers, true);
     }
     headers.insert(header::HOST, HeaderValue::from_str(&format!("localhost:{port}")).map_err(anyhow::Error::from)?);
     if let Some(h) = original_host {
@@ -252,9 +250,56 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
             }
         });
     } else {
-        for h in HOP_BY_HOP {
-            resp.headers_mut().remove(h);
-        }
+        remove_hop_by_hop(resp.headers_mut(), false);
     }
     Ok(resp.map(Body::new))
+}
+
+/// Removes hop-by-hop headers (and `Upgrade` if asked). Most messages have
+/// none, and one scan of the names costs less than a removal of each.
+fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let hop = |name: &HeaderName| HOP_BY_HOP.contains(&name.as_str()) || (upgrade && name == header::UPGRADE);
+    if headers.keys().any(hop) {
+        for h in HOP_BY_HOP {
+            headers.remove(h);
+        }
+        if upgrade {
+            headers.remove(header::UPGRADE);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v))).collect()
+    }
+
+    #[test]
+    fn hop_by_hop_headers_stop_at_the_proxy() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, upgrade"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("x-app", "1"),
+            ("cookie", "a=b"),
+        ]);
+        remove_hop_by_hop(&mut h, false);
+        let names = |h: &HeaderMap| {
+            let mut names: Vec<String> = h.keys().map(|k| k.as_str().to_owned()).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(&h), ["cookie", "upgrade", "x-app"], "Upgrade stays unless asked");
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(names(&h), ["cookie", "x-app"]);
+
+        let end_to_end = headers(&[("x-app", "1"), ("content-type", "text/plain")]);
+        let mut h = end_to_end.clone();
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h, end_to_end);
+    }
 }
