@@ -11,11 +11,13 @@
 //!   carries: about 1.4 KB across the internet or a WireGuard network, more
 //!   on loopback (local VMs) or a jumbo-frame network.
 //! * Wake-ups: quinn's tokio socket is registered for reads and writes. The
-//!   kernel signals a UDP socket writable each time a datagram it sent is
-//!   consumed, so every packet the peer read woke the sender's thread for
-//!   nothing: one extra sleep and wake-up per request and end. The tunnel's
-//!   socket ([`TunnelSocket`]) is registered for reads only, and asks to be
-//!   told it is writable only after a send found its buffer full.
+//!   kernel signals a UDP socket writable each time it lets go of a datagram
+//!   the socket sent (on loopback during the send itself, on a network card
+//!   when the transmission completes), so after each send the thread went
+//!   round its event loop once more for nothing, or was woken from sleep
+//!   for nothing. The tunnel's socket ([`TunnelSocket`]) is registered for
+//!   reads only, and asks to be told it is writable only after a send found
+//!   its buffer full.
 
 use nix::sys::socket::{setsockopt, sockopt};
 use quinn::udp::{RecvMeta, Transmit, UdpSocketState};
