@@ -70,6 +70,7 @@ pub struct HeartbeatRecord<'a> {
     pub uptime_ms: i64,
     pub last_activity: Option<DateTime<Utc>>,
     pub terminal_sessions: i32,
+    pub ssh_sessions: i32,
 }
 
 /// Whether a unique constraint refused an insert.
@@ -437,12 +438,13 @@ impl Db {
     pub async fn record_heartbeat(&self, hb: &HeartbeatRecord<'_>) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO vm_boots (project_id, boot_id, last_seq, uptime_ms, last_activity_at, terminal_sessions) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
+            "INSERT INTO vm_boots \
+               (project_id, boot_id, last_seq, uptime_ms, last_activity_at, terminal_sessions, ssh_sessions) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (project_id, boot_id) DO UPDATE SET \
                last_seen_at = now(), last_seq = EXCLUDED.last_seq, uptime_ms = EXCLUDED.uptime_ms, \
                last_activity_at = EXCLUDED.last_activity_at, terminal_sessions = EXCLUDED.terminal_sessions, \
-               heartbeats = vm_boots.heartbeats + 1 \
+               ssh_sessions = EXCLUDED.ssh_sessions, heartbeats = vm_boots.heartbeats + 1 \
              WHERE vm_boots.last_seq < EXCLUDED.last_seq",
         )
         .bind(hb.project_id)
@@ -451,6 +453,7 @@ impl Db {
         .bind(hb.uptime_ms)
         .bind(hb.last_activity)
         .bind(hb.terminal_sessions)
+        .bind(hb.ssh_sessions)
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE projects SET last_heartbeat_at = now() WHERE id = $1")

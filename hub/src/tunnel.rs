@@ -356,6 +356,7 @@ async fn record(hub: &Hub, project: Uuid, hb: &pb::Heartbeat) {
         uptime_ms: i64::try_from(hb.uptime_ms).unwrap_or(i64::MAX),
         last_activity,
         terminal_sessions: i32::try_from(hb.terminal_sessions).unwrap_or(i32::MAX),
+        ssh_sessions: i32::try_from(hb.ssh_sessions).unwrap_or(i32::MAX),
     };
     if let Err(e) = hub.db.record_heartbeat(&rec).await {
         tracing::warn!(error = %e, "recording heartbeat");

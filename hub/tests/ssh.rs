@@ -71,6 +71,9 @@ async fn an_interactive_session_runs_in_tmux_and_is_watched_read_only() {
     let started = session_where(&api, &id, "the interactive session", |s| s["interactive"] == true).await;
     assert_eq!(started["session"], "agent-coder", "{started}");
     assert_eq!(started["command"], "", "a login shell has no command");
+    // Heartbeats count the open SSH connection (an agent at work).
+    let db = sqlx::PgPool::connect(hub.database_url.as_deref().unwrap()).await.unwrap();
+    ssh_sessions_become(&db, &id, 1).await;
 
     // The user watches it from the browser, read-only.
     let mut watch = api.terminal(&id, "&session=agent-coder&readonly=1&cols=100&rows=30").await;
@@ -91,6 +94,22 @@ async fn an_interactive_session_runs_in_tmux_and_is_watched_read_only() {
     })
     .await;
     assert_eq!((ended["exit_code"].as_i64(), ended["interactive"].as_bool()), (Some(5), Some(true)), "{ended}");
+    ssh_sessions_become(&db, &id, 0).await;
+}
+
+/// Waits until the project's latest heartbeat reports `n` SSH connections.
+async fn ssh_sessions_become(db: &sqlx::PgPool, project: &str, n: i32) {
+    support::eventually(&format!("heartbeats reporting {n} SSH sessions"), support::DEADLINE, || async move {
+        let row: Option<(i32,)> = sqlx::query_as(
+            "SELECT ssh_sessions FROM vm_boots WHERE project_id = $1::uuid ORDER BY last_seen_at DESC LIMIT 1",
+        )
+        .bind(project)
+        .fetch_optional(db)
+        .await
+        .unwrap();
+        (row == Some((n,))).then_some(())
+    })
+    .await;
 }
 
 fn pseudo_random(len: usize) -> Vec<u8> {

@@ -20,6 +20,7 @@ use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -51,6 +52,8 @@ pub struct Agents {
     sshd: Arc<Sshd>,
     /// One agents stream at a time reads the spool.
     spool: tokio::sync::Mutex<Spool>,
+    /// SSH connections through the hub's jump host now open (heartbeats).
+    ssh_connections: AtomicU32,
 }
 
 impl Agents {
@@ -86,7 +89,13 @@ impl Agents {
             keys,
             sshd,
             spool: tokio::sync::Mutex::new(Spool::new(spool)),
+            ssh_connections: AtomicU32::new(0),
         }))
+    }
+
+    /// SSH connections through the hub's jump host now open.
+    pub fn ssh_connections(&self) -> u32 {
+        self.ssh_connections.load(Ordering::Relaxed)
     }
 
     /// The local port a `Tcp { port }` stream reaches: the VM's port 22 is
@@ -143,6 +152,11 @@ pub async fn serve_tcp(
     send: quinn::SendStream,
 ) -> anyhow::Result<()> {
     match agents.local_port(port).await {
+        Some(local) if port == 22 => {
+            // The hub's jump host reaches the VM's sshd this way only.
+            let _open = Open::count(&agents.ssh_connections);
+            crate::tcp::serve(local, recv, send).await
+        }
         Some(local) => crate::tcp::serve(local, recv, send).await,
         None => {
             let mut framed = FramedWrite::new(send, FrameCodec::<pb::Status>::default());
@@ -151,6 +165,23 @@ pub async fn serve_tcp(
             framed.close().await?;
             Ok(())
         }
+    }
+}
+
+/// One more open connection while it lives (a stream's task may also be
+/// dropped mid-way, when its tunnel goes).
+struct Open<'a>(&'a AtomicU32);
+
+impl<'a> Open<'a> {
+    fn count(open: &'a AtomicU32) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(open)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -22,7 +22,8 @@ impl Meter {
         Self { boot_id: uuid::Uuid::new_v4().to_string(), started: Instant::now(), seq: AtomicU64::new(0), home }
     }
 
-    pub fn heartbeat(&self, sessions: &Sessions) -> pb::Heartbeat {
+    /// `ssh_sessions`: SSH connections through the hub's jump host now open.
+    pub fn heartbeat(&self, sessions: &Sessions, ssh_sessions: u32) -> pb::Heartbeat {
         let (memory_total_bytes, memory_used_bytes) = memory();
         let (disk_total_bytes, disk_used_bytes) = disk(&self.home);
         pb::Heartbeat {
@@ -31,7 +32,7 @@ impl Meter {
             uptime_ms: self.started.elapsed().as_millis() as u64,
             last_activity_unix_ms: sessions.last_activity_ms.load(Ordering::Relaxed),
             terminal_sessions: sessions.count_live(),
-            ssh_sessions: 0,
+            ssh_sessions,
             memory_used_bytes,
             memory_total_bytes,
             disk_used_bytes,

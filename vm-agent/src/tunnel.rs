@@ -208,7 +208,7 @@ async fn serve_connection(
                 return Ok(());
             }
             _ = tick.tick() => {
-                let hb = meter.heartbeat(&services.sessions);
+                let hb = meter.heartbeat(&services.sessions, services.agents.ssh_connections());
                 tx.send(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Heartbeat(hb)) }).await?;
             }
             _ = port_scan.tick() => {
