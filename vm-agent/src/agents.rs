@@ -207,9 +207,14 @@ where
         tx.send(ssh_info(&ready).into()).await?;
     }
     let mut scan = tokio::time::interval(SCAN_INTERVAL);
+    // When this stream last wrote authorized_keys (never yet: any remembered
+    // key's expiry counts). The next expiry is looked for after it, not
+    // after now: a key that expired while another branch was being served
+    // must still be removed (it used to stay in the file).
+    let mut written_at = 0;
     loop {
         let now = crate::now_ms();
-        let expiry = agents.keys.next_expiry(now).map(|e| Duration::from_millis((e - now).max(0) as u64 + 1));
+        let expiry = agents.keys.next_expiry(written_at).map(|e| Duration::from_millis((e - now).max(0) as u64 + 1));
         tokio::select! {
             frame = rx.next() => {
                 let Some(frame) = frame else { return Ok(()) };
@@ -217,6 +222,7 @@ where
                     AgentsHub::SetAuthorizedKeys(set) => {
                         let generation = set.generation;
                         let count = set.keys.len();
+                        written_at = crate::now_ms();
                         let error = agents.apply(set).err().map(|e| {
                             tracing::error!(error = format!("{e:#}"), "writing authorized_keys");
                             WireError::new("keys_failed", format!("{e:#}"))
@@ -230,6 +236,7 @@ where
                 }
             }
             () = sleep_opt(expiry) => {
+                written_at = crate::now_ms();
                 if let Err(e) = agents.keys.refresh() {
                     tracing::error!(error = format!("{e:#}"), "removing expired keys");
                 }
