@@ -213,8 +213,7 @@ where
     // must still be removed (it used to stay in the file).
     let mut written_at = 0;
     loop {
-        let now = crate::now_ms();
-        let expiry = agents.keys.next_expiry(written_at).map(|e| Duration::from_millis((e - now).max(0) as u64 + 1));
+        let expiry = agents.keys.rewrite_in(written_at, crate::now_ms());
         tokio::select! {
             frame = rx.next() => {
                 let Some(frame) = frame else { return Ok(()) };

@@ -157,6 +157,14 @@ impl AuthorizedKeys {
         current.keys.iter().filter_map(|k| k.expires_unix_ms).filter(|e| *e > now_ms).min()
     }
 
+    /// How long until the file must be written again, for a key that
+    /// expires: the first expiry after the last write (`written_ms`), at once
+    /// if that has passed by now.
+    pub fn rewrite_in(&self, written_ms: i64, now_ms: i64) -> Option<std::time::Duration> {
+        let due = self.next_expiry(written_ms)?;
+        Some(std::time::Duration::from_millis((due - now_ms).max(0) as u64 + 1))
+    }
+
     /// Ids of the agents whose keys are in the file now.
     pub fn live_agents(&self, now_ms: i64) -> Vec<String> {
         let current = self.current.lock().expect("keys lock");
@@ -313,6 +321,22 @@ mod tests {
         assert_eq!(std::fs::read_to_string(keys.path()).unwrap(), "ssh-ed25519 AAAAmine me\n");
         let leftovers = std::fs::read_dir(home.join(".ssh")).unwrap().count();
         assert_eq!(leftovers, 1, "no temporary files left behind");
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[test]
+    fn a_key_that_expired_since_the_last_write_is_due_at_once() {
+        let home = std::env::temp_dir().join(format!("aether-keys-{}", uuid::Uuid::new_v4().simple()));
+        let keys = AuthorizedKeys::new(&home, None, forced(&home));
+        let written = crate::now_ms();
+        let expires = written + 60_000;
+        keys.apply(SetAuthorizedKeys { generation: 1, keys: vec![key(1, Some(expires))] }).unwrap();
+        let ms = |d: std::time::Duration| d.as_millis() as i64;
+        assert_eq!(keys.rewrite_in(written, written).map(ms), Some(60_001));
+        // However late the check comes (another branch was being served).
+        assert_eq!(keys.rewrite_in(written, expires + 5_000).map(ms), Some(1));
+        // Once written after its expiry, nothing is due.
+        assert_eq!(keys.rewrite_in(expires + 1, expires + 5_000), None);
         std::fs::remove_dir_all(&home).unwrap();
     }
 }
