@@ -224,15 +224,7 @@ impl Sessions {
             let mut buf = vec![0u8; CHUNK];
             loop {
                 let Ok(mut guard) = reader_io.readable().await else { break };
-                let read = guard.try_io(|f| f.get_ref().read(&mut buf));
-                if matches!(read, Ok(Ok(n)) if n > 0 && n < buf.len()) {
-                    // A short read emptied the terminal's buffer: wait for
-                    // the reactor instead of a second read that finds it
-                    // empty (the terminal signals every write to it).
-                    guard.clear_ready();
-                }
-                drop(guard);
-                match read {
+                match guard.try_io(|f| f.get_ref().read(&mut buf)) {
                     Ok(Ok(0)) => break,
                     Ok(Ok(n)) => {
                         let evict_to = (reader_ring.lock().expect("ring lock").end() + n as u64).saturating_sub(cap);
