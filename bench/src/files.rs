@@ -245,9 +245,7 @@ async fn measure(hub: &Hub) -> anyhow::Result<Report> {
 
     eprintln!("memory while 1 GiB moves ...");
     random_file(&scratch.join("big.bin"), BIG)?;
-    let aetherd: u32 =
-        std::fs::read_to_string(hub.data.join("vms").join(&project).join("aetherd.pid"))?.trim().parse()?;
-    let pids = [hub.pid(), aetherd];
+    let pids = [hub.pid(), hub.aetherd_pid(&project)?];
     let before = [crate::rss(pids[0]), crate::rss(pids[1])];
     let (_, peak) = peak_rss(pids, async {
         hub.upload(&project, "big.bin", &scratch.join("big.bin")).await?;

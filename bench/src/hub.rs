@@ -174,10 +174,13 @@ impl Hub {
         Ok(Bulk { total: offset - start_offset, delivered, elapsed: t.elapsed() })
     }
 
+    /// The pid of a local VM's aetherd.
+    pub fn aetherd_pid(&self, project: &str) -> anyhow::Result<u32> {
+        Ok(std::fs::read_to_string(self.data.join("vms").join(project).join("aetherd.pid"))?.trim().parse()?)
+    }
+
     pub async fn aetherd_rss(&self, project: &str) -> anyhow::Result<u64> {
-        let pid: u32 =
-            std::fs::read_to_string(self.data.join("vms").join(project).join("aetherd.pid"))?.trim().parse()?;
-        Ok(crate::rss(pid))
+        Ok(crate::rss(self.aetherd_pid(project)?))
     }
 
     pub async fn stop(mut self) {

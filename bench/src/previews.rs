@@ -220,9 +220,7 @@ async fn measure(hub: &Hub) -> anyhow::Result<Rows> {
     }
     // Whose CPU time is the proxying's: none for direct, the nginx hop's
     // master and worker, the hub and aetherd for the preview.
-    let aetherd: u32 =
-        std::fs::read_to_string(hub.data.join("vms").join(&project).join("aetherd.pid"))?.trim().parse()?;
-    let proxies = [Vec::new(), with_children(proxy.0.id()), vec![hub.pid(), aetherd]];
+    let proxies = [Vec::new(), with_children(proxy.0.id()), vec![hub.pid(), hub.aetherd_pid(&project)?]];
     let mut runs = Vec::new();
     for (conns, path) in [(1, "/1k.txt"), (32, "/1k.txt"), (1, "/10m.bin")] {
         let mut per: [Vec<(Wrk, f64)>; 3] = Default::default();

@@ -154,7 +154,7 @@ pub async fn serve_tcp(
     match agents.local_port(port).await {
         Some(local) if port == 22 => {
             // The hub's jump host reaches the VM's sshd this way only.
-            let _open = Open::count(&agents.ssh_connections);
+            let _open = crate::Counted::new(&agents.ssh_connections);
             crate::tcp::serve(local, recv, send).await
         }
         Some(local) => crate::tcp::serve(local, recv, send).await,
@@ -165,23 +165,6 @@ pub async fn serve_tcp(
             framed.close().await?;
             Ok(())
         }
-    }
-}
-
-/// One more open connection while it lives (a stream's task may also be
-/// dropped mid-way, when its tunnel goes).
-struct Open<'a>(&'a AtomicU32);
-
-impl<'a> Open<'a> {
-    fn count(open: &'a AtomicU32) -> Self {
-        open.fetch_add(1, Ordering::Relaxed);
-        Self(open)
-    }
-}
-
-impl Drop for Open<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -91,6 +91,23 @@ fn run_startup_script(sessions: &pty::Sessions, home: &std::path::Path) {
     }
 }
 
+/// Counts one more of something while it lives: the count goes down again
+/// however the holder ends, dropped mid-way with its tunnel included.
+pub(crate) struct Counted<'a>(&'a std::sync::atomic::AtomicU32);
+
+impl<'a> Counted<'a> {
+    pub(crate) fn new(count: &'a std::sync::atomic::AtomicU32) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

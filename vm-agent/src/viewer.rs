@@ -22,7 +22,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    session.viewers.fetch_add(1, Ordering::Relaxed);
+    let _viewing = crate::Counted::new(&session.viewers);
     let mut events = FramedWrite::new(send, FrameCodec::<pb::PtyServer>::default());
     let inputs = FramedRead::new(recv, FrameCodec::<pb::PtyClient>::default());
     tokio::select! {
@@ -33,7 +33,6 @@ where
         }
         () = input(sessions, &session, req.readonly, inputs) => {}
     }
-    session.viewers.fetch_sub(1, Ordering::Relaxed);
 }
 
 async fn emit<W: AsyncWrite + Unpin>(events: &mut Events<W>, e: PtyEvent) -> Result<(), aether_protocol::FrameError> {

@@ -159,12 +159,12 @@ impl Previews {
 }
 
 /// The cookie's value in a request's Cookie headers, if any.
-fn find_cookie(req: &Request) -> Option<String> {
+fn find_cookie(req: &Request) -> Option<&str> {
     req.headers()
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(|line| line.split(';').find_map(our_cookie).map(str::to_owned))
+        .find_map(|line| line.split(';').find_map(our_cookie))
 }
 
 /// The value of one `name=value` pair of a Cookie header, if it is ours.
@@ -221,7 +221,7 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
         Err(e) => return ApiError::from(e).into_response(),
     };
     if visibility == Visibility::Private
-        && !find_cookie(&req).is_some_and(|c| hub.previews.cookie_ok(&c, project_id, port))
+        && !find_cookie(&req).is_some_and(|c| hub.previews.cookie_ok(c, project_id, port))
     {
         if html {
             let base = &hub.public_url;

@@ -200,8 +200,15 @@ impl AsyncWrite for TunnelIo {
     }
 }
 
-const HOP_BY_HOP: [&str; 7] =
-    ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer"];
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+];
 
 /// Sends `req` to `port` in the project's VM and streams the answer back.
 pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> Result<Response, ProxyError> {
@@ -258,9 +265,9 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
 /// Removes hop-by-hop headers (and `Upgrade` if asked). Most messages have
 /// none, and one scan of the names costs less than a removal of each.
 fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let hop = |name: &HeaderName| HOP_BY_HOP.contains(&name.as_str()) || (upgrade && name == header::UPGRADE);
+    let hop = |name: &HeaderName| HOP_BY_HOP.contains(name) || (upgrade && name == header::UPGRADE);
     if headers.keys().any(hop) {
-        for h in HOP_BY_HOP {
+        for h in &HOP_BY_HOP {
             headers.remove(h);
         }
         if upgrade {
