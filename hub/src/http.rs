@@ -101,7 +101,7 @@ async fn route(mut tcp: TcpStream, conn: Conn, plane: Arc<Placer>, tasks: TaskTr
     let head = head.freeze();
     match first {
         FirstRequest::Gone => {}
-        FirstRequest::Other => serve_connection(Prefixed { head, tcp }, conn).await,
+        FirstRequest::Other => serve_connection(Prefixed::new(head, tcp), conn).await,
         FirstRequest::Tunnel(project) => match tcp.into_std() {
             Ok(std) => {
                 // On the project's tunnel's thread (any, if it has none yet).
@@ -109,7 +109,7 @@ async fn route(mut tcp: TcpStream, conn: Conn, plane: Arc<Placer>, tasks: TaskTr
                 tasks.spawn_on(
                     async move {
                         match TcpStream::from_std(std) {
-                            Ok(tcp) => serve_connection(Prefixed { head, tcp }, conn).await,
+                            Ok(tcp) => serve_connection(Prefixed::new(head, tcp), conn).await,
                             Err(e) => tracing::debug!(error = %e, "moving a connection to the data plane"),
                         }
                     },
@@ -225,10 +225,55 @@ async fn serve_connection(io: Prefixed, conn: Conn) {
     }
 }
 
-/// A connection whose first bytes were already read.
+/// A connection whose first bytes were already read. Dropped, it closes
+/// with a lingering close (`linger`).
 struct Prefixed {
     head: Bytes,
-    tcp: TcpStream,
+    /// Always there until the drop.
+    tcp: Option<TcpStream>,
+}
+
+impl Prefixed {
+    fn new(head: Bytes, tcp: TcpStream) -> Self {
+        Self { head, tcp: Some(tcp) }
+    }
+
+    fn tcp(&mut self) -> Pin<&mut TcpStream> {
+        Pin::new(self.tcp.as_mut().expect("open until dropped"))
+    }
+}
+
+impl Drop for Prefixed {
+    fn drop(&mut self) {
+        if let (Some(tcp), Ok(runtime)) = (self.tcp.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(linger(tcp));
+        }
+    }
+}
+
+/// How long, and how much, a closing connection is read and discarded.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 64 << 20;
+
+/// Closes like nginx's lingering close: stop sending, then read and discard
+/// what the client still sends for a while. A response sent before its
+/// request was read (a 413 for an upload over the limit) then reaches the
+/// client, instead of being cut off by the reset that closing a socket with
+/// unread bytes sends.
+async fn linger(mut tcp: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tcp.shutdown().await;
+    let mut buf = [0u8; 8192];
+    let mut read = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while read < LINGER_BYTES {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
 }
 
 impl AsyncRead for Prefixed {
@@ -239,13 +284,13 @@ impl AsyncRead for Prefixed {
             self.head.advance(n);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.tcp).poll_read(cx, buf)
+        self.tcp().poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Prefixed {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
+        self.tcp().poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -253,19 +298,19 @@ impl AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+        self.tcp().poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
+        self.tcp.as_ref().is_some_and(TcpStream::is_write_vectored)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_flush(cx)
+        self.tcp().poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
+        self.tcp().poll_shutdown(cx)
     }
 }
 
@@ -294,7 +339,7 @@ mod tests {
         let first = first_request(&mut server, &mut head, &previews).await;
         let mut all = Vec::new();
         if first != FirstRequest::Gone {
-            Prefixed { head: head.freeze(), tcp: server }.read_to_end(&mut all).await.unwrap();
+            Prefixed::new(head.freeze(), server).read_to_end(&mut all).await.unwrap();
         }
         writer.await.unwrap();
         (first, all)
