@@ -12,8 +12,8 @@
 
 use crate::Hub;
 use crate::dataplane::Placer;
-use crate::preview::Previews;
 use crate::preview::proxy::{UPSTREAM_IDLE, Upstream};
+use crate::preview::{Previews, express};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -38,7 +38,7 @@ use uuid::Uuid;
 
 /// A first request head longer than this is not looked at here (the server
 /// answers it as it would any over-long head).
-const MAX_SNIFF: usize = 16 * 1024;
+const MAX_SNIFF: usize = express::MAX_HEAD;
 /// A connection that sends no complete request head for this long is closed.
 const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// A keep-alive connection idle this long between requests is closed (and
@@ -98,10 +98,9 @@ async fn route(mut tcp: TcpStream, conn: Conn, plane: Arc<Placer>, tasks: TaskTr
             r.unwrap_or(FirstRequest::Gone)
         }
     };
-    let head = head.freeze();
     match first {
         FirstRequest::Gone => {}
-        FirstRequest::Other => serve_connection(Prefixed::new(head, tcp), conn).await,
+        FirstRequest::Other => serve_connection(Prefixed::new(head.freeze(), tcp), conn, Vec::new()).await,
         FirstRequest::Tunnel(project) => match tcp.into_std() {
             Ok(std) => {
                 // On the project's tunnel's thread (any, if it has none yet).
@@ -109,7 +108,7 @@ async fn route(mut tcp: TcpStream, conn: Conn, plane: Arc<Placer>, tasks: TaskTr
                 tasks.spawn_on(
                     async move {
                         match TcpStream::from_std(std) {
-                            Ok(tcp) => serve_connection(Prefixed::new(head, tcp), conn).await,
+                            Ok(tcp) => serve_tunnel_traffic(tcp, head, conn).await,
                             Err(e) => tracing::debug!(error = %e, "moving a connection to the data plane"),
                         }
                     },
@@ -161,11 +160,28 @@ fn api_project(path: &str) -> Option<Uuid> {
     rest.split(['/', '?']).next()?.parse().ok()
 }
 
-async fn serve_connection(io: Prefixed, conn: Conn) {
+/// Serves a data-plane connection: previews' plain requests on the express
+/// lane for as long as they come, then the rest like any connection.
+async fn serve_tunnel_traffic(mut tcp: TcpStream, mut buf: BytesMut, conn: Conn) {
+    match express::serve(&conn.hub, conn.remote, &mut tcp, &mut buf, &conn.shutdown, IDLE_TIMEOUT).await {
+        express::Next::General(kept) => serve_connection(Prefixed::new(buf.freeze(), tcp), conn, kept).await,
+        // Dropped, it closes with a lingering close.
+        express::Next::Close => drop(Prefixed::new(Bytes::new(), tcp)),
+    }
+}
+
+/// Serves a connection with hyper, taking over the express lane's idle
+/// upstreams (`kept`) if it had any.
+async fn serve_connection(io: Prefixed, conn: Conn, kept: Vec<express::Kept>) {
     let Conn { app, hub, remote, shutdown } = conn;
     // Previews' upstream connections are driven here, in this task.
     let (upstream, mut new_drivers) = Upstream::new();
     let upstreams = upstream.clone();
+    for k in kept {
+        if let Err(e) = upstream.adopt(k.project, k.port, k.stream).await {
+            tracing::debug!(error = %e, "taking over a preview upstream");
+        }
+    }
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let mut req = req.map(Body::new);
         req.extensions_mut().insert(ConnectInfo(remote));

@@ -176,13 +176,20 @@ impl ClientConn {
 
     /// GET `path` with `host` as Host: (status, body).
     async fn get(&mut self, host: &str, path: &str) -> (u16, String) {
+        let (status, _, body) = self.send("GET", host, path, "").await;
+        (status, body)
+    }
+
+    /// Any request: (status, headers, body).
+    async fn send(&mut self, method: &str, host: &str, path: &str, body: &str) -> (u16, hyper::HeaderMap, String) {
         use http_body_util::BodyExt;
         self.0.ready().await.expect("the hub kept the connection open");
-        let req = hyper::Request::get(path).header("host", host).body(String::new()).unwrap();
+        let req =
+            hyper::Request::builder().method(method).uri(path).header("host", host).body(body.to_owned()).unwrap();
         let resp = tokio::time::timeout(support::DEADLINE, self.0.send_request(req)).await.unwrap().unwrap();
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (parts.status.as_u16(), parts.headers, String::from_utf8_lossy(&body).into_owned())
     }
 
     /// Starts the app's event stream and waits for its first event; the
@@ -236,6 +243,54 @@ async fn a_client_connection_keeps_its_connection_to_the_app_and_mixes_hosts() {
     let mut c = ClientConn::open(&hub).await;
     assert_eq!(c.get(&hub_host, "/healthz").await, (200, "ok".into()));
     assert_eq!(c.get(&preview, "/").await, (200, "<h1>hello from the vm</h1>".into()));
+}
+
+#[tokio::test]
+async fn every_kind_of_request_and_answer_keeps_the_connection_and_its_app_connection() {
+    use http_body_util::BodyExt;
+    let hub = TestHub::start().await;
+    let (_api, id, port, _app) = public_app(&hub).await;
+    let preview = Preview::new(&hub, &id, port).host;
+    let mut a = ClientConn::open(&hub).await;
+    let (s, peer) = a.get(&preview, "/peer").await;
+    assert_eq!(s, 200, "{peer}");
+
+    // A HEAD answer has its length but no body, and the connection goes on.
+    let (s, headers, body) = a.send("HEAD", &preview, "/", "").await;
+    assert_eq!((s, headers["content-length"].to_str().unwrap(), body.as_str()), (200, "26", ""));
+    // Early hints are passed on, then the answer.
+    assert_eq!(a.get(&preview, "/hints").await, (200, "after hints".into()));
+
+    // Chunked events arrive one by one, as they are sent, and the
+    // connection to the app is kept after the last chunk.
+    a.0.ready().await.unwrap();
+    let req = hyper::Request::get("/chunked").header("host", &preview).body(String::new()).unwrap();
+    let resp = tokio::time::timeout(support::DEADLINE, a.0.send_request(req)).await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let frame = tokio::time::timeout(support::DEADLINE, body.frame()).await.unwrap().unwrap().unwrap();
+    assert_eq!(frame.data_ref().map(|d| &d[..]), Some(&b"data: one\n\n"[..]), "the first event alone");
+    let mut b = ClientConn::open(&hub).await;
+    assert_eq!(b.get(&preview, "/release").await.0, 200);
+    let mut rest = Vec::new();
+    let mut trailers = None;
+    while let Some(frame) = tokio::time::timeout(support::DEADLINE, body.frame()).await.unwrap() {
+        let frame = frame.unwrap();
+        match frame.into_data() {
+            Ok(d) => rest.extend_from_slice(&d),
+            Err(f) => trailers = f.into_trailers().ok(),
+        }
+    }
+    assert_eq!(rest, b"data: two\n\n");
+    assert_eq!(trailers.map(|t| t["x-events"].clone()), Some(hyper::header::HeaderValue::from_static("2")));
+    assert_eq!(a.get(&preview, "/peer").await, (200, peer.clone()), "the same connection to the app");
+
+    // A request with a body, then plain ones again: still one connection to
+    // the app.
+    let (s, _, echoed) = a.send("POST", &preview, "/echo", "posted").await;
+    assert_eq!((s, echoed.as_str()), (200, "posted"));
+    assert_eq!(a.get(&preview, "/peer").await, (200, peer.clone()));
+    assert_eq!(a.get(&preview, "/").await, (200, "<h1>hello from the vm</h1>".into()));
 }
 
 #[tokio::test]

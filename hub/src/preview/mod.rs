@@ -6,6 +6,7 @@
 //! `Tcp { port }` tunnel stream by `proxy`. aether's own cookie and access
 //! tokens are stripped before the user's app sees the request.
 
+pub mod express;
 pub mod proxy;
 
 use crate::Hub;
@@ -111,8 +112,8 @@ impl Previews {
 
     /// A port's visibility (cached; private unless set otherwise).
     pub async fn visibility(&self, hub: &Hub, project: Uuid, port: u16) -> Result<Visibility, sqlx::Error> {
-        if let Some(v) = self.visibility.lock().expect("visibility lock").get(&(project, port)) {
-            return Ok(*v);
+        if let Some(v) = self.cached_visibility(project, port) {
+            return Ok(v);
         }
         let v = match hub.db.port_visibility(project, port).await?.as_deref() {
             Some("public") => Visibility::Public,
@@ -120,6 +121,11 @@ impl Previews {
         };
         self.visibility.lock().expect("visibility lock").insert((project, port), v);
         Ok(v)
+    }
+
+    /// A port's visibility if it is known without asking the database.
+    pub fn cached_visibility(&self, project: Uuid, port: u16) -> Option<Visibility> {
+        self.visibility.lock().expect("visibility lock").get(&(project, port)).copied()
     }
 
     pub fn remember_visibility(&self, project: Uuid, port: u16, v: Visibility) {
@@ -168,7 +174,7 @@ fn find_cookie(req: &Request) -> Option<&str> {
 }
 
 /// The value of one `name=value` pair of a Cookie header, if it is ours.
-fn our_cookie(pair: &str) -> Option<&str> {
+pub(crate) fn our_cookie(pair: &str) -> Option<&str> {
     pair.trim().strip_prefix(COOKIE)?.strip_prefix('=')
 }
 
@@ -290,7 +296,7 @@ fn strip_cookie(req: &mut Request) {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .map(|line| line.split(';').filter(|c| our_cookie(c).is_none()).map(str::trim).collect::<Vec<_>>().join("; "))
+        .map(without_ours)
         .filter(|l| !l.is_empty())
         .collect();
     req.headers_mut().remove(header::COOKIE);
@@ -299,6 +305,11 @@ fn strip_cookie(req: &mut Request) {
             req.headers_mut().append(header::COOKIE, v);
         }
     }
+}
+
+/// A Cookie header's value without aether's cookie (empty if it was all).
+pub(crate) fn without_ours(line: &str) -> String {
+    line.split(';').filter(|c| our_cookie(c).is_none()).map(str::trim).collect::<Vec<_>>().join("; ")
 }
 
 /// Trades a one-time token for the preview cookie, then goes to `/`.

@@ -107,6 +107,19 @@ impl Upstream {
         idle.iter().map(|k| k.used + UPSTREAM_IDLE).min()
     }
 
+    /// Keeps an idle stream to the app, opened elsewhere (the express lane),
+    /// as an upstream of this connection.
+    pub async fn adopt(&self, project: Uuid, port: u16, stream: Stream) -> anyhow::Result<()> {
+        let (sender, conn) = http1::handshake(TokioIo::new(TunnelIo::from(stream))).await?;
+        self.drivers
+            .send(Box::pin(async move {
+                let _ = conn.await;
+            }))
+            .map_err(|_| anyhow::anyhow!("the client connection is closing"))?;
+        self.keep(project, port, sender);
+        Ok(())
+    }
+
     async fn send(
         &self,
         tunnels: &Tunnels,
@@ -157,8 +170,18 @@ impl Upstream {
     }
 }
 
+/// An open `Tcp { port }` stream to a port in the VM, counted against the
+/// project's preview streams while it lives.
+pub struct Stream {
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+    /// The app's first bytes, if they came with aetherd's answer.
+    pub early: bytes::Bytes,
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// Opens a `Tcp { port }` stream and waits for aetherd's answer.
-async fn connect(tunnels: &Tunnels, project: Uuid, port: u16) -> Result<TokioIo<TunnelIo>, ProxyError> {
+pub async fn open(tunnels: &Tunnels, project: Uuid, port: u16) -> Result<Stream, ProxyError> {
     let tunnel = tunnels.get(project).ok_or_else(|| anyhow::anyhow!("the project's VM is not connected"))?;
     let permit = tunnel.preview_streams.clone().try_acquire_owned().map_err(|_| ProxyError::Busy)?;
     let (send, recv) = tunnel.open(StreamKind::Tcp { port }).await?;
@@ -169,8 +192,11 @@ async fn connect(tunnels: &Tunnels, project: Uuid, port: u16) -> Result<TokioIo<
         return Err(ProxyError::Refused);
     }
     let parts = framed.into_parts();
-    let recv = std::io::Cursor::new(parts.read_buf.freeze()).chain(parts.io);
-    Ok(TokioIo::new(TunnelIo { recv, send, _permit: permit }))
+    Ok(Stream { send, recv: parts.io, early: parts.read_buf.freeze(), permit })
+}
+
+async fn connect(tunnels: &Tunnels, project: Uuid, port: u16) -> Result<TokioIo<TunnelIo>, ProxyError> {
+    Ok(TokioIo::new(TunnelIo::from(open(tunnels, project, port).await?)))
 }
 
 /// One tunnel stream as a byte connection.
@@ -178,6 +204,12 @@ pub struct TunnelIo {
     recv: tokio::io::Chain<std::io::Cursor<bytes::Bytes>, quinn::RecvStream>,
     send: quinn::SendStream,
     _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl From<Stream> for TunnelIo {
+    fn from(s: Stream) -> Self {
+        Self { recv: std::io::Cursor::new(s.early).chain(s.recv), send: s.send, _permit: s.permit }
+    }
 }
 
 impl AsyncRead for TunnelIo {
@@ -231,8 +263,8 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
     let proto = if hub.public_url.starts_with("https://") { "https" } else { "http" };
     headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(proto));
     if let Some(ip) = client_ip {
-        let prior = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let value = prior.map_or(ip.to_string(), |p| format!("{p}, {ip}"));
+        let prior: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+        let value = if prior.is_empty() { ip.to_string() } else { format!("{}, {ip}", prior.join(", ")) };
         if let Ok(v) = HeaderValue::from_str(&value) {
             headers.insert(HeaderName::from_static("x-forwarded-for"), v);
         }

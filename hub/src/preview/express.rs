@@ -1,0 +1,835 @@
+//! The express lane: most preview traffic is keep-alive `GET`s and `HEAD`s
+//! that need nothing but forwarding. Such a request's head is rewritten
+//! (Host, forwarding headers, aether's cookie out) and sent to the app as
+//! bytes, and the answer's bytes come back as they arrive, framed by their
+//! own `Content-Length` or chunked encoding, with only the answer's head
+//! rewritten (hop-by-hop headers out). No request or response objects are
+//! built and no HTTP library's dispatch runs; per request this is about a
+//! third of the hub's CPU time on the general lane.
+//!
+//! Everything else goes to the general lane (hyper, `proxy::forward`, and
+//! `handle`'s pages) for the rest of the connection, with the request still
+//! in the buffer: a body, an upgrade, `Expect`, `Authorization`, hop-by-hop
+//! headers, HTTP/1.0, a private port without a valid cookie, an unknown
+//! visibility, a VM that isn't connected, a host that isn't a preview, the
+//! sign-in path. Kept upstreams move with the connection.
+//!
+//! A request is the app's only once its answer's head has arrived. Until
+//! then a failure (no stream, nothing listening, a kept connection the app
+//! had closed, an answer this lane won't forward) leaves the request for the
+//! general lane, which sends it again (`GET` and `HEAD` are safe to repeat)
+//! and answers with its usual error pages. A kept connection that the app
+//! had closed is first replaced here, like the general lane does.
+//!
+//! Framing is parsed strictly: one agreed `Content-Length`, chunk-size lines
+//! with CRLF only and at most 15 hex digits, bounded extension and trailer
+//! sizes; an answer framed any other way is the general lane's.
+
+use super::Visibility;
+use super::proxy::{self, UPSTREAM_IDLE};
+use crate::Hub;
+use bytes::{Buf, Bytes, BytesMut};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The longest request head this lane reads (the same as the listener's).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// The longest answer head it takes from an app.
+const MAX_ANSWER_HEAD: usize = 64 * 1024;
+/// Most request headers it parses; more go to the general lane.
+const MAX_HEADERS: usize = 64;
+/// Most answer headers (hyper's client allows as many).
+const MAX_ANSWER_HEADERS: usize = 100;
+/// Largest piece read from a tunnel stream at once.
+const READ_CHUNK: usize = 64 * 1024;
+/// A chunk-size line (with its extensions) longer than this is refused.
+const MAX_SIZE_LINE: usize = 4096;
+/// A trailer section longer than this is refused.
+const MAX_TRAILERS: usize = 16 * 1024;
+/// How many idle upstreams a client connection keeps (as the general lane).
+const KEPT: usize = 4;
+
+/// What becomes of the connection after this lane.
+pub enum Next {
+    /// The general lane serves the rest, starting with what is in the
+    /// buffer, and takes these idle upstreams.
+    General(Vec<Kept>),
+    Close,
+}
+
+/// An idle keep-alive upstream: a stream to the app's port, nothing unread.
+pub struct Kept {
+    pub project: Uuid,
+    pub port: u16,
+    pub stream: proxy::Stream,
+}
+
+/// An upstream in use.
+struct Upstream {
+    project: Uuid,
+    port: u16,
+    stream: proxy::Stream,
+    /// Read from the app, not yet forwarded.
+    pending: BytesMut,
+    used: Instant,
+}
+
+/// Serves a connection's preview requests, starting with what is in `buf`,
+/// for as long as they qualify.
+pub async fn serve(
+    hub: &Hub,
+    remote: SocketAddr,
+    tcp: &mut TcpStream,
+    buf: &mut BytesMut,
+    shutdown: &CancellationToken,
+    idle: Duration,
+) -> Next {
+    let mut kept: Vec<Upstream> = Vec::new();
+    let proto = if hub.public_url.starts_with("https://") { "https" } else { "http" };
+    loop {
+        let request = match prepare(buf, &hub.previews, |p| hub.tunnels.contains(p), proto, remote.ip()) {
+            Prepared::Express(r) => r,
+            Prepared::Partial if buf.len() < MAX_HEAD => {
+                if read_more(tcp, buf, &mut kept, shutdown, idle).await {
+                    continue;
+                }
+                return Next::Close;
+            }
+            Prepared::Partial | Prepared::General => break,
+        };
+        match exchange(hub, tcp, buf, &request, &mut kept).await {
+            Exchanged::Done => {}
+            Exchanged::Close => return Next::Close,
+            Exchanged::General => break,
+        }
+    }
+    Next::General(kept.into_iter().map(|u| Kept { project: u.project, port: u.port, stream: u.stream }).collect())
+}
+
+/// Waits for more of the next request; false when the connection is to
+/// close (the client left, it idled too long, the hub is stopping). Lets
+/// go of upstreams idle for `UPSTREAM_IDLE` meanwhile.
+async fn read_more(
+    tcp: &mut TcpStream,
+    buf: &mut BytesMut,
+    kept: &mut Vec<Upstream>,
+    shutdown: &CancellationToken,
+    idle: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + idle;
+    loop {
+        buf.reserve(4096);
+        let expiry = kept.iter().map(|u| u.used + UPSTREAM_IDLE).min().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            r = tcp.read_buf(buf) => return matches!(r, Ok(n) if n > 0),
+            () = tokio::time::sleep_until(deadline) => return false,
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep_until(expiry.unwrap_or(deadline)), if expiry.is_some() => {
+                let now = Instant::now();
+                kept.retain(|u| now.saturating_duration_since(u.used) < UPSTREAM_IDLE);
+            }
+        }
+    }
+}
+
+/// A request for this lane: its head as the app gets it.
+#[derive(Debug)]
+struct Request {
+    /// Length of the client's head in the buffer.
+    len: usize,
+    project: Uuid,
+    port: u16,
+    head: Bytes,
+    /// A `HEAD`: the answer has no body whatever its headers say.
+    head_only: bool,
+}
+
+#[derive(Debug)]
+enum Prepared {
+    Partial,
+    General,
+    Express(Request),
+}
+
+fn is(name: &str, wanted: &str) -> bool {
+    name.eq_ignore_ascii_case(wanted)
+}
+
+/// Whether the request at the start of `buf` is for this lane, and if so
+/// the head the app gets.
+fn prepare(
+    buf: &[u8],
+    previews: &super::Previews,
+    connected: impl Fn(Uuid) -> bool,
+    proto: &str,
+    client: IpAddr,
+) -> Prepared {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Prepared::Partial,
+        Err(_) => return Prepared::General,
+    };
+    let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
+        return Prepared::General;
+    };
+    let path_only = path.split('?').next().unwrap_or_default();
+    if !matches!(method, "GET" | "HEAD") || !path.starts_with('/') || path_only == super::AUTH_PATH {
+        return Prepared::General;
+    }
+    let mut host = None;
+    let mut cookie = None;
+    for h in req.headers.iter() {
+        let name = h.name;
+        if is(name, "host") {
+            if host.is_some() {
+                return Prepared::General;
+            }
+            host = Some(h.value);
+        } else if is(name, "connection") {
+            let value = std::str::from_utf8(h.value).unwrap_or_default();
+            if !value.split(',').all(|t| is(t.trim(), "keep-alive")) {
+                return Prepared::General;
+            }
+        } else if is(name, "cookie") {
+            let Ok(line) = std::str::from_utf8(h.value) else { return Prepared::General };
+            cookie = cookie.or_else(|| line.split(';').find_map(super::our_cookie));
+        } else if [
+            "content-length",
+            "transfer-encoding",
+            "upgrade",
+            "expect",
+            "authorization",
+            "proxy-authorization",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+        ]
+        .iter()
+        .any(|n| is(name, n))
+        {
+            return Prepared::General;
+        }
+    }
+    let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) else { return Prepared::General };
+    let Some((port, project)) = previews.parse_host(host) else { return Prepared::General };
+    if !connected(project) {
+        return Prepared::General;
+    }
+    match previews.cached_visibility(project, port) {
+        Some(Visibility::Public) => {}
+        Some(Visibility::Private) if cookie.is_some_and(|c| previews.cookie_ok(c, project, port)) => {}
+        _ => return Prepared::General,
+    }
+
+    let mut head = BytesMut::with_capacity(len + 160);
+    head.extend_from_slice(method.as_bytes());
+    head.extend_from_slice(b" ");
+    head.extend_from_slice(path.as_bytes());
+    head.extend_from_slice(format!(" HTTP/1.1\r\nhost: localhost:{port}\r\n").as_bytes());
+    let mut forwarded_for = Vec::new();
+    for h in req.headers.iter() {
+        let name = h.name;
+        if is(name, "x-forwarded-for") {
+            forwarded_for.push(h.value);
+            continue;
+        }
+        if ["host", "connection", "x-forwarded-host", "x-forwarded-proto"].iter().any(|n| is(name, n)) {
+            continue;
+        }
+        let rewritten;
+        let mut value = h.value;
+        if is(name, "cookie") && cookie.is_some() {
+            rewritten = super::without_ours(std::str::from_utf8(value).unwrap_or_default());
+            if rewritten.is_empty() {
+                continue;
+            }
+            value = rewritten.as_bytes();
+        }
+        header_line(&mut head, name.as_bytes(), value);
+    }
+    header_line(&mut head, b"x-forwarded-host", host.as_bytes());
+    header_line(&mut head, b"x-forwarded-proto", proto.as_bytes());
+    head.extend_from_slice(b"x-forwarded-for: ");
+    for prior in forwarded_for {
+        head.extend_from_slice(prior);
+        head.extend_from_slice(b", ");
+    }
+    head.extend_from_slice(client.to_string().as_bytes());
+    head.extend_from_slice(b"\r\n\r\n");
+    Prepared::Express(Request { len, project, port, head: head.freeze(), head_only: method == "HEAD" })
+}
+
+fn header_line(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+enum Exchanged {
+    /// Answered; the connection goes on.
+    Done,
+    /// Answered (or failed once the client had part of an answer): close.
+    Close,
+    /// Not sent, or to be sent again: the request is the general lane's.
+    General,
+}
+
+/// Why asking the app failed.
+enum Failed {
+    /// The stream ended before any byte of an answer.
+    Closed,
+    /// Anything else.
+    Other,
+}
+
+async fn exchange(
+    hub: &Hub,
+    tcp: &mut TcpStream,
+    buf: &mut BytesMut,
+    req: &Request,
+    kept: &mut Vec<Upstream>,
+) -> Exchanged {
+    let now = Instant::now();
+    kept.retain(|u| now.saturating_duration_since(u.used) < UPSTREAM_IDLE);
+    let mut reused = kept.iter().position(|u| u.project == req.project && u.port == req.port).map(|i| kept.remove(i));
+    let (mut up, mut answer) = loop {
+        let fresh = reused.is_none();
+        let mut up = match reused.take() {
+            Some(u) => u,
+            None => match proxy::open(&hub.tunnels, req.project, req.port).await {
+                Ok(stream) => Upstream {
+                    project: req.project,
+                    port: req.port,
+                    pending: BytesMut::from(&stream.early[..]),
+                    stream,
+                    used: now,
+                },
+                Err(_) => return Exchanged::General,
+            },
+        };
+        if up.stream.send.write_chunk(req.head.clone()).await.is_err() {
+            if fresh {
+                return Exchanged::General;
+            }
+            continue;
+        }
+        match up.answer(req.head_only).await {
+            Ok(answer) => break (up, answer),
+            // A kept connection the app had closed: a new one.
+            Err(Failed::Closed) if !fresh => continue,
+            Err(_) => return Exchanged::General,
+        }
+    };
+    // The request is the app's now.
+    buf.advance(req.len);
+    while answer.framing == Framing::Informational {
+        up.pending.advance(answer.len);
+        if tcp.write_all(&answer.head).await.is_err() {
+            return Exchanged::Close;
+        }
+        answer = match up.answer(req.head_only).await {
+            Ok(a) => a,
+            Err(_) => return Exchanged::Close,
+        };
+    }
+    up.pending.advance(answer.len);
+    let until_close = answer.framing == Framing::UntilClose;
+    if up.forward(tcp, answer.head, answer.framing).await.is_err() {
+        return Exchanged::Close;
+    }
+    if until_close {
+        return Exchanged::Close;
+    }
+    if answer.reusable && up.pending.is_empty() {
+        up.used = Instant::now();
+        kept.push(up);
+        if kept.len() > KEPT {
+            kept.remove(0);
+        }
+    }
+    Exchanged::Done
+}
+
+impl Upstream {
+    /// Reads until an answer head is complete.
+    async fn answer(&mut self, head_only: bool) -> Result<Answer, Failed> {
+        loop {
+            match parse_answer(&self.pending, head_only) {
+                Ok(Some(answer)) => return Ok(answer),
+                Ok(None) if self.pending.len() <= MAX_ANSWER_HEAD => {}
+                _ => return Err(Failed::Other),
+            }
+            match self.stream.recv.read_chunk(READ_CHUNK, true).await {
+                Ok(Some(chunk)) => self.pending.extend_from_slice(&chunk.bytes),
+                Ok(None) | Err(_) if self.pending.is_empty() => return Err(Failed::Closed),
+                Ok(None) | Err(_) => return Err(Failed::Other),
+            }
+        }
+    }
+
+    /// Sends the answer's head and body to the client. What arrived past the
+    /// body's end stays in `pending`. An error means the client's answer is
+    /// incomplete.
+    async fn forward(&mut self, tcp: &mut TcpStream, head: BytesMut, mut framing: Framing) -> Result<(), ()> {
+        // The head and what is already here of the body go in one write.
+        let mut out = head;
+        let (n, mut done) = framing.take(&self.pending).map_err(drop)?;
+        out.extend_from_slice(&self.pending[..n]);
+        self.pending.advance(n);
+        tcp.write_all(&out).await.map_err(drop)?;
+        while !done {
+            let chunk = match self.stream.recv.read_chunk(READ_CHUNK, true).await {
+                Ok(Some(chunk)) => chunk.bytes,
+                Ok(None) if framing == Framing::UntilClose => return Ok(()),
+                Ok(None) | Err(_) => return Err(()),
+            };
+            let (n, end) = framing.take(&chunk).map_err(drop)?;
+            tcp.write_all(&chunk[..n]).await.map_err(drop)?;
+            self.pending.extend_from_slice(&chunk[n..]);
+            done = end;
+        }
+        Ok(())
+    }
+}
+
+/// An answer's head, rewritten for the client, and how its body is framed.
+#[derive(Debug)]
+struct Answer {
+    /// Length of the app's head in `pending`.
+    len: usize,
+    head: BytesMut,
+    framing: Framing,
+    /// The app's connection can carry another request after this answer.
+    reusable: bool,
+}
+
+/// Where an answer's body ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Framing {
+    /// A 1xx: another head follows.
+    Informational,
+    /// This many bytes more.
+    Length(u64),
+    Chunked(Chunked),
+    /// At the end of the stream.
+    UntilClose,
+}
+
+impl Framing {
+    /// How much of `data` (what arrives next) belongs to the body, and
+    /// whether the body ends there.
+    fn take(&mut self, data: &[u8]) -> Result<(usize, bool), Invalid> {
+        Ok(match self {
+            Self::Informational => (0, true),
+            Self::Length(left) => {
+                let n = (*left).min(data.len() as u64);
+                *left -= n;
+                (n as usize, *left == 0)
+            }
+            Self::Chunked(c) => c.feed(data)?,
+            Self::UntilClose => (data.len(), false),
+        })
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct Invalid;
+
+const ANSWER_HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Parses the answer head at the start of `data`, if it is complete.
+fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_ANSWER_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(data) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(Invalid),
+    };
+    let (Some(version), Some(code)) = (resp.version, resp.code) else { return Err(Invalid) };
+    // Nothing asked to switch protocols.
+    if code == 101 {
+        return Err(Invalid);
+    }
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    let mut close = version == 0;
+    for h in resp.headers.iter() {
+        if is(h.name, "content-length") {
+            let v = std::str::from_utf8(h.value).map_err(|_| Invalid)?.trim();
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) || v.len() > 18 {
+                return Err(Invalid);
+            }
+            let v: u64 = v.parse().map_err(|_| Invalid)?;
+            if length.is_some_and(|l| l != v) {
+                return Err(Invalid);
+            }
+            length = Some(v);
+        } else if is(h.name, "transfer-encoding") {
+            let v = std::str::from_utf8(h.value).map_err(|_| Invalid)?;
+            // The last coding of the last header decides.
+            chunked = Some(v.rsplit(',').next().is_some_and(|c| is(c.trim(), "chunked")));
+        } else if is(h.name, "connection") {
+            let v = std::str::from_utf8(h.value).unwrap_or_default();
+            if v.split(',').any(|t| is(t.trim(), "close")) {
+                close = true;
+            }
+        }
+    }
+    let framing = if (100..200).contains(&code) {
+        Framing::Informational
+    } else if head_only || code == 204 || code == 304 {
+        Framing::Length(0)
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => Framing::Chunked(Chunked::default()),
+            (Some(false), _) | (None, None) => Framing::UntilClose,
+            (None, Some(n)) => Framing::Length(n),
+        }
+    };
+    let mut head = BytesMut::with_capacity(len + 32);
+    head.extend_from_slice(format!("HTTP/1.1 {code} ").as_bytes());
+    head.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for h in resp.headers.iter() {
+        let hop = ANSWER_HOP_BY_HOP.iter().any(|n| is(h.name, n));
+        // With a transfer coding, Content-Length is not the body's length.
+        let stale_length = chunked.is_some() && is(h.name, "content-length");
+        if !hop && !stale_length {
+            header_line(&mut head, h.name.as_bytes(), h.value);
+        }
+    }
+    if framing == Framing::UntilClose {
+        head.extend_from_slice(b"connection: close\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    let reusable = !close && framing != Framing::UntilClose;
+    Ok(Some(Answer { len, head, framing, reusable }))
+}
+
+/// Where a chunked body's parser is (RFC 9112 §7.1), strict: CRLF line
+/// ends only, sizes of at most 15 hex digits, bounded lines and trailers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Chunked {
+    /// In a chunk-size line: the size, its digits, whether an extension or
+    /// whitespace began, the line's length.
+    Size {
+        size: u64,
+        digits: u8,
+        rest: bool,
+        line: usize,
+    },
+    /// After the size line's CR.
+    SizeLf {
+        size: u64,
+    },
+    Data(u64),
+    DataCr,
+    DataLf,
+    /// In the trailer section: the current line's length, the section's.
+    Trailer {
+        line: usize,
+        total: usize,
+    },
+    TrailerLf {
+        line: usize,
+        total: usize,
+    },
+    Done,
+}
+
+impl Default for Chunked {
+    fn default() -> Self {
+        Self::Size { size: 0, digits: 0, rest: false, line: 0 }
+    }
+}
+
+impl Chunked {
+    /// Consumes `data` up to the body's end: how much was body, and whether
+    /// it ended.
+    fn feed(&mut self, data: &[u8]) -> Result<(usize, bool), Invalid> {
+        let mut i = 0;
+        while i < data.len() && *self != Self::Done {
+            if let Self::Data(left) = *self {
+                let n = left.min((data.len() - i) as u64);
+                i += n as usize;
+                *self = if n == left { Self::DataCr } else { Self::Data(left - n) };
+                continue;
+            }
+            let b = data[i];
+            i += 1;
+            *self = match *self {
+                Self::Size { size, digits, rest, line } => {
+                    if line >= MAX_SIZE_LINE {
+                        return Err(Invalid);
+                    }
+                    let line = line + 1;
+                    match b {
+                        b'\r' if digits > 0 => Self::SizeLf { size },
+                        _ if !rest && b.is_ascii_hexdigit() => {
+                            if digits == 15 {
+                                return Err(Invalid);
+                            }
+                            let d = (b as char).to_digit(16).expect("a hex digit") as u64;
+                            Self::Size { size: size * 16 + d, digits: digits + 1, rest, line }
+                        }
+                        b'\t' | b' '..=b'~' if digits > 0 => Self::Size { size, digits, rest: true, line },
+                        _ => return Err(Invalid),
+                    }
+                }
+                Self::SizeLf { size } if b == b'\n' => {
+                    if size == 0 {
+                        Self::Trailer { line: 0, total: 0 }
+                    } else {
+                        Self::Data(size)
+                    }
+                }
+                Self::DataCr if b == b'\r' => Self::DataLf,
+                Self::DataLf if b == b'\n' => Self::default(),
+                Self::Trailer { line, total } => match b {
+                    b'\r' => Self::TrailerLf { line, total },
+                    b'\n' => return Err(Invalid),
+                    _ if total >= MAX_TRAILERS => return Err(Invalid),
+                    _ => Self::Trailer { line: line + 1, total: total + 1 },
+                },
+                Self::TrailerLf { line, total } if b == b'\n' => {
+                    if line == 0 {
+                        Self::Done
+                    } else {
+                        Self::Trailer { line: 0, total }
+                    }
+                }
+                _ => return Err(Invalid),
+            };
+        }
+        Ok((i, *self == Self::Done))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preview::Previews;
+
+    /// Feeds `body` in pieces of `step` bytes: (bytes taken, ended).
+    fn chunked(body: &[u8], step: usize) -> Result<(usize, bool), Invalid> {
+        let mut c = Chunked::default();
+        let mut taken = 0;
+        for piece in body.chunks(step) {
+            let (n, done) = c.feed(piece)?;
+            taken += n;
+            if done {
+                return Ok((taken, true));
+            }
+        }
+        Ok((taken, false))
+    }
+
+    #[test]
+    fn a_chunked_body_ends_where_its_last_chunk_and_trailers_do_however_it_arrives() {
+        let body = b"5\r\nhello\r\n1A;name=\"v\"\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-sum: 1\r\n\r\n";
+        for step in 1..=body.len() {
+            let mut more = body.to_vec();
+            more.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+            assert_eq!(chunked(&more, step), Ok((body.len(), true)), "in pieces of {step}");
+        }
+        assert_eq!(chunked(b"0\r\n\r\n", 1), Ok((5, true)));
+        assert_eq!(chunked(b"5\r\nhel", 3), Ok((6, false)), "not over yet");
+    }
+
+    #[test]
+    fn chunked_framing_that_could_be_read_two_ways_is_refused() {
+        for bad in [
+            &b"5\nhello\r\n0\r\n\r\n"[..],
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhelloX\r\n0\r\n\r\n",
+            b"\r\n",
+            b";ext\r\n",
+            b"-5\r\n",
+            b"5 \x01\r\n",
+            b"1000000000000000\r\n",
+            b"0\r\nx: 1\n\r\n",
+        ] {
+            assert_eq!(chunked(bad, 1), Err(Invalid), "{:?}", String::from_utf8_lossy(bad));
+        }
+        let long_line = format!("5;{}\r\n", "a".repeat(MAX_SIZE_LINE));
+        assert_eq!(chunked(long_line.as_bytes(), 64), Err(Invalid));
+        let long_trailer = format!("0\r\nx: {}\r\n\r\n", "a".repeat(MAX_TRAILERS));
+        assert_eq!(chunked(long_trailer.as_bytes(), 64), Err(Invalid));
+        assert_eq!(chunked(b"fffffffffffffff\r\n", 4), Ok((17, false)), "15 digits are allowed");
+    }
+
+    fn answer(head: &str, head_only: bool) -> Result<Option<Answer>, Invalid> {
+        parse_answer(head.as_bytes(), head_only)
+    }
+
+    fn framing(head: &str) -> Framing {
+        answer(head, false).unwrap().unwrap().framing
+    }
+
+    #[test]
+    fn an_answer_is_framed_as_the_rfc_says_and_loses_its_hop_by_hop_headers() {
+        let text = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+                    X-App: 1\r\n\r\nhello";
+        let a = answer(text, false).unwrap().unwrap();
+        assert_eq!((a.len, a.framing, a.reusable), (text.len() - 5, Framing::Length(5), true));
+        assert_eq!(&a.head[..], b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-App: 1\r\n\r\n");
+
+        let a = answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.framing, Framing::Chunked(Chunked::default()));
+        assert_eq!(&a.head[..], b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "a stale length goes");
+
+        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"), Framing::UntilClose);
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Framing::Chunked(Chunked::default())
+        );
+        let a = answer("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n", false).unwrap().unwrap();
+        assert_eq!((a.framing, a.reusable), (Framing::UntilClose, false));
+        assert!(a.head.ends_with(b"connection: close\r\n\r\n"), "the client is told the end is the close");
+
+        assert_eq!(framing("HTTP/1.1 204 No Content\r\n\r\n"), Framing::Length(0));
+        assert_eq!(framing("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n"), Framing::Length(0));
+        assert_eq!(
+            answer("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", true).unwrap().unwrap().framing,
+            Framing::Length(0)
+        );
+        assert_eq!(framing("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"), Framing::Informational);
+
+        let a = answer("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", false).unwrap().unwrap();
+        assert_eq!((a.framing, a.reusable), (Framing::Length(2), false), "HTTP/1.0 closes");
+        assert!(a.head.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        let a = answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n", false).unwrap().unwrap();
+        assert!(!a.reusable);
+
+        assert!(answer("HTTP/1.1 200 OK\r\nContent-Le", false).unwrap().is_none(), "incomplete");
+        for bad in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
+        ] {
+            assert_eq!(answer(bad, false).unwrap_err(), Invalid, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn length_framing_counts_down_across_pieces() {
+        let mut f = Framing::Length(10);
+        assert_eq!(f.take(b"abcd"), Ok((4, false)));
+        assert_eq!(f.take(b"efghijklmn"), Ok((6, true)));
+        assert_eq!(Framing::Length(0).take(b"next"), Ok((0, true)));
+    }
+
+    struct Setup {
+        previews: Previews,
+        project: Uuid,
+        host: String,
+    }
+
+    fn setup(visibility: Visibility) -> Setup {
+        let previews = Previews::new("preview.localhost".into(), "http://127.0.0.1:8080", b"secret");
+        let project = Uuid::new_v4();
+        previews.remember_visibility(project, 3000, visibility);
+        Setup { host: format!("3000-{project}.preview.localhost:8080"), previews, project }
+    }
+
+    fn prepared(s: &Setup, head: &str) -> Prepared {
+        let client: IpAddr = "10.0.0.7".parse().unwrap();
+        prepare(head.as_bytes(), &s.previews, |p| p == s.project, "https", client)
+    }
+
+    fn express(s: &Setup, head: &str) -> String {
+        match prepared(s, head) {
+            Prepared::Express(r) => {
+                assert_eq!(r.len, head.len());
+                String::from_utf8(r.head.to_vec()).unwrap()
+            }
+            other => panic!("{other:?} for {head:?}"),
+        }
+    }
+
+    #[test]
+    fn a_plain_get_goes_to_the_app_with_its_host_and_forwarding_headers_rewritten() {
+        let s = setup(Visibility::Public);
+        let head = format!(
+            "GET /a?b=1 HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive\r\nX-Forwarded-For: 1.2.3.4\r\n\
+             X-Forwarded-Host: evil\r\nAccept: */*\r\n\r\n",
+            s.host
+        );
+        assert_eq!(
+            express(&s, &head),
+            format!(
+                "GET /a?b=1 HTTP/1.1\r\nhost: localhost:3000\r\nAccept: */*\r\nx-forwarded-host: {}\r\n\
+                 x-forwarded-proto: https\r\nx-forwarded-for: 1.2.3.4, 10.0.0.7\r\n\r\n",
+                s.host
+            )
+        );
+        assert!(matches!(prepared(&s, &head[..head.len() - 2]), Prepared::Partial));
+    }
+
+    #[test]
+    fn a_private_preview_needs_its_cookie_and_the_app_never_sees_it() {
+        let s = setup(Visibility::Private);
+        let get = |cookie: &str| format!("GET / HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\n\r\n", s.host);
+        assert!(matches!(prepared(&s, &get("theme=dark")), Prepared::General), "no cookie: the general lane's 401");
+        let other = s.previews.cookie_value(Uuid::new_v4(), 3000, Uuid::new_v4());
+        assert!(matches!(prepared(&s, &get(&format!("aether_preview={other}"))), Prepared::General));
+
+        let ours = s.previews.cookie_value(s.project, 3000, Uuid::new_v4());
+        let sent = express(&s, &get(&format!("theme=dark; aether_preview={ours}; b=2")));
+        assert!(sent.contains("\r\nCookie: theme=dark; b=2\r\n"), "{sent}");
+        assert!(!sent.contains("aether_preview"), "{sent}");
+        let sent = express(&s, &get(&format!("aether_preview={ours}")));
+        assert!(!sent.to_lowercase().contains("cookie"), "{sent}");
+    }
+
+    #[test]
+    fn anything_but_a_plain_get_or_head_is_the_general_lanes() {
+        let s = setup(Visibility::Public);
+        let h = &s.host;
+        assert!(
+            matches!(prepared(&s, &format!("HEAD / HTTP/1.1\r\nHost: {h}\r\n\r\n")), Prepared::Express(r) if r.head_only)
+        );
+        for head in [
+            format!("POST / HTTP/1.1\r\nHost: {h}\r\nContent-Length: 1\r\n\r\nx"),
+            format!("GET / HTTP/1.1\r\nHost: {h}\r\nContent-Length: 0\r\n\r\n"),
+            format!("GET / HTTP/1.1\r\nHost: {h}\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            format!("GET / HTTP/1.1\r\nHost: {h}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+            format!("GET / HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n"),
+            format!("GET / HTTP/1.1\r\nHost: {h}\r\nAuthorization: Bearer x\r\n\r\n"),
+            format!("GET / HTTP/1.1\r\nHost: {h}\r\nExpect: 100-continue\r\n\r\n"),
+            format!("GET / HTTP/1.1\r\nHost: {h}\r\nTE: trailers\r\n\r\n"),
+            format!("GET / HTTP/1.1\r\nHost: {h}\r\nHost: {h}\r\n\r\n"),
+            format!("GET / HTTP/1.0\r\nHost: {h}\r\n\r\n"),
+            format!("GET http://{h}/ HTTP/1.1\r\nHost: {h}\r\n\r\n"),
+            format!("GET /__aether/auth?token=t HTTP/1.1\r\nHost: {h}\r\n\r\n"),
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n".to_owned(),
+            format!("GET / HTTP/1.1\r\nHost: 3000-{}.preview.localhost\r\n\r\n", Uuid::new_v4()),
+            format!("GET / HTTP/1.1\r\nHost: 3001-{}.preview.localhost\r\n\r\n", s.project),
+            "GET / HTTP/1.1\r\nHost\r\n\r\n".to_owned(),
+        ] {
+            assert!(matches!(prepared(&s, &head), Prepared::General), "{head:?}");
+        }
+    }
+}
