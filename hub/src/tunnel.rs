@@ -157,7 +157,7 @@ pub fn endpoint(
     reset_key: &[u8],
     runtime: Arc<dyn quinn::Runtime>,
 ) -> anyhow::Result<quinn::Endpoint> {
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(aether_protocol::transport::crypto_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(identity.cert_chain, identity.key)?;

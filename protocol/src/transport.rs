@@ -56,6 +56,18 @@ pub fn transport_config() -> quinn::TransportConfig {
     transport
 }
 
+/// The tunnel's TLS crypto: ring's, with AES-128-GCM first. rustls puts
+/// AES-256-GCM first; AES-128 does 10 rounds a block against 14, and every
+/// byte through the tunnel is sealed once and opened once. In a bulk
+/// download the cipher was 12 % of the CPU time of both the hub and aetherd.
+/// AES-128-GCM is what QUIC's own handshake packets use.
+pub fn crypto_provider() -> rustls::crypto::CryptoProvider {
+    let mut provider = rustls::crypto::ring::default_provider();
+    let first = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256.suite();
+    provider.cipher_suites.sort_by_key(|s| s.suite() != first);
+    provider
+}
+
 /// Lets the endpoint receive (and announce) packets as large as
 /// [`MAX_UDP_PAYLOAD`].
 pub fn tune_endpoint(config: &mut quinn::EndpointConfig) {

@@ -96,7 +96,7 @@ fn client_config(cfg: &TunnelConfig) -> anyhow::Result<quinn::ClientConfig> {
         }
         anyhow::ensure!(!roots.is_empty(), "AETHER_HUB_CA_PEM holds no certificate");
     }
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(aether_protocol::transport::crypto_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
         .with_no_client_auth();

@@ -44,7 +44,7 @@ const MAX_ANSWER_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Most answer headers (hyper's client allows as many).
 const MAX_ANSWER_HEADERS: usize = 100;
-/// Largest piece read from a tunnel stream at once.
+/// Largest piece read from a tunnel stream at once while reading a head.
 const READ_CHUNK: usize = 64 * 1024;
 /// A chunk-size line (with its extensions) longer than this is refused.
 const MAX_SIZE_LINE: usize = 4096;
@@ -385,18 +385,64 @@ impl Upstream {
         out.extend_from_slice(&self.pending[..n]);
         self.pending.advance(n);
         tcp.write_all(&out).await.map_err(drop)?;
+        // Then whatever has arrived at each wake-up, in one write: a chunk
+        // is one STREAM frame, a few KB, and a write per chunk cost the hub
+        // and the client a system call and a wake-up each.
+        let mut chunks: [Bytes; BATCH] = Default::default();
         while !done {
-            let chunk = match self.stream.recv.read_chunk(READ_CHUNK, true).await {
-                Ok(Some(chunk)) => chunk.bytes,
+            let got = match self.stream.recv.read_chunks(&mut chunks).await {
+                Ok(Some(n)) => n,
                 Ok(None) if framing == Framing::UntilClose => return Ok(()),
                 Ok(None) | Err(_) => return Err(()),
             };
-            let (n, end) = framing.take(&chunk).map_err(drop)?;
-            tcp.write_all(&chunk[..n]).await.map_err(drop)?;
-            self.pending.extend_from_slice(&chunk[n..]);
-            done = end;
+            for chunk in &mut chunks[..got] {
+                if done {
+                    self.pending.extend_from_slice(chunk);
+                    chunk.clear();
+                    continue;
+                }
+                let (n, end) = framing.take(chunk).map_err(drop)?;
+                if n < chunk.len() {
+                    self.pending.extend_from_slice(&chunk[n..]);
+                    chunk.truncate(n);
+                }
+                done = end;
+            }
+            write_all(tcp, &mut chunks[..got]).await.map_err(drop)?;
         }
         Ok(())
+    }
+}
+
+/// How many chunks are read from a tunnel stream, and written, at once.
+const BATCH: usize = 16;
+
+/// Writes all of `bufs` (at most `BATCH`) with vectored writes.
+async fn write_all(tcp: &mut TcpStream, bufs: &mut [Bytes]) -> std::io::Result<()> {
+    let mut first = 0;
+    loop {
+        while first < bufs.len() && bufs[first].is_empty() {
+            first += 1;
+        }
+        if first == bufs.len() {
+            return Ok(());
+        }
+        let mut slices = [std::io::IoSlice::new(&[]); BATCH];
+        for (slice, buf) in slices.iter_mut().zip(&bufs[first..]) {
+            *slice = std::io::IoSlice::new(buf);
+        }
+        let mut n = tcp.write_vectored(&slices[..bufs.len() - first]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let k = n.min(bufs[first].len());
+            bufs[first].advance(k);
+            n -= k;
+            if bufs[first].is_empty() {
+                first += 1;
+            }
+        }
     }
 }
 
