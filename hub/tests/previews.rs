@@ -294,6 +294,32 @@ async fn every_kind_of_request_and_answer_keeps_the_connection_and_its_app_conne
 }
 
 #[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hub = TestHub::start().await;
+    let (_api, id, port, _app) = public_app(&hub).await;
+    let host = Preview::new(&hub, &id, port).host;
+    let mut tcp = tokio::net::TcpStream::connect(hub.http.trim_start_matches("http://")).await.unwrap();
+    // Two plain requests, one with a body, and a plain one again, in one write.
+    let requests = format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\n\r\nGET /missing HTTP/1.1\r\nHost: {host}\r\n\r\n\
+         POST /echo HTTP/1.1\r\nHost: {host}\r\nContent-Length: 7\r\n\r\nposted!\
+         GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    );
+    tcp.write_all(requests.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(support::DEADLINE, tcp.read_to_end(&mut got)).await.unwrap().unwrap();
+    let got = String::from_utf8_lossy(&got);
+    let at =
+        |needle: &str, from: usize| from + got[from..].find(needle).unwrap_or_else(|| panic!("{needle:?} in {got}"));
+    let first = at("<h1>hello from the vm</h1>", 0);
+    let second = at("HTTP/1.1 404", first);
+    let third = at("posted!", second);
+    at("<h1>hello from the vm</h1>", third);
+    assert_eq!(got.matches("HTTP/1.1 ").count(), 4, "{got}");
+}
+
+#[tokio::test]
 async fn a_flood_of_preview_connections_leaves_streams_for_terminals() {
     let hub = TestHub::start_with(&[("AETHER_PREVIEW_STREAMS", "2")]).await;
     let (_api, id, port, mut app) = public_app(&hub).await;

@@ -90,18 +90,23 @@ pub async fn serve(
 ) -> Next {
     let mut kept: Vec<Upstream> = Vec::new();
     let proto = if hub.public_url.starts_with("https://") { "https" } else { "http" };
+    // The next request head must be complete by then, however slowly it
+    // comes (as hyper's header timeout).
+    let mut deadline = tokio::time::Instant::now() + idle;
     loop {
         let request = match prepare(buf, &hub.previews, |p| hub.tunnels.contains(p), proto, remote.ip()) {
             Prepared::Express(r) => r,
             Prepared::Partial if buf.len() < MAX_HEAD => {
-                if read_more(tcp, buf, &mut kept, shutdown, idle).await {
+                if read_more(tcp, buf, &mut kept, shutdown, deadline).await {
                     continue;
                 }
                 return Next::Close;
             }
             Prepared::Partial | Prepared::General => break,
         };
-        match exchange(hub, tcp, buf, &request, &mut kept).await {
+        let answered = exchange(hub, tcp, buf, &request, &mut kept).await;
+        deadline = tokio::time::Instant::now() + idle;
+        match answered {
             Exchanged::Done => {}
             Exchanged::Close => return Next::Close,
             Exchanged::General => break,
@@ -111,16 +116,15 @@ pub async fn serve(
 }
 
 /// Waits for more of the next request; false when the connection is to
-/// close (the client left, it idled too long, the hub is stopping). Lets
-/// go of upstreams idle for `UPSTREAM_IDLE` meanwhile.
+/// close (the client left, the head isn't in by `deadline`, the hub is
+/// stopping). Lets go of upstreams idle for `UPSTREAM_IDLE` meanwhile.
 async fn read_more(
     tcp: &mut TcpStream,
     buf: &mut BytesMut,
     kept: &mut Vec<Upstream>,
     shutdown: &CancellationToken,
-    idle: Duration,
+    deadline: tokio::time::Instant,
 ) -> bool {
-    let deadline = tokio::time::Instant::now() + idle;
     loop {
         buf.reserve(4096);
         let expiry = kept.iter().map(|u| u.used + UPSTREAM_IDLE).min().map(tokio::time::Instant::from_std);
