@@ -285,6 +285,13 @@ async fn every_kind_of_request_and_answer_keeps_the_connection_and_its_app_conne
     assert_eq!(trailers.map(|t| t["x-events"].clone()), Some(hyper::header::HeaderValue::from_static("2")));
     assert_eq!(a.get(&preview, "/peer").await, (200, peer.clone()), "the same connection to the app");
 
+    // Bytes after an answer that no one asked for are never taken for the
+    // next answer.
+    assert_eq!(a.get(&preview, "/extra").await, (200, "ok".into()));
+    assert_eq!(a.get(&preview, "/").await, (200, "<h1>hello from the vm</h1>".into()));
+    let (s, peer) = a.get(&preview, "/peer").await;
+    assert_eq!(s, 200);
+
     // A request with a body, then plain ones again: still one connection to
     // the app.
     let (s, _, echoed) = a.send("POST", &preview, "/echo", "posted").await;
@@ -351,6 +358,27 @@ async fn a_flood_of_preview_connections_leaves_streams_for_terminals() {
     drop(events);
     drop(a);
     drop(b);
+    support::eventually("a freed preview stream", support::DEADLINE, || async {
+        let mut d = ClientConn::open(&hub).await;
+        (d.get(&preview, "/").await.0 == 200).then_some(())
+    })
+    .await;
+
+    // A client that leaves while its request waits for a slow answer lets
+    // its stream go without waiting for the answer (30 s away).
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = tokio::net::TcpStream::connect(hub.http.trim_start_matches("http://")).await.unwrap();
+        let req = format!("GET /slow HTTP/1.1\r\nHost: {preview}\r\n\r\n");
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, req.as_bytes()).await.unwrap();
+        waiting.push(tcp);
+    }
+    support::eventually("both streams taken", support::DEADLINE, || async {
+        let mut d = ClientConn::open(&hub).await;
+        (d.get(&preview, "/").await.0 == 429).then_some(())
+    })
+    .await;
+    drop(waiting);
     support::eventually("a freed preview stream", support::DEADLINE, || async {
         let mut d = ClientConn::open(&hub).await;
         (d.get(&preview, "/").await.0 == 200).then_some(())

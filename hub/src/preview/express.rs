@@ -29,6 +29,7 @@ use super::Visibility;
 use super::proxy::{self, UPSTREAM_IDLE};
 use crate::Hub;
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -183,7 +184,11 @@ fn prepare(
         return Prepared::General;
     };
     let path_only = path.split('?').next().unwrap_or_default();
-    if !matches!(method, "GET" | "HEAD") || !path.starts_with('/') || path_only == super::AUTH_PATH {
+    if !matches!(method, "GET" | "HEAD")
+        || !path.starts_with('/')
+        || !path.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
+        || path_only == super::AUTH_PATH
+    {
         return Prepared::General;
     }
     let mut host = None;
@@ -304,15 +309,22 @@ async fn exchange(
     let now = Instant::now();
     kept.retain(|u| now.saturating_duration_since(u.used) < UPSTREAM_IDLE);
     let mut reused = kept.iter().position(|u| u.project == req.project && u.port == req.port).map(|i| kept.remove(i));
-    let (mut up, mut answer) = loop {
+    // A kept connection with anything to read (bytes nobody asked for, or
+    // its end) is not used again: its next answer could be the wrong one.
+    if let Some(u) = &mut reused
+        && u.stream.recv.read_chunk(1, true).now_or_never().is_some()
+    {
+        reused = None;
+    }
+    let (mut up, answer) = loop {
         let fresh = reused.is_none();
         let mut up = match reused.take() {
             Some(u) => u,
             None => match proxy::open(&hub.tunnels, req.project, req.port).await {
-                Ok(stream) => Upstream {
+                Ok(mut stream) => Upstream {
                     project: req.project,
                     port: req.port,
-                    pending: BytesMut::from(&stream.early[..]),
+                    pending: BytesMut::from(&std::mem::take(&mut stream.early)[..]),
                     stream,
                     used: now,
                 },
@@ -325,7 +337,27 @@ async fn exchange(
             }
             continue;
         }
-        match up.answer(req.head_only).await {
+        // Past `PATIENCE`, a client that leaves meanwhile is noticed, and
+        // its stream let go, without waiting for the answer (a long poll).
+        let answered = {
+            let answer = up.answer(req.head_only);
+            let patience = tokio::time::sleep(PATIENCE);
+            tokio::pin!(answer, patience);
+            let mut watching = false;
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut answer => break r,
+                    () = &mut patience, if !watching => watching = true,
+                    r = tcp.read_buf(buf), if watching && buf.len() < 2 * MAX_HEAD => {
+                        if !matches!(r, Ok(n) if n > 0) {
+                            return Exchanged::Close;
+                        }
+                    }
+                }
+            }
+        };
+        match answered {
             Ok(answer) => break (up, answer),
             // A kept connection the app had closed: a new one.
             Err(Failed::Closed) if !fresh => continue,
@@ -334,22 +366,8 @@ async fn exchange(
     };
     // The request is the app's now.
     buf.advance(req.len);
-    while answer.framing == Framing::Informational {
-        up.pending.advance(answer.len);
-        if tcp.write_all(&answer.head).await.is_err() {
-            return Exchanged::Close;
-        }
-        answer = match up.answer(req.head_only).await {
-            Ok(a) => a,
-            Err(_) => return Exchanged::Close,
-        };
-    }
     up.pending.advance(answer.len);
-    let until_close = answer.framing == Framing::UntilClose;
     if up.forward(tcp, answer.head, answer.framing).await.is_err() {
-        return Exchanged::Close;
-    }
-    if until_close {
         return Exchanged::Close;
     }
     if answer.reusable && up.pending.is_empty() {
@@ -363,10 +381,16 @@ async fn exchange(
 }
 
 impl Upstream {
-    /// Reads until an answer head is complete.
+    /// Reads until a final answer's head is complete. Informational (1xx)
+    /// answers are dropped, as the general lane does: nothing sent on this
+    /// lane asked for one, and a proxy in front could take one for the end.
     async fn answer(&mut self, head_only: bool) -> Result<Answer, Failed> {
         loop {
             match parse_answer(&self.pending, head_only) {
+                Ok(Some(answer)) if answer.framing == Framing::Informational => {
+                    self.pending.advance(answer.len);
+                    continue;
+                }
                 Ok(Some(answer)) => return Ok(answer),
                 Ok(None) if self.pending.len() <= MAX_ANSWER_HEAD => {}
                 _ => return Err(Failed::Other),
@@ -381,25 +405,35 @@ impl Upstream {
 
     /// Sends the answer's head and body to the client. What arrived past the
     /// body's end stays in `pending`. An error means the client's answer is
-    /// incomplete.
+    /// incomplete. A body that ends with the stream is sent chunked, so the
+    /// client can tell a whole one from a cut one, and its connection lives on.
     async fn forward(&mut self, tcp: &mut TcpStream, head: BytesMut, mut framing: Framing) -> Result<(), ()> {
+        let rechunk = framing == Framing::UntilClose;
         // The head and what is already here of the body go in one write.
         let mut out = head;
         let (n, mut done) = framing.take(&self.pending).map_err(drop)?;
-        out.extend_from_slice(&self.pending[..n]);
+        if rechunk && n > 0 {
+            out.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+            out.extend_from_slice(&self.pending[..n]);
+            out.extend_from_slice(b"\r\n");
+        } else if !rechunk {
+            out.extend_from_slice(&self.pending[..n]);
+        }
         self.pending.advance(n);
         tcp.write_all(&out).await.map_err(drop)?;
         // Then whatever has arrived at each wake-up, in one write: a chunk
         // is one STREAM frame, a few KB, and a write per chunk cost the hub
-        // and the client a system call and a wake-up each.
-        let mut chunks: [Bytes; BATCH] = Default::default();
+        // and the client a system call and a wake-up each. `chunks[0]` and
+        // the slot after the last are for the chunk framing when rechunking.
+        let mut chunks: [Bytes; BATCH + 2] = Default::default();
         while !done {
-            let got = match self.stream.recv.read_chunks(&mut chunks).await {
+            let got = match self.stream.recv.read_chunks(&mut chunks[1..=BATCH]).await {
                 Ok(Some(n)) => n,
-                Ok(None) if framing == Framing::UntilClose => return Ok(()),
+                Ok(None) if rechunk => return tcp.write_all(b"0\r\n\r\n").await.map_err(drop),
                 Ok(None) | Err(_) => return Err(()),
             };
-            for chunk in &mut chunks[..got] {
+            let mut total = 0;
+            for chunk in &mut chunks[1..=got] {
                 if done {
                     self.pending.extend_from_slice(chunk);
                     chunk.clear();
@@ -410,9 +444,16 @@ impl Upstream {
                     self.pending.extend_from_slice(&chunk[n..]);
                     chunk.truncate(n);
                 }
+                total += n;
                 done = end;
             }
-            write_all(tcp, &mut chunks[..got]).await.map_err(drop)?;
+            let mut end = got + 1;
+            if rechunk && total > 0 {
+                chunks[0] = Bytes::from(format!("{total:x}\r\n"));
+                chunks[end] = Bytes::from_static(b"\r\n");
+                end += 1;
+            }
+            write_all(tcp, &mut chunks[..end]).await.map_err(drop)?;
         }
         Ok(())
     }
@@ -420,8 +461,10 @@ impl Upstream {
 
 /// How many chunks are read from a tunnel stream, and written, at once.
 const BATCH: usize = 16;
+/// How long an answer is waited for before the client is watched too.
+const PATIENCE: Duration = Duration::from_secs(1);
 
-/// Writes all of `bufs` (at most `BATCH`) with vectored writes.
+/// Writes all of `bufs` (at most `BATCH + 2`) with vectored writes.
 async fn write_all(tcp: &mut TcpStream, bufs: &mut [Bytes]) -> std::io::Result<()> {
     let mut first = 0;
     loop {
@@ -431,7 +474,7 @@ async fn write_all(tcp: &mut TcpStream, bufs: &mut [Bytes]) -> std::io::Result<(
         if first == bufs.len() {
             return Ok(());
         }
-        let mut slices = [std::io::IoSlice::new(&[]); BATCH];
+        let mut slices = [std::io::IoSlice::new(&[]); BATCH + 2];
         for (slice, buf) in slices.iter_mut().zip(&bufs[first..]) {
             *slice = std::io::IoSlice::new(buf);
         }
@@ -533,9 +576,14 @@ fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid>
             }
             length = Some(v);
         } else if is(h.name, "transfer-encoding") {
+            // Only exactly `chunked`, once: other codings, lists and repeats
+            // are read differently by different clients, and are the
+            // general lane's (it frames the body anew).
             let v = std::str::from_utf8(h.value).map_err(|_| Invalid)?;
-            // The last coding of the last header decides.
-            chunked = Some(v.rsplit(',').next().is_some_and(|c| is(c.trim(), "chunked")));
+            if chunked.is_some() || !is(v.trim(), "chunked") {
+                return Err(Invalid);
+            }
+            chunked = Some(true);
         } else if is(h.name, "connection") {
             let v = std::str::from_utf8(h.value).unwrap_or_default();
             if v.split(',').any(|t| is(t.trim(), "close")) {
@@ -549,8 +597,8 @@ fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid>
         Framing::Length(0)
     } else {
         match (chunked, length) {
-            (Some(true), _) => Framing::Chunked(Chunked::default()),
-            (Some(false), _) | (None, None) => Framing::UntilClose,
+            (Some(_), _) => Framing::Chunked(Chunked::default()),
+            (None, None) => Framing::UntilClose,
             (None, Some(n)) => Framing::Length(n),
         }
     };
@@ -567,7 +615,8 @@ fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid>
         }
     }
     if framing == Framing::UntilClose {
-        head.extend_from_slice(b"connection: close\r\n");
+        // Sent on chunked (`Upstream::forward`).
+        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     head.extend_from_slice(b"\r\n");
     let reusable = !close && framing != Framing::UntilClose;
@@ -578,12 +627,12 @@ fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid>
 /// ends only, sizes of at most 15 hex digits, bounded lines and trailers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Chunked {
-    /// In a chunk-size line: the size, its digits, whether an extension or
-    /// whitespace began, the line's length.
+    /// In a chunk-size line: the size, its digits, what comes after them
+    /// (`Rest`), the line's length.
     Size {
         size: u64,
         digits: u8,
-        rest: bool,
+        rest: Rest,
         line: usize,
     },
     /// After the size line's CR.
@@ -605,9 +654,18 @@ enum Chunked {
     Done,
 }
 
+/// What follows a chunk size's digits: `[ \t]*` and then `;` and an
+/// extension, or the line's end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Rest {
+    Digits,
+    Space,
+    Extension,
+}
+
 impl Default for Chunked {
     fn default() -> Self {
-        Self::Size { size: 0, digits: 0, rest: false, line: 0 }
+        Self::Size { size: 0, digits: 0, rest: Rest::Digits, line: 0 }
     }
 }
 
@@ -631,16 +689,22 @@ impl Chunked {
                         return Err(Invalid);
                     }
                     let line = line + 1;
-                    match b {
-                        b'\r' if digits > 0 => Self::SizeLf { size },
-                        _ if !rest && b.is_ascii_hexdigit() => {
+                    match (rest, b) {
+                        (_, b'\r') if digits > 0 => Self::SizeLf { size },
+                        (Rest::Digits, _) if b.is_ascii_hexdigit() => {
                             if digits == 15 {
                                 return Err(Invalid);
                             }
                             let d = (b as char).to_digit(16).expect("a hex digit") as u64;
                             Self::Size { size: size * 16 + d, digits: digits + 1, rest, line }
                         }
-                        b'\t' | b' '..=b'~' if digits > 0 => Self::Size { size, digits, rest: true, line },
+                        (Rest::Digits | Rest::Space, b' ' | b'\t') if digits > 0 => {
+                            Self::Size { size, digits, rest: Rest::Space, line }
+                        }
+                        (Rest::Digits | Rest::Space, b';') if digits > 0 => {
+                            Self::Size { size, digits, rest: Rest::Extension, line }
+                        }
+                        (Rest::Extension, b'\t' | b' '..=b'~') => Self::Size { size, digits, rest, line },
                         _ => return Err(Invalid),
                     }
                 }
@@ -701,6 +765,7 @@ mod tests {
             assert_eq!(chunked(&more, step), Ok((body.len(), true)), "in pieces of {step}");
         }
         assert_eq!(chunked(b"0\r\n\r\n", 1), Ok((5, true)));
+        assert_eq!(chunked(b"3 \t;a=b c\r\nabc\r\n0 \r\n\r\n", 2), Ok((22, true)), "spaces, then an extension");
         assert_eq!(chunked(b"5\r\nhel", 3), Ok((6, false)), "not over yet");
     }
 
@@ -714,6 +779,9 @@ mod tests {
             b";ext\r\n",
             b"-5\r\n",
             b"5 \x01\r\n",
+            b"5x\r\n",
+            b"5 5\r\n",
+            b"0x10\r\n",
             b"1000000000000000\r\n",
             b"0\r\nx: 1\n\r\n",
         ] {
@@ -748,14 +816,9 @@ mod tests {
         assert_eq!(a.framing, Framing::Chunked(Chunked::default()));
         assert_eq!(&a.head[..], b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "a stale length goes");
 
-        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"), Framing::UntilClose);
-        assert_eq!(
-            framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
-            Framing::Chunked(Chunked::default())
-        );
         let a = answer("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n", false).unwrap().unwrap();
         assert_eq!((a.framing, a.reusable), (Framing::UntilClose, false));
-        assert!(a.head.ends_with(b"connection: close\r\n\r\n"), "the client is told the end is the close");
+        assert!(a.head.ends_with(b"transfer-encoding: chunked\r\n\r\n"), "sent on chunked");
 
         assert_eq!(framing("HTTP/1.1 204 No Content\r\n\r\n"), Framing::Length(0));
         assert_eq!(framing("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n"), Framing::Length(0));
@@ -777,6 +840,10 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n",
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
             "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
         ] {
             assert_eq!(answer(bad, false).unwrap_err(), Invalid, "{bad:?}");
@@ -878,6 +945,8 @@ mod tests {
             format!("GET / HTTP/1.1\r\nHost: 3000-{}.preview.localhost\r\n\r\n", Uuid::new_v4()),
             format!("GET / HTTP/1.1\r\nHost: 3001-{}.preview.localhost\r\n\r\n", s.project),
             "GET / HTTP/1.1\r\nHost\r\n\r\n".to_owned(),
+            format!("GET /a#b HTTP/1.1\r\nHost: {h}\r\n\r\n"),
+            format!("GET /caf\u{e9} HTTP/1.1\r\nHost: {h}\r\n\r\n"),
         ] {
             assert!(matches!(prepared(&s, &head), Prepared::General), "{head:?}");
         }
