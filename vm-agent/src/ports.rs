@@ -1,8 +1,13 @@
 //! Which TCP ports listen in this VM, for previews.
 //!
-//! Read from `/proc/net/tcp` and `tcp6` every [`INTERVAL`]; each socket's
-//! owner is found through `/proc/*/fd`, so that aetherd's and sshd's own
-//! ports are left out and the process name is shown. On a machine shared
+//! Asked of the kernel's socket diagnostics (netlink `sock_diag`, listening
+//! sockets only) every [`INTERVAL`], or read from `/proc/net/tcp` and `tcp6`
+//! where that is refused. `/proc/net/tcp` lists every socket, so reading it
+//! costs more with every connection the app holds (a server under load
+//! testing, a database with its clients); the diagnostics walk only the
+//! listening table. Each socket's owner is found through `/proc/*/fd`, so
+//! that aetherd's and sshd's own ports are left out and the process name is
+//! shown. On a machine shared
 //! with other things (local VMs) only processes carrying this VM's
 //! `AETHER_PROJECT_ID`, or descending from this aetherd, count.
 
@@ -73,6 +78,103 @@ fn parse_table(text: &str) -> Vec<Listener> {
         .collect()
 }
 
+/// `TCP_LISTEN` in the kernel's socket states.
+const TCP_LISTEN: u32 = 10;
+/// netlink message types and flags (`linux/netlink.h`, `linux/sock_diag.h`).
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLM_F_REQUEST_DUMP: u16 = 0x1 | 0x300;
+/// `struct nlmsghdr` and `struct inet_diag_msg`.
+const HEADER: usize = 16;
+const IPPROTO_TCP: u8 = 6;
+const DIAG_MSG: usize = 72;
+
+/// Listening TCP sockets of one address family (`AF_INET` or `AF_INET6`),
+/// from the kernel's socket diagnostics.
+fn diag_listeners(family: u8) -> std::io::Result<Vec<Listener>> {
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto, setsockopt, socket,
+        sockopt,
+    };
+    use std::os::fd::AsRawFd;
+    let fd = socket(AddressFamily::Netlink, SockType::Datagram, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkSockDiag)?;
+    setsockopt(&fd, sockopt::ReceiveTimeout, &nix::sys::time::TimeVal::new(2, 0))?;
+    // A `nlmsghdr` and an `inet_diag_req_v2` asking for TCP listeners.
+    let mut req = Vec::with_capacity(HEADER + 56);
+    req.extend_from_slice(&((HEADER + 56) as u32).to_ne_bytes());
+    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req.extend_from_slice(&NLM_F_REQUEST_DUMP.to_ne_bytes());
+    req.extend_from_slice(&[0u8; 8]); // sequence number, port id
+    req.extend_from_slice(&[family, IPPROTO_TCP, 0, 0]);
+    req.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+    req.extend_from_slice(&[0u8; 48]); // any socket id
+    sendto(fd.as_raw_fd(), &req, &NetlinkAddr::new(0, 0), MsgFlags::empty())?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut at = 0;
+        while at + HEADER <= n {
+            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2 bytes"));
+            if len < HEADER || at + len > n {
+                return Err(std::io::ErrorKind::InvalidData.into());
+            }
+            match kind {
+                NLMSG_DONE => return Ok(out),
+                NLMSG_ERROR => return Err(std::io::Error::other("sock_diag refused the request")),
+                SOCK_DIAG_BY_FAMILY => out.extend(parse_diag(&buf[at + HEADER..at + len])),
+                _ => {}
+            }
+            at += (len + 3) & !3;
+        }
+    }
+}
+
+/// One `inet_diag_msg`: family, state, timer, retransmits, then the socket
+/// id (ports big-endian, addresses in network order), then expiry, queues,
+/// uid and inode.
+fn parse_diag(msg: &[u8]) -> Option<Listener> {
+    if msg.len() < DIAG_MSG || u32::from(msg[1]) != TCP_LISTEN {
+        return None;
+    }
+    let port = u16::from_be_bytes([msg[4], msg[5]]);
+    let src: [u8; 16] = msg[8..24].try_into().ok()?;
+    let addr = match msg[0] {
+        2 => IpAddr::V4(Ipv4Addr::new(src[0], src[1], src[2], src[3])),
+        10 => IpAddr::V6(Ipv6Addr::from(src)),
+        _ => return None,
+    };
+    let inode = u32::from_ne_bytes(msg[68..72].try_into().ok()?);
+    Some(Listener { port, addr, inode: inode.into() })
+}
+
+/// Every listening TCP socket, IPv4 and IPv6.
+fn listeners() -> Vec<Listener> {
+    const AF_INET: u8 = 2;
+    const AF_INET6: u8 = 10;
+    match (diag_listeners(AF_INET), diag_listeners(AF_INET6)) {
+        (Ok(mut v4), Ok(v6)) => {
+            v4.extend(v6);
+            v4
+        }
+        _ => proc_listeners(),
+    }
+}
+
+/// The same, from `/proc/net/tcp` and `tcp6`.
+fn proc_listeners() -> Vec<Listener> {
+    let mut all = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        all.extend(parse_table(&std::fs::read_to_string(table).unwrap_or_default()));
+    }
+    all
+}
+
 /// Socket inode → the pids holding it (a forking server's master and
 /// workers share their listening socket), for every process we can see.
 fn socket_owners() -> HashMap<u64, Vec<u32>> {
@@ -134,10 +236,7 @@ impl Scanner {
 
     /// The ports that count, sorted, one entry per port.
     pub fn scan(&mut self) -> Vec<pb::ListeningPort> {
-        let mut all = Vec::new();
-        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            all.extend(parse_table(&std::fs::read_to_string(table).unwrap_or_default()));
-        }
+        let mut all = listeners();
         if all.iter().any(|l| !self.owners.contains_key(&l.inode)) {
             let pids = socket_owners();
             self.proc_walks += 1;
@@ -196,6 +295,42 @@ mod tests {
         let marked = Scanner::new(Scope::Marked("AETHER_PROJECT_ID=nobody".into())).scan();
         assert!(marked.iter().any(|p| p.port == u32::from(port)));
         assert!(!descends_from(1, std::process::id()), "init is nobody's descendant");
+    }
+
+    #[test]
+    fn the_kernels_diagnostics_and_proc_agree_on_listeners() {
+        let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let v6 = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let key = |l: &Listener| (l.port, l.addr, l.inode);
+        let diag: Vec<_> =
+            [2, 10].into_iter().flat_map(|f| diag_listeners(f).expect("sock_diag")).map(|l| key(&l)).collect();
+        let proc: Vec<_> = proc_listeners().iter().map(key).collect();
+        for listener in [&v4, &v6] {
+            let addr = listener.local_addr().unwrap();
+            let ours = |k: &&(u16, IpAddr, u64)| k.0 == addr.port() && k.1 == addr.ip();
+            let (a, b): (Vec<_>, Vec<_>) = (diag.iter().filter(ours).collect(), proc.iter().filter(ours).collect());
+            assert_eq!(a.len(), 1, "{addr} in {diag:?}");
+            assert_eq!(a, b, "the same socket, the same inode");
+        }
+        let connected = std::net::TcpStream::connect(v4.local_addr().unwrap()).unwrap();
+        let from = connected.local_addr().unwrap().port();
+        let diag: Vec<_> = diag_listeners(2).unwrap().iter().map(key).collect();
+        assert!(!diag.iter().any(|k| k.0 == from), "only listeners");
+    }
+
+    #[test]
+    fn a_diagnostics_message_gives_its_port_address_and_inode() {
+        let mut msg = vec![0u8; DIAG_MSG];
+        msg[0] = 10;
+        msg[1] = TCP_LISTEN as u8;
+        msg[4..6].copy_from_slice(&3000u16.to_be_bytes());
+        msg[8..24].copy_from_slice(&Ipv6Addr::LOCALHOST.octets());
+        msg[68..72].copy_from_slice(&777u32.to_ne_bytes());
+        let l = parse_diag(&msg).unwrap();
+        assert_eq!((l.port, l.addr, l.inode), (3000, IpAddr::V6(Ipv6Addr::LOCALHOST), 777));
+        msg[1] = 1; // established
+        assert!(parse_diag(&msg).is_none());
+        assert!(parse_diag(&msg[..DIAG_MSG - 1]).is_none(), "short");
     }
 
     #[test]
