@@ -285,6 +285,12 @@ async fn every_kind_of_request_and_answer_keeps_the_connection_and_its_app_conne
     assert_eq!(trailers.map(|t| t["x-events"].clone()), Some(hyper::header::HeaderValue::from_static("2")));
     assert_eq!(a.get(&preview, "/peer").await, (200, peer.clone()), "the same connection to the app");
 
+    // An answer that isn't HTTP is a 502, and the app was asked once.
+    let (s, _, body) = a.send("GET", &preview, "/garbage", "").await;
+    assert_eq!(s, 502, "{body}");
+    assert!(body.contains("bad_gateway"), "{body}");
+    assert_eq!(a.get(&preview, "/garbage-count").await, (200, "1".into()));
+
     // Bytes after an answer that no one asked for are never taken for the
     // next answer.
     assert_eq!(a.get(&preview, "/extra").await, (200, "ok".into()));

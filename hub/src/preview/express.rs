@@ -14,16 +14,20 @@
 //! visibility, a VM that isn't connected, a host that isn't a preview, the
 //! sign-in path. Kept upstreams move with the connection.
 //!
-//! A request is the app's only once its answer's head has arrived. Until
-//! then a failure (no stream, nothing listening, a kept connection the app
-//! had closed, an answer this lane won't forward) leaves the request for the
+//! When a request can't be sent (no stream free, nothing listening) it is
+//! left for the general lane, which answers with its usual pages. A kept
+//! connection that the app had closed before answering is replaced here,
+//! and the request sent on the new one, as the general lane does. An answer
+//! that isn't HTTP/1.1 (or a stream that ends mid-head) gets the general
+//! lane's 502 from here, and the request is not sent again: the app may
+//! have acted on it. A valid answer with a transfer coding other than
+//! exactly `chunked` is the one case that leaves an answered request to the
 //! general lane, which sends it again (`GET` and `HEAD` are safe to repeat)
-//! and answers with its usual error pages. A kept connection that the app
-//! had closed is first replaced here, like the general lane does.
+//! and frames that body anew.
 //!
-//! Framing is parsed strictly: one agreed `Content-Length`, chunk-size lines
-//! with CRLF only and at most 15 hex digits, bounded extension and trailer
-//! sizes; an answer framed any other way is the general lane's.
+//! Framing is parsed strictly: one agreed `Content-Length`, a single
+//! `Transfer-Encoding: chunked`, chunk-size lines with CRLF only and at most
+//! 15 hex digits, bounded extension and trailer sizes.
 
 use super::Visibility;
 use super::proxy::{self, UPSTREAM_IDLE};
@@ -39,8 +43,8 @@ use uuid::Uuid;
 
 /// The longest request head this lane reads (the same as the listener's).
 pub const MAX_HEAD: usize = 16 * 1024;
-/// The longest answer head it takes from an app.
-const MAX_ANSWER_HEAD: usize = 64 * 1024;
+/// The longest answer head it takes from an app (as hyper's client).
+const MAX_ANSWER_HEAD: usize = 400 * 1024;
 /// Most request headers it parses; more go to the general lane.
 const MAX_HEADERS: usize = 64;
 /// Most answer headers (hyper's client allows as many).
@@ -151,6 +155,8 @@ struct Request {
     head: Bytes,
     /// A `HEAD`: the answer has no body whatever its headers say.
     head_only: bool,
+    /// The client takes HTML (a browser): errors are pages.
+    html: bool,
 }
 
 #[derive(Debug)]
@@ -193,6 +199,7 @@ fn prepare(
     }
     let mut host = None;
     let mut cookie = None;
+    let mut html = false;
     for h in req.headers.iter() {
         let name = h.name;
         if is(name, "host") {
@@ -205,6 +212,8 @@ fn prepare(
             if !value.split(',').all(|t| is(t.trim(), "keep-alive")) {
                 return Prepared::General;
             }
+        } else if is(name, "accept") {
+            html |= h.value.windows(9).any(|w| w == b"text/html");
         } else if is(name, "cookie") {
             let Ok(line) = std::str::from_utf8(h.value) else { return Prepared::General };
             cookie = cookie.or_else(|| line.split(';').find_map(super::our_cookie));
@@ -272,7 +281,7 @@ fn prepare(
     }
     head.extend_from_slice(client.to_string().as_bytes());
     head.extend_from_slice(b"\r\n\r\n");
-    Prepared::Express(Request { len, project, port, head: head.freeze(), head_only: method == "HEAD" })
+    Prepared::Express(Request { len, project, port, head: head.freeze(), head_only: method == "HEAD", html })
 }
 
 fn header_line(out: &mut BytesMut, name: &[u8], value: &[u8]) {
@@ -295,7 +304,9 @@ enum Exchanged {
 enum Failed {
     /// The stream ended before any byte of an answer.
     Closed,
-    /// Anything else.
+    /// A valid answer framed in a way only the general lane forwards.
+    Foreign,
+    /// An answer that isn't HTTP/1.1, or the stream failed mid-head.
     Other,
 }
 
@@ -361,7 +372,17 @@ async fn exchange(
             Ok(answer) => break (up, answer),
             // A kept connection the app had closed: a new one.
             Err(Failed::Closed) if !fresh => continue,
-            Err(_) => return Exchanged::General,
+            // The general lane sends the request again, and frames the body anew.
+            Err(Failed::Foreign) => return Exchanged::General,
+            // The app has the request: it is not sent again (it would be
+            // run twice), the client gets the general lane's error.
+            Err(_) => {
+                buf.advance(req.len);
+                return match bad_gateway(tcp, req.html).await {
+                    Ok(()) => Exchanged::Done,
+                    Err(_) => Exchanged::Close,
+                };
+            }
         }
     };
     // The request is the app's now.
@@ -391,6 +412,7 @@ impl Upstream {
                     self.pending.advance(answer.len);
                     continue;
                 }
+                Ok(Some(answer)) if answer.framing == Framing::Foreign => return Err(Failed::Foreign),
                 Ok(Some(answer)) => return Ok(answer),
                 Ok(None) if self.pending.len() <= MAX_ANSWER_HEAD => {}
                 _ => return Err(Failed::Other),
@@ -464,6 +486,29 @@ const BATCH: usize = 16;
 /// How long an answer is waited for before the client is watched too.
 const PATIENCE: Duration = Duration::from_secs(1);
 
+/// Answers 502 as the general lane does when the app's answer can't be read.
+async fn bad_gateway(tcp: &mut TcpStream, html: bool) -> std::io::Result<()> {
+    let msg = "the app's answer could not be read as HTTP/1.1";
+    let resp = super::refuse(
+        html,
+        crate::error::ApiError::BadGateway(format!("the preview failed: {msg}")),
+        "Bad answer from the app",
+        "The app in the project's VM answered with something that isn't HTTP/1.1, or closed the connection without answering.",
+    );
+    let (parts, body) = resp.into_parts();
+    let body = axum::body::to_bytes(body, 64 * 1024).await.map_err(std::io::Error::other)?;
+    let mut out = BytesMut::with_capacity(256 + body.len());
+    out.extend_from_slice(format!("HTTP/1.1 {}\r\n", parts.status).as_bytes());
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_LENGTH {
+            header_line(&mut out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(&body);
+    tcp.write_all(&out).await
+}
+
 /// Writes all of `bufs` (at most `BATCH + 2`) with vectored writes.
 async fn write_all(tcp: &mut TcpStream, bufs: &mut [Bytes]) -> std::io::Result<()> {
     let mut first = 0;
@@ -514,6 +559,8 @@ enum Framing {
     Chunked(Chunked),
     /// At the end of the stream.
     UntilClose,
+    /// By a transfer coding other than exactly `chunked` (not forwarded here).
+    Foreign,
 }
 
 impl Framing {
@@ -521,7 +568,7 @@ impl Framing {
     /// whether the body ends there.
     fn take(&mut self, data: &[u8]) -> Result<(usize, bool), Invalid> {
         Ok(match self {
-            Self::Informational => (0, true),
+            Self::Informational | Self::Foreign => (0, true),
             Self::Length(left) => {
                 let n = (*left).min(data.len() as u64);
                 *left -= n;
@@ -579,11 +626,8 @@ fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid>
             // Only exactly `chunked`, once: other codings, lists and repeats
             // are read differently by different clients, and are the
             // general lane's (it frames the body anew).
-            let v = std::str::from_utf8(h.value).map_err(|_| Invalid)?;
-            if chunked.is_some() || !is(v.trim(), "chunked") {
-                return Err(Invalid);
-            }
-            chunked = Some(true);
+            let exact = std::str::from_utf8(h.value).is_ok_and(|v| is(v.trim(), "chunked"));
+            chunked = Some(exact && chunked.is_none());
         } else if is(h.name, "connection") {
             let v = std::str::from_utf8(h.value).unwrap_or_default();
             if v.split(',').any(|t| is(t.trim(), "close")) {
@@ -597,7 +641,8 @@ fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid>
         Framing::Length(0)
     } else {
         match (chunked, length) {
-            (Some(_), _) => Framing::Chunked(Chunked::default()),
+            (Some(true), _) => Framing::Chunked(Chunked::default()),
+            (Some(false), _) => Framing::Foreign,
             (None, None) => Framing::UntilClose,
             (None, Some(n)) => Framing::Length(n),
         }
@@ -835,15 +880,20 @@ mod tests {
         assert!(!a.reusable);
 
         assert!(answer("HTTP/1.1 200 OK\r\nContent-Le", false).unwrap().is_none(), "incomplete");
+        for foreign in [
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: \r\n\r\n",
+        ] {
+            assert_eq!(framing(foreign), Framing::Foreign, "{foreign:?}");
+        }
         for bad in [
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n",
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
             "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
         ] {
             assert_eq!(answer(bad, false).unwrap_err(), Invalid, "{bad:?}");

@@ -195,7 +195,7 @@ fn page(status: StatusCode, title: &str, body: &str, refresh: bool) -> Response 
 
 /// An error for a preview request: a small page for browsers, the contract's
 /// JSON otherwise.
-fn refuse(html: bool, err: ApiError, title: &str, body: &str) -> Response {
+pub(crate) fn refuse(html: bool, err: ApiError, title: &str, body: &str) -> Response {
     if html {
         let status = err.into_response().status();
         page(status, title, body, false)
