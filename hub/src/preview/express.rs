@@ -4,8 +4,8 @@
 //! bytes, and the answer's bytes come back as they arrive, framed by their
 //! own `Content-Length` or chunked encoding, with only the answer's head
 //! rewritten (hop-by-hop headers out). No request or response objects are
-//! built and no HTTP library's dispatch runs; per request this is about a
-//! third of the hub's CPU time on the general lane.
+//! built and no HTTP library's dispatch runs: the hub spends about 40 % less
+//! CPU time per request than on the general lane.
 //!
 //! Everything else goes to the general lane (hyper, `proxy::forward`, and
 //! `handle`'s pages) for the rest of the connection, with the request still
@@ -34,7 +34,7 @@ use super::proxy::{self, UPSTREAM_IDLE};
 use crate::Hub;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -95,11 +95,12 @@ pub async fn serve(
 ) -> Next {
     let mut kept: Vec<Upstream> = Vec::new();
     let proto = if hub.public_url.starts_with("https://") { "https" } else { "http" };
+    let client = remote.ip().to_string();
     // The next request head must be complete by then, however slowly it
     // comes (as hyper's header timeout).
     let mut deadline = tokio::time::Instant::now() + idle;
     loop {
-        let request = match prepare(buf, &hub.previews, |p| hub.tunnels.contains(p), proto, remote.ip()) {
+        let request = match prepare(buf, &hub.previews, |p| hub.tunnels.contains(p), proto, &client) {
             Prepared::Express(r) => r,
             Prepared::Partial if buf.len() < MAX_HEAD => {
                 if read_more(tcp, buf, &mut kept, shutdown, deadline).await {
@@ -177,7 +178,7 @@ fn prepare(
     previews: &super::Previews,
     connected: impl Fn(Uuid) -> bool,
     proto: &str,
-    client: IpAddr,
+    client: &str,
 ) -> Prepared {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
@@ -217,20 +218,8 @@ fn prepare(
         } else if is(name, "cookie") {
             let Ok(line) = std::str::from_utf8(h.value) else { return Prepared::General };
             cookie = cookie.or_else(|| line.split(';').find_map(super::our_cookie));
-        } else if [
-            "content-length",
-            "transfer-encoding",
-            "upgrade",
-            "expect",
-            "authorization",
-            "proxy-authorization",
-            "keep-alive",
-            "proxy-connection",
-            "te",
-            "trailer",
-        ]
-        .iter()
-        .any(|n| is(name, n))
+        } else if hop_by_hop(name)
+            || ["content-length", "transfer-encoding", "expect", "authorization"].iter().any(|n| is(name, n))
         {
             return Prepared::General;
         }
@@ -279,7 +268,7 @@ fn prepare(
         head.extend_from_slice(prior);
         head.extend_from_slice(b", ");
     }
-    head.extend_from_slice(client.to_string().as_bytes());
+    head.extend_from_slice(client.as_bytes());
     head.extend_from_slice(b"\r\n\r\n");
     Prepared::Express(Request { len, project, port, head: head.freeze(), head_only: method == "HEAD", html })
 }
@@ -583,16 +572,10 @@ impl Framing {
 #[derive(Debug, PartialEq)]
 struct Invalid;
 
-const ANSWER_HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-];
+/// Whether a header is hop-by-hop (`Upgrade` counts: nothing here upgrades).
+fn hop_by_hop(name: &str) -> bool {
+    proxy::HOP_BY_HOP.iter().any(|h| is(name, h.as_str())) || is(name, "upgrade")
+}
 
 /// Parses the answer head at the start of `data`, if it is complete.
 fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid> {
@@ -652,7 +635,7 @@ fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid>
     head.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
     head.extend_from_slice(b"\r\n");
     for h in resp.headers.iter() {
-        let hop = ANSWER_HOP_BY_HOP.iter().any(|n| is(h.name, n));
+        let hop = hop_by_hop(h.name);
         // With a transfer coding, Content-Length is not the body's length.
         let stale_length = chunked.is_some() && is(h.name, "content-length");
         if !hop && !stale_length {
@@ -922,8 +905,7 @@ mod tests {
     }
 
     fn prepared(s: &Setup, head: &str) -> Prepared {
-        let client: IpAddr = "10.0.0.7".parse().unwrap();
-        prepare(head.as_bytes(), &s.previews, |p| p == s.project, "https", client)
+        prepare(head.as_bytes(), &s.previews, |p| p == s.project, "https", "10.0.0.7")
     }
 
     fn express(s: &Setup, head: &str) -> String {

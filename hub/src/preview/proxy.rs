@@ -232,7 +232,9 @@ impl AsyncWrite for TunnelIo {
     }
 }
 
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// Headers for one hop only, never forwarded (both lanes; `Upgrade` too,
+/// except on an upgrade).
+pub(super) const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
