@@ -6,10 +6,16 @@
 //!   packets counted as congestion and slowed the sender down. Both ends ask
 //!   for 4 MiB.
 //! * Packet size: each packet costs a fixed amount of work (header, AEAD tag,
-//!   ACK bookkeeping), so bigger packets carry bulk data for less CPU. MTU
-//!   discovery probes up to [`MAX_UDP_PAYLOAD`] and keeps what the path
-//!   carries: about 1.4 KB across the internet or a WireGuard network, more
-//!   on loopback (local VMs) or a jumbo-frame network.
+//!   ACK bookkeeping, a pass through the kernel's UDP path), so bigger
+//!   packets carry bulk data for less CPU. MTU discovery probes up to
+//!   [`MAX_UDP_PAYLOAD`] (65,000 bytes) and keeps what the path carries:
+//!   about 1.4 KB across the internet or a WireGuard network, up to the
+//!   bound on loopback (local VMs), whose MTU is 64 KiB.
+//! * Segmentation offload: quinn hands the socket up to ten packets of the
+//!   path's size in one send, which the kernel refuses when they add up to
+//!   more than one UDP datagram may carry. [`TunnelSocket`] splits such a
+//!   send into as many as needed, so small packets still go ten to a system
+//!   call and large ones one each.
 //! * Wake-ups: quinn's tokio socket is registered for reads and writes. The
 //!   kernel signals a UDP socket writable each time it lets go of a datagram
 //!   the socket sent (on loopback during the send itself, on a network card
@@ -39,11 +45,18 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// every terminal viewer, file operation and preview upstream is one.
 pub const MAX_HUB_STREAMS: u32 = 1024;
 
-/// The largest UDP payload MTU discovery looks for. Ten of them, the most
-/// quinn hands the kernel in one segmentation-offload send, must fit the
-/// 64 KB such a send can carry; a larger bound made those sends fail and the
-/// connection fall back to 1,200-byte packets.
-pub const MAX_UDP_PAYLOAD: u16 = 6_500;
+/// The largest UDP payload MTU discovery looks for: what a datagram over
+/// loopback (MTU 65,536) carries with room to spare over IPv4 or IPv6.
+pub const MAX_UDP_PAYLOAD: u16 = 65_000;
+
+/// The most one send may carry, segmentation offload or not: a UDP datagram's
+/// payload over IPv4 (65,535 less the IP and UDP headers; IPv6 allows 20
+/// bytes more).
+const MAX_SEND: usize = 65_507;
+
+/// The most a coalesced receive (GRO) may hold: the kernel stops merging
+/// datagrams at 64 KiB.
+const MAX_COALESCED: usize = 65_536;
 
 /// Transport settings both ends use; each adds its own on top.
 pub fn transport_config() -> quinn::TransportConfig {
@@ -140,11 +153,17 @@ impl quinn::AsyncUdpSocket for TunnelSocket {
     }
 
     fn try_send(&self, transmit: &Transmit) -> std::io::Result<()> {
-        let sent = self.state.send(self.io.get_ref().into(), transmit);
-        if sent.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock) {
-            self.full.store(true, Ordering::Relaxed);
+        for part in sendable(transmit) {
+            let sent = self.state.send(self.io.get_ref().into(), &part);
+            if sent.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock) {
+                // quinn sends the whole transmit again later: the packets of
+                // any part already sent arrive twice, and the receiver drops
+                // the copies.
+                self.full.store(true, Ordering::Relaxed);
+            }
+            sent?;
         }
-        sent
+        Ok(())
     }
 
     fn poll_recv(
@@ -189,8 +208,26 @@ impl quinn::AsyncUdpSocket for TunnelSocket {
     }
 
     fn max_receive_segments(&self) -> usize {
-        self.state.gro_segments()
+        // quinn sizes each receive buffer as this many datagrams of the
+        // largest size; more than one coalesced receive can hold would only
+        // reserve memory (64 × 65,000 bytes for each of 32 buffers).
+        self.state.gro_segments().min(MAX_COALESCED.div_ceil(usize::from(MAX_UDP_PAYLOAD)))
     }
+}
+
+/// `transmit` cut into sends the kernel accepts: whole packets, at most
+/// [`MAX_SEND`] bytes each.
+fn sendable<'a>(transmit: &Transmit<'a>) -> impl Iterator<Item = Transmit<'a>> {
+    let size = transmit.segment_size.unwrap_or(transmit.contents.len()).max(1);
+    let per_send = (MAX_SEND / size).max(1) * size;
+    let (destination, ecn, src_ip) = (transmit.destination, transmit.ecn, transmit.src_ip);
+    transmit.contents.chunks(per_send).map(move |contents| Transmit {
+        destination,
+        ecn,
+        contents,
+        segment_size: (contents.len() > size).then_some(size),
+        src_ip,
+    })
 }
 
 /// Registers `socket` with the current runtime's reactor for `interest` only.
@@ -242,6 +279,26 @@ mod tests {
         let rcv = getsockopt(&socket, sockopt::RcvBuf).unwrap();
         assert!(rcv > getsockopt(&default, sockopt::RcvBuf).unwrap(), "receive buffer {rcv}");
         assert!(getsockopt(&socket, sockopt::SndBuf).unwrap() > getsockopt(&default, sockopt::SndBuf).unwrap());
+    }
+
+    #[test]
+    fn a_send_too_large_for_one_datagram_is_cut_between_packets() {
+        let destination = "127.0.0.1:9".parse().unwrap();
+        let parts = |contents: &[u8], segment_size| {
+            let transmit = Transmit { destination, ecn: None, contents, segment_size, src_ip: None };
+            sendable(&transmit).map(|t| (t.contents.len(), t.segment_size)).collect::<Vec<_>>()
+        };
+        // Ten small packets fit one send, as quinn made it.
+        assert_eq!(parts(&[0; 14_520], Some(1_452)), [(14_520, Some(1_452))]);
+        // Ten of 6,500 bytes exactly fill one.
+        assert_eq!(parts(&[0; 65_000], Some(6_500)), [(65_000, Some(6_500))]);
+        // Ten large packets go one by one, each a plain datagram.
+        assert_eq!(parts(&[0; 650_000], Some(65_000)), vec![(65_000, None); 10]);
+        // Six of 10,000 bytes a send; the short last packet stays last.
+        assert_eq!(parts(&[0; 100_500], Some(10_000)), [(60_000, Some(10_000)), (40_500, Some(10_000))]);
+        // A single datagram is sent as it is.
+        assert_eq!(parts(&[0; 65_000], None), [(65_000, None)]);
+        assert_eq!(parts(&[0; 40], None), [(40, None)]);
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! The tunnel's transport settings over real QUIC on loopback: a bulk
 //! transfer runs on the large datagrams MTU discovery finds, without the
-//! connection falling back to small ones (as it did when a larger bound made
-//! the kernel refuse quinn's segmentation-offload sends).
+//! connection falling back to small ones (as it does when the socket hands the
+//! kernel ten large packets in one segmentation-offload send, more than a
+//! datagram may carry, and the kernel refuses it).
 
 use aether_protocol::transport::{MAX_UDP_PAYLOAD, TunnelRuntime, transport_config, tune_endpoint, udp_socket};
 use std::sync::Arc;
@@ -61,5 +62,5 @@ async fn bulk_data_travels_in_large_datagrams_on_loopback() {
     let path = conn.stats().path;
     assert_eq!(path.current_mtu, MAX_UDP_PAYLOAD, "{path:?}");
     assert_eq!(path.black_holes_detected, 0, "{path:?}");
-    assert!(path.sent_packets < (TOTAL / 4_000) as u64, "64 MiB took {} packets", path.sent_packets);
+    assert!(path.sent_packets < (TOTAL / 30_000) as u64, "64 MiB took {} packets", path.sent_packets);
 }
