@@ -16,6 +16,13 @@
 //!   more than one UDP datagram may carry. [`TunnelSocket`] splits such a
 //!   send into as many as needed, so small packets still go ten to a system
 //!   call and large ones one each.
+//! * Flow control: a stream may have [`STREAM_WINDOW`] (4 MiB) in flight,
+//!   a tunnel [`TUNNEL_WINDOW`] (64 MiB) across its streams. quinn's
+//!   1.25 MB per stream stalled a bulk download between the two ends'
+//!   event loops (10 MB through a preview: 68-71 responses/s against 80-81
+//!   with 4 MiB), and its unlimited tunnel window let a VM make the hub
+//!   hold 1.25 MB for every preview stream whose client doesn't read (768
+//!   of them); now what one tunnel can make the other end hold is bounded.
 //! * Wake-ups: quinn's tokio socket is registered for reads and writes. The
 //!   kernel signals a UDP socket writable each time it lets go of a datagram
 //!   the socket sent (on loopback during the send itself, on a network card
@@ -58,6 +65,12 @@ const MAX_SEND: usize = 65_507;
 /// datagrams at 64 KiB.
 const MAX_COALESCED: usize = 65_536;
 
+/// Bytes one stream may have in flight: what the receiver has not yet read.
+pub const STREAM_WINDOW: u32 = 4 << 20;
+
+/// Bytes a tunnel may have in flight across all its streams.
+pub const TUNNEL_WINDOW: u32 = 64 << 20;
+
 /// Transport settings both ends use; each adds its own on top.
 pub fn transport_config() -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
@@ -66,6 +79,8 @@ pub fn transport_config() -> quinn::TransportConfig {
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(MAX_UDP_PAYLOAD);
     transport.mtu_discovery_config(Some(mtu));
+    transport.stream_receive_window(STREAM_WINDOW.into());
+    transport.receive_window(TUNNEL_WINDOW.into());
     transport
 }
 
