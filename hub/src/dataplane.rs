@@ -101,7 +101,7 @@ impl Drop for DataPlane {
 
 /// Places tunnels on data-plane threads; quinn's runtime for the endpoint.
 ///
-/// quinn spawns a connection's driver inside `Incoming::accept`, a
+/// quinn spawns a connection's driver inside `Incoming::accept_with`, a
 /// synchronous call: the tunnel listener calls `place_next` just before it,
 /// and the driver goes to the thread chosen. Timers go to the thread that
 /// asks for them (quinn makes them in the driver); the socket and the

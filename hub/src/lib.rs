@@ -137,7 +137,8 @@ async fn serve(
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let http_addr = listener.local_addr()?;
     let plane = dataplane::DataPlane::start(config.data_plane_threads).context("starting the data plane")?;
-    let endpoint = tunnel::endpoint(config.tunnel_listen, identity, &reset_key, plane.placer())?;
+    let tunnel_server = tunnel::server_config(identity)?;
+    let endpoint = tunnel::endpoint(config.tunnel_listen, &tunnel_server, &reset_key, plane.placer())?;
     let tunnel_addr = endpoint.local_addr()?;
     let ssh_listener = tokio::net::TcpListener::bind(config.ssh_listen)
         .await
@@ -208,7 +209,8 @@ async fn serve(
     std::fs::write(data_dir.join("hub.json"), serde_json::to_vec(&addresses)?)?;
     tracing::info!(http = %http_addr, tunnel = %tunnel_addr, data = %data_dir.display(), "aether hub listening");
 
-    let tunnels = tokio::spawn(tunnel::serve(endpoint.clone(), hub.clone(), plane.placer(), shutdown.clone()));
+    let tunnels =
+        tokio::spawn(tunnel::serve(endpoint.clone(), tunnel_server, hub.clone(), plane.placer(), shutdown.clone()));
     let jump = tokio::spawn(ssh::serve(ssh_listener, hub.clone(), shutdown.clone()));
     let reconciler = tokio::spawn(reconcile::run(hub.clone(), shutdown.clone()));
     http::serve(listener, api::app(hub.clone()), hub.clone(), plane.placer(), shutdown.clone()).await;

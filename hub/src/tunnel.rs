@@ -150,25 +150,41 @@ impl Tunnels {
     }
 }
 
-/// Builds the hub's QUIC endpoint on `addr`.
-pub fn endpoint(
-    addr: SocketAddr,
-    identity: crate::tls::TlsIdentity,
-    reset_key: &[u8],
-    runtime: Arc<dyn quinn::Runtime>,
-) -> anyhow::Result<quinn::Endpoint> {
+/// The tunnel's TLS and transport settings. Each connection gets its own
+/// transport settings for its peer's path ([`serve`]).
+pub fn server_config(identity: crate::tls::TlsIdentity) -> anyhow::Result<quinn::ServerConfig> {
     let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(aether_protocol::transport::crypto_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(identity.cert_chain, identity.key)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = aether_protocol::transport::transport_config();
+    Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
+}
+
+/// Transport settings for a tunnel with `peer`.
+fn transport(peer: SocketAddr) -> quinn::TransportConfig {
+    let mut transport = aether_protocol::transport::transport_config(peer);
     // aetherd opens only the control stream; everything else is ours.
     transport.max_concurrent_bidi_streams(4u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
-    server.transport_config(Arc::new(transport));
+    transport
+}
+
+/// `server` with the transport settings for a tunnel with `peer`.
+fn for_peer(server: &quinn::ServerConfig, peer: SocketAddr) -> Arc<quinn::ServerConfig> {
+    let mut server = server.clone();
+    server.transport_config(Arc::new(transport(peer)));
+    Arc::new(server)
+}
+
+/// Builds the hub's QUIC endpoint on `addr`.
+pub fn endpoint(
+    addr: SocketAddr,
+    server: &quinn::ServerConfig,
+    reset_key: &[u8],
+    runtime: Arc<dyn quinn::Runtime>,
+) -> anyhow::Result<quinn::Endpoint> {
     // The stateless-reset key survives a restart, so a restarted hub can
     // reset its old tunnels at once instead of letting them time out.
     let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_key);
@@ -176,6 +192,9 @@ pub fn endpoint(
     config.cid_generator(|| Box::new(RandomCids));
     aether_protocol::transport::tune_endpoint(&mut config);
     let socket = aether_protocol::transport::udp_socket(addr).with_context(|| format!("binding tunnel port {addr}"))?;
+    // Connections are accepted with settings for their peer; these are for
+    // one that listens where we do.
+    let server = Arc::unwrap_or_clone(for_peer(server, addr));
     Ok(quinn::Endpoint::new(config, Some(server), socket, runtime)?)
 }
 
@@ -200,8 +219,15 @@ impl quinn::ConnectionIdGenerator for RandomCids {
     }
 }
 
-/// Accepts tunnels until `shutdown`.
-pub async fn serve(endpoint: quinn::Endpoint, hub: Arc<Hub>, placer: Arc<Placer>, shutdown: CancellationToken) {
+/// Accepts tunnels until `shutdown`, each with `server`'s settings and
+/// transport settings for its peer's path.
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    server: quinn::ServerConfig,
+    hub: Arc<Hub>,
+    placer: Arc<Placer>,
+    shutdown: CancellationToken,
+) {
     loop {
         let incoming = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -211,7 +237,7 @@ pub async fn serve(endpoint: quinn::Endpoint, hub: Arc<Hub>, placer: Arc<Placer>
         // quinn spawns the connection's driver inside `accept`, on the
         // data-plane thread chosen just before.
         let shard = placer.place_next();
-        let connecting = match incoming.accept() {
+        let connecting = match incoming.accept_with(for_peer(&server, remote)) {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(%remote, error = %e, "tunnel refused");

@@ -102,14 +102,19 @@ fn client_config(cfg: &TunnelConfig) -> anyhow::Result<quinn::ClientConfig> {
         .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut transport = aether_protocol::transport::transport_config();
+    Ok(quinn::ClientConfig::new(Arc::new(crypto)))
+}
+
+/// `client` with the transport settings for a tunnel with the hub at `hub`.
+fn for_hub(client: &quinn::ClientConfig, hub: SocketAddr) -> quinn::ClientConfig {
+    let mut transport = aether_protocol::transport::transport_config(hub);
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
     // quinn's default of 100 would let a busy preview's connections block a
     // terminal from opening.
     transport.max_concurrent_bidi_streams(aether_protocol::transport::MAX_HUB_STREAMS.into());
-    config.transport_config(Arc::new(transport));
-    Ok(config)
+    let mut client = client.clone();
+    client.transport_config(Arc::new(transport));
+    client
 }
 
 /// Dials the hub until `shutdown`, serving each connection in turn.
@@ -136,18 +141,20 @@ pub async fn run(
                     let mut config = quinn::EndpointConfig::default();
                     aether_protocol::transport::tune_endpoint(&mut config);
                     let socket = aether_protocol::transport::udp_socket(bind).context("binding udp socket")?;
-                    let mut ep = quinn::Endpoint::new(
+                    let ep = quinn::Endpoint::new(
                         config,
                         None,
                         socket,
                         Arc::new(aether_protocol::transport::TunnelRuntime),
                     )?;
-                    ep.set_default_client_config(client.clone());
                     endpoints = Some((addr.is_ipv6(), ep.clone()));
                     ep
                 }
             };
-            let conn = endpoint.connect(addr, &cfg.server_name)?.await.context("connecting to hub")?;
+            let conn = endpoint
+                .connect_with(for_hub(&client, addr), addr, &cfg.server_name)?
+                .await
+                .context("connecting to hub")?;
             serve_connection(&cfg, conn, &services, &meter, &mut backoff, &shutdown).await
         };
         tokio::select! {
