@@ -594,7 +594,9 @@ fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid>
     let mut length: Option<u64> = None;
     let mut chunked = None;
     let mut close = version == 0;
+    let mut dated = false;
     for h in resp.headers.iter() {
+        dated |= is(h.name, "date");
         if is(h.name, "content-length") {
             let v = std::str::from_utf8(h.value).map_err(|_| Invalid)?.trim();
             if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) || v.len() > 18 {
@@ -641,6 +643,11 @@ fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid>
         if !hop && !stale_length {
             header_line(&mut head, h.name.as_bytes(), h.value);
         }
+    }
+    if !dated {
+        // A proxy adds the date an answer without one was received at
+        // (RFC 9110 §6.6.1), as hyper does on the general lane.
+        header_line(&mut head, b"date", httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
     }
     if framing == Framing::UntilClose {
         // Sent on chunked (`Upstream::forward`).
@@ -833,16 +840,34 @@ mod tests {
     #[test]
     fn an_answer_is_framed_as_the_rfc_says_and_loses_its_hop_by_hop_headers() {
         let text = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
-                    X-App: 1\r\n\r\nhello";
+                    X-App: 1\r\nDate: Thu, 26 Nov 2026 05:00:00 GMT\r\n\r\nhello";
         let a = answer(text, false).unwrap().unwrap();
         assert_eq!((a.len, a.framing, a.reusable), (text.len() - 5, Framing::Length(5), true));
-        assert_eq!(&a.head[..], b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-App: 1\r\n\r\n");
+        assert_eq!(
+            &a.head[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-App: 1\r\nDate: Thu, 26 Nov 2026 05:00:00 GMT\r\n\r\n"
+        );
 
-        let a = answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", false)
-            .unwrap()
-            .unwrap();
+        let a = answer(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\ndate: Thu, 26 Nov 2026 05:00:00 GMT\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(a.framing, Framing::Chunked(Chunked::default()));
-        assert_eq!(&a.head[..], b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "a stale length goes");
+        assert_eq!(
+            &a.head[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\ndate: Thu, 26 Nov 2026 05:00:00 GMT\r\n\r\n",
+            "a stale length goes"
+        );
+
+        // An answer without a date gets the time it arrived.
+        let before = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+        let a = answer("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false).unwrap().unwrap();
+        let head = std::str::from_utf8(&a.head).unwrap();
+        let date = head.strip_prefix("HTTP/1.1 200 OK\r\nContent-Length: 0\r\ndate: ").unwrap();
+        let date = httpdate::parse_http_date(date.strip_suffix("\r\n\r\n").unwrap()).unwrap();
+        assert!(date >= before && date <= std::time::SystemTime::now(), "{head:?}");
 
         let a = answer("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n", false).unwrap().unwrap();
         assert_eq!((a.framing, a.reusable), (Framing::UntilClose, false));
