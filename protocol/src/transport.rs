@@ -8,8 +8,8 @@
 //! * Packet size: each packet costs a fixed amount of work (header, AEAD tag,
 //!   ACK bookkeeping, a pass through the kernel's UDP path), so bigger
 //!   packets carry bulk data for less CPU. MTU discovery probes up to what
-//!   the first hop toward the peer carries ([`payload_bound`]: 65,000 bytes
-//!   at most, on loopback to local VMs, whose MTU is 64 KiB; 1,472 on an
+//!   the route toward the peer carries ([`payload_bound`]: 65,000 bytes at
+//!   most, on loopback to local VMs, whose MTU is 64 KiB; 1,472 on an
 //!   Ethernet network) and keeps what the whole path carries (about 1.4 KB
 //!   across the internet or a WireGuard network). Probing from 65,000 on a
 //!   1,500-byte network would cost seven levels of the search, three lost
@@ -19,13 +19,6 @@
 //!   more than one UDP datagram may carry. [`TunnelSocket`] splits such a
 //!   send into as many as needed, so small packets still go ten to a system
 //!   call and large ones one each.
-//! * Flow control: a stream may have [`STREAM_WINDOW`] (4 MiB) in flight,
-//!   a tunnel [`TUNNEL_WINDOW`] (64 MiB) across its streams. quinn's
-//!   1.25 MB per stream stalled a bulk download between the two ends'
-//!   event loops (10 MB through a preview: 68-71 responses/s against 80-81
-//!   with 4 MiB), and its unlimited tunnel window let a VM make the hub
-//!   hold 1.25 MB for every preview stream whose client doesn't read (768
-//!   of them); now what one tunnel can make the other end hold is bounded.
 //! * Wake-ups: quinn's tokio socket is registered for reads and writes. The
 //!   kernel signals a UDP socket writable each time it lets go of a datagram
 //!   the socket sent (on loopback during the send itself, on a network card
@@ -35,10 +28,10 @@
 //!   reads only, and asks to be told it is writable only after a send found
 //!   its buffer full.
 
-use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::socket::{getsockopt, setsockopt, sockopt};
 use quinn::udp::{RecvMeta, Transmit, UdpSocketState};
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,12 +61,6 @@ const MAX_SEND: usize = 65_507;
 /// datagrams at 64 KiB.
 const MAX_COALESCED: usize = 65_536;
 
-/// Bytes one stream may have in flight: what the receiver has not yet read.
-pub const STREAM_WINDOW: u32 = 4 << 20;
-
-/// Bytes a tunnel may have in flight across all its streams.
-pub const TUNNEL_WINDOW: u32 = 64 << 20;
-
 /// Transport settings both ends use for a tunnel with `peer`; each adds its
 /// own on top.
 pub fn transport_config(peer: SocketAddr) -> quinn::TransportConfig {
@@ -83,40 +70,55 @@ pub fn transport_config(peer: SocketAddr) -> quinn::TransportConfig {
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(payload_bound(peer));
     transport.mtu_discovery_config(Some(mtu));
-    transport.stream_receive_window(STREAM_WINDOW.into());
-    transport.receive_window(TUNNEL_WINDOW.into());
     transport
 }
 
-/// The largest UDP payload the first hop toward `peer` carries: the MTU of
-/// the interface the route to it leaves by, less the IP and UDP headers,
-/// between quinn's 1,200 and [`MAX_UDP_PAYLOAD`]. quinn's own bound (1,452)
-/// when the interface can't be told.
+/// The largest UDP payload the route toward `peer` carries as far as this
+/// host knows: the route's MTU (its interface's, unless the route or the
+/// kernel's path-MTU cache says less) less the IP and UDP headers, between
+/// quinn's 1,200 and [`MAX_UDP_PAYLOAD`]. quinn's own bound (1,452) when it
+/// can't be told.
 pub fn payload_bound(peer: SocketAddr) -> u16 {
+    // A dual-stack socket sees IPv4 peers as `::ffff:a.b.c.d`; their
+    // packets are IPv4.
+    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let headers = if peer.is_ipv6() { 40 + 8 } else { 20 + 8 };
-    match interface_mtu(peer) {
+    match route_mtu(peer) {
         Some(mtu) => mtu.saturating_sub(headers).clamp(1_200, usize::from(MAX_UDP_PAYLOAD)) as u16,
         None => 1_452,
     }
 }
 
-/// The MTU of the interface the kernel routes packets for `peer` through.
-fn interface_mtu(peer: SocketAddr) -> Option<usize> {
+/// The MTU of the route the kernel takes to `peer`: its interface's, or a
+/// smaller one the route or the kernel's path-MTU cache holds.
+fn route_mtu(peer: SocketAddr) -> Option<usize> {
     let any: SocketAddr = if peer.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().ok()?;
     let probe = UdpSocket::bind(any).ok()?;
-    // Connecting a UDP socket sends nothing; it picks the route and with it
-    // the local address.
+    // Connecting a UDP socket sends nothing; it picks the route.
     probe.connect(peer).ok()?;
-    let local = probe.local_addr().ok()?.ip();
-    let interface = nix::ifaddrs::getifaddrs().ok()?.find(|i| {
-        let address = i.address.as_ref();
-        let ip = address
-            .and_then(|a| a.as_sockaddr_in().map(|a| IpAddr::V4(a.ip())))
-            .or_else(|| address.and_then(|a| a.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip()))));
-        ip == Some(local)
-    })?;
-    let mtu = std::fs::read_to_string(format!("/sys/class/net/{}/mtu", interface.interface_name)).ok()?;
-    mtu.trim().parse().ok()
+    let mtu = if peer.is_ipv6() { ipv6_mtu(&probe)? } else { getsockopt(&probe, sockopt::IpMtu).ok()? };
+    usize::try_from(mtu).ok()
+}
+
+/// `IPV6_MTU` of a connected socket (nix has only the IPv4 option).
+fn ipv6_mtu(socket: &UdpSocket) -> Option<libc::c_int> {
+    use std::os::fd::AsRawFd;
+    let mut mtu: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the descriptor is open for the call's length (borrowed from
+    // `socket`); `mtu` and `len` are valid for writes, and `len` holds
+    // `mtu`'s size.
+    #[allow(unsafe_code)]
+    let done = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU,
+            (&mut mtu as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (done == 0).then_some(mtu)
 }
 
 /// The tunnel's TLS crypto: ring's, with AES-128-GCM first. rustls puts
@@ -259,8 +261,11 @@ impl quinn::AsyncUdpSocket for TunnelSocket {
 
     fn max_receive_segments(&self) -> usize {
         // quinn sizes each receive buffer as this many datagrams of the
-        // largest size; more than one coalesced receive can hold would only
-        // reserve memory (64 × 65,000 bytes for each of 32 buffers).
+        // endpoint's largest (which `tune_endpoint` sets to
+        // MAX_UDP_PAYLOAD); more than one coalesced receive can hold would
+        // only reserve memory (64 × 65,000 bytes for each of 32 buffers).
+        // The socket must not be used with an endpoint that isn't tuned:
+        // its buffers would be too small for a coalesced receive.
         self.state.gro_segments().min(MAX_COALESCED.div_ceil(usize::from(MAX_UDP_PAYLOAD)))
     }
 }
@@ -337,8 +342,13 @@ mod tests {
         // otherwise fails here with its own figure).
         let lo: usize = std::fs::read_to_string("/sys/class/net/lo/mtu").unwrap().trim().parse().unwrap();
         assert_eq!(lo, 65_536);
-        assert_eq!(interface_mtu("127.0.0.1:4433".parse().unwrap()), Some(65_536));
+        assert_eq!(route_mtu("127.0.0.1:4433".parse().unwrap()), Some(65_535), "an IPv4 packet's limit");
         assert_eq!(payload_bound("127.0.0.1:4433".parse().unwrap()), MAX_UDP_PAYLOAD);
+        // As a dual-stack socket sees it.
+        assert_eq!(payload_bound("[::ffff:127.0.0.1]:4433".parse().unwrap()), MAX_UDP_PAYLOAD);
+        if route_mtu("[::1]:4433".parse().unwrap()).is_some() {
+            assert_eq!(payload_bound("[::1]:4433".parse().unwrap()), MAX_UDP_PAYLOAD);
+        }
     }
 
     #[test]

@@ -3,15 +3,11 @@
 //! connection falling back to small ones (as it does when the socket hands the
 //! kernel ten large packets in one segmentation-offload send, more than a
 //! datagram may carry, and the kernel refuses it); on a path of small
-//! datagrams it settles on what the path carries; and flow control bounds
-//! what a peer can make the other end hold.
+//! datagrams it settles on what the path carries.
 
-use aether_protocol::transport::{
-    MAX_UDP_PAYLOAD, STREAM_WINDOW, TUNNEL_WINDOW, TunnelRuntime, transport_config, tune_endpoint, udp_socket,
-};
+use aether_protocol::transport::{MAX_UDP_PAYLOAD, TunnelRuntime, transport_config, tune_endpoint, udp_socket};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Where the endpoints are; the transport settings depend on the path.
@@ -139,61 +135,14 @@ async fn on_a_path_of_small_datagrams_discovery_settles_on_what_it_carries() {
     // Data keeps flowing while discovery runs, as in a busy tunnel.
     let mut send = conn.open_uni().await.unwrap();
     let block = vec![7u8; 64 << 10];
+    // quinn's search stops within 20 bytes of the largest size that passes.
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut sent = 0;
-    while conn.stats().path.current_mtu <= 1_200 {
-        assert!(Instant::now() < deadline, "discovery never went past 1,200 bytes: {:?}", conn.stats().path);
+    while usize::from(conn.stats().path.current_mtu) < PATH - 20 {
+        assert!(Instant::now() < deadline, "discovery did not find the path's size: {:?}", conn.stats().path);
         send.write_all(&block).await.unwrap();
         sent += block.len();
     }
     send.finish().unwrap();
     assert_eq!(receiver.await.unwrap().0, sent);
-    let path = conn.stats().path;
-    assert!(usize::from(path.current_mtu) <= PATH, "{path:?}");
-}
-
-/// A peer that sends as much as it may (a VM's aetherd is the user's to
-/// change) on streams nobody reads: the receiving end holds no more than a
-/// stream's window on each, and no more than the tunnel's in all.
-#[tokio::test]
-async fn unread_streams_hold_at_most_the_windows() {
-    let mut greedy = transport_config(LOOPBACK.parse().unwrap());
-    greedy.send_window(u64::from(TUNNEL_WINDOW) * 4);
-    let (server, client, addr) = pair(greedy);
-    const STREAMS: usize = 24;
-    // Takes every stream and keeps it, unread, until the test ends.
-    let _receiver = tokio::spawn(async move {
-        let conn = server.accept().await.unwrap().await.unwrap();
-        let mut held = Vec::new();
-        while let Ok(stream) = conn.accept_uni().await {
-            held.push(stream);
-        }
-    });
-    let conn = client.connect(addr, "localhost").unwrap().await.unwrap();
-    let written: Arc<Vec<AtomicU64>> = Arc::new((0..STREAMS).map(|_| AtomicU64::new(0)).collect());
-    let block = vec![1u8; 256 << 10];
-    for i in 0..STREAMS {
-        let mut send = conn.open_uni().await.unwrap();
-        let (written, block) = (written.clone(), block.clone());
-        tokio::spawn(async move {
-            while let Ok(n) = send.write(&block).await {
-                written[i].fetch_add(n as u64, Ordering::Relaxed);
-            }
-        });
-    }
-    let total = || written.iter().map(|w| w.load(Ordering::Relaxed)).sum::<u64>();
-
-    // The sender says it is blocked by the tunnel's window once it has used it up.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while conn.stats().frame_tx.data_blocked == 0 {
-        assert!(Instant::now() < deadline, "never blocked; {} bytes written", total());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let total = total();
-    assert!(total <= u64::from(TUNNEL_WINDOW), "{total} bytes in flight");
-    assert!(total > u64::from(TUNNEL_WINDOW) - (1 << 20), "blocked early, at {total} bytes");
-    for (i, w) in written.iter().enumerate() {
-        let w = w.load(Ordering::Relaxed);
-        assert!(w <= u64::from(STREAM_WINDOW), "stream {i}: {w} bytes in flight");
-    }
 }
