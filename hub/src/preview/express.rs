@@ -458,6 +458,14 @@ impl Upstream {
                 total += n;
                 done = end;
             }
+            if total >= YIELD_AFTER {
+                // Reading gave the stream's window back; let quinn's driver
+                // (on this thread) tell aetherd before the write to the
+                // client, which can take a while. Otherwise a bulk answer
+                // went in bursts of one window with aetherd waiting between
+                // them (10 MB: 86-88 responses/s, 90-97 with this).
+                tokio::task::yield_now().await;
+            }
             let mut end = got + 1;
             if rechunk && total > 0 {
                 chunks[0] = Bytes::from(format!("{total:x}\r\n"));
@@ -472,6 +480,9 @@ impl Upstream {
 
 /// How many chunks are read from a tunnel stream, and written, at once.
 const BATCH: usize = 16;
+/// A batch of body bytes this large gives quinn's driver its turn before
+/// it is written.
+const YIELD_AFTER: usize = 64 * 1024;
 /// How long an answer is waited for before the client is watched too.
 const PATIENCE: Duration = Duration::from_secs(1);
 
