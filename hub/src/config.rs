@@ -51,6 +51,11 @@ pub struct Config {
     /// aetherd accepts `MAX_HUB_STREAMS` per tunnel; the rest stay free for
     /// terminals, files and SSH.
     pub preview_streams: usize,
+    /// How long a client may accept none of a response's bytes before its
+    /// connection is closed (nginx's `send_timeout`): a preview client that
+    /// stops reading then lets go of its tunnel stream and what the stream
+    /// holds.
+    pub send_timeout: Duration,
     /// Threads that run the tunnels and their previews' and WebSockets'
     /// connections (see `dataplane`).
     pub data_plane_threads: usize,
@@ -120,6 +125,7 @@ impl Config {
             wait_timeout: Duration::from_secs(60),
             max_write_bytes: 100 << 20,
             preview_streams: DEFAULT_PREVIEW_STREAMS,
+            send_timeout: Duration::from_secs(60),
             data_plane_threads: 2,
             tunnel_public_addr: None,
             fly: None,

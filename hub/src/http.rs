@@ -100,7 +100,9 @@ async fn route(mut tcp: TcpStream, conn: Conn, plane: Arc<Placer>, tasks: TaskTr
     };
     match first {
         FirstRequest::Gone => {}
-        FirstRequest::Other => serve_connection(Prefixed::new(head.freeze(), tcp), conn, Vec::new()).await,
+        FirstRequest::Other => {
+            serve_connection(Prefixed::new(head.freeze(), tcp, conn.hub.config.send_timeout), conn, Vec::new()).await
+        }
         FirstRequest::Tunnel(project) => match tcp.into_std() {
             Ok(std) => {
                 // On the project's tunnel's thread (any, if it has none yet).
@@ -164,9 +166,12 @@ fn api_project(path: &str) -> Option<Uuid> {
 /// lane for as long as they come, then the rest like any connection.
 async fn serve_tunnel_traffic(mut tcp: TcpStream, mut buf: BytesMut, conn: Conn) {
     match express::serve(&conn.hub, conn.remote, &mut tcp, &mut buf, &conn.shutdown, IDLE_TIMEOUT).await {
-        express::Next::General(kept) => serve_connection(Prefixed::new(buf.freeze(), tcp), conn, kept).await,
+        express::Next::General(kept) => {
+            let io = Prefixed::new(buf.freeze(), tcp, conn.hub.config.send_timeout);
+            serve_connection(io, conn, kept).await
+        }
         // Dropped, it closes with a lingering close.
-        express::Next::Close => drop(Prefixed::new(Bytes::new(), tcp)),
+        express::Next::Close => drop(Prefixed::new(Bytes::new(), tcp, Duration::ZERO)),
     }
 }
 
@@ -241,17 +246,39 @@ async fn serve_connection(io: Prefixed, conn: Conn, kept: Vec<express::Kept>) {
     }
 }
 
-/// A connection whose first bytes were already read. Dropped, it closes
-/// with a lingering close (`linger`).
+/// A connection whose first bytes were already read. A write the client
+/// accepts nothing of for `send_timeout` fails. Dropped, it closes with a
+/// lingering close (`linger`).
 struct Prefixed {
     head: Bytes,
     /// Always there until the drop.
     tcp: Option<TcpStream>,
+    send_timeout: Duration,
+    /// Set while a write waits for the client to take bytes.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Prefixed {
-    fn new(head: Bytes, tcp: TcpStream) -> Self {
-        Self { head, tcp: Some(tcp) }
+    fn new(head: Bytes, tcp: TcpStream, send_timeout: Duration) -> Self {
+        Self { head, tcp: Some(tcp), send_timeout, stalled: None }
+    }
+
+    /// `written` as it is, but an error once writes have waited for
+    /// `send_timeout` without the client taking a byte.
+    fn progress<T>(&mut self, cx: &mut Context<'_>, written: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        if written.is_ready() {
+            self.stalled = None;
+            return written;
+        }
+        let timeout = self.send_timeout;
+        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client took none of the response for the send timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn tcp(&mut self) -> Pin<&mut TcpStream> {
@@ -306,7 +333,8 @@ impl AsyncRead for Prefixed {
 
 impl AsyncWrite for Prefixed {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        self.tcp().poll_write(cx, buf)
+        let written = self.tcp().poll_write(cx, buf);
+        self.progress(cx, written)
     }
 
     fn poll_write_vectored(
@@ -314,7 +342,8 @@ impl AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        self.tcp().poll_write_vectored(cx, bufs)
+        let written = self.tcp().poll_write_vectored(cx, bufs);
+        self.progress(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -355,7 +384,7 @@ mod tests {
         let first = first_request(&mut server, &mut head, &previews).await;
         let mut all = Vec::new();
         if first != FirstRequest::Gone {
-            Prefixed::new(head.freeze(), server).read_to_end(&mut all).await.unwrap();
+            Prefixed::new(head.freeze(), server, Duration::from_secs(60)).read_to_end(&mut all).await.unwrap();
         }
         writer.await.unwrap();
         (first, all)

@@ -66,6 +66,9 @@ struct Args {
     #[arg(long, env = "AETHER_PREVIEW_STREAMS", default_value_t = DEFAULT_PREVIEW_STREAMS as u32,
           value_parser = clap::value_parser!(u32).range(1..i64::from(MAX_HUB_STREAMS)))]
     preview_streams: u32,
+    /// Seconds a client may accept none of a response's bytes before its connection is closed.
+    #[arg(long, env = "AETHER_SEND_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    send_timeout: u64,
     /// Threads that run the tunnels, previews and WebSockets (default: one per CPU).
     #[arg(long, env = "AETHER_DATA_PLANE_THREADS")]
     data_plane_threads: Option<usize>,
@@ -174,6 +177,7 @@ fn main() -> anyhow::Result<()> {
         wait_timeout: Duration::from_secs(60),
         max_write_bytes: a.max_write_bytes,
         preview_streams: a.preview_streams as usize,
+        send_timeout: Duration::from_secs(a.send_timeout),
         data_plane_threads: a
             .data_plane_threads
             .filter(|n| *n > 0)

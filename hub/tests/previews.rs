@@ -392,6 +392,36 @@ async fn a_flood_of_preview_connections_leaves_streams_for_terminals() {
     .await;
 }
 
+/// A client that stops reading a large answer is let go after the send
+/// timeout, on either lane, and its tunnel stream (the only one here) with
+/// it; the next client is served.
+#[tokio::test]
+async fn a_client_that_stops_reading_lets_go_of_its_stream() {
+    let hub = TestHub::start_with(&[("AETHER_PREVIEW_STREAMS", "1"), ("AETHER_SEND_TIMEOUT", "1")]).await;
+    let (_api, id, port, _app) = public_app(&hub).await;
+    let preview = Preview::new(&hub, &id, port).host;
+    // HTTP/1.1 takes the express lane; HTTP/1.0 is the general lane's.
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let mut stalled = tokio::net::TcpStream::connect(hub.http.trim_start_matches("http://")).await.unwrap();
+        let req = format!("GET /big {version}\r\nHost: {preview}\r\n\r\n");
+        tokio::io::AsyncWriteExt::write_all(&mut stalled, req.as_bytes()).await.unwrap();
+        // 20 MiB are more than the sockets between the hub and this client
+        // hold: the stream stays taken while the hub waits to send.
+        support::eventually("the stalled answer holding the stream", support::DEADLINE, || async {
+            let (s, _) = ClientConn::open(&hub).await.get(&preview, "/").await;
+            (s == 429).then_some(())
+        })
+        .await;
+        // Never read; the hub gives up on it and frees the stream.
+        support::eventually(&format!("a freed stream ({version})"), support::DEADLINE, || async {
+            let (s, _) = ClientConn::open(&hub).await.get(&preview, "/").await;
+            (s == 200).then_some(())
+        })
+        .await;
+        drop(stalled);
+    }
+}
+
 #[tokio::test]
 async fn private_previews_need_the_one_time_link_and_never_leak_credentials() {
     let hub = TestHub::start().await;

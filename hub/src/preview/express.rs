@@ -377,7 +377,7 @@ async fn exchange(
     // The request is the app's now.
     buf.advance(req.len);
     up.pending.advance(answer.len);
-    if up.forward(tcp, answer.head, answer.framing).await.is_err() {
+    if up.forward(tcp, answer.head, answer.framing, hub.config.send_timeout).await.is_err() {
         return Exchanged::Close;
     }
     if answer.reusable && up.pending.is_empty() {
@@ -418,7 +418,13 @@ impl Upstream {
     /// body's end stays in `pending`. An error means the client's answer is
     /// incomplete. A body that ends with the stream is sent chunked, so the
     /// client can tell a whole one from a cut one, and its connection lives on.
-    async fn forward(&mut self, tcp: &mut TcpStream, head: BytesMut, mut framing: Framing) -> Result<(), ()> {
+    async fn forward(
+        &mut self,
+        tcp: &mut TcpStream,
+        head: BytesMut,
+        mut framing: Framing,
+        stall: Duration,
+    ) -> Result<(), ()> {
         let rechunk = framing == Framing::UntilClose;
         // The head and what is already here of the body go in one write.
         let mut out = head;
@@ -431,7 +437,7 @@ impl Upstream {
             out.extend_from_slice(&self.pending[..n]);
         }
         self.pending.advance(n);
-        tcp.write_all(&out).await.map_err(drop)?;
+        send(tcp, &mut [out.freeze()], stall).await.map_err(drop)?;
         // Then whatever has arrived at each wake-up, in one write: a chunk
         // is one STREAM frame, a few KB, and a write per chunk cost the hub
         // and the client a system call and a wake-up each. `chunks[0]` and
@@ -440,7 +446,9 @@ impl Upstream {
         while !done {
             let got = match self.stream.recv.read_chunks(&mut chunks[1..=BATCH]).await {
                 Ok(Some(n)) => n,
-                Ok(None) if rechunk => return tcp.write_all(b"0\r\n\r\n").await.map_err(drop),
+                Ok(None) if rechunk => {
+                    return send(tcp, &mut [Bytes::from_static(b"0\r\n\r\n")], stall).await.map_err(drop);
+                }
                 Ok(None) | Err(_) => return Err(()),
             };
             let mut total = 0;
@@ -472,7 +480,7 @@ impl Upstream {
                 chunks[end] = Bytes::from_static(b"\r\n");
                 end += 1;
             }
-            write_all(tcp, &mut chunks[..end]).await.map_err(drop)?;
+            send(tcp, &mut chunks[..end], stall).await.map_err(drop)?;
         }
         Ok(())
     }
@@ -509,8 +517,10 @@ async fn bad_gateway(tcp: &mut TcpStream, html: bool) -> std::io::Result<()> {
     tcp.write_all(&out).await
 }
 
-/// Writes all of `bufs` (at most `BATCH + 2`) with vectored writes.
-async fn write_all(tcp: &mut TcpStream, bufs: &mut [Bytes]) -> std::io::Result<()> {
+/// Writes all of `bufs` (at most `BATCH + 2`) with vectored writes; an
+/// error once the client has taken none of them for `stall` (the hub's send
+/// timeout), so that a client that stops reading lets go of its stream.
+async fn send(tcp: &mut TcpStream, bufs: &mut [Bytes], stall: Duration) -> std::io::Result<()> {
     let mut first = 0;
     loop {
         while first < bufs.len() && bufs[first].is_empty() {
@@ -523,7 +533,14 @@ async fn write_all(tcp: &mut TcpStream, bufs: &mut [Bytes]) -> std::io::Result<(
         for (slice, buf) in slices.iter_mut().zip(&bufs[first..]) {
             *slice = std::io::IoSlice::new(buf);
         }
-        let mut n = tcp.write_vectored(&slices[..bufs.len() - first]).await?;
+        let mut write = std::pin::pin!(tcp.write_vectored(&slices[..bufs.len() - first]));
+        // The timer is set only when the write has to wait.
+        let mut n = match write.as_mut().now_or_never() {
+            Some(written) => written?,
+            None => tokio::time::timeout(stall, write).await.map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "the client took none of the answer")
+            })??,
+        };
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
