@@ -273,10 +273,7 @@ impl Prefixed {
         let timeout = self.send_timeout;
         let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         match stalled.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the client took none of the response for the send timeout",
-            ))),
+            Poll::Ready(()) => Poll::Ready(Err(send_timed_out())),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -292,6 +289,12 @@ impl Drop for Prefixed {
             runtime.spawn(linger(tcp));
         }
     }
+}
+
+/// A write that the client took none of for the hub's send timeout (here
+/// and on the express lane).
+pub(crate) fn send_timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "the client took none of the response for the send timeout")
 }
 
 /// How long, and how much, a closing connection is read and discarded.

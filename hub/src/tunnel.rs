@@ -172,10 +172,10 @@ fn transport(peer: SocketAddr) -> quinn::TransportConfig {
 }
 
 /// `server` with the transport settings for a tunnel with `peer`.
-fn for_peer(server: &quinn::ServerConfig, peer: SocketAddr) -> Arc<quinn::ServerConfig> {
+fn for_peer(server: &quinn::ServerConfig, peer: SocketAddr) -> quinn::ServerConfig {
     let mut server = server.clone();
     server.transport_config(Arc::new(transport(peer)));
-    Arc::new(server)
+    server
 }
 
 /// Builds the hub's QUIC endpoint on `addr`.
@@ -194,8 +194,7 @@ pub fn endpoint(
     let socket = aether_protocol::transport::udp_socket(addr).with_context(|| format!("binding tunnel port {addr}"))?;
     // Connections are accepted with settings for their peer; these are for
     // one that listens where we do.
-    let server = Arc::unwrap_or_clone(for_peer(server, addr));
-    Ok(quinn::Endpoint::new(config, Some(server), socket, runtime)?)
+    Ok(quinn::Endpoint::new(config, Some(for_peer(server, addr)), socket, runtime)?)
 }
 
 /// Random 8-byte connection ids that any hub process accepts as its own
@@ -237,7 +236,7 @@ pub async fn serve(
         // quinn spawns the connection's driver inside `accept`, on the
         // data-plane thread chosen just before.
         let shard = placer.place_next();
-        let connecting = match incoming.accept_with(for_peer(&server, remote)) {
+        let connecting = match incoming.accept_with(Arc::new(for_peer(&server, remote))) {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(%remote, error = %e, "tunnel refused");

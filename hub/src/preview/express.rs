@@ -537,9 +537,7 @@ async fn send(tcp: &mut TcpStream, bufs: &mut [Bytes], stall: Duration) -> std::
         // The timer is set only when the write has to wait.
         let mut n = match write.as_mut().now_or_never() {
             Some(written) => written?,
-            None => tokio::time::timeout(stall, write).await.map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "the client took none of the answer")
-            })??,
+            None => tokio::time::timeout(stall, write).await.map_err(|_| crate::http::send_timed_out())??,
         };
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
