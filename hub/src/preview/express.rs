@@ -285,7 +285,7 @@ enum Exchanged {
     Done,
     /// Answered (or failed once the client had part of an answer): close.
     Close,
-    /// Not sent, or to be sent again: the request is the general lane's.
+    /// Not sent: the request is the general lane's.
     General,
 }
 
@@ -293,8 +293,6 @@ enum Exchanged {
 enum Failed {
     /// The stream ended before any byte of an answer.
     Closed,
-    /// A valid answer framed in a way only the general lane forwards.
-    Foreign,
     /// An answer that isn't HTTP/1.1, or the stream failed mid-head.
     Other,
 }
@@ -361,8 +359,6 @@ async fn exchange(
             Ok(answer) => break (up, answer),
             // A kept connection the app had closed: a new one.
             Err(Failed::Closed) if !fresh => continue,
-            // The general lane sends the request again, and frames the body anew.
-            Err(Failed::Foreign) => return Exchanged::General,
             // The app has the request: it is not sent again (it would be
             // run twice), the client gets the general lane's error.
             Err(_) => {
@@ -401,7 +397,6 @@ impl Upstream {
                     self.pending.advance(answer.len);
                     continue;
                 }
-                Ok(Some(answer)) if answer.framing == Framing::Foreign => return Err(Failed::Foreign),
                 Ok(Some(answer)) => return Ok(answer),
                 Ok(None) if self.pending.len() <= MAX_ANSWER_HEAD => {}
                 _ => return Err(Failed::Other),
@@ -574,8 +569,6 @@ enum Framing {
     Chunked(Chunked),
     /// At the end of the stream.
     UntilClose,
-    /// By a transfer coding other than exactly `chunked` (not forwarded here).
-    Foreign,
 }
 
 impl Framing {
@@ -583,7 +576,7 @@ impl Framing {
     /// whether the body ends there.
     fn take(&mut self, data: &[u8]) -> Result<(usize, bool), Invalid> {
         Ok(match self {
-            Self::Informational | Self::Foreign => (0, true),
+            Self::Informational => (0, true),
             Self::Length(left) => {
                 let n = (*left).min(data.len() as u64);
                 *left -= n;
@@ -618,7 +611,10 @@ fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid>
         return Err(Invalid);
     }
     let mut length: Option<u64> = None;
-    let mut chunked = None;
+    // The transfer codings in the order applied, over every
+    // `Transfer-Encoding` line (bounded by the head's size).
+    let mut coded = false;
+    let mut codings: Vec<&str> = Vec::new();
     let mut close = version == 0;
     let mut dated = false;
     for h in resp.headers.iter() {
@@ -634,11 +630,9 @@ fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid>
             }
             length = Some(v);
         } else if is(h.name, "transfer-encoding") {
-            // Only exactly `chunked`, once: other codings, lists and repeats
-            // are read differently by different clients, and are the
-            // general lane's (it frames the body anew).
-            let exact = std::str::from_utf8(h.value).is_ok_and(|v| is(v.trim(), "chunked"));
-            chunked = Some(exact && chunked.is_none());
+            coded = true;
+            let v = std::str::from_utf8(h.value).map_err(|_| Invalid)?;
+            codings.extend(v.split(',').map(str::trim).filter(|c| !c.is_empty()));
         } else if is(h.name, "connection") {
             let v = std::str::from_utf8(h.value).unwrap_or_default();
             if v.split(',').any(|t| is(t.trim(), "close")) {
@@ -646,16 +640,23 @@ fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid>
             }
         }
     }
+    // RFC 9112 §6.1: `chunked` at most once and last, or the body ends with
+    // the connection; a `Transfer-Encoding` naming no coding means nothing.
+    let chunked = codings.iter().filter(|c| is(c, "chunked")).count();
+    let chunked_last = codings.last().is_some_and(|c| is(c, "chunked"));
+    if (coded && codings.is_empty()) || chunked > 1 || (chunked == 1 && !chunked_last) {
+        return Err(Invalid);
+    }
     let framing = if (100..200).contains(&code) {
         Framing::Informational
     } else if head_only || code == 204 || code == 304 {
         Framing::Length(0)
     } else {
-        match (chunked, length) {
-            (Some(true), _) => Framing::Chunked(Chunked::default()),
-            (Some(false), _) => Framing::Foreign,
-            (None, None) => Framing::UntilClose,
-            (None, Some(n)) => Framing::Length(n),
+        // A transfer coding overrides any Content-Length (§6.3).
+        match (coded, length) {
+            (true, _) if chunked_last => Framing::Chunked(Chunked::default()),
+            (true, _) | (false, None) => Framing::UntilClose,
+            (false, Some(n)) => Framing::Length(n),
         }
     };
     let mut head = BytesMut::with_capacity(len + 32);
@@ -664,9 +665,10 @@ fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid>
     head.extend_from_slice(b"\r\n");
     for h in resp.headers.iter() {
         let hop = hop_by_hop(h.name);
-        // With a transfer coding, Content-Length is not the body's length.
-        let stale_length = chunked.is_some() && is(h.name, "content-length");
-        if !hop && !stale_length {
+        // With a transfer coding, Content-Length is not the body's length;
+        // the codings go on one line of their own, below.
+        let stale_length = coded && is(h.name, "content-length");
+        if !hop && !stale_length && !is(h.name, "transfer-encoding") {
             header_line(&mut head, h.name.as_bytes(), h.value);
         }
     }
@@ -675,9 +677,14 @@ fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid>
         // (RFC 9110 §6.6.1), as hyper does on the general lane.
         header_line(&mut head, b"date", httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
     }
+    // The app's codings, as one list, and `chunked` after them for a body
+    // that ends with the stream (`Upstream::forward` sends it chunked), so
+    // the client frames the body as sent and undoes the codings it carries.
     if framing == Framing::UntilClose {
-        // Sent on chunked (`Upstream::forward`).
-        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        codings.push("chunked");
+    }
+    if !codings.is_empty() {
+        header_line(&mut head, b"transfer-encoding", codings.join(", ").as_bytes());
     }
     head.extend_from_slice(b"\r\n");
     let reusable = !close && framing != Framing::UntilClose;
@@ -883,7 +890,7 @@ mod tests {
         assert_eq!(a.framing, Framing::Chunked(Chunked::default()));
         assert_eq!(
             &a.head[..],
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\ndate: Thu, 26 Nov 2026 05:00:00 GMT\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ndate: Thu, 26 Nov 2026 05:00:00 GMT\r\ntransfer-encoding: chunked\r\n\r\n",
             "a stale length goes"
         );
 
@@ -914,16 +921,31 @@ mod tests {
         assert!(!a.reusable);
 
         assert!(answer("HTTP/1.1 200 OK\r\nContent-Le", false).unwrap().is_none(), "incomplete");
-        for foreign in [
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: \r\n\r\n",
+        // Other transfer codings: `chunked` last frames the body, else the
+        // body ends with the stream and goes on chunked; either way the
+        // client gets the codings, as one list, to undo.
+        let date = "Date: Thu, 26 Nov 2026 05:00:00 GMT\r\n";
+        for (coded, framing, te) in [
+            ("Transfer-Encoding: gzip, chunked\r\n", Framing::Chunked(Chunked::default()), "gzip, chunked"),
+            (
+                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+                Framing::Chunked(Chunked::default()),
+                "gzip, chunked",
+            ),
+            ("Transfer-Encoding: chunked\r\nTransfer-Encoding: \r\n", Framing::Chunked(Chunked::default()), "chunked"),
+            ("Transfer-Encoding: gzip\r\nContent-Length: 4\r\n", Framing::UntilClose, "gzip, chunked"),
+            ("Transfer-Encoding: gzip,  br\r\n", Framing::UntilClose, "gzip, br, chunked"),
         ] {
-            assert_eq!(framing(foreign), Framing::Foreign, "{foreign:?}");
+            let a = answer(&format!("HTTP/1.1 200 OK\r\n{coded}{date}\r\n"), false).unwrap().unwrap();
+            assert_eq!(a.framing, framing, "{coded:?}");
+            assert_eq!(a.reusable, framing != Framing::UntilClose, "{coded:?}");
+            let head = format!("HTTP/1.1 200 OK\r\n{date}transfer-encoding: {te}\r\n\r\n");
+            assert_eq!(std::str::from_utf8(&a.head).unwrap(), head, "{coded:?}");
         }
         for bad in [
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n",
