@@ -434,6 +434,20 @@ impl Db {
         Ok(())
     }
 
+    /// Seconds of VM time the user's projects have had since `since`: each
+    /// boot from its first heartbeat (or `since`) to its last.
+    pub async fn compute_seconds(&self, user: Uuid, since: DateTime<Utc>) -> sqlx::Result<i64> {
+        sqlx::query_scalar(
+            "SELECT COALESCE(SUM(EXTRACT(EPOCH FROM b.last_seen_at - GREATEST(b.first_seen_at, $2))), 0)::bigint \
+             FROM vm_boots b JOIN projects p ON p.id = b.project_id \
+             WHERE p.owner_id = $1 AND b.last_seen_at > $2",
+        )
+        .bind(user)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+    }
+
     /// Records a heartbeat; replaying the same (boot, seq) changes nothing.
     pub async fn record_heartbeat(&self, hb: &HeartbeatRecord<'_>) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;

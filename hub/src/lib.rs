@@ -18,6 +18,7 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod pg;
+pub mod plans;
 pub mod preview;
 pub mod projects;
 pub mod reconcile;

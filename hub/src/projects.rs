@@ -37,6 +37,7 @@ impl StartLocks {
 }
 
 /// Starts the project's VM; with `wait`, returns once its tunnel is up.
+/// `LimitReached` if its owner has used up the month's compute.
 pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Project> {
     let id = project.id;
     let lock = hub.start_locks.get(id);
@@ -48,6 +49,7 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pr
     }
     let booted = hub.compute.status(id).await? == MachineState::Running;
     if !booted {
+        crate::plans::may_start(hub, project.owner_id).await?;
         let token = random_token(32);
         hub.db.set_machine(id, &sha256(token.as_bytes()), None).await?;
         set_status(hub, id, "starting", None).await?;

@@ -595,3 +595,50 @@ async fn a_stopped_projects_preview_starts_it_and_then_serves() {
     let (_, v) = api.get(&format!("/api/projects/{id}")).await;
     assert_eq!(v["status"], "running");
 }
+
+/// Once the owner has used the month's compute hours, neither a preview nor
+/// the API starts the VM; a bigger plan lets it start again.
+#[tokio::test]
+async fn at_the_months_compute_limit_a_preview_does_not_start_the_vm() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let id = api.running_project().await;
+    let port = free_port();
+    set_visibility(&api, &id, port, "public").await;
+    let (s, _) = api.post(&format!("/api/projects/{id}/stop?wait=true"), json!({})).await;
+    assert_eq!(s, 200);
+    // An earlier boot of 50 hours this month: the free plan's all.
+    let db = sqlx::PgPool::connect(hub.database_url.as_deref().unwrap()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO vm_boots (project_id, boot_id, first_seen_at, last_seen_at, last_seq) \
+         SELECT $1, 'earlier', m, m + interval '50 hours', 1 FROM date_trunc('month', now()) m",
+    )
+    .bind(id.parse::<uuid::Uuid>().unwrap())
+    .execute(&db)
+    .await
+    .unwrap();
+
+    let p = Preview::new(&hub, &id, port);
+    let r = p.client.get(format!("{}/", p.base)).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("compute hours for this month are used up"), "{page}");
+    assert!(!page.contains("http-equiv=\"refresh\""), "no page that reloads for ever");
+    let r = p.client.get(format!("{}/", p.base)).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "limit_reached", "{body}");
+    assert!(!body.to_string().contains("free"), "a visitor isn't told the owner's plan: {body}");
+    let (_, v) = api.get(&format!("/api/projects/{id}")).await;
+    assert_eq!(v["status"], "stopped", "nothing started the VM");
+
+    let (s, body) = api.post(&format!("/api/projects/{id}/start"), json!({})).await;
+    assert_eq!(s, 422, "{body}");
+    assert_eq!(body["error"]["code"], "limit_reached", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("50 hours"), "{body}");
+
+    sqlx::query("UPDATE users SET plan = 'pro'").execute(&db).await.unwrap();
+    let (s, body) = api.post(&format!("/api/projects/{id}/start?wait=true"), json!({})).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["status"], "running");
+}

@@ -26,15 +26,6 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}/events", get(events))
 }
 
-/// How many projects each plan may have.
-pub fn project_limit(plan: &str) -> i64 {
-    match plan {
-        "team" => 200,
-        "pro" => 50,
-        _ => 5,
-    }
-}
-
 /// The caller's project `id`, or 404 (also for another user's project).
 pub async fn owned(hub: &crate::Hub, user: &AuthUser, id: &str) -> ApiResult<Project> {
     let id: Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
@@ -104,7 +95,7 @@ async fn create(
         return Err(ApiError::bad_request("base_image must be 1 to 200 characters"));
     }
     let plan = hub.db.user(user.id).await?.map(|u| u.plan).unwrap_or_default();
-    let limit = project_limit(&plan);
+    let limit = crate::plans::limits(&plan).projects;
     if hub.db.count_projects(user.id).await? >= limit {
         return Err(ApiError::LimitReached(format!("the {plan} plan allows {limit} projects")));
     }

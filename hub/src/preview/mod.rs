@@ -239,6 +239,16 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
     }
     if let Some(project) = project {
         if matches!(project.status.as_str(), "stopped" | "error") {
+            // Checked here too, so the page says why instead of "starting"
+            // (without the owner's plan: the visitor may be anyone).
+            match crate::plans::may_start(&hub, project.owner_id).await {
+                Ok(()) => {}
+                Err(ApiError::LimitReached(_)) => {
+                    let why = "The project's VM is stopped, and its owner's compute hours for this month are used up.";
+                    return refuse(html, ApiError::LimitReached(why.into()), "Compute limit reached", why);
+                }
+                Err(e) => return e.into_response(),
+            }
             let hub2 = hub.clone();
             tokio::spawn(async move {
                 if let Err(e) = crate::projects::start(&hub2, project, false).await {

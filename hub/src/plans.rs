@@ -1,0 +1,68 @@
+//! What each plan (free, pro, team) allows, and what the user has used of it.
+//!
+//! Compute is counted from the usage records (`vm_boots`): each boot from its
+//! first heartbeat to its last, within the calendar month (UTC). A project
+//! doesn't start (by the API, its preview or an agent's SSH) once its owner
+//! has used the month's hours.
+
+use crate::Hub;
+use crate::error::{ApiError, ApiResult};
+use chrono::{DateTime, Datelike, Utc};
+use uuid::Uuid;
+
+/// A plan's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Projects the user may have.
+    pub projects: i64,
+    /// Hours of VM time per calendar month, over all the user's projects.
+    pub compute_hours: i64,
+}
+
+/// The limits of `plan` (anything unknown counts as free).
+pub fn limits(plan: &str) -> Limits {
+    match plan {
+        "team" => Limits { projects: 200, compute_hours: 2_000 },
+        "pro" => Limits { projects: 50, compute_hours: 500 },
+        _ => Limits { projects: 5, compute_hours: 50 },
+    }
+}
+
+/// The start of the month (UTC) that `now` is in: compute counts from there.
+pub fn period_start(now: DateTime<Utc>) -> DateTime<Utc> {
+    let first = now.date_naive().with_day(1).expect("every month has a first day");
+    first.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
+}
+
+/// `Ok` if the user may start a VM: their plan's compute hours for this
+/// month are not used up.
+pub async fn may_start(hub: &Hub, user: Uuid) -> ApiResult<()> {
+    let plan = hub.db.user(user).await?.map_or_else(|| "free".to_owned(), |u| u.plan);
+    let hours = limits(&plan).compute_hours;
+    let used = hub.db.compute_seconds(user, period_start(Utc::now())).await?;
+    if used >= hours * 3600 {
+        return Err(ApiError::LimitReached(format!(
+            "this month's {hours} hours of compute on the {plan} plan are used up; upgrade the plan to start VMs again"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_month_starts_at_midnight_utc_on_its_first_day() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(period_start(at("2026-11-26T06:40:00Z")), at("2026-11-01T00:00:00Z"));
+        assert_eq!(period_start(at("2026-11-01T00:00:00Z")), at("2026-11-01T00:00:00Z"));
+        assert_eq!(period_start(at("2026-12-31T23:59:59Z")), at("2026-12-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn unknown_plans_get_the_free_plans_limits() {
+        assert_eq!(limits("enterprise"), limits("free"));
+        assert!(limits("pro").compute_hours > limits("free").compute_hours);
+    }
+}
