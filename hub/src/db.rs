@@ -448,6 +448,27 @@ impl Db {
         .await
     }
 
+    /// Projects `starting` or `running` whose owners have had at least
+    /// their plan's seconds of VM time since `since`; `limits` gives the
+    /// free, pro and team plans' seconds.
+    pub async fn over_compute_limit(&self, since: DateTime<Utc>, limits: [i64; 3]) -> sqlx::Result<Vec<Uuid>> {
+        sqlx::query_scalar(
+            "WITH active AS (SELECT DISTINCT owner_id FROM projects WHERE status IN ('starting', 'running')), \
+             used AS (SELECT q.owner_id, SUM(EXTRACT(EPOCH FROM b.last_seen_at - GREATEST(b.first_seen_at, $1))) AS s \
+               FROM vm_boots b JOIN projects q ON q.id = b.project_id \
+               WHERE b.last_seen_at > $1 AND q.owner_id IN (SELECT owner_id FROM active) GROUP BY q.owner_id) \
+             SELECT p.id FROM projects p JOIN users u ON u.id = p.owner_id JOIN used ON used.owner_id = p.owner_id \
+             WHERE p.status IN ('starting', 'running') \
+               AND used.s >= CASE u.plan WHEN 'team' THEN $4 WHEN 'pro' THEN $3 ELSE $2 END",
+        )
+        .bind(since)
+        .bind(limits[0])
+        .bind(limits[1])
+        .bind(limits[2])
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// Records a heartbeat; replaying the same (boot, seq) changes nothing.
     pub async fn record_heartbeat(&self, hb: &HeartbeatRecord<'_>) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;

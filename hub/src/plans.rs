@@ -3,12 +3,17 @@
 //! Compute is counted from the usage records (`vm_boots`): each boot from its
 //! first heartbeat to its last, within the calendar month (UTC). A project
 //! doesn't start (by the API, its preview or an agent's SSH) once its owner
-//! has used the month's hours.
+//! has used the month's hours, and the reconciliation loop stops running
+//! ones then (`stop_over_limit`), saying why on the project.
 
 use crate::Hub;
 use crate::error::{ApiError, ApiResult};
 use chrono::{DateTime, Datelike, Utc};
+use std::sync::Arc;
 use uuid::Uuid;
+
+/// Left on a project the hub stopped at its owner's compute limit.
+pub const STOPPED_AT_LIMIT: &str = "Stopped: this month's compute hours on your plan are used up.";
 
 /// A plan's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +49,20 @@ pub async fn may_start(hub: &Hub, user: Uuid) -> ApiResult<()> {
         return Err(ApiError::LimitReached(format!(
             "this month's {hours} hours of compute on the {plan} plan are used up; upgrade the plan to start VMs again"
         )));
+    }
+    Ok(())
+}
+
+/// Stops the VMs of users who have used up the month's compute, each with
+/// `STOPPED_AT_LIMIT` on its project.
+pub async fn stop_over_limit(hub: &Arc<Hub>) -> anyhow::Result<()> {
+    let seconds = |plan| limits(plan).compute_hours * 3600;
+    let over = [seconds("free"), seconds("pro"), seconds("team")];
+    for id in hub.db.over_compute_limit(period_start(Utc::now()), over).await? {
+        if let Some(project) = hub.db.project_any(id).await? {
+            tracing::info!(project = %id, "stopping a VM at its owner's compute limit");
+            crate::projects::stop_because(hub, project, false, Some(STOPPED_AT_LIMIT.to_owned())).await?;
+        }
     }
     Ok(())
 }

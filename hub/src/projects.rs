@@ -83,6 +83,12 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pr
 
 /// Stops the project's VM; with `wait`, returns once it has stopped.
 pub async fn stop(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Project> {
+    stop_because(hub, project, wait, None).await
+}
+
+/// `stop`, leaving `reason` on the stopped project (`error_message`) when
+/// the hub stopped it rather than its user.
+pub async fn stop_because(hub: &Arc<Hub>, project: Project, wait: bool, reason: Option<String>) -> ApiResult<Project> {
     let id = project.id;
     let Some(stopping) = hub.db.transition(id, &["starting", "running", "error"], "stopping").await? else {
         return Ok(project);
@@ -90,7 +96,7 @@ pub async fn stop(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pro
     publish(hub, &stopping);
     let task = {
         let hub = hub.clone();
-        tokio::spawn(async move { finish_stop(&hub, id).await })
+        tokio::spawn(async move { finish_stop(&hub, id, reason.as_deref()).await })
     };
     if wait {
         task.await.map_err(|e| anyhow::anyhow!(e))??;
@@ -99,13 +105,13 @@ pub async fn stop(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pro
     Ok(stopping)
 }
 
-async fn finish_stop(hub: &Hub, id: Uuid) -> anyhow::Result<()> {
+async fn finish_stop(hub: &Hub, id: Uuid, reason: Option<&str>) -> anyhow::Result<()> {
     // A stopped VM's token is void, so a straggler can't reconnect.
     hub.db.set_machine(id, &[], None).await?;
     let result = hub.compute.stop(id).await;
     hub.tunnels.close(id, "stopped");
     match &result {
-        Ok(()) => set_status(hub, id, "stopped", None).await?,
+        Ok(()) => set_status(hub, id, "stopped", reason).await?,
         Err(e) => set_status(hub, id, "error", Some(&format!("could not stop the VM: {e:#}"))).await?,
     };
     result
@@ -154,7 +160,7 @@ pub async fn reconcile(hub: &Arc<Hub>) -> anyhow::Result<()> {
         match (p.status.as_str(), state) {
             ("stopping", _) => {
                 let hub = hub.clone();
-                tokio::spawn(async move { finish_stop(&hub, p.id).await });
+                tokio::spawn(async move { finish_stop(&hub, p.id, None).await });
             }
             (_, MachineState::Running) => {
                 if hub.tunnels.get(p.id).is_none() {

@@ -18,6 +18,8 @@
 //!   for longer than `stuck_after` is marked `error` with a message saying
 //!   so; a tunnel that comes up late still moves the project to `running`.
 //! * The provider's machine and volume ids are stored on the project.
+//! * Running VMs of users past their plan's compute hours are stopped
+//!   (`plans::stop_over_limit`).
 //!
 //! Each change is checked again when it is made: a vanished machine is asked
 //! for once more, and a status is overwritten only if it is still the one
@@ -227,6 +229,14 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
             result = pass(&hub, &mut orphans) => {
                 if let Err(e) = result {
                     tracing::warn!(error = format!("{e:#}"), "reconciliation pass failed");
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            result = crate::plans::stop_over_limit(&hub) => {
+                if let Err(e) = result {
+                    tracing::warn!(error = format!("{e:#}"), "stopping VMs at their compute limit failed");
                 }
             }
         }

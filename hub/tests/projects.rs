@@ -192,3 +192,36 @@ async fn env_vars_are_sealed_at_rest_and_reach_the_vm() {
     assert!(!status.success());
     assert!(wrong.log().contains("AETHER_SECRETS_KEY"), "{}", wrong.log());
 }
+
+/// A user past the month's compute hours (the free plan's 50) has their
+/// running VMs stopped, with a message on each project, and can't start them.
+#[tokio::test]
+async fn at_the_compute_limit_running_vms_stop_and_say_why() {
+    let hub = TestHub::start_with(&[("AETHER_RECONCILE_INTERVAL_MS", "100")]).await;
+    let api = hub.user().await;
+    let id = api.running_project().await;
+    let other = hub.user().await;
+    let bystander = other.running_project().await;
+    // An earlier boot of 50 hours this month.
+    let db = sqlx::PgPool::connect(hub.database_url.as_deref().unwrap()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO vm_boots (project_id, boot_id, first_seen_at, last_seen_at, last_seq) \
+         SELECT $1, 'earlier', m, m + interval '50 hours', 1 FROM date_trunc('month', now()) m",
+    )
+    .bind(id.parse::<uuid::Uuid>().unwrap())
+    .execute(&db)
+    .await
+    .unwrap();
+
+    let project = support::eventually("the VM stopped", support::DEADLINE, || async {
+        let (_, p) = api.get(&format!("/api/projects/{id}")).await;
+        (p["status"] == "stopped").then_some(p)
+    })
+    .await;
+    let message = project["error_message"].as_str().unwrap_or_default();
+    assert!(message.contains("compute hours"), "{project}");
+    let (s, body) = api.post(&format!("/api/projects/{id}/start"), json!({})).await;
+    assert_eq!((s, &body["error"]["code"]), (422, &json!("limit_reached")), "{body}");
+    let (_, p) = other.get(&format!("/api/projects/{bystander}")).await;
+    assert_eq!(p["status"], "running", "another user's VM runs on");
+}

@@ -95,8 +95,8 @@ export function ProjectRow({
           </Button>
         </div>
       </div>
-      {(error || (status === "error" && project.error_message)) && (
-        <p className="text-xs text-danger" role={error ? "alert" : undefined}>
+      {(error || ((status === "error" || status === "stopped") && project.error_message)) && (
+        <p className="text-xs text-danger" role={error ? "alert" : undefined} data-testid="project-message">
           {error ?? project.error_message}
         </p>
       )}

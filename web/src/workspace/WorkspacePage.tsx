@@ -255,7 +255,7 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
           <p className="text-sm text-muted">
             {status === "error"
               ? project.error_message || "It stopped with an error. Starting it again usually helps."
-              : "Start it to open a terminal and browse files. Your files are where you left them."}
+              : project.error_message || "Start it to open a terminal and browse files. Your files are where you left them."}
           </p>
           <Button variant="primary" icon={<PlayIcon />} onClick={() => void start()} data-testid="start-vm-cta" autoFocus>
             Start
