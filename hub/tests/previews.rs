@@ -148,6 +148,24 @@ async fn a_public_preview_serves_pages_bodies_sse_and_websockets() {
     assert_eq!(h["x-forwarded-host"][0], p.host);
     assert_eq!(h["x-forwarded-proto"][0], "http");
     assert_eq!(h["x-forwarded-for"][0], "127.0.0.1");
+    // A request from the preview's own pages has the app's own origin, so
+    // same-origin checks (Django's CSRF, Next.js's dev guard) pass; other
+    // origins stay. A redirect to the app as it sees itself lands on the
+    // preview. On each lane: `Connection: close` is the general lane's.
+    for close in [false, true] {
+        let get = |path: &str| {
+            let r = p.client.get(format!("{}{path}", p.base));
+            if close { r.header("connection", "close") } else { r }
+        };
+        let h: Value = get("/headers").header("origin", &p.base).send().await.unwrap().json().await.unwrap();
+        assert_eq!(h["origin"], json!([format!("http://localhost:{port}")]), "close: {close}");
+        let h: Value =
+            get("/headers").header("origin", "http://elsewhere.example").send().await.unwrap().json().await.unwrap();
+        assert_eq!(h["origin"], json!(["http://elsewhere.example"]), "close: {close}");
+        let r = get("/redirect").send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        assert_eq!(r.headers()["location"], format!("{}/landed?from=app", p.base).as_str(), "close: {close}");
+    }
 
     // Stopping the server drops it from the list within 2 s.
     app.send("\u{3}").await;

@@ -158,6 +158,8 @@ struct Request {
     head_only: bool,
     /// The client takes HTML (a browser): errors are pages.
     html: bool,
+    /// The preview's origin as the browser sees it (`rebase_location`).
+    origin: String,
 }
 
 #[derive(Debug)]
@@ -250,6 +252,10 @@ fn prepare(
         if ["host", "connection", "x-forwarded-host", "x-forwarded-proto"].iter().any(|n| is(name, n)) {
             continue;
         }
+        if is(name, "origin") && super::is_own_origin(h.value, host) {
+            header_line(&mut head, b"origin", super::app_origin(port).as_bytes());
+            continue;
+        }
         let rewritten;
         let mut value = h.value;
         if is(name, "cookie") && cookie.is_some() {
@@ -270,7 +276,8 @@ fn prepare(
     }
     head.extend_from_slice(client.as_bytes());
     head.extend_from_slice(b"\r\n\r\n");
-    Prepared::Express(Request { len, project, port, head: head.freeze(), head_only: method == "HEAD", html })
+    let origin = format!("{proto}://{host}");
+    Prepared::Express(Request { len, project, port, head: head.freeze(), head_only: method == "HEAD", html, origin })
 }
 
 fn header_line(out: &mut BytesMut, name: &[u8], value: &[u8]) {
@@ -338,7 +345,7 @@ async fn exchange(
         // Past `PATIENCE`, a client that leaves meanwhile is noticed, and
         // its stream let go, without waiting for the answer (a long poll).
         let answered = {
-            let answer = up.answer(req.head_only);
+            let answer = up.answer(req.head_only, (req.port, &req.origin));
             let patience = tokio::time::sleep(PATIENCE);
             tokio::pin!(answer, patience);
             let mut watching = false;
@@ -390,9 +397,9 @@ impl Upstream {
     /// Reads until a final answer's head is complete. Informational (1xx)
     /// answers are dropped, as the general lane does: nothing sent on this
     /// lane asked for one, and a proxy in front could take one for the end.
-    async fn answer(&mut self, head_only: bool) -> Result<Answer, Failed> {
+    async fn answer(&mut self, head_only: bool, preview: (u16, &str)) -> Result<Answer, Failed> {
         loop {
-            match parse_answer(&self.pending, head_only) {
+            match parse_answer(&self.pending, head_only, preview) {
                 Ok(Some(answer)) if answer.framing == Framing::Informational => {
                     self.pending.advance(answer.len);
                     continue;
@@ -596,8 +603,9 @@ fn hop_by_hop(name: &str) -> bool {
     proxy::HOP_BY_HOP.iter().any(|h| is(name, h.as_str())) || is(name, "upgrade")
 }
 
-/// Parses the answer head at the start of `data`, if it is complete.
-fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid> {
+/// Parses the answer head at the start of `data`, if it is complete;
+/// `preview` (the app's port, the preview's origin) rebases locations.
+fn parse_answer(data: &[u8], head_only: bool, preview: (u16, &str)) -> Result<Option<Answer>, Invalid> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_ANSWER_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let len = match resp.parse(data) {
@@ -668,9 +676,14 @@ fn parse_answer(data: &[u8], head_only: bool) -> Result<Option<Answer>, Invalid>
         // With a transfer coding, Content-Length is not the body's length;
         // the codings go on one line of their own, below.
         let stale_length = coded && is(h.name, "content-length");
-        if !hop && !stale_length && !is(h.name, "transfer-encoding") {
-            header_line(&mut head, h.name.as_bytes(), h.value);
+        if hop || stale_length || is(h.name, "transfer-encoding") {
+            continue;
         }
+        let (port, origin) = preview;
+        let rebased = (is(h.name, "location") || is(h.name, "content-location"))
+            .then(|| super::rebase_location(h.value, port, origin))
+            .flatten();
+        header_line(&mut head, h.name.as_bytes(), rebased.as_ref().map_or(h.value, |r| r.as_bytes()));
     }
     if !dated {
         // A proxy adds the date an answer without one was received at
@@ -863,7 +876,7 @@ mod tests {
     }
 
     fn answer(head: &str, head_only: bool) -> Result<Option<Answer>, Invalid> {
-        parse_answer(head.as_bytes(), head_only)
+        parse_answer(head.as_bytes(), head_only, (3000, "http://3000-p.preview.localhost:8080"))
     }
 
     fn framing(head: &str) -> Framing {
@@ -893,6 +906,15 @@ mod tests {
             b"HTTP/1.1 200 OK\r\ndate: Thu, 26 Nov 2026 05:00:00 GMT\r\ntransfer-encoding: chunked\r\n\r\n",
             "a stale length goes"
         );
+
+        // A redirect to the app as it sees itself goes to the preview.
+        const DATE: &str = "Date: Thu, 26 Nov 2026 05:00:00 GMT\r\n";
+        let a = answer(&format!("HTTP/1.1 302 Found\r\nLocation: http://localhost:3000/in?x=1\r\n{DATE}\r\n"), false);
+        let head = String::from_utf8(a.unwrap().unwrap().head.to_vec()).unwrap();
+        assert!(head.contains("\r\nLocation: http://3000-p.preview.localhost:8080/in?x=1\r\n"), "{head}");
+        let a = answer(&format!("HTTP/1.1 302 Found\r\nLocation: http://localhost:4000/\r\n{DATE}\r\n"), false);
+        let head = String::from_utf8(a.unwrap().unwrap().head.to_vec()).unwrap();
+        assert!(head.contains("\r\nLocation: http://localhost:4000/\r\n"), "another port's stays: {head}");
 
         // An answer without a date gets the time it arrived.
         let before = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
@@ -1008,6 +1030,13 @@ mod tests {
             )
         );
         assert!(matches!(prepared(&s, &head[..head.len() - 2]), Prepared::Partial));
+
+        // The preview's own origin is the app's own; any other stays.
+        let get = |origin: &str| format!("GET / HTTP/1.1\r\nHost: {}\r\nOrigin: {origin}\r\n\r\n", s.host);
+        let sent = express(&s, &get(&format!("https://{}", s.host)));
+        assert!(sent.contains("\r\norigin: http://localhost:3000\r\n"), "{sent}");
+        let sent = express(&s, &get("https://evil.example"));
+        assert!(sent.contains("\r\nOrigin: https://evil.example\r\n"), "{sent}");
     }
 
     #[test]

@@ -317,6 +317,37 @@ fn strip_cookie(req: &mut Request) {
     }
 }
 
+/// Whether `origin` (an `Origin` header) is the preview's own: it names
+/// `host`, the request's `Host` (either scheme: both are this hub's).
+pub(crate) fn is_own_origin(origin: &[u8], host: &str) -> bool {
+    let Ok(origin) = std::str::from_utf8(origin) else { return false };
+    let authority = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+    authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
+}
+
+/// The `Origin` the app gets for a request from its own preview: itself as
+/// it sees itself (`Host: localhost:{port}`), so that a same-origin request
+/// still looks same-origin to checks such as Django's CSRF middleware or
+/// Next.js's guard on its dev resources. Other origins go unchanged.
+pub(crate) fn app_origin(port: u16) -> String {
+    format!("http://localhost:{port}")
+}
+
+/// A `Location` that points the browser at the app as the app sees itself
+/// (`http(s)://localhost:{port}` or `127.0.0.1:{port}`, then a path, a query,
+/// a fragment or nothing) points at the preview, `origin`, instead, as
+/// nginx's `proxy_redirect default` does. `None` for anything else.
+pub(crate) fn rebase_location(location: &[u8], port: u16, origin: &str) -> Option<String> {
+    let location = std::str::from_utf8(location).ok()?;
+    let rest = location.strip_prefix("http://").or_else(|| location.strip_prefix("https://"))?;
+    let port = port.to_string();
+    ["localhost:", "127.0.0.1:"].iter().find_map(|own| {
+        let after = rest.get(..own.len()).filter(|h| h.eq_ignore_ascii_case(own)).map(|_| &rest[own.len()..])?;
+        let path = after.strip_prefix(port.as_str())?;
+        (path.is_empty() || path.starts_with(['/', '?', '#'])).then(|| format!("{origin}{path}"))
+    })
+}
+
 /// A Cookie header's value without aether's cookie (empty if it was all).
 pub(crate) fn without_ours(line: &str) -> String {
     line.split(';').filter(|c| our_cookie(c).is_none()).map(str::trim).collect::<Vec<_>>().join("; ")
@@ -384,6 +415,40 @@ pub fn auth_page() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_previews_own_origin_becomes_the_apps_and_its_redirects_come_back() {
+        let host = "3000-abc.preview.localhost:8080";
+        assert!(is_own_origin(b"http://3000-abc.preview.localhost:8080", host));
+        assert!(is_own_origin(b"https://3000-ABC.preview.localhost:8080", host));
+        for other in [
+            &b"http://3001-abc.preview.localhost:8080"[..],
+            b"http://3000-abc.preview.localhost:8080.evil.com",
+            b"http://evil.com",
+            b"null",
+            b"3000-abc.preview.localhost:8080",
+            b"\xff",
+        ] {
+            assert!(!is_own_origin(other, host), "{other:?}");
+        }
+        assert_eq!(app_origin(3000), "http://localhost:3000");
+
+        let origin = "https://3000-abc.preview.example.com";
+        for (location, rebased) in [
+            ("http://localhost:3000", Some("https://3000-abc.preview.example.com")),
+            ("http://localhost:3000/login?next=/a#b", Some("https://3000-abc.preview.example.com/login?next=/a#b")),
+            ("https://LOCALHOST:3000/x", Some("https://3000-abc.preview.example.com/x")),
+            ("http://127.0.0.1:3000?q", Some("https://3000-abc.preview.example.com?q")),
+            ("http://localhost:30001/x", None),
+            ("http://localhost:3001/x", None),
+            ("http://localhost/x", None),
+            ("http://localhost:3000.evil.com/", None),
+            ("http://example.com:3000/", None),
+            ("/relative", None),
+        ] {
+            assert_eq!(rebase_location(location.as_bytes(), 3000, origin).as_deref(), rebased, "{location}");
+        }
+    }
 
     fn previews() -> Previews {
         Previews::new("preview.localhost".into(), "http://127.0.0.1:8080", b"secret")

@@ -254,15 +254,22 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
         *req.uri_mut() = path.parse().map_err(anyhow::Error::from)?;
     }
 
+    let proto = if hub.public_url.starts_with("https://") { "https" } else { "http" };
+    // The preview's origin as the browser sees it.
+    let origin = original_host.as_ref().and_then(|h| h.to_str().ok()).map(|h| (h.to_owned(), format!("{proto}://{h}")));
     let headers = req.headers_mut();
     if !upgrading {
         remove_hop_by_hop(headers, true);
     }
     headers.insert(header::HOST, HeaderValue::from_str(&format!("localhost:{port}")).map_err(anyhow::Error::from)?);
+    if let Some((host, _)) = &origin
+        && headers.get(header::ORIGIN).is_some_and(|o| super::is_own_origin(o.as_bytes(), host))
+    {
+        headers.insert(header::ORIGIN, HeaderValue::from_str(&super::app_origin(port)).map_err(anyhow::Error::from)?);
+    }
     if let Some(h) = original_host {
         headers.insert(HeaderName::from_static("x-forwarded-host"), h);
     }
-    let proto = if hub.public_url.starts_with("https://") { "https" } else { "http" };
     headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(proto));
     if let Some(ip) = client_ip {
         let prior: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
@@ -292,8 +299,22 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
         });
     } else {
         remove_hop_by_hop(resp.headers_mut(), false);
+        if let Some((_, origin)) = &origin {
+            rebase_locations(resp.headers_mut(), port, origin);
+        }
     }
     Ok(resp.map(Body::new))
+}
+
+/// Points `Location` and `Content-Location` at the preview where they point
+/// at the app as it sees itself (`rebase_location`).
+fn rebase_locations(headers: &mut HeaderMap, port: u16, origin: &str) {
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let rebased = headers.get(&name).and_then(|v| super::rebase_location(v.as_bytes(), port, origin));
+        if let Some(v) = rebased.and_then(|r| HeaderValue::from_str(&r).ok()) {
+            headers.insert(name, v);
+        }
+    }
 }
 
 /// Removes hop-by-hop headers (and `Upgrade` if asked). Most messages have
