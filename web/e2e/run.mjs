@@ -5,7 +5,8 @@
 // from the terminal while editing and meet the conflict dialog, watch a
 // clean tab reload by itself, open a binary file, rename and delete in the
 // tree; serve a folder with python3 and open its preview from the ports
-// panel; create an agent key, see its private key and SSH config, revoke
+// panel; change a page a Vite dev server serves and see it update in the
+// preview without a reload; create an agent key, see its private key and SSH config, revoke
 // it; clean up. It also reports the JavaScript each page loads (gzip).
 //
 //   AETHER_E2E_URL=http://127.0.0.1:8080 npm run e2e
@@ -245,6 +246,9 @@ const editorContent = (path) => page.locator(`[data-testid="editor-host"][data-p
 /** A random port for the preview's server, away from common ones. */
 const previewPort = 20000 + Math.floor(Math.random() * 20000);
 const portRow = () => page.locator(`[data-testid="port-row"][data-port="${previewPort}"]`);
+/** A port for a Vite dev server (this repository's Vite) in the VM. */
+const hmrPort = previewPort + 1;
+const hmrRow = () => page.locator(`[data-testid="port-row"][data-port="${hmrPort}"]`);
 const agentName = `e2e-${Math.random().toString(36).slice(2, 8)}`;
 const agentRow = () => page.locator(`[data-testid="agent-row"][data-agent-name="${agentName}"]`);
 const saveKey = process.platform === "darwin" ? "Meta+S" : "Control+S";
@@ -491,6 +495,37 @@ try {
     await page.keyboard.press("Control+C");
     await portRow().waitFor({ state: "detached", timeout: 30_000 });
     await shell("echo server-stopped", "server-stopped");
+  });
+
+  await step("A Vite dev server's hot reload works through its preview", async () => {
+    // A page whose module accepts its own updates, and a mark of when the
+    // page loaded: an update must change the text without a reload.
+    await shell(
+      `mkdir -p hmr && cd hmr && printf '<p id="m"></p><script type="module" src="/main.js"></script><script>window.loadedAt = Date.now()</script>' > index.html && printf 'import.meta.hot.accept(); document.getElementById("m").textContent = "hot-one";' > main.js && echo files-ready`,
+      "files-ready",
+    );
+    const vite = join(here, "..", "node_modules", "vite", "bin", "vite.js");
+    await shell(`node ${vite} --port ${hmrPort} --strictPort --host 127.0.0.1 < /dev/null > ../vite.log 2>&1 & echo vite-started`, "vite-started");
+    await hmrRow().waitFor({ timeout: 30_000 });
+    const popupAppears = context.waitForEvent("page", { timeout: 15_000 });
+    await hmrRow().getByTestId("port-open").click();
+    const popup = await popupAppears;
+    try {
+      // Vite's client logs this once its WebSocket (through the preview) is open.
+      const connected = popup.waitForEvent("console", { predicate: (m) => m.text().includes("[vite] connected"), timeout: 30_000 });
+      await popup.getByText("hot-one").waitFor({ timeout: 30_000 });
+      await connected;
+      const loadedAt = await popup.evaluate(() => /** @type {{ loadedAt?: number }} */ (/** @type {unknown} */ (window)).loadedAt);
+      await shell("sed -i s/hot-one/hot-two/ main.js && echo edited", "edited");
+      await popup.getByText("hot-two").waitFor({ timeout: 15_000 });
+      const after = await popup.evaluate(() => /** @type {{ loadedAt?: number }} */ (/** @type {unknown} */ (window)).loadedAt);
+      if (after !== loadedAt) throw new Error("the page reloaded instead of taking the update");
+      await popup.screenshot({ path: join(shots, `${String(stepNo).padStart(2, "0")}b-hot-reload.png`) });
+    } finally {
+      await popup.close().catch(() => {});
+    }
+    await shell("kill %1; cd .. && echo vite-stopped", "vite-stopped");
+    await hmrRow().waitFor({ state: "detached", timeout: 30_000 });
   });
 
   await step("Create an agent key", async () => {
