@@ -165,6 +165,10 @@ async fn a_public_preview_serves_pages_bodies_sse_and_websockets() {
         let r = get("/redirect").send().await.unwrap();
         assert_eq!(r.status(), 302);
         assert_eq!(r.headers()["location"], format!("{}/landed?from=app", p.base).as_str(), "close: {close}");
+        // The app's cookies stay on its preview's host: no `Domain`.
+        let r = get("/cookies").send().await.unwrap();
+        let set: Vec<_> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        assert_eq!(set, ["wide=1; Path=/", "local=2; Path=/; HttpOnly", "own=3; Path=/"], "close: {close}");
     }
 
     // Stopping the server drops it from the list within 2 s.
@@ -552,6 +556,20 @@ async fn private_previews_need_the_one_time_link_and_never_leak_credentials() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    // Nor can one set for the domain all previews share (say, by a page on
+    // another preview) shadow it: with the other project's cookie first, and
+    // this one's after it, this preview still opens, on either lane.
+    let (_, v) = api.post(&format!("/api/projects/{other_project}/ports/{port}/open"), json!({})).await;
+    let r = other.client.get(v["url"].as_str().unwrap()).send().await.unwrap();
+    let other_cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    for close in [false, true] {
+        let r = p.client.get(format!("{}/headers", p.base)).header("cookie", format!("{other_cookie}; a=1; {cookie}"));
+        let r = if close { r.header("connection", "close") } else { r };
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 200, "close: {close}");
+        let h: Value = r.json().await.unwrap();
+        assert_eq!(h["cookie"], json!(["a=1"]), "neither of aether's cookies reaches the app: {h}");
+    }
 
     // Another user can't get a link to it.
     let stranger = hub.user().await;

@@ -201,7 +201,8 @@ fn prepare(
         return Prepared::General;
     }
     let mut host = None;
-    let mut cookie = None;
+    // One of aether's cookies is among the Cookie headers.
+    let mut cookie = false;
     let mut html = false;
     for h in req.headers.iter() {
         let name = h.name;
@@ -219,7 +220,7 @@ fn prepare(
             html |= h.value.windows(9).any(|w| w == b"text/html");
         } else if is(name, "cookie") {
             let Ok(line) = std::str::from_utf8(h.value) else { return Prepared::General };
-            cookie = cookie.or_else(|| line.split(';').find_map(super::our_cookie));
+            cookie |= line.split(';').any(|c| super::our_cookie(c).is_some());
         } else if hop_by_hop(name)
             || ["content-length", "transfer-encoding", "expect", "authorization"].iter().any(|n| is(name, n))
         {
@@ -233,7 +234,11 @@ fn prepare(
     }
     match previews.cached_visibility(project, port) {
         Some(Visibility::Public) => {}
-        Some(Visibility::Private) if cookie.is_some_and(|c| previews.cookie_ok(c, project, port)) => {}
+        Some(Visibility::Private)
+            if cookie && {
+                let lines = req.headers.iter().filter(|h| is(h.name, "cookie"));
+                previews.any_cookie_ok(lines.filter_map(|h| std::str::from_utf8(h.value).ok()), project, port)
+            } => {}
         _ => return Prepared::General,
     }
 
@@ -258,7 +263,7 @@ fn prepare(
         }
         let rewritten;
         let mut value = h.value;
-        if is(name, "cookie") && cookie.is_some() {
+        if is(name, "cookie") && cookie {
             rewritten = super::without_ours(std::str::from_utf8(value).unwrap_or_default());
             if rewritten.is_empty() {
                 continue;
@@ -680,9 +685,13 @@ fn parse_answer(data: &[u8], head_only: bool, preview: (u16, &str)) -> Result<Op
             continue;
         }
         let (port, origin) = preview;
-        let rebased = (is(h.name, "location") || is(h.name, "content-location"))
-            .then(|| super::rebase_location(h.value, port, origin))
-            .flatten();
+        let rebased = if is(h.name, "location") || is(h.name, "content-location") {
+            super::rebase_location(h.value, port, origin)
+        } else if is(h.name, "set-cookie") {
+            super::host_only_cookie(h.value)
+        } else {
+            None
+        };
         header_line(&mut head, h.name.as_bytes(), rebased.as_ref().map_or(h.value, |r| r.as_bytes()));
     }
     if !dated {

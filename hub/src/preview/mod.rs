@@ -162,15 +162,36 @@ impl Previews {
             && payload[16..18] == port.to_be_bytes()
             && expires > chrono::Utc::now().timestamp()
     }
+
+    /// Whether one of aether's cookies in these Cookie header lines is good
+    /// for this preview. Each is tried (the first few): a page on another
+    /// preview could set one for the domain previews share, which the
+    /// browser may send first, and must not lock the owner out.
+    pub fn any_cookie_ok<'a>(&self, lines: impl Iterator<Item = &'a str>, project: Uuid, port: u16) -> bool {
+        lines.flat_map(|l| l.split(';')).filter_map(our_cookie).take(8).any(|c| self.cookie_ok(c, project, port))
+    }
 }
 
-/// The cookie's value in a request's Cookie headers, if any.
-fn find_cookie(req: &Request) -> Option<&str> {
-    req.headers()
-        .get_all(header::COOKIE)
+/// The request's Cookie header lines.
+fn cookie_lines(req: &Request) -> impl Iterator<Item = &str> {
+    req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok())
+}
+
+/// A `Set-Cookie` value from the app without its `Domain` attribute, so the
+/// cookie stays on the preview's own host: an app must not set cookies for
+/// the domain every user's previews share (nor for `localhost`, which a
+/// browser refuses on a preview host). `None` if it has no `Domain`.
+pub(crate) fn host_only_cookie(value: &[u8]) -> Option<String> {
+    let value = std::str::from_utf8(value).ok()?;
+    let is_domain =
+        |attr: &str| attr.split_once('=').is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case("domain"));
+    let mut parts = value.split(';');
+    let pair = parts.next()?;
+    let attrs: Vec<&str> = parts.collect();
+    attrs
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|line| line.split(';').find_map(our_cookie))
+        .any(|a| is_domain(a))
+        .then(|| std::iter::once(pair).chain(attrs.into_iter().filter(|a| !is_domain(a))).collect::<Vec<_>>().join(";"))
 }
 
 /// The value of one `name=value` pair of a Cookie header, if it is ours.
@@ -226,9 +247,7 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
         Ok(v) => v,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    if visibility == Visibility::Private
-        && !find_cookie(&req).is_some_and(|c| hub.previews.cookie_ok(c, project_id, port))
-    {
+    if visibility == Visibility::Private && !hub.previews.any_cookie_ok(cookie_lines(&req), project_id, port) {
         if html {
             let base = &hub.public_url;
             let to = format!("{base}/__aether/preview-auth?project={project_id}&port={port}");
@@ -433,6 +452,12 @@ mod tests {
         }
         assert_eq!(app_origin(3000), "http://localhost:3000");
 
+        let host_only = |v: &str| host_only_cookie(v.as_bytes());
+        assert_eq!(host_only("a=1; Domain=preview.example.com; Path=/").as_deref(), Some("a=1; Path=/"));
+        assert_eq!(host_only("a=1;path=/; DOMAIN =localhost;Secure").as_deref(), Some("a=1;path=/;Secure"));
+        assert_eq!(host_only("a=1; Path=/; HttpOnly"), None);
+        assert_eq!(host_only("domain=x; Path=/"), None, "a cookie named domain is not the attribute");
+
         let origin = "https://3000-abc.preview.example.com";
         for (location, rebased) in [
             ("http://localhost:3000", Some("https://3000-abc.preview.example.com")),
@@ -480,5 +505,10 @@ mod tests {
         assert!(!p.cookie_ok(&forged, a, 3000));
         let other = Previews::new("preview.localhost".into(), "http://x", b"other secret");
         assert!(!other.cookie_ok(&c, a, 3000), "another hub's key");
+        let ours = |v: &str| format!("{COOKIE}={v}");
+        let foreign = p.cookie_value(b, 3000, Uuid::new_v4());
+        let lines = [format!("{}; x=1", ours(&foreign)), format!("y=2; {}", ours(&c))];
+        assert!(p.any_cookie_ok(lines.iter().map(String::as_str), a, 3000), "another preview's cookie first");
+        assert!(!p.any_cookie_ok(lines[..1].iter().map(String::as_str), a, 3000));
     }
 }

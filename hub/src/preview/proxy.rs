@@ -302,8 +302,27 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
         if let Some((_, origin)) = &origin {
             rebase_locations(resp.headers_mut(), port, origin);
         }
+        host_only_cookies(resp.headers_mut());
     }
     Ok(resp.map(Body::new))
+}
+
+/// Drops the `Domain` of the app's cookies (`host_only_cookie`).
+fn host_only_cookies(headers: &mut HeaderMap) {
+    let set = headers.get_all(header::SET_COOKIE);
+    if !set.iter().any(|v| super::host_only_cookie(v.as_bytes()).is_some()) {
+        return;
+    }
+    let values: Vec<HeaderValue> = set
+        .iter()
+        .map(|v| {
+            super::host_only_cookie(v.as_bytes()).and_then(|c| HeaderValue::from_str(&c).ok()).unwrap_or(v.clone())
+        })
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for v in values {
+        headers.append(header::SET_COOKIE, v);
+    }
 }
 
 /// Points `Location` and `Content-Location` at the preview where they point
