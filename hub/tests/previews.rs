@@ -644,15 +644,7 @@ async fn at_the_months_compute_limit_a_preview_does_not_start_the_vm() {
     let (s, _) = api.post(&format!("/api/projects/{id}/stop?wait=true"), json!({})).await;
     assert_eq!(s, 200);
     // An earlier boot of 50 hours this month: the free plan's all.
-    let db = sqlx::PgPool::connect(hub.database_url.as_deref().unwrap()).await.unwrap();
-    sqlx::query(
-        "INSERT INTO vm_boots (project_id, boot_id, first_seen_at, last_seen_at, last_seq) \
-         SELECT $1, 'earlier', m, m + interval '50 hours', 1 FROM date_trunc('month', now()) m",
-    )
-    .bind(id.parse::<uuid::Uuid>().unwrap())
-    .execute(&db)
-    .await
-    .unwrap();
+    hub.record_boot(&id, 50).await;
 
     let p = Preview::new(&hub, &id, port);
     let r = p.client.get(format!("{}/", p.base)).header("accept", "text/html").send().await.unwrap();
@@ -673,7 +665,7 @@ async fn at_the_months_compute_limit_a_preview_does_not_start_the_vm() {
     assert_eq!(body["error"]["code"], "limit_reached", "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("50 hours"), "{body}");
 
-    sqlx::query("UPDATE users SET plan = 'pro'").execute(&db).await.unwrap();
+    sqlx::query("UPDATE users SET plan = 'pro'").execute(&hub.db().await).await.unwrap();
     let (s, body) = api.post(&format!("/api/projects/{id}/start?wait=true"), json!({})).await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["status"], "running");

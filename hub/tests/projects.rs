@@ -203,15 +203,7 @@ async fn at_the_compute_limit_running_vms_stop_and_say_why() {
     let other = hub.user().await;
     let bystander = other.running_project().await;
     // An earlier boot of 50 hours this month.
-    let db = sqlx::PgPool::connect(hub.database_url.as_deref().unwrap()).await.unwrap();
-    sqlx::query(
-        "INSERT INTO vm_boots (project_id, boot_id, first_seen_at, last_seen_at, last_seq) \
-         SELECT $1, 'earlier', m, m + interval '50 hours', 1 FROM date_trunc('month', now()) m",
-    )
-    .bind(id.parse::<uuid::Uuid>().unwrap())
-    .execute(&db)
-    .await
-    .unwrap();
+    hub.record_boot(&id, 50).await;
 
     let project = support::eventually("the VM stopped", support::DEADLINE, || async {
         let (_, p) = api.get(&format!("/api/projects/{id}")).await;

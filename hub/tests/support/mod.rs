@@ -86,6 +86,25 @@ pub struct TestHub {
 }
 
 impl TestHub {
+    /// A connection to the hub's database.
+    pub async fn db(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(self.database_url.as_deref().expect("a hub with a database")).await.unwrap()
+    }
+
+    /// Records an earlier boot of `project` with `hours` of VM time this
+    /// month, as its heartbeats would have.
+    pub async fn record_boot(&self, project: &str, hours: i32) {
+        sqlx::query(
+            "INSERT INTO vm_boots (project_id, boot_id, first_seen_at, last_seen_at, last_seq) \
+             SELECT $1, 'earlier', m, m + make_interval(hours => $2), 1 FROM date_trunc('month', now()) m",
+        )
+        .bind(project.parse::<uuid::Uuid>().unwrap())
+        .bind(hours)
+        .execute(&self.db().await)
+        .await
+        .unwrap();
+    }
+
     pub async fn start() -> Self {
         init();
         let dir = TempDir::new("aether-hub");
