@@ -434,13 +434,13 @@ impl Db {
         Ok(())
     }
 
-    /// Seconds of VM time the user's projects have had since `since`: each
-    /// boot from its first heartbeat (or `since`) to its last.
+    /// Seconds of VM time the user's projects (deleted ones too) have had
+    /// since `since`: each boot from its first heartbeat (or `since`) to its
+    /// last.
     pub async fn compute_seconds(&self, user: Uuid, since: DateTime<Utc>) -> sqlx::Result<i64> {
         sqlx::query_scalar(
-            "SELECT COALESCE(SUM(EXTRACT(EPOCH FROM b.last_seen_at - GREATEST(b.first_seen_at, $2))), 0)::bigint \
-             FROM vm_boots b JOIN projects p ON p.id = b.project_id \
-             WHERE p.owner_id = $1 AND b.last_seen_at > $2",
+            "SELECT COALESCE(SUM(EXTRACT(EPOCH FROM last_seen_at - GREATEST(first_seen_at, $2))), 0)::bigint \
+             FROM vm_boots WHERE owner_id = $1 AND last_seen_at > $2",
         )
         .bind(user)
         .bind(since)
@@ -454,9 +454,9 @@ impl Db {
     pub async fn over_compute_limit(&self, since: DateTime<Utc>, limits: [i64; 3]) -> sqlx::Result<Vec<Uuid>> {
         sqlx::query_scalar(
             "WITH active AS (SELECT DISTINCT owner_id FROM projects WHERE status IN ('starting', 'running')), \
-             used AS (SELECT q.owner_id, SUM(EXTRACT(EPOCH FROM b.last_seen_at - GREATEST(b.first_seen_at, $1))) AS s \
-               FROM vm_boots b JOIN projects q ON q.id = b.project_id \
-               WHERE b.last_seen_at > $1 AND q.owner_id IN (SELECT owner_id FROM active) GROUP BY q.owner_id) \
+             used AS (SELECT b.owner_id, SUM(EXTRACT(EPOCH FROM b.last_seen_at - GREATEST(b.first_seen_at, $1))) AS s \
+               FROM vm_boots b JOIN active a ON a.owner_id = b.owner_id \
+               WHERE b.last_seen_at > $1 GROUP BY b.owner_id) \
              SELECT p.id FROM projects p JOIN users u ON u.id = p.owner_id JOIN used ON used.owner_id = p.owner_id \
              WHERE p.status IN ('starting', 'running') \
                AND used.s >= CASE u.plan WHEN 'team' THEN $4 WHEN 'pro' THEN $3 ELSE $2 END",
@@ -469,18 +469,26 @@ impl Db {
         .await
     }
 
-    /// Records a heartbeat; replaying the same (boot, seq) changes nothing.
+    /// Records a heartbeat: replaying the same (boot, seq), or an older one,
+    /// changes nothing but the time the boot was last seen (the hub's clock,
+    /// so a VM's sequence numbers can't stop its usage from growing).
     pub async fn record_heartbeat(&self, hb: &HeartbeatRecord<'_>) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO vm_boots \
-               (project_id, boot_id, last_seq, uptime_ms, last_activity_at, terminal_sessions, ssh_sessions) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (project_id, boot_id) DO UPDATE SET \
-               last_seen_at = now(), last_seq = EXCLUDED.last_seq, uptime_ms = EXCLUDED.uptime_ms, \
-               last_activity_at = EXCLUDED.last_activity_at, terminal_sessions = EXCLUDED.terminal_sessions, \
-               ssh_sessions = EXCLUDED.ssh_sessions, heartbeats = vm_boots.heartbeats + 1 \
-             WHERE vm_boots.last_seq < EXCLUDED.last_seq",
+               (project_id, owner_id, boot_id, last_seq, uptime_ms, last_activity_at, terminal_sessions, ssh_sessions) \
+             SELECT $1, owner_id, $2, $3, $4, $5, $6, $7 FROM projects WHERE id = $1 \
+             ON CONFLICT (project_id, boot_id) DO UPDATE SET last_seen_at = now(), \
+               last_seq = GREATEST(vm_boots.last_seq, EXCLUDED.last_seq), \
+               uptime_ms = CASE WHEN EXCLUDED.last_seq > vm_boots.last_seq \
+                 THEN EXCLUDED.uptime_ms ELSE vm_boots.uptime_ms END, \
+               last_activity_at = CASE WHEN EXCLUDED.last_seq > vm_boots.last_seq \
+                 THEN EXCLUDED.last_activity_at ELSE vm_boots.last_activity_at END, \
+               terminal_sessions = CASE WHEN EXCLUDED.last_seq > vm_boots.last_seq \
+                 THEN EXCLUDED.terminal_sessions ELSE vm_boots.terminal_sessions END, \
+               ssh_sessions = CASE WHEN EXCLUDED.last_seq > vm_boots.last_seq \
+                 THEN EXCLUDED.ssh_sessions ELSE vm_boots.ssh_sessions END, \
+               heartbeats = vm_boots.heartbeats + (EXCLUDED.last_seq > vm_boots.last_seq)::int",
         )
         .bind(hb.project_id)
         .bind(hb.boot_id)

@@ -59,9 +59,16 @@ pub async fn stop_over_limit(hub: &Arc<Hub>) -> anyhow::Result<()> {
     let seconds = |plan| limits(plan).compute_hours * 3600;
     let over = [seconds("free"), seconds("pro"), seconds("team")];
     for id in hub.db.over_compute_limit(period_start(Utc::now()), over).await? {
-        if let Some(project) = hub.db.project_any(id).await? {
-            tracing::info!(project = %id, "stopping a VM at its owner's compute limit");
-            crate::projects::stop_because(hub, project, false, Some(STOPPED_AT_LIMIT.to_owned())).await?;
+        let stopped = match hub.db.project_any(id).await {
+            Ok(Some(project)) => {
+                tracing::info!(project = %id, "stopping a VM at its owner's compute limit");
+                crate::projects::stop_because(hub, project, false, Some(STOPPED_AT_LIMIT.to_owned())).await.map(drop)
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = stopped {
+            tracing::warn!(project = %id, error = %e, "stopping a VM at its owner's compute limit");
         }
     }
     Ok(())

@@ -106,6 +106,10 @@ pub async fn stop_because(hub: &Arc<Hub>, project: Project, wait: bool, reason: 
 }
 
 async fn finish_stop(hub: &Hub, id: Uuid, reason: Option<&str>) -> anyhow::Result<()> {
+    // After a start under way, so the provider isn't told to stop a machine
+    // it is still starting (that start then finds `stopping` and yields).
+    let lock = hub.start_locks.get(id);
+    let _started = lock.lock().await;
     // A stopped VM's token is void, so a straggler can't reconnect.
     hub.db.set_machine(id, &[], None).await?;
     let result = hub.compute.stop(id).await;

@@ -216,4 +216,49 @@ async fn at_the_compute_limit_running_vms_stop_and_say_why() {
     assert_eq!((s, &body["error"]["code"]), (422, &json!("limit_reached")), "{body}");
     let (_, p) = other.get(&format!("/api/projects/{bystander}")).await;
     assert_eq!(p["status"], "running", "another user's VM runs on");
+
+    // The hours stay used when the project goes.
+    let (s, _) = api.delete(&format!("/api/projects/{id}")).await;
+    assert_eq!(s, 204);
+    let fresh = api.project("fresh").await;
+    let (s, body) = api.post(&format!("/api/projects/{fresh}/start"), json!({})).await;
+    assert_eq!((s, &body["error"]["code"]), (422, &json!("limit_reached")), "{body}");
+}
+
+/// Usage is the hub's to count: a heartbeat with an old (or absurd) sequence
+/// number still moves the boot's last-seen time on, and changes nothing else.
+#[tokio::test]
+async fn a_heartbeats_sequence_number_cant_stop_its_usage_from_growing() {
+    use aether_hub::db::{Db, HeartbeatRecord};
+    let hub = TestHub::start().await;
+    // Opened before any project exists: it can't open the hub's sealed env
+    // vars, and needn't.
+    let options = hub.database_url.as_deref().unwrap().parse().unwrap();
+    let db = Db::connect(options, aether_hub::secrets::Sealer::new(&[7; 32]).unwrap()).await.unwrap();
+    let api = hub.user().await;
+    let id: uuid::Uuid = api.project("metered").await.parse().unwrap();
+    let beat = |seq: i64, uptime_ms: i64| HeartbeatRecord {
+        project_id: id,
+        boot_id: "boot-1",
+        seq,
+        uptime_ms,
+        last_activity: None,
+        terminal_sessions: 0,
+        ssh_sessions: 0,
+    };
+    let seen = || async {
+        sqlx::query_as::<_, (chrono::DateTime<chrono::Utc>, i64, i64, i64)>(
+            "SELECT last_seen_at, last_seq, heartbeats, uptime_ms FROM vm_boots WHERE project_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&hub.db().await)
+        .await
+        .unwrap()
+    };
+    db.record_heartbeat(&beat(i64::MAX, 1_000)).await.unwrap();
+    let first = seen().await;
+    db.record_heartbeat(&beat(2, 2_000)).await.unwrap();
+    let later = seen().await;
+    assert!(later.0 > first.0, "seen later: {first:?} then {later:?}");
+    assert_eq!((later.1, later.2, later.3), (i64::MAX, 1, 1_000), "nothing else changed");
 }

@@ -504,15 +504,18 @@ try {
       `mkdir -p hmr && cd hmr && printf '<p id="m"></p><script type="module" src="/main.js"></script><script>window.loadedAt = Date.now()</script>' > index.html && printf 'import.meta.hot.accept(); document.getElementById("m").textContent = "hot-one";' > main.js && echo files-ready`,
       "files-ready",
     );
+    // This repository's Vite: local VMs share this machine's file system.
     const vite = join(here, "..", "node_modules", "vite", "bin", "vite.js");
     await shell(`node ${vite} --port ${hmrPort} --strictPort --host 127.0.0.1 < /dev/null > ../vite.log 2>&1 & echo vite-started`, "vite-started");
     await hmrRow().waitFor({ timeout: 30_000 });
+    // Vite's client logs this once its WebSocket (through the preview) is
+    // open; listened for on the whole context, before the page exists.
+    const connected = context.waitForEvent("console", { predicate: (m) => m.text().includes("[vite] connected"), timeout: 30_000 });
+    connected.catch(() => {}); // awaited below; a failure before that is the step's
     const popupAppears = context.waitForEvent("page", { timeout: 15_000 });
     await hmrRow().getByTestId("port-open").click();
     const popup = await popupAppears;
     try {
-      // Vite's client logs this once its WebSocket (through the preview) is open.
-      const connected = popup.waitForEvent("console", { predicate: (m) => m.text().includes("[vite] connected"), timeout: 30_000 });
       await popup.getByText("hot-one").waitFor({ timeout: 30_000 });
       await connected;
       const loadedAt = await popup.evaluate(() => /** @type {{ loadedAt?: number }} */ (/** @type {unknown} */ (window)).loadedAt);

@@ -20,14 +20,12 @@
 //! and the request sent on the new one, as the general lane does. An answer
 //! that isn't HTTP/1.1 (or a stream that ends mid-head) gets the general
 //! lane's 502 from here, and the request is not sent again: the app may
-//! have acted on it. A valid answer with a transfer coding other than
-//! exactly `chunked` is the one case that leaves an answered request to the
-//! general lane, which sends it again (`GET` and `HEAD` are safe to repeat)
-//! and frames that body anew.
+//! have acted on it; nor is any request the app has received.
 //!
-//! Framing is parsed strictly: one agreed `Content-Length`, a single
-//! `Transfer-Encoding: chunked`, chunk-size lines with CRLF only and at most
-//! 15 hex digits, bounded extension and trailer sizes.
+//! Framing is parsed strictly: one agreed `Content-Length`; transfer codings
+//! that are tokens, with `chunked` at most once and last (else the body ends
+//! with the stream); chunk-size lines with CRLF only and at most 15 hex
+//! digits, bounded extension and trailer sizes.
 
 use super::Visibility;
 use super::proxy::{self, UPSTREAM_IDLE};
@@ -257,7 +255,7 @@ fn prepare(
         if ["host", "connection", "x-forwarded-host", "x-forwarded-proto"].iter().any(|n| is(name, n)) {
             continue;
         }
-        if is(name, "origin") && super::is_own_origin(h.value, host) {
+        if is(name, "origin") && super::is_own_origin(h.value, proto, host) {
             header_line(&mut head, b"origin", super::app_origin(port).as_bytes());
             continue;
         }
@@ -608,6 +606,11 @@ fn hop_by_hop(name: &str) -> bool {
     proxy::HOP_BY_HOP.iter().any(|h| is(name, h.as_str())) || is(name, "upgrade")
 }
 
+/// A token character (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// Parses the answer head at the start of `data`, if it is complete;
 /// `preview` (the app's port, the preview's origin) rebases locations.
 fn parse_answer(data: &[u8], head_only: bool, preview: (u16, &str)) -> Result<Option<Answer>, Invalid> {
@@ -645,7 +648,15 @@ fn parse_answer(data: &[u8], head_only: bool, preview: (u16, &str)) -> Result<Op
         } else if is(h.name, "transfer-encoding") {
             coded = true;
             let v = std::str::from_utf8(h.value).map_err(|_| Invalid)?;
-            codings.extend(v.split(',').map(str::trim).filter(|c| !c.is_empty()));
+            for coding in v.split(',').map(|c| c.trim_matches([' ', '\t'])).filter(|c| !c.is_empty()) {
+                // A token, perhaps with parameters (`chunked` takes none).
+                let name = coding.split(';').next().unwrap_or_default().trim_end_matches([' ', '\t']);
+                if name.is_empty() || !name.bytes().all(is_tchar) || (is(name, "chunked") && name.len() != coding.len())
+                {
+                    return Err(Invalid);
+                }
+                codings.push(coding);
+            }
         } else if is(h.name, "connection") {
             let v = std::str::from_utf8(h.value).unwrap_or_default();
             if v.split(',').any(|t| is(t.trim(), "close")) {
@@ -686,13 +697,13 @@ fn parse_answer(data: &[u8], head_only: bool, preview: (u16, &str)) -> Result<Op
         }
         let (port, origin) = preview;
         let rebased = if is(h.name, "location") || is(h.name, "content-location") {
-            super::rebase_location(h.value, port, origin)
+            super::rebase_location(h.value, port, origin).map(String::into_bytes)
         } else if is(h.name, "set-cookie") {
             super::host_only_cookie(h.value)
         } else {
             None
         };
-        header_line(&mut head, h.name.as_bytes(), rebased.as_ref().map_or(h.value, |r| r.as_bytes()));
+        header_line(&mut head, h.name.as_bytes(), rebased.as_deref().unwrap_or(h.value));
     }
     if !dated {
         // A proxy adds the date an answer without one was received at
@@ -700,16 +711,20 @@ fn parse_answer(data: &[u8], head_only: bool, preview: (u16, &str)) -> Result<Op
         header_line(&mut head, b"date", httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
     }
     // The app's codings, as one list, and `chunked` after them for a body
-    // that ends with the stream (`Upstream::forward` sends it chunked), so
-    // the client frames the body as sent and undoes the codings it carries.
+    // that ends with the stream (`Upstream::forward` sends it chunked): the
+    // client frames the body as sent. Any other coding reaches it as the app
+    // applied it (a browser undoes only `chunked`, from the app directly too).
     if framing == Framing::UntilClose {
         codings.push("chunked");
     }
-    if !codings.is_empty() {
+    // None on a 204 (RFC 9112 §6.1).
+    if !codings.is_empty() && code != 204 {
         header_line(&mut head, b"transfer-encoding", codings.join(", ").as_bytes());
     }
     head.extend_from_slice(b"\r\n");
-    let reusable = !close && framing != Framing::UntilClose;
+    // An answer with both a coding and a length is odd enough (RFC 9112
+    // §6.3) that its connection isn't trusted with another request.
+    let reusable = !close && framing != Framing::UntilClose && !(coded && length.is_some());
     Ok(Some(Answer { len, head, framing, reusable }))
 }
 
@@ -915,6 +930,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\ndate: Thu, 26 Nov 2026 05:00:00 GMT\r\ntransfer-encoding: chunked\r\n\r\n",
             "a stale length goes"
         );
+        assert!(!a.reusable, "nor is the connection trusted again");
 
         // A redirect to the app as it sees itself goes to the preview.
         const DATE: &str = "Date: Thu, 26 Nov 2026 05:00:00 GMT\r\n";
@@ -938,6 +954,8 @@ mod tests {
         assert!(a.head.ends_with(b"transfer-encoding: chunked\r\n\r\n"), "sent on chunked");
 
         assert_eq!(framing("HTTP/1.1 204 No Content\r\n\r\n"), Framing::Length(0));
+        let a = answer("HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n", false).unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&a.head).contains("transfer-encoding"), "none on a 204");
         assert_eq!(framing("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n"), Framing::Length(0));
         assert_eq!(
             answer("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", true).unwrap().unwrap().framing,
@@ -966,6 +984,11 @@ mod tests {
             ("Transfer-Encoding: chunked\r\nTransfer-Encoding: \r\n", Framing::Chunked(Chunked::default()), "chunked"),
             ("Transfer-Encoding: gzip\r\nContent-Length: 4\r\n", Framing::UntilClose, "gzip, chunked"),
             ("Transfer-Encoding: gzip,  br\r\n", Framing::UntilClose, "gzip, br, chunked"),
+            (
+                "Transfer-Encoding: gzip;level=1\t, chunked\r\n",
+                Framing::Chunked(Chunked::default()),
+                "gzip;level=1, chunked",
+            ),
         ] {
             let a = answer(&format!("HTTP/1.1 200 OK\r\n{coded}{date}\r\n"), false).unwrap().unwrap();
             assert_eq!(a.framing, framing, "{coded:?}");
@@ -977,6 +1000,9 @@ mod tests {
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked;x=1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: g zip, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\u{a0}\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n",

@@ -164,11 +164,12 @@ impl Previews {
     }
 
     /// Whether one of aether's cookies in these Cookie header lines is good
-    /// for this preview. Each is tried (the first few): a page on another
-    /// preview could set one for the domain previews share, which the
-    /// browser may send first, and must not lock the owner out.
+    /// for this preview. Each is tried (the request head bounds how many; a
+    /// check is one HMAC): a page on another preview could set any number
+    /// for the domain previews share, which the browser may send first, and
+    /// must not lock the owner out.
     pub fn any_cookie_ok<'a>(&self, lines: impl Iterator<Item = &'a str>, project: Uuid, port: u16) -> bool {
-        lines.flat_map(|l| l.split(';')).filter_map(our_cookie).take(8).any(|c| self.cookie_ok(c, project, port))
+        lines.flat_map(|l| l.split(';')).filter_map(our_cookie).any(|c| self.cookie_ok(c, project, port))
     }
 }
 
@@ -181,17 +182,19 @@ fn cookie_lines(req: &Request) -> impl Iterator<Item = &str> {
 /// cookie stays on the preview's own host: an app must not set cookies for
 /// the domain every user's previews share (nor for `localhost`, which a
 /// browser refuses on a preview host). `None` if it has no `Domain`.
-pub(crate) fn host_only_cookie(value: &[u8]) -> Option<String> {
-    let value = std::str::from_utf8(value).ok()?;
-    let is_domain =
-        |attr: &str| attr.split_once('=').is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case("domain"));
-    let mut parts = value.split(';');
+/// Works on bytes, as browsers do: a value that isn't UTF-8 loses its
+/// `Domain` too.
+pub(crate) fn host_only_cookie(value: &[u8]) -> Option<Vec<u8>> {
+    let is_domain = |attr: &[u8]| {
+        let name = attr.split(|&b| b == b'=').next().unwrap_or_default();
+        attr.contains(&b'=') && name.trim_ascii().eq_ignore_ascii_case(b"domain")
+    };
+    let mut parts = value.split(|&b| b == b';');
     let pair = parts.next()?;
-    let attrs: Vec<&str> = parts.collect();
-    attrs
-        .iter()
-        .any(|a| is_domain(a))
-        .then(|| std::iter::once(pair).chain(attrs.into_iter().filter(|a| !is_domain(a))).collect::<Vec<_>>().join(";"))
+    let attrs: Vec<&[u8]> = parts.collect();
+    attrs.iter().any(|a| is_domain(a)).then(|| {
+        std::iter::once(pair).chain(attrs.into_iter().filter(|a| !is_domain(a))).collect::<Vec<_>>().join(&b';')
+    })
 }
 
 /// The value of one `name=value` pair of a Cookie header, if it is ours.
@@ -336,11 +339,11 @@ fn strip_cookie(req: &mut Request) {
     }
 }
 
-/// Whether `origin` (an `Origin` header) is the preview's own: it names
-/// `host`, the request's `Host` (either scheme: both are this hub's).
-pub(crate) fn is_own_origin(origin: &[u8], host: &str) -> bool {
+/// Whether `origin` (an `Origin` header) is the preview's own: `proto`
+/// (the scheme the hub is reached by) and `host`, the request's `Host`.
+pub(crate) fn is_own_origin(origin: &[u8], proto: &str, host: &str) -> bool {
     let Ok(origin) = std::str::from_utf8(origin) else { return false };
-    let authority = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+    let authority = origin.strip_prefix(proto).and_then(|o| o.strip_prefix("://"));
     authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
 }
 
@@ -438,9 +441,10 @@ mod tests {
     #[test]
     fn the_previews_own_origin_becomes_the_apps_and_its_redirects_come_back() {
         let host = "3000-abc.preview.localhost:8080";
-        assert!(is_own_origin(b"http://3000-abc.preview.localhost:8080", host));
-        assert!(is_own_origin(b"https://3000-ABC.preview.localhost:8080", host));
+        assert!(is_own_origin(b"http://3000-abc.preview.localhost:8080", "http", host));
+        assert!(is_own_origin(b"https://3000-ABC.preview.localhost:8080", "https", host));
         for other in [
+            &b"https://3000-abc.preview.localhost:8080"[..],
             &b"http://3001-abc.preview.localhost:8080"[..],
             b"http://3000-abc.preview.localhost:8080.evil.com",
             b"http://evil.com",
@@ -448,15 +452,16 @@ mod tests {
             b"3000-abc.preview.localhost:8080",
             b"\xff",
         ] {
-            assert!(!is_own_origin(other, host), "{other:?}");
+            assert!(!is_own_origin(other, "http", host), "{other:?}");
         }
         assert_eq!(app_origin(3000), "http://localhost:3000");
 
-        let host_only = |v: &str| host_only_cookie(v.as_bytes());
-        assert_eq!(host_only("a=1; Domain=preview.example.com; Path=/").as_deref(), Some("a=1; Path=/"));
-        assert_eq!(host_only("a=1;path=/; DOMAIN =localhost;Secure").as_deref(), Some("a=1;path=/;Secure"));
-        assert_eq!(host_only("a=1; Path=/; HttpOnly"), None);
-        assert_eq!(host_only("domain=x; Path=/"), None, "a cookie named domain is not the attribute");
+        let host_only = |v: &[u8]| host_only_cookie(v);
+        assert_eq!(host_only(b"a=1; Domain=preview.example.com; Path=/").as_deref(), Some(&b"a=1; Path=/"[..]));
+        assert_eq!(host_only(b"a=1;path=/; DOMAIN =localhost;Secure").as_deref(), Some(&b"a=1;path=/;Secure"[..]));
+        assert_eq!(host_only(b"a=\xff; Domain=example.com").as_deref(), Some(&b"a=\xff"[..]), "not UTF-8");
+        assert_eq!(host_only(b"a=1; Path=/; HttpOnly"), None);
+        assert_eq!(host_only(b"domain=x; Path=/"), None, "a cookie named domain is not the attribute");
 
         let origin = "https://3000-abc.preview.example.com";
         for (location, rebased) in [

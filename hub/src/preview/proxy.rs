@@ -263,7 +263,7 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
     }
     headers.insert(header::HOST, HeaderValue::from_str(&format!("localhost:{port}")).map_err(anyhow::Error::from)?);
     if let Some((host, _)) = &origin
-        && headers.get(header::ORIGIN).is_some_and(|o| super::is_own_origin(o.as_bytes(), host))
+        && headers.get(header::ORIGIN).is_some_and(|o| super::is_own_origin(o.as_bytes(), proto, host))
     {
         headers.insert(header::ORIGIN, HeaderValue::from_str(&super::app_origin(port)).map_err(anyhow::Error::from)?);
     }
@@ -316,7 +316,7 @@ fn host_only_cookies(headers: &mut HeaderMap) {
     let values: Vec<HeaderValue> = set
         .iter()
         .map(|v| {
-            super::host_only_cookie(v.as_bytes()).and_then(|c| HeaderValue::from_str(&c).ok()).unwrap_or(v.clone())
+            super::host_only_cookie(v.as_bytes()).and_then(|c| HeaderValue::from_bytes(&c).ok()).unwrap_or(v.clone())
         })
         .collect();
     headers.remove(header::SET_COOKIE);

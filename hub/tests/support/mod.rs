@@ -91,12 +91,14 @@ impl TestHub {
         sqlx::PgPool::connect(self.database_url.as_deref().expect("a hub with a database")).await.unwrap()
     }
 
-    /// Records an earlier boot of `project` with `hours` of VM time this
-    /// month, as its heartbeats would have.
+    /// Records an earlier boot of `project` with `hours` of VM time from the
+    /// start of this month (UTC, as the hub counts), as heartbeats would have.
     pub async fn record_boot(&self, project: &str, hours: i32) {
         sqlx::query(
-            "INSERT INTO vm_boots (project_id, boot_id, first_seen_at, last_seen_at, last_seq) \
-             SELECT $1, 'earlier', m, m + make_interval(hours => $2), 1 FROM date_trunc('month', now()) m",
+            "INSERT INTO vm_boots (project_id, owner_id, boot_id, first_seen_at, last_seen_at, last_seq) \
+             SELECT p.id, p.owner_id, 'earlier', m, m + make_interval(hours => $2), 1 \
+             FROM projects p, (SELECT date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS m) month \
+             WHERE p.id = $1",
         )
         .bind(project.parse::<uuid::Uuid>().unwrap())
         .bind(hours)
