@@ -448,6 +448,18 @@ impl Db {
         .await
     }
 
+    /// `compute_seconds` by project (deleted projects too), most first.
+    pub async fn compute_by_project(&self, user: Uuid, since: DateTime<Utc>) -> sqlx::Result<Vec<(Uuid, i64)>> {
+        sqlx::query_as(
+            "SELECT project_id, SUM(EXTRACT(EPOCH FROM last_seen_at - GREATEST(first_seen_at, $2)))::bigint AS s \
+             FROM vm_boots WHERE owner_id = $1 AND last_seen_at > $2 GROUP BY project_id ORDER BY s DESC, project_id",
+        )
+        .bind(user)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// Projects `starting` or `running` whose owners have had at least
     /// their plan's seconds of VM time since `since`; `limits` gives the
     /// free, pro and team plans' seconds.

@@ -22,14 +22,18 @@ pub struct Limits {
     pub projects: i64,
     /// Hours of VM time per calendar month, over all the user's projects.
     pub compute_hours: i64,
+    /// Gigabytes of project disks (volumes), over all the user's projects:
+    /// what the project limit allows at 10 GB a volume, so it holds by
+    /// itself (`GET /api/billing/usage` reports it).
+    pub storage_gb: i64,
 }
 
 /// The limits of `plan` (anything unknown counts as free).
 pub fn limits(plan: &str) -> Limits {
     match plan {
-        "team" => Limits { projects: 200, compute_hours: 2_000 },
-        "pro" => Limits { projects: 50, compute_hours: 500 },
-        _ => Limits { projects: 5, compute_hours: 50 },
+        "team" => Limits { projects: 200, compute_hours: 2_000, storage_gb: 2_000 },
+        "pro" => Limits { projects: 50, compute_hours: 500, storage_gb: 500 },
+        _ => Limits { projects: 5, compute_hours: 50, storage_gb: 50 },
     }
 }
 
@@ -37,6 +41,13 @@ pub fn limits(plan: &str) -> Limits {
 pub fn period_start(now: DateTime<Utc>) -> DateTime<Utc> {
     let first = now.date_naive().with_day(1).expect("every month has a first day");
     first.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
+}
+
+/// The start of the month after the one `now` is in.
+pub fn period_end(now: DateTime<Utc>) -> DateTime<Utc> {
+    let start = period_start(now);
+    let next = start.date_naive().checked_add_months(chrono::Months::new(1)).expect("a month after this one");
+    next.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
 }
 
 /// `Ok` if the user may start a VM: their plan's compute hours for this
@@ -84,6 +95,8 @@ mod tests {
         assert_eq!(period_start(at("2026-11-26T06:40:00Z")), at("2026-11-01T00:00:00Z"));
         assert_eq!(period_start(at("2026-11-01T00:00:00Z")), at("2026-11-01T00:00:00Z"));
         assert_eq!(period_start(at("2026-12-31T23:59:59Z")), at("2026-12-01T00:00:00Z"));
+        assert_eq!(period_end(at("2026-12-31T23:59:59Z")), at("2027-01-01T00:00:00Z"));
+        assert_eq!(period_end(at("2026-02-01T00:00:00Z")), at("2026-03-01T00:00:00Z"));
     }
 
     #[test]

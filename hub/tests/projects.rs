@@ -223,6 +223,30 @@ async fn at_the_compute_limit_running_vms_stop_and_say_why() {
     let fresh = api.project("fresh").await;
     let (s, body) = api.post(&format!("/api/projects/{fresh}/start"), json!({})).await;
     assert_eq!((s, &body["error"]["code"]), (422, &json!("limit_reached")), "{body}");
+
+    // The usage shows it, the deleted project's hours included, and only
+    // the caller's.
+    let (s, u) = api.get("/api/billing/usage").await;
+    assert_eq!(s, 200, "{u}");
+    assert!(u["compute_seconds_used"].as_i64().unwrap() >= 50 * 3600, "{u}");
+    assert_eq!(u["compute_seconds_limit"], 50 * 3600, "{u}");
+    assert_eq!(
+        (u["plan"].as_str(), u["projects_used"].as_i64(), u["projects_limit"].as_i64()),
+        (Some("free"), Some(1), Some(5))
+    );
+    assert_eq!(
+        (u["storage_gb_used"].as_i64(), u["storage_gb_limit"].as_i64()),
+        (Some(0), Some(50)),
+        "local VMs have no volume"
+    );
+    let deleted = u["by_project"].as_array().unwrap().iter().find(|p| p["project_id"] == id.as_str()).cloned();
+    assert!(deleted.is_some_and(|p| p["compute_seconds"].as_i64().unwrap() >= 50 * 3600), "{u}");
+    let start: chrono::DateTime<chrono::Utc> = u["period_start"].as_str().unwrap().parse().unwrap();
+    let end: chrono::DateTime<chrono::Utc> = u["period_end"].as_str().unwrap().parse().unwrap();
+    assert!(start <= chrono::Utc::now() && chrono::Utc::now() < end, "{u}");
+    let (_, theirs) = other.get("/api/billing/usage").await;
+    assert!(theirs["compute_seconds_used"].as_i64().unwrap() < 3600, "{theirs}");
+    assert!(!theirs["by_project"].to_string().contains(&id), "{theirs}");
 }
 
 /// Usage is the hub's to count: a heartbeat with an old (or absurd) sequence

@@ -276,6 +276,7 @@ try {
     await byTestId("signup-password").press("Enter");
     await byTestId("new-project").waitFor({ timeout: 15_000 });
     if (new URL(page.url()).pathname !== "/") throw new Error(`expected the projects page, at ${page.url()}`);
+    await byTestId("usage").getByText("Free plan · 0 of 50 compute hours this month · 0 of 5 projects").waitFor({ timeout: 10_000 });
   });
 
   await step("Create a project", async () => {

@@ -3,6 +3,7 @@
 
 mod agents;
 mod auth;
+mod billing;
 mod files;
 mod ports;
 pub use ports::ports_json;
@@ -32,6 +33,7 @@ pub fn app(state: AppState) -> Router {
         .merge(files::routes())
         .merge(ports::routes())
         .merge(agents::routes())
+        .merge(billing::routes())
         .fallback(|| async { crate::error::ApiError::NotFound });
     Router::new()
         .nest("/api", api)

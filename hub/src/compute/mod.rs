@@ -80,4 +80,9 @@ pub trait Compute: Send + Sync {
     fn placement(&self, _project: Uuid) -> Option<(String, Option<String>)> {
         None
     }
+    /// The size of each project's own disk (volume), in GB; 0 when projects
+    /// have none (local VMs use the host's disk).
+    fn volume_gb(&self) -> u32 {
+        0
+    }
 }

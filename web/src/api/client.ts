@@ -28,6 +28,7 @@ import {
   type Ticket,
   type TicketPurpose,
   type UpdateProjectRequest,
+  type Usage,
 } from "./types";
 
 /** A failed request: HTTP status (0 when the hub could not be reached), the contract's machine code, a message for a human. */
@@ -127,6 +128,10 @@ export class ApiClient {
 
   me(signal?: AbortSignal): Promise<Profile> {
     return this.request("GET", "/api/me", { signal });
+  }
+
+  usage(signal?: AbortSignal): Promise<Usage> {
+    return this.request("GET", "/api/billing/usage", { signal });
   }
 
   updateMe(displayName: string): Promise<Profile> {

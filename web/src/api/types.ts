@@ -224,3 +224,17 @@ export interface AgentActivity {
   interactive: boolean;
   session: string | null;
 }
+
+/** What the caller has used of their plan this month (`GET /api/billing/usage`). */
+export interface Usage {
+  plan: string;
+  period_start: Timestamp;
+  period_end: Timestamp;
+  compute_seconds_used: number;
+  compute_seconds_limit: number;
+  storage_gb_used: number;
+  storage_gb_limit: number;
+  projects_used: number;
+  projects_limit: number;
+  by_project: { project_id: Id; compute_seconds: number }[];
+}

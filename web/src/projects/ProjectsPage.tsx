@@ -1,7 +1,7 @@
 /** The projects page: the list, its empty/loading/error states, and the dialogs. */
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { api, ApiError } from "../api/client";
-import type { Project } from "../api/types";
+import type { Project, Usage } from "../api/types";
 import { TopBar } from "../app/TopBar";
 import { Alert } from "../ui/Alert";
 import { Button } from "../ui/Button";
@@ -9,10 +9,23 @@ import { FolderIcon, PlusIcon } from "../ui/icons";
 import { CreateProjectDialog, DeleteProjectDialog, RenameProjectDialog } from "./ProjectDialogs";
 import { ProjectRow, type RowAction } from "./ProjectRow";
 import { useProjects } from "./useProjects";
+import { computeUsedUp, usageSummary } from "./usage";
+
+/** The caller's usage, read again whenever `key` changes; null until known (or if unreadable). */
+function useUsage(key: string): Usage | null {
+  const [usage, setUsage] = useState<Usage | null>(null);
+  useEffect(() => {
+    const abort = new AbortController();
+    api.usage(abort.signal).then(setUsage, () => {});
+    return () => abort.abort();
+  }, [key]);
+  return usage;
+}
 
 export function ProjectsPage() {
   const state = useProjects();
   const { projects, error, refreshing, refresh, upsert, remove, follow } = state;
+  const usage = useUsage(projects?.map((p) => `${p.id}:${p.status}`).join() ?? "");
   const [creating, setCreating] = useState(false);
   const [renaming, setRenaming] = useState<Project | null>(null);
   const [deleting, setDeleting] = useState<Project | null>(null);
@@ -44,11 +57,24 @@ export function ProjectsPage() {
           <div>
             <h1 className="text-xl font-semibold tracking-tight">Projects</h1>
             <p className="mt-1 text-sm text-muted">Each project is a cloud machine with its own disk and terminals.</p>
+            {usage && (
+              <p className="mt-1 text-xs text-faint" data-testid="usage">
+                {usageSummary(usage)}
+              </p>
+            )}
           </div>
           <Button variant="primary" icon={<PlusIcon />} onClick={() => setCreating(true)} data-testid="new-project">
             New project
           </Button>
         </div>
+
+        {usage && computeUsedUp(usage) && (
+          <Alert tone="warn">
+            This month's compute hours are used up, so machines won't start until{" "}
+            {new Date(usage.period_end).toLocaleDateString(undefined, { month: "long", day: "numeric", timeZone: "UTC" })} or a
+            bigger plan.
+          </Alert>
+        )}
 
         {error && projects && (
           <Alert action={<Button size="sm" variant="ghost" onClick={() => void refresh()}>Retry</Button>}>

@@ -372,4 +372,8 @@ impl Compute for FlyCompute {
         let k = self.known(project);
         Some((k.machine?, k.volume))
     }
+
+    fn volume_gb(&self) -> u32 {
+        self.config.volume_size_gb
+    }
 }
