@@ -229,6 +229,14 @@ impl Db {
 
     // Projects
 
+    /// The owner's projects that have a disk (volume) of their own.
+    pub async fn count_volumes(&self, owner: Uuid) -> sqlx::Result<i64> {
+        sqlx::query_scalar("SELECT count(*) FROM projects WHERE owner_id = $1 AND volume_id IS NOT NULL")
+            .bind(owner)
+            .fetch_one(&self.pool)
+            .await
+    }
+
     pub async fn count_projects(&self, owner: Uuid) -> sqlx::Result<i64> {
         sqlx::query_scalar("SELECT count(*) FROM projects WHERE owner_id = $1").bind(owner).fetch_one(&self.pool).await
     }

@@ -23,8 +23,9 @@ pub struct Limits {
     /// Hours of VM time per calendar month, over all the user's projects.
     pub compute_hours: i64,
     /// Gigabytes of project disks (volumes), over all the user's projects:
-    /// what the project limit allows at 10 GB a volume, so it holds by
-    /// itself (`GET /api/billing/usage` reports it).
+    /// what the project limit allows at the default 10 GB a volume, so it
+    /// holds by itself unless `AETHER_FLY_VOLUME_GB` is raised; nothing
+    /// else enforces it (`GET /api/billing/usage` reports it).
     pub storage_gb: i64,
 }
 

@@ -44,15 +44,18 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pr
     let guard = lock.lock().await;
     // Re-read: a start that held the lock may have changed everything.
     let project = hub.db.project_any(id).await?.ok_or(ApiError::NotFound)?;
+    let stopping = || ApiError::Conflict("the project is stopping; start it again when it has stopped".into());
     if project.status == "stopping" {
-        return Err(ApiError::Conflict("the project is stopping; start it again when it has stopped".into()));
+        return Err(stopping());
     }
     let booted = hub.compute.status(id).await? == MachineState::Running;
     if !booted {
         crate::plans::may_start(hub, project.owner_id).await?;
+        // Only from a status a stop hasn't taken over meanwhile.
+        let starting = hub.db.transition(id, &["stopped", "error", "starting", "running"], "starting").await?;
+        publish(hub, starting.as_ref().ok_or_else(stopping)?);
         let token = random_token(32);
         hub.db.set_machine(id, &sha256(token.as_bytes()), None).await?;
-        set_status(hub, id, "starting", None).await?;
         let env = project.env_vars.as_object().into_iter().flatten();
         let env = env.filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect();
         let spec = StartSpec { project_id: id, machine_token: token, env };
@@ -65,7 +68,8 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pr
             hub.db.set_compute_ids(id, Some(&machine), volume.as_deref()).await?;
         }
     } else if hub.tunnels.get(id).is_none() && project.status != "starting" {
-        set_status(hub, id, "starting", None).await?;
+        let starting = hub.db.transition(id, &["stopped", "error", "running"], "starting").await?;
+        publish(hub, starting.as_ref().ok_or_else(stopping)?);
     }
     if hub.tunnels.get(id).is_some() {
         on_tunnel_up(hub, id).await;
@@ -107,7 +111,8 @@ pub async fn stop_because(hub: &Arc<Hub>, project: Project, wait: bool, reason: 
 
 async fn finish_stop(hub: &Hub, id: Uuid, reason: Option<&str>) -> anyhow::Result<()> {
     // After a start under way, so the provider isn't told to stop a machine
-    // it is still starting (that start then finds `stopping` and yields).
+    // it is still starting (a start that comes after the stop finds
+    // `stopping` and yields).
     let lock = hub.start_locks.get(id);
     let _started = lock.lock().await;
     // A stopped VM's token is void, so a straggler can't reconnect.

@@ -285,4 +285,21 @@ async fn a_heartbeats_sequence_number_cant_stop_its_usage_from_growing() {
     let later = seen().await;
     assert!(later.0 > first.0, "seen later: {first:?} then {later:?}");
     assert_eq!((later.1, later.2, later.3), (i64::MAX, 1, 1_000), "nothing else changed");
+
+    // A hub from before usage had owners records a boot without one: it
+    // takes the project's owner.
+    let pool = hub.db().await;
+    sqlx::query("INSERT INTO vm_boots (project_id, boot_id, last_seq) VALUES ($1, 'older-hub', 1)")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (owner, expected): (uuid::Uuid, uuid::Uuid) = sqlx::query_as(
+        "SELECT b.owner_id, p.owner_id FROM vm_boots b, projects p WHERE b.boot_id = 'older-hub' AND p.id = $1",
+    )
+    .bind(id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(owner, expected);
 }

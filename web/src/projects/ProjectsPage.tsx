@@ -11,21 +11,35 @@ import { ProjectRow, type RowAction } from "./ProjectRow";
 import { useProjects } from "./useProjects";
 import { computeUsedUp, usageSummary } from "./usage";
 
-/** The caller's usage, read again whenever `key` changes; null until known (or if unreadable). */
-function useUsage(key: string): Usage | null {
+/** How often the usage is read again while a machine runs (its hours grow). */
+const USAGE_REFRESH_MS = 60_000;
+
+/**
+ * The caller's usage, read again whenever `key` changes and every minute
+ * while `running`; null until known, or when the last read failed.
+ */
+function useUsage(key: string, running: boolean): Usage | null {
   const [usage, setUsage] = useState<Usage | null>(null);
   useEffect(() => {
     const abort = new AbortController();
-    api.usage(abort.signal).then(setUsage, () => {});
-    return () => abort.abort();
-  }, [key]);
+    const read = () => api.usage(abort.signal).then(setUsage, () => !abort.signal.aborted && setUsage(null));
+    void read();
+    const timer = running ? window.setInterval(() => void read(), USAGE_REFRESH_MS) : undefined;
+    return () => {
+      abort.abort();
+      window.clearInterval(timer);
+    };
+  }, [key, running]);
   return usage;
 }
 
 export function ProjectsPage() {
   const state = useProjects();
   const { projects, error, refreshing, refresh, upsert, remove, follow } = state;
-  const usage = useUsage(projects?.map((p) => `${p.id}:${p.status}`).join() ?? "");
+  const usage = useUsage(
+    projects?.map((p) => `${p.id}:${p.status}`).join() ?? "",
+    projects?.some((p) => p.status === "running" || p.status === "starting") ?? false,
+  );
   const [creating, setCreating] = useState(false);
   const [renaming, setRenaming] = useState<Project | null>(null);
   const [deleting, setDeleting] = useState<Project | null>(null);
@@ -71,8 +85,8 @@ export function ProjectsPage() {
         {usage && computeUsedUp(usage) && (
           <Alert tone="warn">
             This month's compute hours are used up, so machines won't start until{" "}
-            {new Date(usage.period_end).toLocaleDateString(undefined, { month: "long", day: "numeric", timeZone: "UTC" })} or a
-            bigger plan.
+            {new Date(usage.period_end).toLocaleDateString(undefined, { month: "long", day: "numeric", timeZone: "UTC" })} (UTC)
+            {usage.plan === "team" ? "." : " or a bigger plan."}
           </Alert>
         )}
 
