@@ -255,10 +255,6 @@ fn prepare(
         if ["host", "connection", "x-forwarded-host", "x-forwarded-proto"].iter().any(|n| is(name, n)) {
             continue;
         }
-        if is(name, "origin") && super::is_own_origin(h.value, proto, host) {
-            header_line(&mut head, b"origin", super::app_origin(port).as_bytes());
-            continue;
-        }
         let rewritten;
         let mut value = h.value;
         if is(name, "cookie") && cookie {
@@ -1066,12 +1062,11 @@ mod tests {
         );
         assert!(matches!(prepared(&s, &head[..head.len() - 2]), Prepared::Partial));
 
-        // The preview's own origin is the app's own; any other stays.
+        // The origin stays as the browser sent it: with `X-Forwarded-Host`,
+        // it is what Next.js's server actions and Rails compare.
         let get = |origin: &str| format!("GET / HTTP/1.1\r\nHost: {}\r\nOrigin: {origin}\r\n\r\n", s.host);
         let sent = express(&s, &get(&format!("https://{}", s.host)));
-        assert!(sent.contains("\r\norigin: http://localhost:3000\r\n"), "{sent}");
-        let sent = express(&s, &get("https://evil.example"));
-        assert!(sent.contains("\r\nOrigin: https://evil.example\r\n"), "{sent}");
+        assert!(sent.contains(&format!("\r\nOrigin: https://{}\r\n", s.host)), "{sent}");
     }
 
     #[test]

@@ -339,22 +339,6 @@ fn strip_cookie(req: &mut Request) {
     }
 }
 
-/// Whether `origin` (an `Origin` header) is the preview's own: `proto`
-/// (the scheme the hub is reached by) and `host`, the request's `Host`.
-pub(crate) fn is_own_origin(origin: &[u8], proto: &str, host: &str) -> bool {
-    let Ok(origin) = std::str::from_utf8(origin) else { return false };
-    let authority = origin.strip_prefix(proto).and_then(|o| o.strip_prefix("://"));
-    authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
-}
-
-/// The `Origin` the app gets for a request from its own preview: itself as
-/// it sees itself (`Host: localhost:{port}`), so that a same-origin request
-/// still looks same-origin to checks such as Django's CSRF middleware or
-/// Next.js's guard on its dev resources. Other origins go unchanged.
-pub(crate) fn app_origin(port: u16) -> String {
-    format!("http://localhost:{port}")
-}
-
 /// A `Location` that points the browser at the app as the app sees itself
 /// (`http(s)://localhost:{port}` or `127.0.0.1:{port}`, then a path, a query,
 /// a fragment or nothing) points at the preview, `origin`, instead, as
@@ -439,23 +423,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_previews_own_origin_becomes_the_apps_and_its_redirects_come_back() {
-        let host = "3000-abc.preview.localhost:8080";
-        assert!(is_own_origin(b"http://3000-abc.preview.localhost:8080", "http", host));
-        assert!(is_own_origin(b"https://3000-ABC.preview.localhost:8080", "https", host));
-        for other in [
-            &b"https://3000-abc.preview.localhost:8080"[..],
-            &b"http://3001-abc.preview.localhost:8080"[..],
-            b"http://3000-abc.preview.localhost:8080.evil.com",
-            b"http://evil.com",
-            b"null",
-            b"3000-abc.preview.localhost:8080",
-            b"\xff",
-        ] {
-            assert!(!is_own_origin(other, "http", host), "{other:?}");
-        }
-        assert_eq!(app_origin(3000), "http://localhost:3000");
-
+    fn redirects_to_the_app_come_back_and_its_cookies_stay_on_its_host() {
         let host_only = |v: &[u8]| host_only_cookie(v);
         assert_eq!(host_only(b"a=1; Domain=preview.example.com; Path=/").as_deref(), Some(&b"a=1; Path=/"[..]));
         assert_eq!(host_only(b"a=1;path=/; DOMAIN =localhost;Secure").as_deref(), Some(&b"a=1;path=/;Secure"[..]));

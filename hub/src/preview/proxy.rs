@@ -256,17 +256,12 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
 
     let proto = if hub.public_url.starts_with("https://") { "https" } else { "http" };
     // The preview's origin as the browser sees it.
-    let origin = original_host.as_ref().and_then(|h| h.to_str().ok()).map(|h| (h.to_owned(), format!("{proto}://{h}")));
+    let origin = original_host.as_ref().and_then(|h| h.to_str().ok()).map(|h| format!("{proto}://{h}"));
     let headers = req.headers_mut();
     if !upgrading {
         remove_hop_by_hop(headers, true);
     }
     headers.insert(header::HOST, HeaderValue::from_str(&format!("localhost:{port}")).map_err(anyhow::Error::from)?);
-    if let Some((host, _)) = &origin
-        && headers.get(header::ORIGIN).is_some_and(|o| super::is_own_origin(o.as_bytes(), proto, host))
-    {
-        headers.insert(header::ORIGIN, HeaderValue::from_str(&super::app_origin(port)).map_err(anyhow::Error::from)?);
-    }
     if let Some(h) = original_host {
         headers.insert(HeaderName::from_static("x-forwarded-host"), h);
     }
@@ -299,7 +294,7 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
         });
     } else {
         remove_hop_by_hop(resp.headers_mut(), false);
-        if let Some((_, origin)) = &origin {
+        if let Some(origin) = &origin {
             rebase_locations(resp.headers_mut(), port, origin);
         }
         host_only_cookies(resp.headers_mut());
