@@ -155,7 +155,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .verify(token.trim())
             .ok_or_else(|| ApiError::Unauthenticated("invalid or expired token".into()))?;
         if external {
-            state.db.ensure_user(claims.sub, &claims.email).await?;
+            state.db.ensure_user(claims.sub, &claims.email, &state.config.default_plan).await?;
         }
         Ok(Self { id: claims.sub, email: claims.email })
     }

@@ -56,6 +56,9 @@ pub struct Config {
     /// stops reading then lets go of its tunnel stream and what the stream
     /// holds.
     pub send_timeout: Duration,
+    /// The plan new users start on (`free`, `pro` or `team`): a hub run for
+    /// oneself or a team, with billing off, can start everyone on `team`.
+    pub default_plan: String,
     /// Threads that run the tunnels and their previews' and WebSockets'
     /// connections (see `dataplane`).
     pub data_plane_threads: usize,
@@ -95,6 +98,7 @@ impl fmt::Debug for Config {
             .field("reconcile_interval", &self.reconcile_interval)
             .field("orphan_grace", &self.orphan_grace)
             .field("stuck_after", &self.stuck_after)
+            .field("default_plan", &self.default_plan)
             .finish()
     }
 }
@@ -126,6 +130,7 @@ impl Config {
             max_write_bytes: 100 << 20,
             preview_streams: DEFAULT_PREVIEW_STREAMS,
             send_timeout: Duration::from_secs(60),
+            default_plan: "free".into(),
             data_plane_threads: 2,
             tunnel_public_addr: None,
             fly: None,

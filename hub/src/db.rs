@@ -184,20 +184,33 @@ impl Db {
 
     // Users
 
-    pub async fn create_user(&self, id: Uuid, email: &str, password_hash: Option<&str>) -> sqlx::Result<User> {
-        sqlx::query_as("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) RETURNING id, email, password_hash, display_name, plan")
-            .bind(id)
-            .bind(email)
-            .bind(password_hash)
-            .fetch_one(&self.pool)
-            .await
+    /// A new user on `plan`.
+    pub async fn create_user(
+        &self,
+        id: Uuid,
+        email: &str,
+        password_hash: Option<&str>,
+        plan: &str,
+    ) -> sqlx::Result<User> {
+        sqlx::query_as(
+            "INSERT INTO users (id, email, password_hash, plan) VALUES ($1, $2, $3, $4) \
+             RETURNING id, email, password_hash, display_name, plan",
+        )
+        .bind(id)
+        .bind(email)
+        .bind(password_hash)
+        .bind(plan)
+        .fetch_one(&self.pool)
+        .await
     }
 
-    /// Creates the profile of an externally authenticated user on first use.
-    pub async fn ensure_user(&self, id: Uuid, email: &str) -> sqlx::Result<()> {
-        sqlx::query("INSERT INTO users (id, email) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+    /// Creates the profile of an externally authenticated user on first use,
+    /// on `plan`.
+    pub async fn ensure_user(&self, id: Uuid, email: &str, plan: &str) -> sqlx::Result<()> {
+        sqlx::query("INSERT INTO users (id, email, plan) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(id)
             .bind(email)
+            .bind(plan)
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -69,6 +69,9 @@ struct Args {
     /// Seconds a client may accept none of a response's bytes before its connection is closed.
     #[arg(long, env = "AETHER_SEND_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     send_timeout: u64,
+    /// The plan new users start on.
+    #[arg(long, env = "AETHER_DEFAULT_PLAN", default_value = "free", value_parser = ["free", "pro", "team"])]
+    default_plan: String,
     /// Threads that run the tunnels, previews and WebSockets (default: one per CPU).
     #[arg(long, env = "AETHER_DATA_PLANE_THREADS")]
     data_plane_threads: Option<usize>,
@@ -178,6 +181,7 @@ fn main() -> anyhow::Result<()> {
         max_write_bytes: a.max_write_bytes,
         preview_streams: a.preview_streams as usize,
         send_timeout: Duration::from_secs(a.send_timeout),
+        default_plan: a.default_plan,
         data_plane_threads: a
             .data_plane_threads
             .filter(|n| *n > 0)

@@ -303,3 +303,18 @@ async fn a_heartbeats_sequence_number_cant_stop_its_usage_from_growing() {
     .unwrap();
     assert_eq!(owner, expected);
 }
+
+/// A hub run for a team can start every new user on the team plan.
+#[tokio::test]
+async fn new_users_start_on_the_hubs_default_plan() {
+    let hub = TestHub::start_with(&[("AETHER_DEFAULT_PLAN", "team")]).await;
+    let api = hub.user().await;
+    let (_, me) = api.get("/api/me").await;
+    assert_eq!(me["plan"], "team", "{me}");
+    let (_, u) = api.get("/api/billing/usage").await;
+    assert_eq!(
+        (u["compute_seconds_limit"].as_i64(), u["projects_limit"].as_i64()),
+        (Some(2_000 * 3600), Some(200)),
+        "{u}"
+    );
+}

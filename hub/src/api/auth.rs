@@ -55,7 +55,7 @@ async fn signup(
         return Err(ApiError::bad_request(problem));
     }
     let hash = hash_password(c.password).await?;
-    let user = match hub.db.create_user(Uuid::new_v4(), &email, Some(&hash)).await {
+    let user = match hub.db.create_user(Uuid::new_v4(), &email, Some(&hash), &hub.config.default_plan).await {
         Ok(u) => u,
         Err(e) if is_unique_violation(&e) => {
             return Err(ApiError::Conflict("an account with this email exists".into()));
