@@ -456,44 +456,47 @@ impl Db {
     }
 
     /// Seconds of VM time the user's projects (deleted ones too) have had
-    /// since `since`: each boot from its first heartbeat (or `since`) to its
-    /// last.
+    /// since `since` (`boot_seconds`).
     pub async fn compute_seconds(&self, user: Uuid, since: DateTime<Utc>) -> sqlx::Result<i64> {
-        sqlx::query_scalar(
-            "SELECT COALESCE(SUM(EXTRACT(EPOCH FROM last_seen_at - GREATEST(first_seen_at, $2))), 0)::bigint \
-             FROM vm_boots WHERE owner_id = $1 AND last_seen_at > $2",
-        )
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COALESCE(SUM({}), 0)::bigint FROM vm_boots WHERE owner_id = $1 AND last_seen_at > $2",
+            boot_seconds("$2")
+        )))
         .bind(user)
         .bind(since)
         .fetch_one(&self.pool)
         .await
     }
 
-    /// `compute_seconds` by project (deleted projects too), most first.
-    pub async fn compute_by_project(&self, user: Uuid, since: DateTime<Utc>) -> sqlx::Result<Vec<(Uuid, i64)>> {
-        sqlx::query_as(
-            "SELECT project_id, SUM(EXTRACT(EPOCH FROM last_seen_at - GREATEST(first_seen_at, $2)))::bigint AS s \
-             FROM vm_boots WHERE owner_id = $1 AND last_seen_at > $2 GROUP BY project_id ORDER BY s DESC, project_id",
-        )
+    /// `compute_seconds` by project (deleted projects too), most first, and
+    /// their total as `compute_seconds` counts it (each figure rounded once).
+    pub async fn compute_by_project(&self, user: Uuid, since: DateTime<Utc>) -> sqlx::Result<(Vec<(Uuid, i64)>, i64)> {
+        let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT project_id, SUM({s})::bigint AS s, (SUM(SUM({s})) OVER ())::bigint FROM vm_boots \
+             WHERE owner_id = $1 AND last_seen_at > $2 GROUP BY project_id ORDER BY s DESC, project_id",
+            s = boot_seconds("$2")
+        )))
         .bind(user)
         .bind(since)
         .fetch_all(&self.pool)
-        .await
+        .await?;
+        let total = rows.first().map_or(0, |r| r.2);
+        Ok((rows.into_iter().map(|(project, seconds, _)| (project, seconds)).collect(), total))
     }
 
     /// Projects `starting` or `running` whose owners have had at least
     /// their plan's seconds of VM time since `since`; `limits` gives the
     /// free, pro and team plans' seconds.
     pub async fn over_compute_limit(&self, since: DateTime<Utc>, limits: [i64; 3]) -> sqlx::Result<Vec<Uuid>> {
-        sqlx::query_scalar(
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "WITH active AS (SELECT DISTINCT owner_id FROM projects WHERE status IN ('starting', 'running')), \
-             used AS (SELECT b.owner_id, SUM(EXTRACT(EPOCH FROM b.last_seen_at - GREATEST(b.first_seen_at, $1))) AS s \
-               FROM vm_boots b JOIN active a ON a.owner_id = b.owner_id \
-               WHERE b.last_seen_at > $1 GROUP BY b.owner_id) \
+             used AS (SELECT b.owner_id, SUM({}) AS s FROM vm_boots b JOIN active a ON a.owner_id = b.owner_id \
+               WHERE last_seen_at > $1 GROUP BY b.owner_id) \
              SELECT p.id FROM projects p JOIN users u ON u.id = p.owner_id JOIN used ON used.owner_id = p.owner_id \
              WHERE p.status IN ('starting', 'running') \
                AND used.s >= CASE u.plan WHEN 'team' THEN $4 WHEN 'pro' THEN $3 ELSE $2 END",
-        )
+            boot_seconds("$1")
+        )))
         .bind(since)
         .bind(limits[0])
         .bind(limits[1])
@@ -538,6 +541,12 @@ impl Db {
             .await?;
         tx.commit().await
     }
+}
+
+/// One usage record's VM time since the timestamp `since` (a SQL
+/// parameter): from its first heartbeat, or `since`, to its last.
+fn boot_seconds(since: &str) -> String {
+    format!("EXTRACT(EPOCH FROM last_seen_at - GREATEST(first_seen_at, {since}))")
 }
 
 /// A project's compute state, as reconciliation compares it with the provider's.

@@ -22,9 +22,9 @@ async fn usage(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Va
     let limits = plans::limits(&u.plan);
     let now = Utc::now();
     let start = plans::period_start(now);
-    // The total as `plans::may_start` sums it, so the two agree at the limit.
-    let used = hub.db.compute_seconds(user.id, start).await?;
-    let by_project = hub.db.compute_by_project(user.id, start).await?;
+    // The total rounded as `plans::may_start` rounds it, so the two agree
+    // at the limit.
+    let (by_project, used) = hub.db.compute_by_project(user.id, start).await?;
     let projects = hub.db.count_projects(user.id).await?;
     let volumes = hub.db.count_volumes(user.id).await?;
     Ok(Json(json!({

@@ -156,8 +156,11 @@ struct Request {
     head_only: bool,
     /// The client takes HTML (a browser): errors are pages.
     html: bool,
-    /// The preview's origin as the browser sees it (`rebase_location`).
-    origin: String,
+    /// The scheme the browser uses, and where in `head` the preview's host
+    /// is (the `X-Forwarded-Host` value): answers' locations are rebased
+    /// onto them (`Seen`).
+    proto: &'static str,
+    host_at: std::ops::Range<usize>,
 }
 
 #[derive(Debug)]
@@ -177,7 +180,7 @@ fn prepare(
     buf: &[u8],
     previews: &super::Previews,
     connected: impl Fn(Uuid) -> bool,
-    proto: &str,
+    proto: &'static str,
     client: &str,
 ) -> Prepared {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -266,6 +269,7 @@ fn prepare(
         }
         header_line(&mut head, name.as_bytes(), value);
     }
+    let host_at = head.len() + b"x-forwarded-host: ".len()..head.len() + b"x-forwarded-host: ".len() + host.len();
     header_line(&mut head, b"x-forwarded-host", host.as_bytes());
     header_line(&mut head, b"x-forwarded-proto", proto.as_bytes());
     head.extend_from_slice(b"x-forwarded-for: ");
@@ -275,8 +279,8 @@ fn prepare(
     }
     head.extend_from_slice(client.as_bytes());
     head.extend_from_slice(b"\r\n\r\n");
-    let origin = format!("{proto}://{host}");
-    Prepared::Express(Request { len, project, port, head: head.freeze(), head_only: method == "HEAD", html, origin })
+    let head = head.freeze();
+    Prepared::Express(Request { len, project, port, head, head_only: method == "HEAD", html, proto, host_at })
 }
 
 fn header_line(out: &mut BytesMut, name: &[u8], value: &[u8]) {
@@ -344,7 +348,8 @@ async fn exchange(
         // Past `PATIENCE`, a client that leaves meanwhile is noticed, and
         // its stream let go, without waiting for the answer (a long poll).
         let answered = {
-            let answer = up.answer(req.head_only, (req.port, &req.origin));
+            let seen = super::Seen { port: req.port, proto: req.proto, host: &req.head[req.host_at.clone()] };
+            let answer = up.answer(req.head_only, seen);
             let patience = tokio::time::sleep(PATIENCE);
             tokio::pin!(answer, patience);
             let mut watching = false;
@@ -396,9 +401,9 @@ impl Upstream {
     /// Reads until a final answer's head is complete. Informational (1xx)
     /// answers are dropped, as the general lane does: nothing sent on this
     /// lane asked for one, and a proxy in front could take one for the end.
-    async fn answer(&mut self, head_only: bool, preview: (u16, &str)) -> Result<Answer, Failed> {
+    async fn answer(&mut self, head_only: bool, seen: super::Seen<'_>) -> Result<Answer, Failed> {
         loop {
-            match parse_answer(&self.pending, head_only, preview) {
+            match parse_answer(&self.pending, head_only, seen) {
                 Ok(Some(answer)) if answer.framing == Framing::Informational => {
                     self.pending.advance(answer.len);
                     continue;
@@ -607,9 +612,27 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// Spaces and tabs off both ends.
+fn trim_ows(v: &[u8]) -> &[u8] {
+    let start = v.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(start, |i| i + 1);
+    &v[start..end]
+}
+
+/// The transfer codings of every `Transfer-Encoding` line, in the order
+/// applied (empty list elements skipped).
+fn codings<'a>(headers: &'a [httparse::Header<'a>]) -> impl Iterator<Item = &'a [u8]> {
+    headers
+        .iter()
+        .filter(|h| is(h.name, "transfer-encoding"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .map(trim_ows)
+        .filter(|c| !c.is_empty())
+}
+
 /// Parses the answer head at the start of `data`, if it is complete;
-/// `preview` (the app's port, the preview's origin) rebases locations.
-fn parse_answer(data: &[u8], head_only: bool, preview: (u16, &str)) -> Result<Option<Answer>, Invalid> {
+/// `seen` rebases locations.
+fn parse_answer(data: &[u8], head_only: bool, seen: super::Seen<'_>) -> Result<Option<Answer>, Invalid> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_ANSWER_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let len = match resp.parse(data) {
@@ -623,10 +646,7 @@ fn parse_answer(data: &[u8], head_only: bool, preview: (u16, &str)) -> Result<Op
         return Err(Invalid);
     }
     let mut length: Option<u64> = None;
-    // The transfer codings in the order applied, over every
-    // `Transfer-Encoding` line (bounded by the head's size).
     let mut coded = false;
-    let mut codings: Vec<&str> = Vec::new();
     let mut close = version == 0;
     let mut dated = false;
     for h in resp.headers.iter() {
@@ -643,16 +663,6 @@ fn parse_answer(data: &[u8], head_only: bool, preview: (u16, &str)) -> Result<Op
             length = Some(v);
         } else if is(h.name, "transfer-encoding") {
             coded = true;
-            let v = std::str::from_utf8(h.value).map_err(|_| Invalid)?;
-            for coding in v.split(',').map(|c| c.trim_matches([' ', '\t'])).filter(|c| !c.is_empty()) {
-                // A token, perhaps with parameters (`chunked` takes none).
-                let name = coding.split(';').next().unwrap_or_default().trim_end_matches([' ', '\t']);
-                if name.is_empty() || !name.bytes().all(is_tchar) || (is(name, "chunked") && name.len() != coding.len())
-                {
-                    return Err(Invalid);
-                }
-                codings.push(coding);
-            }
         } else if is(h.name, "connection") {
             let v = std::str::from_utf8(h.value).unwrap_or_default();
             if v.split(',').any(|t| is(t.trim(), "close")) {
@@ -660,11 +670,19 @@ fn parse_answer(data: &[u8], head_only: bool, preview: (u16, &str)) -> Result<Op
             }
         }
     }
-    // RFC 9112 §6.1: `chunked` at most once and last, or the body ends with
+    // RFC 9112 §6.1: each coding a token, perhaps with parameters (`chunked`
+    // takes none); `chunked` at most once and last, or the body ends with
     // the connection; a `Transfer-Encoding` naming no coding means nothing.
-    let chunked = codings.iter().filter(|c| is(c, "chunked")).count();
-    let chunked_last = codings.last().is_some_and(|c| is(c, "chunked"));
-    if (coded && codings.is_empty()) || chunked > 1 || (chunked == 1 && !chunked_last) {
+    let (mut any, mut chunked, mut chunked_last) = (false, 0, false);
+    for coding in codings(resp.headers) {
+        let name = trim_ows(coding.split(|&b| b == b';').next().unwrap_or_default());
+        let is_chunked = name.eq_ignore_ascii_case(b"chunked");
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) || (is_chunked && name.len() != coding.len()) {
+            return Err(Invalid);
+        }
+        (any, chunked, chunked_last) = (true, chunked + usize::from(is_chunked), is_chunked);
+    }
+    if (coded && !any) || chunked > 1 || (chunked == 1 && !chunked_last) {
         return Err(Invalid);
     }
     let framing = if (100..200).contains(&code) {
@@ -691,9 +709,8 @@ fn parse_answer(data: &[u8], head_only: bool, preview: (u16, &str)) -> Result<Op
         if hop || stale_length || is(h.name, "transfer-encoding") {
             continue;
         }
-        let (port, origin) = preview;
         let rebased = if is(h.name, "location") || is(h.name, "content-location") {
-            super::rebase_location(h.value, port, origin).map(String::into_bytes)
+            seen.rebase(h.value)
         } else if is(h.name, "set-cookie") {
             super::host_only_cookie(h.value)
         } else {
@@ -710,12 +727,18 @@ fn parse_answer(data: &[u8], head_only: bool, preview: (u16, &str)) -> Result<Op
     // that ends with the stream (`Upstream::forward` sends it chunked): the
     // client frames the body as sent. Any other coding reaches it as the app
     // applied it (a browser undoes only `chunked`, from the app directly too).
-    if framing == Framing::UntilClose {
-        codings.push("chunked");
-    }
     // None on a 204 (RFC 9112 §6.1).
-    if !codings.is_empty() && code != 204 {
-        header_line(&mut head, b"transfer-encoding", codings.join(", ").as_bytes());
+    let rechunked = framing == Framing::UntilClose;
+    if (any || rechunked) && code != 204 {
+        head.extend_from_slice(b"transfer-encoding: ");
+        let tail = rechunked.then_some(&b"chunked"[..]);
+        for (i, coding) in codings(resp.headers).chain(tail).enumerate() {
+            if i > 0 {
+                head.extend_from_slice(b", ");
+            }
+            head.extend_from_slice(coding);
+        }
+        head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"\r\n");
     // An answer with both a coding and a length is odd enough (RFC 9112
@@ -896,7 +919,11 @@ mod tests {
     }
 
     fn answer(head: &str, head_only: bool) -> Result<Option<Answer>, Invalid> {
-        parse_answer(head.as_bytes(), head_only, (3000, "http://3000-p.preview.localhost:8080"))
+        parse_answer(
+            head.as_bytes(),
+            head_only,
+            super::super::Seen { port: 3000, proto: "http", host: b"3000-p.preview.localhost:8080" },
+        )
     }
 
     fn framing(head: &str) -> Framing {

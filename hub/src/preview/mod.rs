@@ -185,16 +185,24 @@ fn cookie_lines(req: &Request) -> impl Iterator<Item = &str> {
 /// Works on bytes, as browsers do: a value that isn't UTF-8 loses its
 /// `Domain` too.
 pub(crate) fn host_only_cookie(value: &[u8]) -> Option<Vec<u8>> {
-    let is_domain = |attr: &[u8]| {
+    let is_domain = |attr: &&[u8]| {
         let name = attr.split(|&b| b == b'=').next().unwrap_or_default();
         attr.contains(&b'=') && name.trim_ascii().eq_ignore_ascii_case(b"domain")
     };
-    let mut parts = value.split(|&b| b == b';');
-    let pair = parts.next()?;
-    let attrs: Vec<&[u8]> = parts.collect();
-    attrs.iter().any(|a| is_domain(a)).then(|| {
-        std::iter::once(pair).chain(attrs.into_iter().filter(|a| !is_domain(a))).collect::<Vec<_>>().join(&b';')
-    })
+    let parts = || value.split(|&b| b == b';');
+    if !parts().skip(1).any(|a| is_domain(&a)) {
+        return None;
+    }
+    let mut kept = Vec::with_capacity(value.len());
+    for (i, part) in parts().enumerate() {
+        if i == 0 || !is_domain(&part) {
+            if i > 0 {
+                kept.push(b';');
+            }
+            kept.extend_from_slice(part);
+        }
+    }
+    Some(kept)
 }
 
 /// The value of one `name=value` pair of a Cookie header, if it is ours.
@@ -339,19 +347,33 @@ fn strip_cookie(req: &mut Request) {
     }
 }
 
-/// A `Location` that points the browser at the app as the app sees itself
-/// (`http(s)://localhost:{port}` or `127.0.0.1:{port}`, then a path, a query,
-/// a fragment or nothing) points at the preview, `origin`, instead, as
-/// nginx's `proxy_redirect default` does. `None` for anything else.
-pub(crate) fn rebase_location(location: &[u8], port: u16, origin: &str) -> Option<String> {
-    let location = std::str::from_utf8(location).ok()?;
-    let rest = location.strip_prefix("http://").or_else(|| location.strip_prefix("https://"))?;
-    let port = port.to_string();
-    ["localhost:", "127.0.0.1:"].iter().find_map(|own| {
-        let after = rest.get(..own.len()).filter(|h| h.eq_ignore_ascii_case(own)).map(|_| &rest[own.len()..])?;
-        let path = after.strip_prefix(port.as_str())?;
-        (path.is_empty() || path.starts_with(['/', '?', '#'])).then(|| format!("{origin}{path}"))
-    })
+/// Where a preview's app is as it sees itself (`localhost:{port}`) and as
+/// the browser sees it (`{proto}://{host}`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seen<'a> {
+    pub port: u16,
+    pub proto: &'a str,
+    pub host: &'a [u8],
+}
+
+impl Seen<'_> {
+    /// A `Location` that points the browser at the app as the app sees
+    /// itself (`http(s)://localhost:{port}` or `127.0.0.1:{port}`, then a
+    /// path, a query, a fragment or nothing), pointed at the preview instead,
+    /// as nginx's `proxy_redirect default` does. `None` for anything else.
+    pub fn rebase(&self, location: &[u8]) -> Option<Vec<u8>> {
+        let rest = location.strip_prefix(b"http://").or_else(|| location.strip_prefix(b"https://"))?;
+        let after = [&b"localhost:"[..], b"127.0.0.1:"].iter().find_map(|own| {
+            rest.get(..own.len()).filter(|h| h.eq_ignore_ascii_case(own)).map(|_| &rest[own.len()..])
+        })?;
+        let digits = after.iter().take_while(|b| b.is_ascii_digit()).count();
+        let port: u16 = std::str::from_utf8(&after[..digits]).ok()?.parse().ok()?;
+        let path = &after[digits..];
+        if port != self.port || !(path.is_empty() || matches!(path[0], b'/' | b'?' | b'#')) {
+            return None;
+        }
+        Some([self.proto.as_bytes(), b"://", self.host, path].concat())
+    }
 }
 
 /// A Cookie header's value without aether's cookie (empty if it was all).
@@ -431,7 +453,7 @@ mod tests {
         assert_eq!(host_only(b"a=1; Path=/; HttpOnly"), None);
         assert_eq!(host_only(b"domain=x; Path=/"), None, "a cookie named domain is not the attribute");
 
-        let origin = "https://3000-abc.preview.example.com";
+        let seen = Seen { port: 3000, proto: "https", host: b"3000-abc.preview.example.com" };
         for (location, rebased) in [
             ("http://localhost:3000", Some("https://3000-abc.preview.example.com")),
             ("http://localhost:3000/login?next=/a#b", Some("https://3000-abc.preview.example.com/login?next=/a#b")),
@@ -444,7 +466,8 @@ mod tests {
             ("http://example.com:3000/", None),
             ("/relative", None),
         ] {
-            assert_eq!(rebase_location(location.as_bytes(), 3000, origin).as_deref(), rebased, "{location}");
+            let rebased = rebased.map(str::as_bytes);
+            assert_eq!(seen.rebase(location.as_bytes()).as_deref(), rebased, "{location}");
         }
     }
 

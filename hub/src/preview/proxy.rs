@@ -255,8 +255,7 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
     }
 
     let proto = if hub.public_url.starts_with("https://") { "https" } else { "http" };
-    // The preview's origin as the browser sees it.
-    let origin = original_host.as_ref().and_then(|h| h.to_str().ok()).map(|h| format!("{proto}://{h}"));
+    let preview_host = original_host.clone();
     let headers = req.headers_mut();
     if !upgrading {
         remove_hop_by_hop(headers, true);
@@ -294,8 +293,8 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
         });
     } else {
         remove_hop_by_hop(resp.headers_mut(), false);
-        if let Some(origin) = &origin {
-            rebase_locations(resp.headers_mut(), port, origin);
+        if let Some(host) = &preview_host {
+            rebase_locations(resp.headers_mut(), super::Seen { port, proto, host: host.as_bytes() });
         }
         host_only_cookies(resp.headers_mut());
     }
@@ -304,29 +303,23 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
 
 /// Drops the `Domain` of the app's cookies (`host_only_cookie`).
 fn host_only_cookies(headers: &mut HeaderMap) {
-    let set = headers.get_all(header::SET_COOKIE);
-    if !set.iter().any(|v| super::host_only_cookie(v.as_bytes()).is_some()) {
-        return;
-    }
-    let values: Vec<HeaderValue> = set
-        .iter()
-        .map(|v| {
-            super::host_only_cookie(v.as_bytes()).and_then(|c| HeaderValue::from_bytes(&c).ok()).unwrap_or(v.clone())
-        })
-        .collect();
-    headers.remove(header::SET_COOKIE);
-    for v in values {
-        headers.append(header::SET_COOKIE, v);
+    if let header::Entry::Occupied(mut set) = headers.entry(header::SET_COOKIE) {
+        for v in set.iter_mut() {
+            if let Some(c) = super::host_only_cookie(v.as_bytes()).and_then(|c| HeaderValue::from_bytes(&c).ok()) {
+                *v = c;
+            }
+        }
     }
 }
 
 /// Points `Location` and `Content-Location` at the preview where they point
 /// at the app as it sees itself (`rebase_location`).
-fn rebase_locations(headers: &mut HeaderMap, port: u16, origin: &str) {
+fn rebase_locations(headers: &mut HeaderMap, seen: super::Seen<'_>) {
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
-        let rebased = headers.get(&name).and_then(|v| super::rebase_location(v.as_bytes(), port, origin));
-        if let Some(v) = rebased.and_then(|r| HeaderValue::from_str(&r).ok()) {
-            headers.insert(name, v);
+        if let Some(v) = headers.get_mut(&name)
+            && let Some(rebased) = seen.rebase(v.as_bytes()).and_then(|r| HeaderValue::from_bytes(&r).ok())
+        {
+            *v = rebased;
         }
     }
 }
