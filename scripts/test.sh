@@ -27,6 +27,9 @@ if [ -z "${DATABASE_URL:-}" ]; then
   echo "$DATABASE_URL"
 fi
 
+# Every hub the tests start runs its VMs isolated, or refuses to start.
+export AETHER_ISOLATION=required
+
 step "rust tests"
 cargo nextest run --workspace --locked --no-fail-fast
 

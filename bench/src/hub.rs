@@ -176,7 +176,20 @@ impl Hub {
 
     /// The pid of a local VM's aetherd.
     pub fn aetherd_pid(&self, project: &str) -> anyhow::Result<u32> {
-        Ok(std::fs::read_to_string(self.data.join("vms").join(project).join("aetherd.pid"))?.trim().parse()?)
+        // Isolated or not, it is the process running `aetherd run` with the
+        // project's id in its environment.
+        let marker = format!("AETHER_PROJECT_ID={project}");
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let mut args = cmd.split(|b| *b == 0);
+            let is_aetherd = args.next().is_some_and(|a| a.ends_with(b"aetherd")) && args.next() == Some(b"run");
+            let env = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+            if is_aetherd && env.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
+                return Ok(pid);
+            }
+        }
+        anyhow::bail!("no aetherd runs for {project}")
     }
 
     pub async fn aetherd_rss(&self, project: &str) -> anyhow::Result<u64> {
@@ -189,8 +202,13 @@ impl Hub {
         // The local VMs are detached from the hub: end them too.
         if let Ok(entries) = std::fs::read_dir(self.data.join("vms")) {
             for e in entries.flatten() {
-                if let Ok(pid) = std::fs::read_to_string(e.path().join("aetherd.pid")) {
+                if let Ok(pid) = std::fs::read_to_string(e.path().join("vm.pid")) {
                     let _ = Command::new("kill").arg(pid.trim()).status();
+                }
+                // An isolated VM's every process is in its cgroup.
+                let cgroup = format!("/sys/fs/cgroup/freezer/aether/{}/cgroup.procs", e.file_name().to_string_lossy());
+                for pid in std::fs::read_to_string(cgroup).unwrap_or_default().lines() {
+                    let _ = Command::new("kill").args(["-9", pid.trim()]).status();
                 }
             }
         }

@@ -80,6 +80,7 @@ pub async fn measure(hub: &Hub, n: usize) -> anyhow::Result<Tunnels> {
                     agent_version: "bench".into(),
                     capabilities: vec![],
                     home: vec![],
+                    boot_key: uuid::Uuid::new_v4().as_bytes().repeat(2),
                 };
                 tx.send(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Hello(hello)) }).await?;
                 match rx.next().await {

@@ -15,6 +15,18 @@ pub enum ComputeKind {
     Fly,
 }
 
+/// Whether local VMs must be isolated (`compute::sandbox`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IsolationMode {
+    /// Isolate when this machine can; else run plain processes, serving
+    /// one user only, and say why.
+    Auto,
+    /// Refuse to start without isolation (CI, any shared machine).
+    Required,
+    /// Plain processes, serving one user only.
+    Off,
+}
+
 /// Everything the hub needs to run.
 #[derive(Clone)]
 pub struct Config {
@@ -31,6 +43,14 @@ pub struct Config {
     pub compute: ComputeKind,
     /// The aetherd binary for local VMs; default: next to the hub's binary.
     pub aetherd_bin: Option<PathBuf>,
+    /// Whether local VMs must be isolated.
+    pub isolation: IsolationMode,
+    /// The VM image's root file system for isolated local VMs
+    /// (`scripts/vm-rootfs.sh` builds it).
+    pub vm_rootfs: PathBuf,
+    /// How long a VM the provider says runs may go without a tunnel before
+    /// the hub restarts it (its aetherd hangs or was stopped).
+    pub revive_after: Duration,
     /// Postgres to use; `None` starts an embedded cluster under `data_dir`.
     pub database_url: Option<String>,
     /// Secret for the hub's own tokens; `None` generates one under `data_dir`.
@@ -103,6 +123,9 @@ impl fmt::Debug for Config {
     }
 }
 
+/// Where `scripts/vm-rootfs.sh` builds the VM image's root by default.
+pub const DEFAULT_VM_ROOTFS: &str = "/var/cache/aether/vm-rootfs";
+
 /// Three quarters of the streams aetherd accepts per tunnel.
 pub const DEFAULT_PREVIEW_STREAMS: usize = aether_protocol::transport::MAX_HUB_STREAMS as usize * 3 / 4;
 
@@ -120,6 +143,9 @@ impl Config {
             preview_domain: None,
             compute: ComputeKind::Local,
             aetherd_bin: None,
+            isolation: IsolationMode::Auto,
+            vm_rootfs: DEFAULT_VM_ROOTFS.into(),
+            revive_after: Duration::from_secs(30),
             database_url: None,
             jwt_secret: None,
             supabase_jwt_secret: None,

@@ -371,12 +371,15 @@ impl Db {
     }
 
     pub async fn set_machine(&self, id: Uuid, token_hash: &[u8], machine_id: Option<&str>) -> sqlx::Result<()> {
-        sqlx::query("UPDATE projects SET machine_token_hash = $2, machine_id = coalesce($3, machine_id) WHERE id = $1")
-            .bind(id)
-            .bind(token_hash)
-            .bind(machine_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE projects SET machine_token_hash = $2, tunnel_key_hash = NULL, \
+             machine_id = coalesce($3, machine_id) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(token_hash)
+        .bind(machine_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -386,6 +389,27 @@ impl Db {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.and_then(|r| r.0))
+    }
+
+    /// Binds the project's machine token to a tunnel key: true when the key
+    /// is (now) the bound one. A token bound to another key is rebound only
+    /// with `rebind` (its aetherd is no longer connected).
+    pub async fn bind_tunnel_key(&self, id: Uuid, key_hash: &[u8], rebind: bool) -> sqlx::Result<bool> {
+        let row = sqlx::query(
+            "UPDATE projects SET tunnel_key_hash = $2 WHERE id = $1 \
+             AND (tunnel_key_hash IS NULL OR tunnel_key_hash = $2 OR $3) RETURNING id",
+        )
+        .bind(id)
+        .bind(key_hash)
+        .bind(rebind)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Whether anyone has an account.
+    pub async fn has_users(&self) -> sqlx::Result<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users)").fetch_one(&self.pool).await
     }
 
     /// Projects the hub believes have (or are getting) a VM.

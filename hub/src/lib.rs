@@ -80,6 +80,33 @@ fn aetherd_path(config: &Config) -> anyhow::Result<PathBuf> {
     Ok(candidate)
 }
 
+/// How local VMs are isolated on this machine, as the configuration asks.
+fn isolation(config: &Config) -> anyhow::Result<compute::local::Isolation> {
+    use compute::local::Isolation;
+    use config::IsolationMode;
+    let found = match config.isolation {
+        IsolationMode::Off => Err("AETHER_ISOLATION=off".to_owned()),
+        _ => compute::sandbox::Sandbox::detect(&config.vm_rootfs),
+    };
+    match (found, config.isolation) {
+        (Ok(sandbox), _) => {
+            tracing::info!(rootfs = %config.vm_rootfs.display(), "local VMs are isolated");
+            Ok(Isolation::Sandbox(sandbox))
+        }
+        (Err(why), IsolationMode::Required) => {
+            anyhow::bail!("AETHER_ISOLATION=required, but local VMs can't be isolated here: {why}")
+        }
+        (Err(why), _) => {
+            tracing::warn!(
+                reason = %why,
+                "LOCAL VMS ARE NOT ISOLATED: each runs as a process of this machine, with the hub's rights. \
+                 This hub serves its first user only (other sign-ups are refused)."
+            );
+            Ok(Isolation::Off(why))
+        }
+    }
+}
+
 fn web_dir(config: &Config) -> Option<PathBuf> {
     match &config.web_dir {
         Some(d) => Some(d.clone()),
@@ -151,13 +178,19 @@ async fn serve(
         tunnel_addr
     };
 
+    let mut local = None;
     let compute: Arc<dyn compute::Compute> = match config.compute {
-        ComputeKind::Local => Arc::new(compute::local::LocalCompute::new(
-            data_dir.join("vms"),
-            aetherd_path(&config)?,
-            dial_addr.to_string(),
-            ca_file,
-        )),
+        ComputeKind::Local => {
+            let provider = Arc::new(compute::local::LocalCompute::new(
+                data_dir.join("vms"),
+                aetherd_path(&config)?,
+                dial_addr.to_string(),
+                ca_file,
+                isolation(&config)?,
+            ));
+            local = Some(provider.clone());
+            provider
+        }
         ComputeKind::Fly => {
             let fly = config.fly.clone().context(
                 "AETHER_COMPUTE=fly needs FLY_API_TOKEN, the VMs' app (AETHER_FLY_APP or FLY_APP_NAME) and AETHER_FLY_IMAGE",
@@ -214,6 +247,9 @@ async fn serve(
         tokio::spawn(tunnel::serve(endpoint.clone(), tunnel_server, hub.clone(), plane.placer(), shutdown.clone()));
     let jump = tokio::spawn(ssh::serve(ssh_listener, hub.clone(), shutdown.clone()));
     let reconciler = tokio::spawn(reconcile::run(hub.clone(), shutdown.clone()));
+    if let Some(local) = local {
+        tokio::spawn(local.supervise(shutdown.clone()));
+    }
     http::serve(listener, api::app(hub.clone()), hub.clone(), plane.placer(), shutdown.clone()).await;
     shutdown.cancel();
     let _ = tunnels.await;

@@ -1,7 +1,7 @@
 //! `aether-hub`: parses flags and environment into a `Config` and runs the hub.
 
 use aether_hub::compute::fly::FlyConfig;
-use aether_hub::config::{ComputeKind, Config, DEFAULT_PREVIEW_STREAMS};
+use aether_hub::config::{ComputeKind, Config, DEFAULT_PREVIEW_STREAMS, DEFAULT_VM_ROOTFS, IsolationMode};
 use aether_protocol::transport::MAX_HUB_STREAMS;
 use anyhow::Context;
 use clap::Parser;
@@ -42,6 +42,15 @@ struct Args {
     compute: ComputeKind,
     #[arg(long, env = "AETHER_AETHERD_BIN")]
     aetherd_bin: Option<PathBuf>,
+    /// Isolation of local VMs: auto (when the machine can), required, off.
+    #[arg(long, env = "AETHER_ISOLATION", value_enum, default_value = "auto")]
+    isolation: IsolationMode,
+    /// The VM image's root file system for isolated local VMs.
+    #[arg(long, env = "AETHER_VM_ROOTFS", default_value = DEFAULT_VM_ROOTFS)]
+    vm_rootfs: PathBuf,
+    /// How long a running VM may go without a tunnel before it is restarted, in milliseconds.
+    #[arg(long, env = "AETHER_REVIVE_AFTER_MS", default_value_t = 30_000)]
+    revive_after_ms: u64,
     /// Postgres URL; unset starts an embedded cluster under the data folder.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -171,6 +180,9 @@ fn main() -> anyhow::Result<()> {
         preview_domain: a.preview_domain,
         compute: a.compute,
         aetherd_bin: a.aetherd_bin,
+        isolation: a.isolation,
+        vm_rootfs: a.vm_rootfs,
+        revive_after: Duration::from_millis(a.revive_after_ms),
         database_url: a.database_url.filter(|s| !s.is_empty()),
         jwt_secret: a.jwt_secret,
         supabase_jwt_secret: a.supabase_jwt_secret.filter(|s| !s.is_empty()),

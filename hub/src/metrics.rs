@@ -10,6 +10,7 @@ pub struct Metrics {
     pub http_errors_5xx: AtomicU64,
     pub heartbeats: AtomicU64,
     pub tunnels_rejected: AtomicU64,
+    pub tunnels_impostor: AtomicU64,
     pub terminal_attaches: AtomicU64,
     pub terminals_open: AtomicU64,
 }
@@ -30,6 +31,12 @@ impl Metrics {
         );
         counter("aether_heartbeats_total", "Heartbeats received from VMs.", "counter", get(&self.heartbeats));
         counter("aether_tunnels_rejected_total", "Tunnels refused at Hello.", "counter", get(&self.tunnels_rejected));
+        counter(
+            "aether_tunnels_impostor_total",
+            "Tunnels refused because another aetherd holds the machine token.",
+            "counter",
+            get(&self.tunnels_impostor),
+        );
         counter(
             "aether_terminal_attaches_total",
             "Terminal WebSocket attaches.",

@@ -38,6 +38,16 @@ pub fn limits(plan: &str) -> Limits {
     }
 }
 
+/// What one VM of a user on `plan` may use (CPU, memory, processes).
+pub fn vm_limits(plan: &str) -> crate::compute::sandbox::VmLimits {
+    use crate::compute::sandbox::VmLimits;
+    match plan {
+        "team" => VmLimits { cpus: 4, memory_mb: 8192, pids: 8192 },
+        "pro" => VmLimits { cpus: 2, memory_mb: 4096, pids: 8192 },
+        _ => VmLimits { cpus: 1, memory_mb: 2048, pids: 4096 },
+    }
+}
+
 /// The start of the month (UTC) that `now` is in: compute counts from there.
 pub fn period_start(now: DateTime<Utc>) -> DateTime<Utc> {
     let first = now.date_naive().with_day(1).expect("every month has a first day");

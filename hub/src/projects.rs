@@ -58,7 +58,9 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pr
         hub.db.set_machine(id, &sha256(token.as_bytes()), None).await?;
         let env = project.env_vars.as_object().into_iter().flatten();
         let env = env.filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect();
-        let spec = StartSpec { project_id: id, machine_token: token, env };
+        let plan = hub.db.user(project.owner_id).await?.map(|u| u.plan).unwrap_or_default();
+        let limits = crate::plans::vm_limits(&plan);
+        let spec = StartSpec { project_id: id, machine_token: token, env, limits };
         if let Err(e) = hub.compute.start(&spec).await {
             let msg = format!("could not start the VM: {e:#}");
             set_status(hub, id, "error", Some(&msg)).await?;

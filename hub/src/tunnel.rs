@@ -23,6 +23,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Largest control-stream frame aetherd may send.
@@ -266,7 +267,19 @@ async fn authenticate(hub: &Hub, hello: &Hello) -> anyhow::Result<Option<Uuid>> 
         return Ok(None);
     };
     let presented = sha256(hello.machine_token.as_bytes());
-    Ok(bool::from(stored.ct_eq(&presented)).then_some(project))
+    if !bool::from(stored.ct_eq(&presented)) {
+        return Ok(None);
+    }
+    // The token is right; the key decides which aetherd it belongs to. A
+    // restarted aetherd (a new key) takes the token over once the old one's
+    // tunnel is gone; while it is connected, another key is an impostor.
+    let live = hub.tunnels.get(project).is_some();
+    if hub.db.bind_tunnel_key(project, &sha256(&hello.boot_key), !live).await? {
+        return Ok(Some(project));
+    }
+    hub.metrics.tunnels_impostor.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(%project, boot = %hello.boot_id, "refused a second aetherd presenting this project's machine token");
+    Ok(None)
 }
 
 async fn handle(hub: Arc<Hub>, conn: quinn::Connection, shard: usize) -> anyhow::Result<()> {
@@ -300,8 +313,20 @@ async fn handle(hub: Arc<Hub>, conn: quinn::Connection, shard: usize) -> anyhow:
         anyhow::bail!("rejected tunnel for {:?}", hello.project_id);
     };
     let span = tracing::info_span!("tunnel", %project, boot = %hello.boot_id);
-    let _enter = span.enter();
+    serve_admitted(hub, conn, shard, project, hello, tx, rx).instrument(span).await
+}
 
+/// Serves an admitted tunnel's control stream until it ends.
+#[allow(clippy::too_many_arguments)]
+async fn serve_admitted(
+    hub: Arc<Hub>,
+    conn: quinn::Connection,
+    shard: usize,
+    project: Uuid,
+    hello: Hello,
+    mut tx: FramedWrite<quinn::SendStream, FrameCodec<pb::HubMessage>>,
+    mut rx: FramedRead<quinn::RecvStream, FrameCodec<pb::AgentMessage>>,
+) -> anyhow::Result<()> {
     let (tunnel, old) = hub.tunnels.insert(project, conn.clone(), hello.boot_id.clone(), hello.home.clone(), shard);
     if let Some(old) = old {
         old.conn.close(close::REPLACED.into(), b"replaced by a newer tunnel");

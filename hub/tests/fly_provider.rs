@@ -33,7 +33,7 @@ fn provider(fake: &FakeFly, tune: impl FnOnce(&mut FlyConfig)) -> FlyCompute {
 }
 
 fn spec(project: Uuid, token: &str) -> StartSpec {
-    StartSpec { project_id: project, machine_token: token.into(), env: vec![] }
+    StartSpec { project_id: project, machine_token: token.into(), env: vec![], limits: Default::default() }
 }
 
 /// The project's one live machine at the fake.

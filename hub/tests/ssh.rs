@@ -215,17 +215,6 @@ async fn local_and_remote_forwarding_work() {
     assert_eq!(text(&out.stdout), "hello from the vm\n", "{}", text(&out.stderr));
 }
 
-/// Processes whose command line names `needle`.
-fn processes_naming(needle: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn the_vms_sshd_ends_with_a_killed_aetherd() {
     let hub = TestHub::start().await;
@@ -234,15 +223,16 @@ async fn the_vms_sshd_ends_with_a_killed_aetherd() {
     let agent = Agent::create(&api, &id, named("short-lived")).await;
     let out = agent.ssh("true").await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let vm = hub.data.join("vms").join(&id);
-    let sshd_config = vm.join("home/.aether/sshd/sshd_config").to_string_lossy().into_owned();
-    assert!(!processes_naming(&sshd_config).is_empty(), "the VM's sshd is not running");
+    let sshds: Vec<i32> =
+        support::vm_processes(&id).into_iter().filter(|(_, cmd)| cmd.starts_with("sshd")).map(|(p, _)| p).collect();
+    assert!(!sshds.is_empty(), "the VM's sshd is not running");
 
-    // SIGKILL: aetherd gets no chance to stop its sshd itself.
-    let pid: i32 = std::fs::read_to_string(vm.join("aetherd.pid")).unwrap().trim().parse().unwrap();
+    // SIGKILL: aetherd gets no chance to stop its sshd itself. (The VM is
+    // then restarted, with an sshd of its own.)
+    let pid = support::aetherd_pid(&id);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     support::eventually("the VM's sshd to end", support::DEADLINE, async || {
-        processes_naming(&sshd_config).is_empty().then_some(())
+        sshds.iter().all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()).then_some(())
     })
     .await;
 }

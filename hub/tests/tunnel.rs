@@ -46,6 +46,7 @@ fn hello(project: &str, token: &str) -> pb::AgentMessage {
             agent_version: "test".into(),
             capabilities: vec![],
             home: vec![],
+            boot_key: vec![1; 32],
         })),
     }
 }

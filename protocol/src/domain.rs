@@ -101,6 +101,8 @@ pub struct Hello {
     pub agent_version: String,
     pub capabilities: Vec<String>,
     pub home: Vec<u8>,
+    /// The key this aetherd process binds its tunnel to (see `tunnel.proto`).
+    pub boot_key: Vec<u8>,
 }
 
 impl fmt::Debug for Hello {
@@ -108,6 +110,7 @@ impl fmt::Debug for Hello {
         f.debug_struct("Hello")
             .field("project_id", &self.project_id)
             .field("machine_token", &"<redacted>")
+            .field("boot_key", &"<redacted>")
             .field("boot_id", &self.boot_id)
             .field("agent_version", &self.agent_version)
             .finish()
@@ -126,6 +129,9 @@ impl TryFrom<pb::Hello> for Hello {
         if h.boot_id.len() > 64 || h.agent_version.len() > 64 || h.capabilities.len() > 64 || h.home.len() > 4096 {
             return Err(invalid("hello fields too long"));
         }
+        if h.boot_key.len() != 32 {
+            return Err(invalid("boot key"));
+        }
         Ok(Self {
             project_id: h.project_id,
             machine_token: h.machine_token,
@@ -133,6 +139,7 @@ impl TryFrom<pb::Hello> for Hello {
             agent_version: h.agent_version,
             capabilities: h.capabilities,
             home: h.home,
+            boot_key: h.boot_key,
         })
     }
 }
@@ -146,6 +153,7 @@ impl From<Hello> for pb::Hello {
             agent_version: h.agent_version,
             capabilities: h.capabilities,
             home: h.home,
+            boot_key: h.boot_key,
         }
     }
 }
@@ -401,6 +409,7 @@ mod tests {
             agent_version: "1".into(),
             capabilities: vec![],
             home: vec![],
+            boot_key: vec![7; 32],
         };
         assert!(!format!("{h:?}").contains("supersecret"));
     }

@@ -133,6 +133,7 @@ mod tests {
                 agent_version: "1".into(),
                 capabilities: vec!["pty".into()],
                 home: b"/home/dev".to_vec(),
+                boot_key: vec![7; 32],
             })),
         }
     }

@@ -7,6 +7,12 @@
 //! unnamed file simply vanishes. Where `O_TMPFILE` is unsupported a hidden
 //! `.aether-write-*` file is used instead, which listings never show.
 //! Versions are ETags over (inode, size, mtime, ctime).
+//!
+//! Paths are resolved by the kernel with the home as the root
+//! (`openat2` with `RESOLVE_IN_ROOT`): a symlink inside the home works as
+//! the user meant it, but none leads out, whether it is absolute, climbs
+//! with `..`, or is swapped in while an operation runs. Each operation
+//! holds its target's folder open and names the target through it.
 
 use aether_protocol::fs::{FsOp, HomePath};
 use aether_protocol::{FrameCodec, pb};
@@ -14,6 +20,7 @@ use futures_util::SinkExt;
 use sha2::{Digest, Sha256};
 use std::ffi::OsStr;
 use std::io::ErrorKind;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -128,9 +135,38 @@ impl Files {
         &self.home
     }
 
-    /// The real path of a home path.
-    pub fn resolve(&self, p: &HomePath) -> PathBuf {
-        if p.is_home() { self.home.clone() } else { self.home.join(OsStr::from_bytes(p.as_bytes())) }
+    /// Opens `p` with the home as the root of path resolution.
+    fn open_beneath(&self, p: &HomePath, flags: nix::fcntl::OFlag) -> std::io::Result<OwnedFd> {
+        open_in_root(&self.home, if p.is_home() { b"." } else { p.as_bytes() }, flags)
+    }
+
+    /// `p`'s folder, opened beneath the home, and `p` named through it: what
+    /// the path names can't move out of the home while it is used.
+    fn locate(&self, p: &HomePath) -> std::io::Result<Located> {
+        use nix::fcntl::OFlag;
+        let (parent, name): (&[u8], &[u8]) = match p.as_bytes().iter().rposition(|b| *b == b'/') {
+            _ if p.is_home() => (b".", b""),
+            Some(i) => (&p.as_bytes()[..i], &p.as_bytes()[i + 1..]),
+            None => (b".", p.as_bytes()),
+        };
+        let dir = open_in_root(&self.home, parent, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+        let mut path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+        if !name.is_empty() {
+            path.push(OsStr::from_bytes(name));
+        }
+        Ok(Located { dir, path })
+    }
+
+    /// The real path of a folder of the home, resolved beneath it (watches
+    /// name what they watch by path).
+    pub fn real_dir(&self, p: &HomePath) -> Result<PathBuf, FsError> {
+        use nix::fcntl::OFlag;
+        let fd = self.open_beneath(p, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+        let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+        if !real.starts_with(&self.home) {
+            return Err(err("invalid_path", "the path leaves the project home"));
+        }
+        Ok(real)
     }
 
     fn chown(&self, path: &Path) {
@@ -163,34 +199,46 @@ impl Files {
     }
 
     async fn stat(&self, p: &HomePath) -> Result<pb::FsStat, FsError> {
-        let m = tokio::fs::symlink_metadata(self.resolve(p)).await?;
+        let at = self.locate(p)?;
+        // The home is named by its descriptor's link, which is followed.
+        let m = if p.is_home() {
+            tokio::fs::metadata(&at.path).await?
+        } else {
+            tokio::fs::symlink_metadata(&at.path).await?
+        };
         Ok(stat_of(p, &m))
     }
 
     async fn mkdir(&self, p: &HomePath) -> Result<pb::FsReply, FsError> {
-        let path = self.resolve(p);
-        let existed = match tokio::fs::metadata(&path).await {
+        let dir_meta = |p: &HomePath| -> std::io::Result<std::fs::Metadata> {
+            let fd = self.open_beneath(p, nix::fcntl::OFlag::O_PATH)?;
+            std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        };
+        let existed = match dir_meta(p) {
             Ok(m) if m.is_dir() => true,
             Ok(_) => return Err(err("conflict", "a file with that name exists")),
             Err(_) => false,
         };
         if !existed {
-            // Create each missing level so that each gets the right owner.
-            let mut missing = Vec::new();
-            let mut cur = path.as_path();
-            while !cur.exists() && cur != self.home {
-                missing.push(cur.to_path_buf());
-                cur = cur.parent().unwrap_or(&self.home);
-            }
-            for dir in missing.iter().rev() {
-                match tokio::fs::create_dir(dir).await {
-                    Ok(()) => self.chown(dir),
+            // Create each missing level, each in its folder as resolved
+            // beneath the home, so that each gets the right owner.
+            let bytes = p.as_bytes();
+            let ends = bytes.iter().enumerate().filter(|(_, b)| **b == b'/').map(|(i, _)| i).chain([bytes.len()]);
+            for end in ends {
+                let level =
+                    HomePath::from_wire(bytes[..end].to_vec()).map_err(|e| err("invalid_path", e.to_string()))?;
+                let at = self.locate(&level)?;
+                match std::fs::create_dir(&at.path) {
+                    Ok(()) => self.chown(&at.path),
                     Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(e.into()),
                 }
             }
         }
-        let m = tokio::fs::metadata(&path).await?;
+        let m = dir_meta(p)?;
+        if !m.is_dir() {
+            return Err(err("conflict", "a file with that name exists"));
+        }
         Ok(reply_ok(Some(stat_of(p, &m)), !existed))
     }
 
@@ -198,24 +246,26 @@ impl Files {
         if p.is_home() {
             return Err(err("invalid_path", "the project home itself cannot be deleted"));
         }
-        let path = self.resolve(p);
-        let m = tokio::fs::symlink_metadata(&path).await?;
+        let at = self.locate(p)?;
+        let path = &at.path;
+        let m = tokio::fs::symlink_metadata(path).await?;
         if let Some(want) = if_match
+            && want != "*"
             && want != etag(&m)
         {
             return Err(err("precondition_failed", "the file changed since that version"));
         }
         if m.is_dir() {
             if recursive {
-                tokio::fs::remove_dir_all(&path).await?;
+                tokio::fs::remove_dir_all(path).await?;
             } else {
-                tokio::fs::remove_dir(&path).await.map_err(|e| match e.kind() {
+                tokio::fs::remove_dir(path).await.map_err(|e| match e.kind() {
                     ErrorKind::DirectoryNotEmpty => err("conflict", "the folder is not empty; delete it recursively"),
                     _ => e.into(),
                 })?;
             }
         } else {
-            tokio::fs::remove_file(&path).await?;
+            tokio::fs::remove_file(path).await?;
         }
         Ok(reply_ok(None, false))
     }
@@ -224,7 +274,8 @@ impl Files {
         if from.is_home() || to.is_home() {
             return Err(err("invalid_path", "the project home itself cannot be renamed"));
         }
-        let (src, dst) = (self.resolve(from), self.resolve(to));
+        let (from_at, to_at) = (self.locate(from)?, self.locate(to)?);
+        let (src, dst) = (from_at.path.clone(), to_at.path.clone());
         tokio::fs::symlink_metadata(&src).await?;
         let result = tokio::task::spawn_blocking(move || {
             if overwrite {
@@ -245,7 +296,8 @@ impl Files {
         result.map_err(|e| {
             if e.code == "conflict" && overwrite { err("conflict", "the destination is a non-empty folder") } else { e }
         })?;
-        let m = tokio::fs::symlink_metadata(self.resolve(to)).await?;
+        let m = tokio::fs::symlink_metadata(&to_at.path).await?;
+        drop(from_at);
         Ok(reply_ok(Some(stat_of(to, &m)), false))
     }
 
@@ -257,8 +309,8 @@ impl Files {
         mut out: FramedWrite<W, FrameCodec<pb::FsReply>>,
     ) -> anyhow::Result<()> {
         let opened = async {
-            let path = self.resolve(p);
-            let file = tokio::fs::File::open(&path).await?;
+            let file =
+                tokio::fs::File::from_std(std::fs::File::from(self.open_beneath(p, nix::fcntl::OFlag::O_RDONLY)?));
             let m = file.metadata().await?;
             if m.is_dir() {
                 return Err(err("conflict", "that is a folder; list it instead"));
@@ -292,8 +344,22 @@ impl Files {
         p: &HomePath,
         out: FramedWrite<W, FrameCodec<pb::FsReply>>,
     ) -> anyhow::Result<()> {
-        let dir = self.resolve(p);
         let mut out = out;
+        let opened = self.open_beneath(p, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY);
+        let (opened, dir) = match opened {
+            Ok(fd) => {
+                let dir = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                (std::sync::Arc::new(fd), dir)
+            }
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => {
+                out.send(err("conflict", "that is a file; read it instead").into()).await?;
+                return Ok(out.close().await?);
+            }
+            Err(e) => {
+                out.send(FsError::from(e).into()).await?;
+                return Ok(out.close().await?);
+            }
+        };
         let names = tokio::task::spawn_blocking({
             let dir = dir.clone();
             move || -> Result<(std::fs::Metadata, Vec<Vec<u8>>), FsError> {
@@ -346,6 +412,7 @@ impl Files {
             entries_out.send(pb::FsEntries { entries, done: batches.peek().is_none() }).await?;
         }
         entries_out.close().await?;
+        drop(opened);
         Ok(())
     }
 
@@ -359,13 +426,22 @@ impl Files {
         if p.is_home() {
             return Err(err("invalid_path", "the project home is a folder"));
         }
-        let path = self.resolve(p);
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.home.clone());
+        let at = match self.locate(p) {
+            Ok(at) => at,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(err("not_found", "the parent folder does not exist"));
+            }
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => {
+                return Err(err("conflict", "the parent is not a folder"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (path, dir) = (at.path.clone(), at.dir_path());
         let old = tokio::fs::symlink_metadata(&path).await.ok();
         let check = |old: &Option<std::fs::Metadata>| -> Result<(), FsError> {
             match (old, &if_match) {
                 (Some(m), _) if m.is_dir() => Err(err("conflict", "a folder with that name exists")),
-                (Some(m), Some(want)) if *want != etag(m) => {
+                (Some(m), Some(want)) if want != "*" && *want != etag(m) => {
                     Err(err("precondition_failed", "the file changed since that version"))
                 }
                 (None, Some(_)) => Err(err("precondition_failed", "the file no longer exists")),
@@ -414,8 +490,38 @@ impl Files {
             let _ = d.sync_all();
         }
         let m = tokio::fs::symlink_metadata(&path).await?;
+        drop(at);
         Ok(reply_ok(Some(stat_of(p, &m)), created))
     }
+}
+
+/// A path named through its folder's open descriptor
+/// (`/proc/self/fd/N/name`), valid while this lives.
+struct Located {
+    #[allow(dead_code)]
+    dir: OwnedFd,
+    path: PathBuf,
+}
+
+impl Located {
+    /// The folder itself, as a path.
+    fn dir_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.dir.as_raw_fd()))
+    }
+}
+
+/// `openat2(home, rel, RESOLVE_IN_ROOT)`: absolute symlinks and `..` stay
+/// inside `home`; magic links (`/proc/*/fd`) aren't followed.
+#[allow(unsafe_code)]
+fn open_in_root(home: &Path, rel: &[u8], flags: nix::fcntl::OFlag) -> std::io::Result<OwnedFd> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let root = std::fs::File::open(home)?;
+    let fd = openat2(root.as_raw_fd(), OsStr::from_bytes(rel), how)?;
+    // SAFETY: openat2 just returned this descriptor, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// A file being written, invisible until `commit`.

@@ -33,7 +33,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 /// Everything aetherd needs to run, built by `main` from flags and env.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AgentConfig {
     pub tunnel: tunnel::TunnelConfig,
     pub pty: pty::PtyConfig,

@@ -67,6 +67,29 @@ struct RunArgs {
     /// The OpenSSH server binary.
     #[arg(long, env = "AETHER_SSHD_BIN", default_value = "/usr/sbin/sshd")]
     sshd_bin: PathBuf,
+    /// A bound UDP socket to dial the hub from, inherited as this descriptor
+    /// (a local VM's network namespace can't reach the hub's loopback).
+    #[arg(long, env = "AETHER_TUNNEL_FD")]
+    tunnel_fd: Option<i32>,
+    /// Names of variables of aetherd's environment that terminal sessions
+    /// get (the project's env vars), comma-separated.
+    #[arg(long, env = "AETHER_SESSION_ENV", default_value = "")]
+    session_env: String,
+}
+
+/// The socket inherited as `fd`, kept from the sessions aetherd starts.
+#[allow(unsafe_code)]
+fn inherited_socket(fd: i32) -> anyhow::Result<std::net::UdpSocket> {
+    use std::os::fd::FromRawFd;
+    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).context("AETHER_TUNNEL_FD is not open")?;
+    let cloexec = nix::fcntl::FdFlag::from_bits_truncate(flags) | nix::fcntl::FdFlag::FD_CLOEXEC;
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(cloexec))?;
+    // SAFETY: the descriptor was checked open above, was handed to this
+    // process for this use only, and nothing else in it owns it.
+    let socket = unsafe { std::net::UdpSocket::from_raw_fd(fd) };
+    socket.local_addr().context("AETHER_TUNNEL_FD is not a bound UDP socket")?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
 }
 
 fn server_name(addr: &str) -> String {
@@ -101,6 +124,13 @@ fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    let socket = a.tunnel_fd.map(inherited_socket).transpose()?;
+    let mut session_env = vec![("AETHER_PROJECT_ID".to_owned(), a.project_id.clone())];
+    for name in a.session_env.split(',').filter(|n| !n.is_empty()) {
+        if let Ok(value) = std::env::var(name) {
+            session_env.push((name.to_owned(), value));
+        }
+    }
     let ports_scope = match a.ports_scope.as_str() {
         "all" => aether_vm_agent::ports::Scope::All,
         _ => aether_vm_agent::ports::Scope::Marked(format!("AETHER_PROJECT_ID={}", a.project_id)),
@@ -128,13 +158,14 @@ fn main() -> anyhow::Result<()> {
             ca_pem: a.hub_ca_pem.filter(|pem| !pem.trim().is_empty()),
             project_id: a.project_id.clone(),
             machine_token: a.machine_token,
+            socket,
         },
         pty: PtyConfig {
             home,
             shell: a.shell,
             user: a.user,
             ring_bytes: a.ring_bytes.max(4096),
-            env: vec![("AETHER_PROJECT_ID".into(), a.project_id)],
+            env: session_env,
             env_remove: vec!["AETHER_MACHINE_TOKEN".into(), "AETHER_HUB_CA".into(), "AETHER_HUB_CA_PEM".into()],
         },
     };

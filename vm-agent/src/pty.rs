@@ -182,9 +182,19 @@ impl Sessions {
     fn command(&self, req: &PtyAttach) -> (CommandBuilder, String) {
         let shell =
             self.config.shell.clone().or_else(|| std::env::var("SHELL").ok()).unwrap_or_else(|| "/bin/bash".into());
+        // A login as the user clears the environment but for these.
+        let keep = || {
+            let names = self.config.env.iter().map(|(k, _)| k.as_str());
+            ["-w".to_owned(), names.chain(["AETHER_SESSION", "COLORTERM"]).collect::<Vec<_>>().join(",")]
+        };
         let mut argv: Vec<String> = match (&self.config.user, &req.command) {
-            (Some(user), None) => vec!["runuser".into(), "-l".into(), user.clone()],
-            (Some(user), Some(cmd)) => vec!["runuser".into(), "-l".into(), user.clone(), "-c".into(), cmd.clone()],
+            (Some(user), None) => ["runuser", "-l", user].map(String::from).into_iter().chain(keep()).collect(),
+            (Some(user), Some(cmd)) => ["runuser", "-l", user]
+                .map(String::from)
+                .into_iter()
+                .chain(keep())
+                .chain(["-c".into(), cmd.clone()])
+                .collect(),
             (None, None) => vec![shell, "-l".into()],
             (None, Some(cmd)) => vec![shell, "-lc".into(), cmd.clone()],
         };

@@ -23,7 +23,6 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 /// Where and how to reach the hub.
-#[derive(Clone)]
 pub struct TunnelConfig {
     /// `host:port` of the hub's QUIC endpoint.
     pub hub_addr: String,
@@ -37,6 +36,10 @@ pub struct TunnelConfig {
     pub ca_pem: Option<String>,
     pub project_id: String,
     pub machine_token: String,
+    /// A UDP socket handed to aetherd already bound (`AETHER_TUNNEL_FD`):
+    /// a local VM's network namespace can't reach the hub's loopback, so the
+    /// provider gives it a socket of the host's.
+    pub socket: Option<std::net::UdpSocket>,
 }
 
 impl std::fmt::Debug for TunnelConfig {
@@ -124,9 +127,16 @@ pub async fn run(
     meter: Arc<Meter>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let mut cfg = cfg;
     let client = client_config(&cfg)?;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut endpoints: Option<(bool, quinn::Endpoint)> = None;
+    if let Some(socket) = cfg.socket.take() {
+        let v6 = socket.local_addr()?.is_ipv6();
+        endpoints = Some((v6, endpoint(socket)?));
+    }
+    // This process's key: every Hello it sends carries it (`boot_key`).
+    let boot_key: [u8; 32] = rand::random();
     loop {
         let attempt = async {
             let addr = tokio::net::lookup_host(&cfg.hub_addr)
@@ -138,15 +148,8 @@ pub async fn run(
                 Some((v6, ep)) if *v6 == addr.is_ipv6() => ep.clone(),
                 _ => {
                     let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
-                    let mut config = quinn::EndpointConfig::default();
-                    aether_protocol::transport::tune_endpoint(&mut config);
                     let socket = aether_protocol::transport::udp_socket(bind).context("binding udp socket")?;
-                    let ep = quinn::Endpoint::new(
-                        config,
-                        None,
-                        socket,
-                        Arc::new(aether_protocol::transport::TunnelRuntime),
-                    )?;
+                    let ep = endpoint(socket)?;
                     endpoints = Some((addr.is_ipv6(), ep.clone()));
                     ep
                 }
@@ -155,7 +158,7 @@ pub async fn run(
                 .connect_with(for_hub(&client, addr), addr, &cfg.server_name)?
                 .await
                 .context("connecting to hub")?;
-            serve_connection(&cfg, conn, &services, &meter, &mut backoff, &shutdown).await
+            serve_connection(&cfg, &boot_key, conn, &services, &meter, &mut backoff, &shutdown).await
         };
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -171,8 +174,15 @@ pub async fn run(
     }
 }
 
+fn endpoint(socket: std::net::UdpSocket) -> anyhow::Result<quinn::Endpoint> {
+    let mut config = quinn::EndpointConfig::default();
+    aether_protocol::transport::tune_endpoint(&mut config);
+    Ok(quinn::Endpoint::new(config, None, socket, Arc::new(aether_protocol::transport::TunnelRuntime))?)
+}
+
 async fn serve_connection(
     cfg: &TunnelConfig,
+    boot_key: &[u8; 32],
     conn: quinn::Connection,
     services: &Arc<Services>,
     meter: &Arc<Meter>,
@@ -189,6 +199,7 @@ async fn serve_connection(
         agent_version: aether_protocol::VERSION.into(),
         capabilities: vec!["pty".into(), "tcp".into(), "fs".into()],
         home: services.files.home().as_os_str().as_encoded_bytes().to_vec(),
+        boot_key: boot_key.to_vec(),
     };
     tx.send(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Hello(hello.into())) }).await?;
     let interval = match rx.next().await {

@@ -217,7 +217,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut out = FramedWrite::new(send, FrameCodec::<pb::FsEvent>::default());
-    let root = files.resolve(path);
+    let root = files.real_dir(path).unwrap_or_default();
     if !root.is_dir() {
         let msg = format!("{} is not a folder", path.display());
         out.send(event(pb::FsEventKind::Error, vec![], vec![], msg)).await?;

@@ -54,6 +54,13 @@ async fn signup(
     if let Some(problem) = password_problem(&c.password, &email) {
         return Err(ApiError::bad_request(problem));
     }
+    if let Some(why) = hub.compute.unisolated()
+        && hub.db.has_users().await?
+    {
+        return Err(ApiError::Forbidden(format!(
+            "this hub runs VMs without isolation ({why}), so it serves its first user only"
+        )));
+    }
     let hash = hash_password(c.password).await?;
     let user = match hub.db.create_user(Uuid::new_v4(), &email, Some(&hash), &hub.config.default_plan).await {
         Ok(u) => u,

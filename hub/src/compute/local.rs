@@ -1,70 +1,280 @@
-//! The local provider: a project's VM is an aetherd process on this machine
-//! with its own home folder under the data folder.
+//! The local provider: a project's VM runs on this machine, isolated by
+//! `sandbox` (the VM image's root, its own users, processes, network and
+//! cgroup limits) where the machine allows it, else as a plain aetherd
+//! process with a home folder under the data folder (`Isolation::Off`: the
+//! hub then serves one user only, see `isolation`).
 //!
-//! aetherd is started in its own process group, detached from the hub, so it
+//! A VM is started in its own process group, detached from the hub, so it
 //! outlives a hub restart exactly as a Fly Machine would; its pid is kept in
-//! a file so a restarted hub finds it again. Every process of a VM carries
-//! `AETHER_PROJECT_ID` in its environment, which is how stop finds and ends
-//! the whole tree, including shells that started their own sessions.
+//! a file so a restarted hub finds it again. What a VM was started with is
+//! kept beside it (`spec.json`, readable by the hub alone) while it should
+//! run: `supervise` restarts a VM that ended by itself, as a Fly Machine's
+//! restart policy does, and stop removes it first.
 
+use super::sandbox::{Sandbox, VmLimits};
 use super::{Compute, MachineState, StartSpec};
 use anyhow::Context;
 use async_trait::async_trait;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// Variables of the hub's own environment passed on to local VMs.
+/// Variables of the hub's own environment passed on to unisolated VMs.
 const PASS_ENV: [&str; 7] = ["PATH", "LANG", "LC_ALL", "USER", "LOGNAME", "SHELL", "RUST_LOG"];
+/// Restarts of one VM within `RESTART_WINDOW` before the provider gives up.
+const MAX_RESTARTS: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
-/// Runs VMs as local aetherd processes.
+/// How local VMs are kept apart from the host and each other.
+#[derive(Debug, Clone)]
+pub enum Isolation {
+    Sandbox(Sandbox),
+    /// Plain processes on the host, and why.
+    Off(String),
+}
+
+/// Runs VMs on this machine.
 #[derive(Debug)]
 pub struct LocalCompute {
     root: PathBuf,
     aetherd: PathBuf,
     hub_addr: String,
     ca_file: PathBuf,
+    isolation: Isolation,
+    /// Held while a VM is started or stopped, so the supervisor never
+    /// restarts one halfway through either.
+    busy: tokio::sync::Mutex<HashMap<Uuid, Vec<Instant>>>,
+}
+
+/// What a VM was started with, kept while it should run.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Kept {
+    token: String,
+    env: Vec<(String, String)>,
+    limits: VmLimits,
 }
 
 impl LocalCompute {
-    pub fn new(root: PathBuf, aetherd: PathBuf, hub_addr: String, ca_file: PathBuf) -> Self {
-        Self { root, aetherd, hub_addr, ca_file }
+    pub fn new(root: PathBuf, aetherd: PathBuf, hub_addr: String, ca_file: PathBuf, isolation: Isolation) -> Self {
+        if let Err(e) = std::fs::create_dir_all(&root).and_then(|()| {
+            // Traversable, not listable: a sandbox's setup (the VM's root,
+            // which is nobody here) must reach its own home below it.
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711))
+        }) {
+            tracing::warn!(error = %e, root = %root.display(), "preparing the VMs' folder");
+        }
+        Self { root, aetherd, hub_addr, ca_file, isolation, busy: Default::default() }
+    }
+
+    /// `None` when VMs are isolated; else why not.
+    pub fn unisolated(&self) -> Option<&str> {
+        match &self.isolation {
+            Isolation::Sandbox(_) => None,
+            Isolation::Off(why) => Some(why),
+        }
     }
 
     fn dir(&self, project: Uuid) -> PathBuf {
         self.root.join(project.to_string())
     }
 
-    /// The project's home folder.
+    /// The project's home folder on the host.
     pub fn home(&self, project: Uuid) -> PathBuf {
         self.dir(project).join("home")
     }
 
     fn pid(&self, project: Uuid) -> Option<u32> {
-        let text = std::fs::read_to_string(self.dir(project).join("aetherd.pid")).ok()?;
+        let text = std::fs::read_to_string(self.dir(project).join("vm.pid")).ok()?;
         let pid: u32 = text.trim().parse().ok()?;
-        is_aetherd(pid).then_some(pid)
+        is_vm(pid).then_some(pid)
+    }
+
+    fn create_dirs(&self, project: Uuid) -> anyhow::Result<()> {
+        let (dir, home) = (self.dir(project), self.home(project));
+        std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))?;
+        match &self.isolation {
+            Isolation::Sandbox(sandbox) => {
+                // Only the VM's root (its group here) passes through to the
+                // home, which is the VM's `dev`'s; the image's first boot
+                // seeds it when empty.
+                std::os::unix::fs::chown(&dir, Some(0), Some(sandbox.root_uid()))?;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o710))?;
+                std::os::unix::fs::chown(&home, Some(sandbox.dev_uid()), Some(sandbox.dev_uid()))?;
+            }
+            Isolation::Off(_) => std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?,
+        }
+        Ok(())
+    }
+
+    async fn boot(&self, project: Uuid, kept: &Kept) -> anyhow::Result<()> {
+        self.create_dirs(project)?;
+        let dir = self.dir(project);
+        let log = dir.join("aetherd.log");
+        let pid = match &self.isolation {
+            Isolation::Sandbox(sandbox) => {
+                let socket = aether_protocol::transport::udp_socket(if self.hub_addr.starts_with('[') {
+                    "[::1]:0".parse()?
+                } else {
+                    "127.0.0.1:0".parse()?
+                })?;
+                let ca = std::fs::read_to_string(&self.ca_file).context("reading the hub's CA")?;
+                let mut env: Vec<(String, String)> = [
+                    ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+                    ("LANG", "en_US.UTF-8"),
+                    ("HOME", "/root"),
+                    ("AETHER_HOME", "/home/dev"),
+                    ("AETHER_USER", "dev"),
+                    ("AETHER_SSHD", "system"),
+                    ("AETHER_TUNNEL_FD", "3"),
+                ]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into();
+                env.extend(std::env::var("RUST_LOG").ok().map(|v| ("RUST_LOG".to_owned(), v)));
+                env.extend(kept.env.iter().cloned());
+                let names: Vec<&str> = kept.env.iter().map(|(k, _)| k.as_str()).collect();
+                env.push(("AETHER_SESSION_ENV".into(), names.join(",")));
+                env.extend([
+                    ("AETHER_HUB_ADDR".to_owned(), self.hub_addr.clone()),
+                    ("AETHER_HUB_CA_PEM".to_owned(), ca),
+                    ("AETHER_PROJECT_ID".to_owned(), project.to_string()),
+                    ("AETHER_MACHINE_TOKEN".to_owned(), kept.token.clone()),
+                ]);
+                let (sandbox, home, aetherd, limits) =
+                    (sandbox.clone(), self.home(project), self.aetherd.clone(), kept.limits);
+                tokio::task::spawn_blocking(move || sandbox.spawn(project, &home, &aetherd, &env, limits, socket, &log))
+                    .await??
+            }
+            Isolation::Off(_) => self.spawn_plain(project, kept, &log)?,
+        };
+        std::fs::write(dir.join("vm.pid"), pid.to_string())?;
+        Ok(())
+    }
+
+    /// aetherd as a process of the host (no isolation).
+    fn spawn_plain(&self, project: Uuid, kept: &Kept, log: &Path) -> anyhow::Result<u32> {
+        let home = self.home(project);
+        let log = private_log(log)?;
+        let mut cmd = tokio::process::Command::new(&self.aetherd);
+        cmd.arg("run").env_clear();
+        for key in PASS_ENV {
+            if let Ok(v) = std::env::var(key) {
+                cmd.env(key, v);
+            }
+        }
+        cmd.envs(kept.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("HOME", &home)
+            .env("AETHER_HOME", &home)
+            .env("AETHER_HUB_ADDR", &self.hub_addr)
+            .env("AETHER_HUB_CA", &self.ca_file)
+            .env("AETHER_PROJECT_ID", project.to_string())
+            .env("AETHER_MACHINE_TOKEN", &kept.token)
+            // The machine is shared: only this VM's processes' ports are previews.
+            .env("AETHER_PORTS_SCOPE", "marked")
+            .current_dir(&home)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .kill_on_drop(false);
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", self.aetherd.display()))?;
+        let pid = child.id().context("aetherd exited at once")?;
+        // Reap it when it exits, so it never lingers as a zombie of the hub.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(pid)
+    }
+
+    /// Ends every process of the VM.
+    async fn halt(&self, project: Uuid) -> anyhow::Result<()> {
+        match &self.isolation {
+            Isolation::Sandbox(_) => Sandbox::kill(project).await?,
+            Isolation::Off(_) => {
+                if let Some(pid) = self.pid(project) {
+                    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGTERM);
+                    if !wait_gone(pid, Duration::from_secs(5)).await {
+                        tracing::warn!(%project, pid, "aetherd ignored SIGTERM; killing");
+                    }
+                }
+                // Whatever is left of the VM, however it detached itself.
+                for _ in 0..3 {
+                    let left = processes_with(&format!("AETHER_PROJECT_ID={project}"));
+                    if left.is_empty() {
+                        break;
+                    }
+                    for pid in left {
+                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        let _ = std::fs::remove_file(self.dir(project).join("vm.pid"));
+        Ok(())
+    }
+
+    /// Restarts VMs that should run and ended by themselves (their aetherd
+    /// died), every second, until `shutdown`: a restart policy, as Fly
+    /// Machines have. A VM that keeps dying is left stopped after
+    /// `MAX_RESTARTS` in a minute.
+    pub async fn supervise(self: std::sync::Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            for project in self.list().await.unwrap_or_default() {
+                let spec = self.dir(project).join("spec.json");
+                if !spec.exists() || self.pid(project).is_some() {
+                    continue;
+                }
+                let mut busy = self.busy.lock().await;
+                // Re-checked under the lock: a stop removes the spec first.
+                let Ok(kept) = std::fs::read(&spec)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|b| serde_json::from_slice::<Kept>(&b).map_err(anyhow::Error::from))
+                else {
+                    continue;
+                };
+                if self.pid(project).is_some() {
+                    continue;
+                }
+                let restarts = busy.entry(project).or_default();
+                restarts.retain(|t| t.elapsed() < RESTART_WINDOW);
+                if restarts.len() >= MAX_RESTARTS {
+                    tracing::warn!(%project, "the VM keeps ending by itself; leaving it stopped");
+                    let _ = std::fs::remove_file(&spec);
+                    let _ = self.halt(project).await;
+                    continue;
+                }
+                restarts.push(Instant::now());
+                tracing::warn!(%project, "the VM ended by itself; restarting it");
+                let _ = self.halt(project).await;
+                if let Err(e) = self.boot(project, &kept).await {
+                    tracing::warn!(%project, error = format!("{e:#}"), "restarting the VM");
+                }
+            }
+        }
     }
 }
 
-/// Whether `pid` is a live (not zombie) aetherd.
-fn is_aetherd(pid: u32) -> bool {
+/// Whether `pid` is a live (not zombie) VM: its sandbox or its aetherd.
+fn is_vm(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
     matches!(state, Some(s) if s != 'Z' && s != 'X')
-        && cmdline.split(|b| *b == 0).next().is_some_and(|argv0| argv0.ends_with(b"aetherd"))
-}
-
-/// Every process whose environment marks it as part of `project`'s VM.
-fn processes_of(project: Uuid) -> Vec<i32> {
-    processes_with(&format!("AETHER_PROJECT_ID={project}"))
+        && [&b"aetherd"[..], b"bwrap", b"unshare"].iter().any(|name| argv0.ends_with(name))
 }
 
 /// Processes (other than this one) whose environment holds `marker`
-/// (`KEY=value`). Also used by the Fly fake in the tests, whose machines are
+/// (`KEY=value`). Used by the Fly fake in the tests, whose machines are
 /// local processes too.
 pub fn processes_with(marker: &str) -> Vec<i32> {
     let me = std::process::id() as i32;
@@ -83,7 +293,7 @@ pub fn processes_with(marker: &str) -> Vec<i32> {
 
 async fn wait_gone(pid: u32, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
-    while is_aetherd(pid) {
+    while is_vm(pid) {
         if tokio::time::Instant::now() >= deadline {
             return false;
         }
@@ -92,78 +302,48 @@ async fn wait_gone(pid: u32, timeout: Duration) -> bool {
     true
 }
 
-fn create_dirs(home: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(home).with_context(|| format!("creating {}", home.display()))
+/// A log file of the VM's, readable by the hub alone.
+pub fn private_log(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
+/// Writes `bytes` readable by the hub alone.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
 }
 
 #[async_trait]
 impl Compute for LocalCompute {
     async fn create(&self, project: Uuid) -> anyhow::Result<String> {
-        create_dirs(&self.home(project))?;
+        self.create_dirs(project)?;
         Ok(format!("local-{project}"))
     }
 
     async fn start(&self, spec: &StartSpec) -> anyhow::Result<()> {
         let project = spec.project_id;
+        let _busy = self.busy.lock().await;
         if self.pid(project).is_some() {
             return Ok(());
         }
-        let dir = self.dir(project);
-        let home = self.home(project);
-        create_dirs(&home)?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("aetherd.log"))?;
-        let mut cmd = tokio::process::Command::new(&self.aetherd);
-        cmd.arg("run").env_clear();
-        for key in PASS_ENV {
-            if let Ok(v) = std::env::var(key) {
-                cmd.env(key, v);
-            }
-        }
-        cmd.envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("HOME", &home)
-            .env("AETHER_HOME", &home)
-            .env("AETHER_HUB_ADDR", &self.hub_addr)
-            .env("AETHER_HUB_CA", &self.ca_file)
-            .env("AETHER_PROJECT_ID", project.to_string())
-            .env("AETHER_MACHINE_TOKEN", &spec.machine_token)
-            // The machine is shared: only this VM's processes' ports are previews.
-            .env("AETHER_PORTS_SCOPE", "marked")
-            .current_dir(&home)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .kill_on_drop(false);
-        let mut child = cmd.spawn().with_context(|| format!("starting {}", self.aetherd.display()))?;
-        let pid = child.id().context("aetherd exited at once")?;
-        std::fs::write(dir.join("aetherd.pid"), pid.to_string())?;
-        // Reap it when it exits, so it never lingers as a zombie of the hub.
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-        });
-        Ok(())
+        let kept = Kept { token: spec.machine_token.clone(), env: spec.env.clone(), limits: spec.limits };
+        self.create_dirs(project)?;
+        write_private(&self.dir(project).join("spec.json"), &serde_json::to_vec(&kept)?)?;
+        // Leftovers of a VM that died while no hub watched.
+        self.halt(project).await?;
+        self.boot(project, &kept).await
     }
 
     async fn stop(&self, project: Uuid) -> anyhow::Result<()> {
-        if let Some(pid) = self.pid(project) {
-            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            if !wait_gone(pid, Duration::from_secs(5)).await {
-                tracing::warn!(%project, pid, "aetherd ignored SIGTERM; killing");
-            }
-        }
-        // Whatever is left of the VM, however it detached itself.
-        for _ in 0..3 {
-            let left = processes_of(project);
-            if left.is_empty() {
-                break;
-            }
-            for pid in left {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let _ = std::fs::remove_file(self.dir(project).join("aetherd.pid"));
-        Ok(())
+        let _busy = self.busy.lock().await;
+        let _ = std::fs::remove_file(self.dir(project).join("spec.json"));
+        self.halt(project).await
     }
 
     async fn destroy(&self, project: Uuid) -> anyhow::Result<()> {
@@ -190,5 +370,9 @@ impl Compute for LocalCompute {
             return Ok(vec![]);
         };
         Ok(entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+    }
+
+    fn unisolated(&self) -> Option<String> {
+        LocalCompute::unisolated(self).map(str::to_owned)
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod fly;
 pub mod local;
+pub mod sandbox;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -22,6 +23,8 @@ pub struct StartSpec {
     pub project_id: Uuid,
     pub machine_token: String,
     pub env: Vec<(String, String)>,
+    /// What the VM may use, from its owner's plan.
+    pub limits: sandbox::VmLimits,
 }
 
 impl std::fmt::Debug for StartSpec {
@@ -84,5 +87,10 @@ pub trait Compute: Send + Sync {
     /// have none (local VMs use the host's disk).
     fn volume_gb(&self) -> u32 {
         0
+    }
+    /// Why VMs are not isolated from the host and each other, when they
+    /// aren't (a local provider on a machine without what isolation needs).
+    fn unisolated(&self) -> Option<String> {
+        None
     }
 }

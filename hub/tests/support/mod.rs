@@ -60,10 +60,16 @@ pub fn kill_vms(data_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(data_dir.join("vms")) else {
         return;
     };
-    let markers: Vec<Vec<u8>> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| format!("AETHER_PROJECT_ID={}", e.file_name().to_string_lossy()).into_bytes())
-        .collect();
+    let names: Vec<String> =
+        entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    // An isolated VM's processes are its cgroup's, whatever their environment.
+    for name in &names {
+        let procs = std::fs::read_to_string(format!("/sys/fs/cgroup/freezer/aether/{name}/cgroup.procs"));
+        for pid in procs.unwrap_or_default().lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    let markers: Vec<Vec<u8>> = names.iter().map(|n| format!("AETHER_PROJECT_ID={n}").into_bytes()).collect();
     for proc_entry in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
         let Ok(pid) = proc_entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
@@ -73,6 +79,33 @@ pub fn kill_vms(data_dir: &Path) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
+}
+
+/// The command lines of every process of an isolated VM (its cgroup's).
+pub fn vm_processes(project: &str) -> Vec<(i32, String)> {
+    let procs = std::fs::read_to_string(format!("/sys/fs/cgroup/freezer/aether/{project}/cgroup.procs"));
+    procs
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse::<i32>().ok())
+        .filter_map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&cmd).replace('\0', " ").trim().to_owned()))
+        })
+        .collect()
+}
+
+/// The host pid of a local VM's aetherd (isolated or not).
+pub fn aetherd_pid(project: &str) -> i32 {
+    let marker = format!("AETHER_PROJECT_ID={project}");
+    aether_hub::compute::local::processes_with(&marker)
+        .into_iter()
+        .find(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let mut args = cmd.split(|b| *b == 0);
+            args.next().is_some_and(|a| a.ends_with(b"aetherd")) && args.next() == Some(b"run")
+        })
+        .expect("the VM's aetherd is running")
 }
 
 /// A hub process with its own data folder and database.
