@@ -160,6 +160,13 @@ async fn scp_and_sftp_copy_ten_mebibytes_both_ways_byte_for_byte() {
 
 /// A server on the VM's loopback (a local VM shares the machine's) that
 /// greets whoever connects.
+/// A Python greeter on the port given as its argument, for the VM.
+const GREETER: &str = "import socket,sys
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()
+while True:
+    c, _ = s.accept(); c.sendall(b'hello from the vm\\n'); c.close()";
+
 async fn greeter() -> (u16, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -177,6 +184,11 @@ async fn local_and_remote_forwarding_work() {
     let api = hub.user().await;
     let id = api.running_project().await;
     let agent = Agent::create(&api, &id, named("forwarder")).await;
+    // A greeter in the VM (its loopback is its own) for -L, and one on the
+    // agent's side for -R.
+    let in_vm = free_port();
+    let mut term = api.terminal(&id, "&session=greeter").await;
+    term.send(&format!("python3 -c \"{GREETER}\" {in_vm} && echo greeter-gone\n")).await;
     let (server, _task) = greeter().await;
 
     // -L: a local port to the server in the VM (a few tries: a free port
@@ -184,7 +196,7 @@ async fn local_and_remote_forwarding_work() {
     let mut greeting = None;
     for _ in 0..3 {
         let local = free_port();
-        let spec = format!("127.0.0.1:{local}:127.0.0.1:{server}");
+        let spec = format!("127.0.0.1:{local}:127.0.0.1:{in_vm}");
         let mut fwd =
             agent.command("ssh", &["-N", "-o", "ExitOnForwardFailure=yes", "-L", &spec, &agent.alias]).spawn().unwrap();
         let deadline = tokio::time::Instant::now() + support::DEADLINE;

@@ -35,8 +35,9 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const ID_COUNT: u32 = 65_536;
 /// The image's user (`infra/vm/setup.sh`).
 pub const DEV_UID: u32 = 1000;
-/// What the VM's root may still do: run sshd, switch to `dev`, own files.
-const CAPS: [&str; 13] = [
+/// What the VM's root may still do (in its own user namespace only): run
+/// sshd, switch to `dev`, own files, see its processes.
+const CAPS: [&str; 14] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",
@@ -50,6 +51,8 @@ const CAPS: [&str; 13] = [
     "CAP_SYS_CHROOT",
     "CAP_AUDIT_WRITE",
     "CAP_SETFCAP",
+    // aetherd reads /proc/PID/fd of dev's processes to name a port's owner.
+    "CAP_SYS_PTRACE",
 ];
 
 /// What one VM may use (from its owner's plan).
@@ -191,8 +194,11 @@ impl Sandbox {
         cmd.arg("--ro-bind").arg(&self.rootfs).arg("/");
         cmd.arg("--bind").arg(home).arg("/home/dev");
         cmd.arg("--ro-bind").arg(aetherd).arg("/usr/local/bin/aetherd");
-        cmd.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp", "--tmpfs", "/run"]);
-        cmd.args(["--tmpfs", "/var/tmp", "--chdir", "/home/dev", "--cap-drop", "ALL"]);
+        cmd.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/run"]);
+        for shared in ["/tmp", "/var/tmp", "/dev/shm"] {
+            cmd.args(["--perms", "1777", "--tmpfs", shared]);
+        }
+        cmd.args(["--chdir", "/home/dev", "--cap-drop", "ALL"]);
         for cap in CAPS {
             cmd.args(["--cap-add", cap]);
         }
