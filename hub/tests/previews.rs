@@ -668,3 +668,33 @@ async fn at_the_months_compute_limit_a_preview_does_not_start_the_vm() {
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["status"], "running");
 }
+
+/// aether's access token never reaches the app, however its scheme is
+/// written (RFC 9110: the scheme is case-insensitive), on either lane;
+/// the app's own credentials do.
+#[tokio::test]
+async fn aethers_token_is_removed_whatever_the_case_of_its_scheme() {
+    let hub = TestHub::start().await;
+    let (api, id, port, _app) = public_app(&hub).await;
+    let p = Preview::new(&hub, &id, port);
+    let token = api.token.clone().unwrap();
+    for value in
+        [format!("Bearer {token}"), format!("bearer {token}"), format!("BEARER {token}"), format!("bEaReR  {token}")]
+    {
+        // `Connection: close` is the general lane's from the start.
+        for close in [false, true] {
+            let r = p.client.get(format!("{}/headers", p.base)).header("authorization", &value);
+            let r = if close { r.header("connection", "close") } else { r };
+            let h: Value = r.send().await.unwrap().json().await.unwrap();
+            assert!(h.get("authorization").is_none(), "{value:?}, close: {close}: {h}");
+        }
+    }
+    // With the app's own credentials on another line, only aether's go.
+    let r = p
+        .client
+        .get(format!("{}/headers", p.base))
+        .header("authorization", "bearer app-token")
+        .header("authorization", format!("bearer {token}"));
+    let h: Value = r.send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["authorization"], json!(["bearer app-token"]), "{h}");
+}

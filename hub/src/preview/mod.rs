@@ -4,7 +4,8 @@
 //! authorised here (public ports for anyone; private ones by a cookie scoped
 //! to that one host, set through a one-time URL) and forwarded through a
 //! `Tcp { port }` tunnel stream by `proxy`. aether's own cookie and access
-//! tokens are stripped before the user's app sees the request.
+//! tokens (`Bearer` in any case) are stripped before the user's app sees
+//! the request.
 
 pub mod express;
 pub mod proxy;
@@ -178,6 +179,19 @@ fn cookie_lines(req: &Request) -> impl Iterator<Item = &str> {
     req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok())
 }
 
+/// The token of an `Authorization` value in the Bearer scheme, however the
+/// scheme is written: RFC 9110 §11.1 makes it case-insensitive, so
+/// `bearer x` is as much aether's credential as `Bearer x`.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once([' ', '\t'])?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_matches([' ', '\t']))
+}
+
+/// Whether an `Authorization` line carries one of aether's access tokens.
+fn is_aether_token(hub: &Hub, value: &HeaderValue) -> bool {
+    value.to_str().ok().and_then(bearer).is_some_and(|t| hub.tokens.verify(t).is_some())
+}
+
 /// A `Set-Cookie` value from the app without its `Domain` attribute, so the
 /// cookie stays on the preview's own host: an app must not set cookies for
 /// the domain every user's previews share (nor for `localhost`, which a
@@ -318,14 +332,15 @@ fn strip_credentials(hub: &Hub, req: &mut Request) {
     if req.headers().get_all(header::COOKIE).iter().any(|v| v.to_str().map_or(true, ours)) {
         strip_cookie(req);
     }
-    let ours = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| hub.tokens.verify(t.trim()).is_some());
-    if ours {
+    // Every line that carries one (a request may have several); the app's
+    // own credentials stay.
+    let lines = req.headers().get_all(header::AUTHORIZATION);
+    if lines.iter().any(|v| is_aether_token(hub, v)) {
+        let kept: Vec<HeaderValue> = lines.iter().filter(|v| !is_aether_token(hub, v)).cloned().collect();
         req.headers_mut().remove(header::AUTHORIZATION);
+        for v in kept {
+            req.headers_mut().append(header::AUTHORIZATION, v);
+        }
     }
 }
 
@@ -473,6 +488,17 @@ mod tests {
 
     fn previews() -> Previews {
         Previews::new("preview.localhost".into(), "http://127.0.0.1:8080", b"secret")
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer("bEaReR\tabc"), Some("abc"));
+        assert_eq!(bearer("Basic YWxhZGRpbjpvcGVuc2VzYW1l"), None);
+        assert_eq!(bearer("Bearerabc"), None);
+        assert_eq!(bearer("Bearer"), None);
     }
 
     #[test]
