@@ -669,6 +669,32 @@ async fn at_the_months_compute_limit_a_preview_does_not_start_the_vm() {
     assert_eq!(body["status"], "running");
 }
 
+/// Sends `request` on `tcp` and reads one answer with a `Content-Length`:
+/// (status, body).
+async fn exchange(tcp: &mut tokio::net::TcpStream, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + support::DEADLINE;
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(len) = resp.parse(&got).unwrap() {
+            let length = resp.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-length"));
+            let length: usize = std::str::from_utf8(length.expect("a Content-Length").value).unwrap().parse().unwrap();
+            if got.len() >= len + length {
+                return (resp.code.unwrap(), String::from_utf8_lossy(&got[len..len + length]).into_owned());
+            }
+        }
+        let n = tokio::time::timeout_at(deadline, tcp.read_buf(&mut got)).await.expect("an answer in time").unwrap();
+        assert!(n > 0, "closed before a whole answer: {:?}", String::from_utf8_lossy(&got));
+    }
+}
+
+async fn connect(hub: &TestHub) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(hub.http.trim_start_matches("http://")).await.unwrap()
+}
+
 /// aether's access token never reaches the app, however its scheme is
 /// written (RFC 9110: the scheme is case-insensitive), on either lane;
 /// the app's own credentials do.
@@ -697,4 +723,25 @@ async fn aethers_token_is_removed_whatever_the_case_of_its_scheme() {
         .header("authorization", format!("bearer {token}"));
     let h: Value = r.send().await.unwrap().json().await.unwrap();
     assert_eq!(h["authorization"], json!(["bearer app-token"]), "{h}");
+}
+
+/// A request body that breaks chunked framing is the client's fault: 400,
+/// not a 502 that blames the app.
+#[tokio::test]
+async fn a_malformed_chunked_request_body_is_answered_400() {
+    let hub = TestHub::start().await;
+    let (_api, id, port, _app) = public_app(&hub).await;
+    let host = Preview::new(&hub, &id, port).host;
+    let post = |body: &str| {
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nAccept: application/json\r\n\r\n{body}"
+        )
+    };
+    let (s, body) = exchange(&mut connect(&hub).await, &post("5\r\nhello\r\n0\r\n\r\n")).await;
+    assert_eq!((s, body.as_str()), (200, "hello"), "a well-formed chunked body is echoed");
+    for bad in ["zz\r\nhello\r\n0\r\n\r\n", "5\r\nhelloXX\r\n0\r\n\r\n", "-1\r\nhello\r\n0\r\n\r\n"] {
+        let (s, body) = exchange(&mut connect(&hub).await, &post(bad)).await;
+        assert_eq!(s, 400, "{bad:?}: {body}");
+        assert!(body.contains("invalid_request"), "{bad:?}: {body}");
+    }
 }

@@ -322,6 +322,9 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
             }
         }
         Err(proxy::ProxyError::Busy) => ApiError::RateLimited.into_response(),
+        Err(proxy::ProxyError::ClientBody(e)) => {
+            ApiError::bad_request(format!("the request's body could not be read: {e}")).into_response()
+        }
         Err(proxy::ProxyError::Other(e)) => ApiError::BadGateway(format!("the preview failed: {e:#}")).into_response(),
     }
 }
