@@ -745,3 +745,36 @@ async fn a_malformed_chunked_request_body_is_answered_400() {
         assert!(body.contains("invalid_request"), "{bad:?}: {body}");
     }
 }
+
+/// RFC 9112 §3.2: a request with more than one Host is refused, whichever
+/// host comes first, on a connection's first request or a later one, on
+/// the preview lanes and the API alike.
+#[tokio::test]
+async fn a_request_with_two_hosts_is_refused() {
+    let hub = TestHub::start().await;
+    let (_api, id, port, _app) = public_app(&hub).await;
+    let preview = Preview::new(&hub, &id, port).host;
+    let api = hub.http.trim_start_matches("http://").to_owned();
+    let twice = |path: &str, a: &str, b: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {a}\r\nHost: {b}\r\nAccept: application/json\r\n\r\n")
+    };
+    for request in [
+        twice("/", &preview, &preview),
+        twice("/", &preview, &api),
+        twice("/", &api, &preview),
+        twice("/healthz", &api, &api),
+    ] {
+        let (s, body) = exchange(&mut connect(&hub).await, &request).await;
+        assert_eq!(s, 400, "{request:?}: {body}");
+        assert!(body.contains("invalid_request"), "{body}");
+    }
+    // After a plain request on the express lane, and after an API request.
+    for first in
+        [format!("GET / HTTP/1.1\r\nHost: {preview}\r\n\r\n"), format!("GET /healthz HTTP/1.1\r\nHost: {api}\r\n\r\n")]
+    {
+        let mut tcp = connect(&hub).await;
+        assert_eq!(exchange(&mut tcp, &first).await.0, 200);
+        let (s, body) = exchange(&mut tcp, &twice("/", &preview, &preview)).await;
+        assert_eq!(s, 400, "after {first:?}: {body}");
+    }
+}
