@@ -592,8 +592,11 @@ async fn public_previews_need_nothing_and_going_private_is_immediate() {
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_request")));
 }
 
+/// A stopped project's preview starts its VM only for its owner (their
+/// access token, or the private preview's cookie): a visitor to a public
+/// preview gets the "stopped" answer and costs the owner no compute.
 #[tokio::test]
-async fn a_stopped_projects_preview_starts_it_and_then_serves() {
+async fn a_stopped_projects_preview_starts_it_only_for_its_owner() {
     let hub = TestHub::start().await;
     let api = hub.user().await;
     let id = api.running_project().await;
@@ -610,16 +613,39 @@ async fn a_stopped_projects_preview_starts_it_and_then_serves() {
     api.post(&format!("/api/projects/{id}/files/mkdir"), json!({"path": ".aether"})).await;
     put(".aether/startup.sh", format!("cd ~ && exec python3 server.py {port}\n")).await.unwrap();
     set_visibility(&api, &id, port, "public").await;
-    let (s, _) = api.post(&format!("/api/projects/{id}/stop?wait=true"), json!({})).await;
-    assert_eq!(s, 200);
+    let stop = async || {
+        let (s, _) = api.post(&format!("/api/projects/{id}/stop?wait=true"), json!({})).await;
+        assert_eq!(s, 200);
+    };
+    stop().await;
 
+    // A visitor: the VM is stopped, and stays so.
     let p = Preview::new(&hub, &id, port);
     let r = p.client.get(format!("{}/", p.base)).header("accept", "text/html").send().await.unwrap();
     assert_eq!(r.status(), 503);
-    assert!(r.text().await.unwrap().contains("http-equiv=\"refresh\""), "a page that reloads itself");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("stopped") && !page.contains("Starting"), "{page}");
     let r = p.client.get(format!("{}/", p.base)).header("accept", "application/json").send().await.unwrap();
     assert_eq!(r.status(), 503);
-    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (body["error"]["code"].as_str(), body["error"]["status"].as_str()),
+        (Some("unavailable"), Some("stopped"))
+    );
+    // Someone else's token is anyone's.
+    let stranger = hub.user().await;
+    let r = p.client.get(format!("{}/", p.base)).bearer_auth(stranger.token.unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let (_, v) = api.get(&format!("/api/projects/{id}")).await;
+    assert_eq!(v["status"], "stopped", "a visitor started the VM");
+
+    // The owner, with their token (its scheme in any case): it starts.
+    let token = api.token.as_deref().unwrap();
+    let r =
+        p.client.get(format!("{}/", p.base)).header("authorization", format!("bearer {token}")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["status"], "starting", "{body}");
     let body = support::eventually("the page after the VM started", Duration::from_secs(30), || async {
         let r = p.get("/").await;
         if r.status() == 200 { Some(r.text().await.unwrap()) } else { None }
@@ -628,6 +654,28 @@ async fn a_stopped_projects_preview_starts_it_and_then_serves() {
     assert_eq!(body, "<h1>hello from the vm</h1>");
     let (_, v) = api.get(&format!("/api/projects/{id}")).await;
     assert_eq!(v["status"], "running");
+
+    // The owner of a private preview, by its cookie: it starts.
+    set_visibility(&api, &id, port, "private").await;
+    let (_, v) = api.post(&format!("/api/projects/{id}/ports/{port}/open"), json!({})).await;
+    let r = p.client.get(v["url"].as_str().unwrap()).send().await.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    stop().await;
+    let r = p
+        .client
+        .get(format!("{}/", p.base))
+        .header("cookie", &cookie)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("http-equiv=\"refresh\""), "a page that reloads itself");
+    support::eventually("the private page after the VM started", Duration::from_secs(30), || async {
+        let r = p.client.get(format!("{}/", p.base)).header("cookie", &cookie).send().await.unwrap();
+        (r.status() == 200).then_some(())
+    })
+    .await;
 }
 
 /// Once the owner has used the month's compute hours, neither a preview nor
@@ -644,17 +692,21 @@ async fn at_the_months_compute_limit_a_preview_does_not_start_the_vm() {
     // An earlier boot of 50 hours this month: the free plan's all.
     hub.record_boot(&id, 50).await;
 
+    // The owner visits (a visitor starts nothing in any case).
     let p = Preview::new(&hub, &id, port);
-    let r = p.client.get(format!("{}/", p.base)).header("accept", "text/html").send().await.unwrap();
+    let owner = |accept: &str| {
+        p.client.get(format!("{}/", p.base)).bearer_auth(api.token.as_deref().unwrap()).header("accept", accept)
+    };
+    let r = owner("text/html").send().await.unwrap();
     assert_eq!(r.status(), 422);
     let page = r.text().await.unwrap();
     assert!(page.contains("compute hours for this month are used up"), "{page}");
     assert!(!page.contains("http-equiv=\"refresh\""), "no page that reloads for ever");
-    let r = p.client.get(format!("{}/", p.base)).send().await.unwrap();
+    let r = owner("*/*").send().await.unwrap();
     assert_eq!(r.status(), 422);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "limit_reached", "{body}");
-    assert!(!body.to_string().contains("free"), "a visitor isn't told the owner's plan: {body}");
+    assert!(!body.to_string().contains("free"), "the answer doesn't name the plan: {body}");
     let (_, v) = api.get(&format!("/api/projects/{id}")).await;
     assert_eq!(v["status"], "stopped", "nothing started the VM");
 

@@ -5,7 +5,9 @@
 //! to that one host, set through a one-time URL) and forwarded through a
 //! `Tcp { port }` tunnel stream by `proxy`. aether's own cookie and access
 //! tokens (`Bearer` in any case) are stripped before the user's app sees
-//! the request.
+//! the request. A visit to a stopped project's preview boots its VM only
+//! when it is the owner's: anyone else's would spend the owner's compute
+//! hours.
 
 pub mod express;
 pub mod proxy;
@@ -20,6 +22,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Name of the private-preview cookie (host-only, HttpOnly).
@@ -192,6 +195,19 @@ fn is_aether_token(hub: &Hub, value: &HeaderValue) -> bool {
     value.to_str().ok().and_then(bearer).is_some_and(|t| hub.tokens.verify(t).is_some())
 }
 
+/// Whether the request comes from the project's owner: with a valid cookie
+/// for this preview (only the owner can get one, through `ports/open`) or
+/// with the owner's access token.
+fn from_owner(hub: &Hub, req: &Request, owner: Uuid, port: u16, project: Uuid) -> bool {
+    hub.previews.any_cookie_ok(cookie_lines(req), project, port)
+        || req
+            .headers()
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .filter_map(|v| v.to_str().ok().and_then(bearer))
+            .any(|t| hub.tokens.verify(t).is_some_and(|(claims, _)| claims.sub == owner))
+}
+
 /// A `Set-Cookie` value from the app without its `Domain` attribute, so the
 /// cookie stays on the preview's own host: an app must not set cookies for
 /// the domain every user's previews share (nor for `localhost`, which a
@@ -282,7 +298,21 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
             .into_response();
     }
     if let Some(project) = project {
-        if matches!(project.status.as_str(), "stopped" | "error") {
+        let stopped = matches!(project.status.as_str(), "stopped" | "error");
+        if stopped && !from_owner(&hub, &req, project.owner_id, port, project_id) {
+            // A visitor doesn't boot the VM on its owner's compute hours.
+            if html {
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Stopped",
+                    "This preview's project is stopped. It starts when its owner opens the preview or starts the \
+                     project in aether.",
+                    false,
+                );
+            }
+            return ApiError::Unavailable { status: project.status }.into_response();
+        }
+        if stopped {
             // Checked here too, so the page says why instead of "starting"
             // (without the owner's plan: the visitor may be anyone).
             match crate::plans::may_start(&hub, project.owner_id).await {
@@ -294,11 +324,15 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
                 Err(e) => return e.into_response(),
             }
             let hub2 = hub.clone();
-            tokio::spawn(async move {
-                if let Err(e) = crate::projects::start(&hub2, project, false).await {
-                    tracing::warn!(error = %e, "starting a VM for its preview");
+            let span = tracing::info_span!("preview_start", project = %project_id);
+            tokio::spawn(
+                async move {
+                    if let Err(e) = crate::projects::start(&hub2, project, false).await {
+                        tracing::warn!(error = %e, "starting a VM for its preview");
+                    }
                 }
-            });
+                .instrument(span),
+            );
         }
         if html {
             return page(
