@@ -25,6 +25,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use tokio_util::codec::{FramedRead, FramedWrite};
+use tracing::Instrument;
 use uuid::Uuid;
 
 pub fn routes() -> Router<AppState> {
@@ -84,10 +85,17 @@ async fn attach(
     hub.db.touch_project(project.id).await?;
     let req = PtyAttach { session, size, readonly, since: q.since, command: None };
     hub.metrics.terminal_attaches.fetch_add(1, Ordering::Relaxed);
-    Ok(ws.on_upgrade(move |socket| async move {
-        hub.metrics.terminals_open.fetch_add(1, Ordering::Relaxed);
-        bridge(socket, tunnel, req).await;
-        hub.metrics.terminals_open.fetch_sub(1, Ordering::Relaxed);
+    // On the data plane's single-threaded runtimes, a span entered with a
+    // guard across an await would label other projects' logs: the future
+    // carries it instead.
+    let span = tracing::info_span!("terminal", project = %project.id, session = %req.session, readonly);
+    Ok(ws.on_upgrade(move |socket| {
+        async move {
+            hub.metrics.terminals_open.fetch_add(1, Ordering::Relaxed);
+            bridge(socket, tunnel, req).await;
+            hub.metrics.terminals_open.fetch_sub(1, Ordering::Relaxed);
+        }
+        .instrument(span)
     }))
 }
 
@@ -101,8 +109,6 @@ async fn close_with_error(ws: &mut (impl SinkExt<Message> + Unpin), code: &str, 
 }
 
 async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach) {
-    let span = tracing::info_span!("terminal", session = %req.session, readonly = req.readonly);
-    let _enter = span.enter();
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (send, recv) = match tunnel.open(StreamKind::PtyAttach(req)).await {
         Ok(s) => s,
