@@ -194,3 +194,34 @@ async fn a_large_paste_arrives_whole_and_one_past_the_bound_is_refused_clearly()
     t.send("echo still-$((2+2))\n").await;
     t.expect("still-4").await;
 }
+
+#[tokio::test]
+async fn a_read_only_viewer_never_creates_a_session() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let id = api.running_project().await;
+    let sessions = async || {
+        let (s, list) = api.get(&format!("/api/projects/{id}/terminals")).await;
+        assert_eq!(s, 200, "{list}");
+        list.as_array().unwrap().clone()
+    };
+
+    let mut ro = api.terminal(&id, "&session=nobody&readonly=1").await;
+    ro.until("closed", |t| t.closed).await;
+    let error = ro.error.clone().expect("an error message before the close");
+    assert_eq!(error["code"], "not_found", "{error}");
+    assert!(error["message"].as_str().unwrap().contains("nobody"), "{error}");
+    assert!(ro.readies.is_empty(), "attached to something: {:?}", ro.readies);
+    assert!(!sessions().await.iter().any(|s| s["session"] == "nobody"), "a read-only attach made a session");
+
+    // A session that ended is shown ended, not started again.
+    let mut a = api.terminal(&id, "&session=done").await;
+    a.until("ready", |t| t.start.is_some()).await;
+    a.send("exit 5\n").await;
+    a.until("exit", |t| t.exit.is_some()).await;
+    let mut ro = api.terminal(&id, "&session=done&readonly=1").await;
+    ro.until("exit", |t| t.exit.is_some()).await;
+    assert_eq!(ro.exit, Some(5));
+    let done = sessions().await.into_iter().find(|s| s["session"] == "done").expect("listed");
+    assert_eq!(done["exited"], true, "{done}");
+}
