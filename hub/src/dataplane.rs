@@ -139,7 +139,7 @@ impl Placer {
 
 impl quinn::Runtime for Placer {
     fn new_timer(&self, t: Instant) -> Pin<Box<dyn quinn::AsyncTimer>> {
-        let _on = Handle::try_current().is_err().then(|| self.handles[0].enter());
+        let _on = Handle::try_current().is_err().then(|| Handle::enter(&self.handles[0]));
         Box::pin(tokio::time::sleep_until(t.into()))
     }
 
@@ -148,7 +148,7 @@ impl quinn::Runtime for Placer {
     }
 
     fn wrap_udp_socket(&self, sock: std::net::UdpSocket) -> std::io::Result<Arc<dyn quinn::AsyncUdpSocket>> {
-        let _on = self.handles[0].enter();
+        let _on = Handle::enter(&self.handles[0]);
         Ok(Arc::new(aether_protocol::transport::TunnelSocket::new(sock)?))
     }
 

@@ -37,6 +37,10 @@ pub enum ApiError {
     RateLimited,
     #[error("the project's VM is {status}")]
     Unavailable { status: String },
+    /// The VM can't run now, for a reason the user can act on (the
+    /// provider has no capacity, say): 503 like `Unavailable`, with it.
+    #[error("{message}")]
+    UnavailableBecause { status: String, message: String },
     #[error("{0}")]
     BadGateway(String),
     #[error("{0}")]
@@ -63,7 +67,9 @@ impl ApiError {
             Self::LimitReached(_) => (StatusCode::UNPROCESSABLE_ENTITY, "limit_reached"),
             Self::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "invalid_request"),
             Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Unavailable { .. } | Self::UnavailableBecause { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -88,11 +94,11 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut body = json!({ "error": { "code": code, "message": message } });
-        if let Self::Unavailable { status } = &self {
+        if let Self::Unavailable { status } | Self::UnavailableBecause { status, .. } = &self {
             body["error"]["status"] = json!(status);
         }
         let mut resp = (status, Json(body)).into_response();
-        if matches!(self, Self::Unavailable { .. } | Self::RateLimited) {
+        if matches!(self, Self::Unavailable { .. } | Self::UnavailableBecause { .. } | Self::RateLimited) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         }
         resp

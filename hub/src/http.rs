@@ -9,6 +9,8 @@
 //!
 //! A later request on the same connection may name another host; it is
 //! routed like any request, just from the thread the connection lives on.
+//! A request with more than one Host is routed by neither: it gets a 400
+//! (RFC 9112 §3.2) and the connection closes.
 
 use crate::Hub;
 use crate::dataplane::Placer;
@@ -141,6 +143,10 @@ async fn first_request(tcp: &mut TcpStream, head: &mut BytesMut, previews: &Prev
                         .find(|h| h.name.eq_ignore_ascii_case(name))
                         .and_then(|h| std::str::from_utf8(h.value).ok())
                 };
+                // Two Hosts name no host: the server refuses the request.
+                if req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).nth(1).is_some() {
+                    return FirstRequest::Other;
+                }
                 if let Some((_, project)) = header("host").and_then(|h| previews.parse_host(h)) {
                     return FirstRequest::Tunnel(Some(project));
                 }
@@ -190,10 +196,14 @@ async fn serve_connection(io: Prefixed, conn: Conn, kept: Vec<express::Kept>) {
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let mut req = req.map(Body::new);
         req.extensions_mut().insert(ConnectInfo(remote));
+        let hosts = req.headers().get_all(header::HOST).iter().count();
         let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
         let preview = host.and_then(|h| hub.previews.parse_host(h));
         let (hub, mut app, upstream) = (hub.clone(), app.clone(), upstream.clone());
         async move {
+            if hosts > 1 {
+                return Ok(two_hosts());
+            }
             // Preview traffic is the user's app's, not the API's: none of the
             // API's layers apply to it.
             Ok::<_, Infallible>(match preview {
@@ -244,6 +254,18 @@ async fn serve_connection(io: Prefixed, conn: Conn, kept: Vec<express::Kept>) {
             }
         }
     }
+}
+
+/// The answer to a request with more than one Host (RFC 9112 §3.2): which
+/// one it is for is ambiguous, and a proxy in front may have read the other
+/// one, so it reaches neither a preview nor the API, and the connection
+/// closes after it.
+fn two_hosts() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let err = crate::error::ApiError::bad_request("a request must carry exactly one Host header");
+    let mut resp = err.into_response();
+    resp.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    resp
 }
 
 /// A connection whose first bytes were already read. A write the client
@@ -410,6 +432,8 @@ mod tests {
 
         let api = b"GET /api/projects HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
         assert_eq!(sniff(&[api]).await, (FirstRequest::Other, api.to_vec()));
+        let two = format!("GET / HTTP/1.1\r\nHost: 3000-{id}.preview.localhost\r\nHost: 127.0.0.1:8080\r\n\r\n");
+        assert_eq!(sniff(&[two.as_bytes()]).await.0, FirstRequest::Other, "two Hosts: the server refuses it");
         let other = format!("GET / HTTP/1.1\r\nHost: 3000-{id}.evil.example\r\n\r\n");
         assert_eq!(sniff(&[other.as_bytes()]).await.0, FirstRequest::Other);
     }

@@ -64,6 +64,12 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pr
         if let Err(e) = hub.compute.start(&spec).await {
             let msg = format!("could not start the VM: {e:#}");
             set_status(hub, id, "error", Some(&msg)).await?;
+            if crate::compute::is_unavailable(&e) {
+                // The caller gets the reason the project shows, as the
+                // contract's 503, not an internal error.
+                tracing::warn!(project = %id, "{msg}");
+                return Err(ApiError::UnavailableBecause { status: "error".into(), message: msg });
+            }
             return Err(ApiError::Internal(e.context("starting vm")));
         }
         if let Some((machine, volume)) = hub.compute.placement(id) {

@@ -176,11 +176,19 @@ async fn fly_errors_land_on_the_project() {
     let api = hub.user().await;
     let id = api.project("no room").await;
     fake.set_capacity("iad", false);
-    let (s, _) = api.post(&format!("/api/projects/{id}/start?wait=true"), json!({})).await;
-    assert_eq!(s, 500);
+    // The contract's "not now" answer, with the reason the project shows.
+    let (s, v) = api.post(&format!("/api/projects/{id}/start?wait=true"), json!({})).await;
+    assert_eq!(s, 503, "{v}");
+    assert_eq!(
+        (v["error"]["code"].as_str(), v["error"]["status"].as_str()),
+        (Some("unavailable"), Some("error")),
+        "{v}"
+    );
+    let answered = v["error"]["message"].as_str().unwrap();
     let (_, p) = api.get(&format!("/api/projects/{id}")).await;
     assert_eq!(p["status"], "error");
     let message = p["error_message"].as_str().unwrap();
     assert!(message.contains("no capacity") && message.contains("insufficient_capacity"), "{message}");
+    assert_eq!(answered, message, "the answer gives the same reason");
     assert!(!message.contains(&fake.token));
 }

@@ -1,8 +1,9 @@
 //! The `fly` compute provider against the fake Machines API: a project's
 //! machine and volume through their whole life, waits answered 408, retried
-//! 429s and 5xx, 4xx surfaced untouched, capacity errors explained, a lost
-//! create answer that doesn't become a second machine, leases held by
-//! someone else, volumes Fly keeps bound after their machine is gone.
+//! 429s and 5xx, `Retry-After` waited out, 4xx surfaced untouched, capacity
+//! errors explained, a lost create answer that doesn't become a second
+//! machine, leases held by someone else, volumes Fly keeps bound after
+//! their machine is gone.
 
 mod fake_fly;
 
@@ -168,6 +169,33 @@ async fn rate_limits_and_server_errors_are_retried() {
         assert_eq!(codes.len(), 3, "{route:?}: {codes:?}");
         assert_eq!(codes.last(), Some(&200), "{route:?}: {codes:?}");
     }
+}
+
+/// A 429's `Retry-After` is waited out, creates included (which are sent
+/// again by the provider, not the client), up to a bound; asked to wait
+/// longer than that, the start fails at once and says so.
+#[tokio::test]
+async fn a_rate_limit_is_waited_out_as_fly_asks() {
+    let fake = FakeFly::start(Options::auto()).await;
+    // Five tries 5-50 ms apart: all within a quarter of a second.
+    let fly = provider(&fake, |_| {});
+    let project = Uuid::new_v4();
+    let routes = [Route::ListMachines, Route::CreateVolume, Route::CreateMachine];
+    for route in routes {
+        fake.inject(route, Fault::Throttle(Duration::from_secs(1)));
+    }
+    let started = std::time::Instant::now();
+    fly.start(&spec(project, "token-abcdefgh")).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(3), "{:?}", started.elapsed());
+    machine_of(&fake, project);
+    for route in routes {
+        assert_eq!(fake.count(route, 429), 1, "{route:?} was asked again within its Retry-After: {:#?}", fake.log());
+    }
+
+    fake.inject(Route::ListMachines, Fault::Throttle(Duration::from_secs(3600)));
+    let err = format!("{:#}", fly.start(&spec(Uuid::new_v4(), "token-ijklmnop")).await.unwrap_err());
+    assert!(err.contains("429") && err.contains("3600"), "{err}");
+    assert_eq!(fake.count(Route::ListMachines, 429), 2, "not asked again before Fly said");
 }
 
 #[tokio::test]

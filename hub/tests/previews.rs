@@ -592,8 +592,11 @@ async fn public_previews_need_nothing_and_going_private_is_immediate() {
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_request")));
 }
 
+/// A stopped project's preview starts its VM only for its owner (their
+/// access token, or the private preview's cookie): a visitor to a public
+/// preview gets the "stopped" answer and costs the owner no compute.
 #[tokio::test]
-async fn a_stopped_projects_preview_starts_it_and_then_serves() {
+async fn a_stopped_projects_preview_starts_it_only_for_its_owner() {
     let hub = TestHub::start().await;
     let api = hub.user().await;
     let id = api.running_project().await;
@@ -610,16 +613,39 @@ async fn a_stopped_projects_preview_starts_it_and_then_serves() {
     api.post(&format!("/api/projects/{id}/files/mkdir"), json!({"path": ".aether"})).await;
     put(".aether/startup.sh", format!("cd ~ && exec python3 server.py {port}\n")).await.unwrap();
     set_visibility(&api, &id, port, "public").await;
-    let (s, _) = api.post(&format!("/api/projects/{id}/stop?wait=true"), json!({})).await;
-    assert_eq!(s, 200);
+    let stop = async || {
+        let (s, _) = api.post(&format!("/api/projects/{id}/stop?wait=true"), json!({})).await;
+        assert_eq!(s, 200);
+    };
+    stop().await;
 
+    // A visitor: the VM is stopped, and stays so.
     let p = Preview::new(&hub, &id, port);
     let r = p.client.get(format!("{}/", p.base)).header("accept", "text/html").send().await.unwrap();
     assert_eq!(r.status(), 503);
-    assert!(r.text().await.unwrap().contains("http-equiv=\"refresh\""), "a page that reloads itself");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("stopped") && !page.contains("Starting"), "{page}");
     let r = p.client.get(format!("{}/", p.base)).header("accept", "application/json").send().await.unwrap();
     assert_eq!(r.status(), 503);
-    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (body["error"]["code"].as_str(), body["error"]["status"].as_str()),
+        (Some("unavailable"), Some("stopped"))
+    );
+    // Someone else's token is anyone's.
+    let stranger = hub.user().await;
+    let r = p.client.get(format!("{}/", p.base)).bearer_auth(stranger.token.unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let (_, v) = api.get(&format!("/api/projects/{id}")).await;
+    assert_eq!(v["status"], "stopped", "a visitor started the VM");
+
+    // The owner, with their token (its scheme in any case): it starts.
+    let token = api.token.as_deref().unwrap();
+    let r =
+        p.client.get(format!("{}/", p.base)).header("authorization", format!("bearer {token}")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["status"], "starting", "{body}");
     let body = support::eventually("the page after the VM started", Duration::from_secs(30), || async {
         let r = p.get("/").await;
         if r.status() == 200 { Some(r.text().await.unwrap()) } else { None }
@@ -628,6 +654,28 @@ async fn a_stopped_projects_preview_starts_it_and_then_serves() {
     assert_eq!(body, "<h1>hello from the vm</h1>");
     let (_, v) = api.get(&format!("/api/projects/{id}")).await;
     assert_eq!(v["status"], "running");
+
+    // The owner of a private preview, by its cookie: it starts.
+    set_visibility(&api, &id, port, "private").await;
+    let (_, v) = api.post(&format!("/api/projects/{id}/ports/{port}/open"), json!({})).await;
+    let r = p.client.get(v["url"].as_str().unwrap()).send().await.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    stop().await;
+    let r = p
+        .client
+        .get(format!("{}/", p.base))
+        .header("cookie", &cookie)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("http-equiv=\"refresh\""), "a page that reloads itself");
+    support::eventually("the private page after the VM started", Duration::from_secs(30), || async {
+        let r = p.client.get(format!("{}/", p.base)).header("cookie", &cookie).send().await.unwrap();
+        (r.status() == 200).then_some(())
+    })
+    .await;
 }
 
 /// Once the owner has used the month's compute hours, neither a preview nor
@@ -644,17 +692,21 @@ async fn at_the_months_compute_limit_a_preview_does_not_start_the_vm() {
     // An earlier boot of 50 hours this month: the free plan's all.
     hub.record_boot(&id, 50).await;
 
+    // The owner visits (a visitor starts nothing in any case).
     let p = Preview::new(&hub, &id, port);
-    let r = p.client.get(format!("{}/", p.base)).header("accept", "text/html").send().await.unwrap();
+    let owner = |accept: &str| {
+        p.client.get(format!("{}/", p.base)).bearer_auth(api.token.as_deref().unwrap()).header("accept", accept)
+    };
+    let r = owner("text/html").send().await.unwrap();
     assert_eq!(r.status(), 422);
     let page = r.text().await.unwrap();
     assert!(page.contains("compute hours for this month are used up"), "{page}");
     assert!(!page.contains("http-equiv=\"refresh\""), "no page that reloads for ever");
-    let r = p.client.get(format!("{}/", p.base)).send().await.unwrap();
+    let r = owner("*/*").send().await.unwrap();
     assert_eq!(r.status(), 422);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "limit_reached", "{body}");
-    assert!(!body.to_string().contains("free"), "a visitor isn't told the owner's plan: {body}");
+    assert!(!body.to_string().contains("free"), "the answer doesn't name the plan: {body}");
     let (_, v) = api.get(&format!("/api/projects/{id}")).await;
     assert_eq!(v["status"], "stopped", "nothing started the VM");
 
@@ -667,4 +719,114 @@ async fn at_the_months_compute_limit_a_preview_does_not_start_the_vm() {
     let (s, body) = api.post(&format!("/api/projects/{id}/start?wait=true"), json!({})).await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["status"], "running");
+}
+
+/// Sends `request` on `tcp` and reads one answer with a `Content-Length`:
+/// (status, body).
+async fn exchange(tcp: &mut tokio::net::TcpStream, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + support::DEADLINE;
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(len) = resp.parse(&got).unwrap() {
+            let length = resp.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-length"));
+            let length: usize = std::str::from_utf8(length.expect("a Content-Length").value).unwrap().parse().unwrap();
+            if got.len() >= len + length {
+                return (resp.code.unwrap(), String::from_utf8_lossy(&got[len..len + length]).into_owned());
+            }
+        }
+        let n = tokio::time::timeout_at(deadline, tcp.read_buf(&mut got)).await.expect("an answer in time").unwrap();
+        assert!(n > 0, "closed before a whole answer: {:?}", String::from_utf8_lossy(&got));
+    }
+}
+
+async fn connect(hub: &TestHub) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(hub.http.trim_start_matches("http://")).await.unwrap()
+}
+
+/// aether's access token never reaches the app, however its scheme is
+/// written (RFC 9110: the scheme is case-insensitive), on either lane;
+/// the app's own credentials do.
+#[tokio::test]
+async fn aethers_token_is_removed_whatever_the_case_of_its_scheme() {
+    let hub = TestHub::start().await;
+    let (api, id, port, _app) = public_app(&hub).await;
+    let p = Preview::new(&hub, &id, port);
+    let token = api.token.clone().unwrap();
+    for value in
+        [format!("Bearer {token}"), format!("bearer {token}"), format!("BEARER {token}"), format!("bEaReR  {token}")]
+    {
+        // `Connection: close` is the general lane's from the start.
+        for close in [false, true] {
+            let r = p.client.get(format!("{}/headers", p.base)).header("authorization", &value);
+            let r = if close { r.header("connection", "close") } else { r };
+            let h: Value = r.send().await.unwrap().json().await.unwrap();
+            assert!(h.get("authorization").is_none(), "{value:?}, close: {close}: {h}");
+        }
+    }
+    // With the app's own credentials on another line, only aether's go.
+    let r = p
+        .client
+        .get(format!("{}/headers", p.base))
+        .header("authorization", "bearer app-token")
+        .header("authorization", format!("bearer {token}"));
+    let h: Value = r.send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["authorization"], json!(["bearer app-token"]), "{h}");
+}
+
+/// A request body that breaks chunked framing is the client's fault: 400,
+/// not a 502 that blames the app.
+#[tokio::test]
+async fn a_malformed_chunked_request_body_is_answered_400() {
+    let hub = TestHub::start().await;
+    let (_api, id, port, _app) = public_app(&hub).await;
+    let host = Preview::new(&hub, &id, port).host;
+    let post = |body: &str| {
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nAccept: application/json\r\n\r\n{body}"
+        )
+    };
+    let (s, body) = exchange(&mut connect(&hub).await, &post("5\r\nhello\r\n0\r\n\r\n")).await;
+    assert_eq!((s, body.as_str()), (200, "hello"), "a well-formed chunked body is echoed");
+    for bad in ["zz\r\nhello\r\n0\r\n\r\n", "5\r\nhelloXX\r\n0\r\n\r\n", "-1\r\nhello\r\n0\r\n\r\n"] {
+        let (s, body) = exchange(&mut connect(&hub).await, &post(bad)).await;
+        assert_eq!(s, 400, "{bad:?}: {body}");
+        assert!(body.contains("invalid_request"), "{bad:?}: {body}");
+    }
+}
+
+/// RFC 9112 §3.2: a request with more than one Host is refused, whichever
+/// host comes first, on a connection's first request or a later one, on
+/// the preview lanes and the API alike.
+#[tokio::test]
+async fn a_request_with_two_hosts_is_refused() {
+    let hub = TestHub::start().await;
+    let (_api, id, port, _app) = public_app(&hub).await;
+    let preview = Preview::new(&hub, &id, port).host;
+    let api = hub.http.trim_start_matches("http://").to_owned();
+    let twice = |path: &str, a: &str, b: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {a}\r\nHost: {b}\r\nAccept: application/json\r\n\r\n")
+    };
+    for request in [
+        twice("/", &preview, &preview),
+        twice("/", &preview, &api),
+        twice("/", &api, &preview),
+        twice("/healthz", &api, &api),
+    ] {
+        let (s, body) = exchange(&mut connect(&hub).await, &request).await;
+        assert_eq!(s, 400, "{request:?}: {body}");
+        assert!(body.contains("invalid_request"), "{body}");
+    }
+    // After a plain request on the express lane, and after an API request.
+    for first in
+        [format!("GET / HTTP/1.1\r\nHost: {preview}\r\n\r\n"), format!("GET /healthz HTTP/1.1\r\nHost: {api}\r\n\r\n")]
+    {
+        let mut tcp = connect(&hub).await;
+        assert_eq!(exchange(&mut tcp, &first).await.0, 200);
+        let (s, body) = exchange(&mut tcp, &twice("/", &preview, &preview)).await;
+        assert_eq!(s, 400, "after {first:?}: {body}");
+    }
 }

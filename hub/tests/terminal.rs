@@ -141,3 +141,87 @@ async fn a_slow_viewer_does_not_stall_the_shell_or_others() {
     a.send("echo still-$((1+1))\n").await;
     a.expect("still-2").await;
 }
+
+/// A paste far larger than a tunnel frame (1 MiB) reaches the program
+/// whole; one past the hub's bound is refused with a reason, not dropped.
+#[tokio::test]
+async fn a_large_paste_arrives_whole_and_one_past_the_bound_is_refused_clearly() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let id = api.running_project().await;
+    let mut t = api.terminal(&id, "&session=paste").await;
+    t.until("ready", |t| t.start.is_some()).await;
+    // No echo, so the paste doesn't come back as output.
+    t.send("stty -echo; cat > pasted.txt; echo pasted-$((40+2))\n").await;
+    // The file exists once the shell has set up cat's output: cat reads
+    // what is typed next.
+    support::eventually("cat started", support::DEADLINE, || async {
+        let (s, _) = api.get(&format!("/api/projects/{id}/files/stat?path=pasted.txt")).await;
+        (s == 200).then_some(())
+    })
+    .await;
+    // 3 MiB of lines of 1,024 bytes (a terminal reads up to 4,095 a line).
+    let paste: Vec<u8> = (0..3072).flat_map(|i| format!("{i:07} {}\n", "x".repeat(1015)).into_bytes()).collect();
+    assert_eq!(paste.len(), 3 << 20);
+    assert!(t.send_bytes(paste.clone()).await);
+    t.send("\u{4}").await;
+    t.expect("pasted-42").await;
+    let (s, stat) = api.get(&format!("/api/projects/{id}/files/stat?path=pasted.txt")).await;
+    assert_eq!((s, stat["size"].as_u64()), (200, Some(paste.len() as u64)), "{stat}");
+    let file = reqwest::Client::new()
+        .get(format!("{}/api/projects/{id}/files?path=pasted.txt", hub.http))
+        .bearer_auth(api.token.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(file[..] == paste[..], "the paste arrived changed");
+    t.send("echo alive-$((1+2))\n").await;
+    t.expect("alive-3").await;
+
+    // Past the bound: an error that says why, and a close that says so too.
+    let mut big = api.terminal(&id, "&session=paste").await;
+    big.until("ready", |t| t.start.is_some()).await;
+    big.send_bytes(vec![b'y'; 9 << 20]).await;
+    big.until("closed", |t| t.closed).await;
+    let error = big.error.clone().expect("an error message before the close");
+    assert_eq!(error["code"], "too_large", "{error}");
+    assert!(error["message"].as_str().unwrap().contains("MiB"), "{error}");
+    assert_eq!(big.close_frame.as_ref().map(|c| c.0), Some(1009), "{:?}", big.close_frame);
+    // The session, and its other viewer, carry on.
+    t.send("echo still-$((2+2))\n").await;
+    t.expect("still-4").await;
+}
+
+#[tokio::test]
+async fn a_read_only_viewer_never_creates_a_session() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let id = api.running_project().await;
+    let sessions = async || {
+        let (s, list) = api.get(&format!("/api/projects/{id}/terminals")).await;
+        assert_eq!(s, 200, "{list}");
+        list.as_array().unwrap().clone()
+    };
+
+    let mut ro = api.terminal(&id, "&session=nobody&readonly=1").await;
+    ro.until("closed", |t| t.closed).await;
+    let error = ro.error.clone().expect("an error message before the close");
+    assert_eq!(error["code"], "not_found", "{error}");
+    assert!(error["message"].as_str().unwrap().contains("nobody"), "{error}");
+    assert!(ro.readies.is_empty(), "attached to something: {:?}", ro.readies);
+    assert!(!sessions().await.iter().any(|s| s["session"] == "nobody"), "a read-only attach made a session");
+
+    // A session that ended is shown ended, not started again.
+    let mut a = api.terminal(&id, "&session=done").await;
+    a.until("ready", |t| t.start.is_some()).await;
+    a.send("exit 5\n").await;
+    a.until("exit", |t| t.exit.is_some()).await;
+    let mut ro = api.terminal(&id, "&session=done&readonly=1").await;
+    ro.until("exit", |t| t.exit.is_some()).await;
+    assert_eq!(ro.exit, Some(5));
+    let done = sessions().await.into_iter().find(|s| s["session"] == "done").expect("listed");
+    assert_eq!(done["exited"], true, "{done}");
+}

@@ -1,5 +1,6 @@
 //! Checks of the code base itself: every Rust module starts with a `//!`
-//! paragraph saying why it exists, and no placeholder macros are left.
+//! paragraph saying why it exists, no placeholder macros are left, and no
+//! span is entered with a guard.
 
 use std::path::{Path, PathBuf};
 
@@ -57,4 +58,28 @@ fn every_crate_is_in_the_code_map() {
     for krate in ["protocol/", "vm-agent/", "hub/", "bench/", "web/", "migrations/", "infra/"] {
         assert!(arch.contains(krate), "ARCHITECTURE.md does not mention {krate}");
     }
+}
+
+/// A span's `enter()` guard held across an `.await` stays on the thread
+/// while the task is suspended, so whatever else runs there (another
+/// project's request, on a single-threaded data-plane runtime) logs under
+/// it. Futures carry their span with `.instrument(span)` or `#[instrument]`.
+/// A tokio runtime is entered as `Handle::enter(&handle)`, which reads as
+/// what it is.
+#[test]
+fn no_span_is_entered_with_a_guard() {
+    let mut files = Vec::new();
+    for dir in ["hub/src", "vm-agent/src"] {
+        rust_files(&workspace().join(dir), &mut files);
+    }
+    let mut found = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            if line.contains(concat!(".enter", "()")) || line.contains(concat!(".entered", "()")) {
+                found.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "use .instrument(span) instead of entering a span:\n{}", found.join("\n"));
 }

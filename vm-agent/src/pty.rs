@@ -71,6 +71,11 @@ pub struct Session {
 #[derive(Debug)]
 pub struct Closed;
 
+/// A read-only viewer asked for a session that doesn't exist.
+#[derive(Debug, thiserror::Error)]
+#[error("no session {0}")]
+pub struct NoSession(pub SessionName);
+
 impl Session {
     /// Writes keystrokes to the PTY, waiting (only this caller) while the
     /// PTY's input queue is full.
@@ -164,15 +169,22 @@ impl Sessions {
 
     /// The session a viewer should attach to: the existing one, or a new one
     /// when there is none, or when the old one has exited and the viewer is
-    /// not resuming it.
+    /// not resuming it. A read-only viewer only watches: it gets the session
+    /// as it is, ended or not, and `NoSession` when there is none. (An
+    /// attach that names its own command, as the read-only tmux client of
+    /// an agent's session does, is a session of its own.)
     pub fn get_or_spawn(&self, req: &PtyAttach) -> anyhow::Result<Arc<Session>> {
         let mut map = self.map.lock().expect("sessions lock");
+        let watching = req.readonly && req.command.is_none();
         if let Some(s) = map.get(&req.session) {
             let p = s.progress();
             let resuming = req.since.is_some_and(|since| since < p.end);
-            if p.exit.is_none() || resuming {
+            if p.exit.is_none() || resuming || watching {
                 return Ok(s.clone());
             }
+        }
+        if watching {
+            return Err(NoSession(req.session.clone()).into());
         }
         let session = Arc::new(self.spawn(req)?);
         map.insert(req.session.clone(), session.clone());

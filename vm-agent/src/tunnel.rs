@@ -330,10 +330,9 @@ async fn serve_pty(
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "starting session");
-            let err = pb::PtyServer::from(aether_protocol::domain::PtyEvent::Error(WireError::new(
-                "spawn_failed",
-                format!("{e:#}"),
-            )));
+            let code = if e.is::<crate::pty::NoSession>() { "not_found" } else { "spawn_failed" };
+            let err =
+                pb::PtyServer::from(aether_protocol::domain::PtyEvent::Error(WireError::new(code, format!("{e:#}"))));
             return reply(send, err).await;
         }
     };

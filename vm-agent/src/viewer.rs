@@ -255,6 +255,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_read_only_viewer_starts_no_session() {
+        let (sessions, _home) = sessions();
+        let watch = |name: &str| PtyAttach {
+            session: SessionName::parse(name).unwrap(),
+            size: TermSize::new(80, 24).unwrap(),
+            readonly: true,
+            since: None,
+            command: None,
+        };
+        let err = sessions.get_or_spawn(&watch("nobody")).err().expect("no session to watch");
+        assert!(err.is::<crate::pty::NoSession>(), "{err:#}");
+        assert!(sessions.list().is_empty());
+
+        // One that ended is watched as it ended, not started again.
+        let mut a = Viewer::attach(&sessions, "done", false, None);
+        a.type_str("exit 4\n").await;
+        a.until(|v| v.exit.is_some()).await;
+        let mut ro = Viewer::attach(&sessions, "done", true, None);
+        ro.until(|v| v.exit.is_some()).await;
+        assert_eq!(ro.exit, Some(4));
+        assert_eq!(sessions.list().len(), 1);
+    }
+
+    #[tokio::test]
     async fn a_viewer_that_never_reads_does_not_stall_the_shell() {
         let (sessions, _home) = sessions();
         let mut a = Viewer::attach(&sessions, "main", false, None);

@@ -3,7 +3,9 @@
 //!
 //! Once attached, the hub only translates frames: output bytes become binary
 //! WebSocket messages and keystrokes become input frames; it never parses
-//! the terminal's bytes.
+//! the terminal's bytes. An input message (a paste) may be far larger than
+//! a tunnel frame: it is cut into pieces that fit, up to `MAX_INPUT`; a
+//! larger one ends the WebSocket with `too_large`, saying so.
 
 use super::AppState;
 use super::projects::owned;
@@ -12,7 +14,7 @@ use crate::auth::{AuthUser, sha256};
 use crate::error::{ApiError, ApiResult};
 use crate::tunnel::Tunnel;
 use aether_protocol::domain::{PtyAttach, PtyEvent, PtyInput, SessionName, StreamKind, TermSize};
-use aether_protocol::{FrameCodec, pb};
+use aether_protocol::{FrameCodec, MAX_FRAME_LEN, pb};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -25,7 +27,20 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use tokio_util::codec::{FramedRead, FramedWrite};
+use tracing::Instrument;
 use uuid::Uuid;
+
+/// The largest terminal input message taken, a paste's most: the hub holds
+/// a message whole before sending it on.
+const MAX_INPUT: usize = 8 << 20;
+/// Input goes to the VM in frames of at most this many bytes.
+const INPUT_PIECE: usize = 64 << 10;
+const _: () = assert!(INPUT_PIECE + 64 < MAX_FRAME_LEN, "an input piece and its framing fit a tunnel frame");
+/// WebSocket close codes (RFC 6455 §7.4.1).
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_PROTOCOL: u16 = 1002;
+const CLOSE_TOO_BIG: u16 = 1009;
+const CLOSE_INTERNAL: u16 = 1011;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -84,10 +99,18 @@ async fn attach(
     hub.db.touch_project(project.id).await?;
     let req = PtyAttach { session, size, readonly, since: q.since, command: None };
     hub.metrics.terminal_attaches.fetch_add(1, Ordering::Relaxed);
-    Ok(ws.on_upgrade(move |socket| async move {
-        hub.metrics.terminals_open.fetch_add(1, Ordering::Relaxed);
-        bridge(socket, tunnel, req).await;
-        hub.metrics.terminals_open.fetch_sub(1, Ordering::Relaxed);
+    // On the data plane's single-threaded runtimes, a span entered with a
+    // guard across an await would label other projects' logs: the future
+    // carries it instead.
+    let span = tracing::info_span!("terminal", project = %project.id, session = %req.session, readonly);
+    let ws = ws.max_message_size(MAX_INPUT).max_frame_size(MAX_INPUT);
+    Ok(ws.on_upgrade(move |socket| {
+        async move {
+            hub.metrics.terminals_open.fetch_add(1, Ordering::Relaxed);
+            bridge(socket, tunnel, req).await;
+            hub.metrics.terminals_open.fetch_sub(1, Ordering::Relaxed);
+        }
+        .instrument(span)
     }))
 }
 
@@ -95,14 +118,39 @@ fn text(v: Value) -> Message {
     Message::Text(v.to_string().into())
 }
 
-async fn close_with_error(ws: &mut (impl SinkExt<Message> + Unpin), code: &str, message: &str) {
+/// Sends the contract's error message, then a close with `close` and the
+/// error's code as its reason.
+async fn close_with(ws: &mut (impl SinkExt<Message> + Unpin), close: u16, code: &str, message: &str) {
     let _ = ws.send(text(json!({ "type": "error", "code": code, "message": message }))).await;
-    let _ = ws.send(Message::Close(Some(CloseFrame { code: 1011, reason: code.to_owned().into() }))).await;
+    let _ = ws.send(Message::Close(Some(CloseFrame { code: close, reason: code.to_owned().into() }))).await;
+}
+
+async fn close_with_error(ws: &mut (impl SinkExt<Message> + Unpin), code: &str, message: &str) {
+    close_with(ws, CLOSE_INTERNAL, code, message).await;
+}
+
+/// Why the browser's side ended the bridge, when it wasn't by leaving.
+struct Refused {
+    close: u16,
+    code: &'static str,
+    message: String,
+}
+
+/// What a failed WebSocket read means for the client.
+fn refusal(e: &axum::Error) -> Refused {
+    // tungstenite's capacity error, for a message or frame past `MAX_INPUT`
+    // (its type isn't reachable through axum).
+    if e.to_string().contains("Space limit exceeded") {
+        return Refused {
+            close: CLOSE_TOO_BIG,
+            code: "too_large",
+            message: format!("a terminal message (a paste) may be at most {} MiB", MAX_INPUT >> 20),
+        };
+    }
+    Refused { close: CLOSE_PROTOCOL, code: "invalid_request", message: format!("the WebSocket failed: {e}") }
 }
 
 async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach) {
-    let span = tracing::info_span!("terminal", session = %req.session, readonly = req.readonly);
-    let _enter = span.enter();
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (send, recv) = match tunnel.open(StreamKind::PtyAttach(req)).await {
         Ok(s) => s,
@@ -132,7 +180,8 @@ async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach) {
                 PtyEvent::Output(bytes) => ws_tx.send(Message::Binary(bytes)).await,
                 PtyEvent::Exit(code) => {
                     let _ = ws_tx.send(text(json!({ "type": "exit", "code": code }))).await;
-                    let _ = ws_tx.send(Message::Close(Some(CloseFrame { code: 1000, reason: "exited".into() }))).await;
+                    let close = CloseFrame { code: CLOSE_NORMAL, reason: "exited".into() };
+                    let _ = ws_tx.send(Message::Close(Some(close))).await;
                     return;
                 }
                 PtyEvent::Error(e) => {
@@ -147,24 +196,43 @@ async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach) {
         close_with_error(&mut ws_tx, "tunnel_lost", "the connection to the VM was lost; reconnect to resume").await;
     };
     let up = async {
-        while let Some(Ok(msg)) = ws_rx.next().await {
-            let input = match msg {
-                Message::Binary(b) => PtyInput::Input(b),
+        while let Some(msg) = ws_rx.next().await {
+            let msg = match msg {
+                Ok(msg) => msg,
+                Err(e) => return Some(refusal(&e)),
+            };
+            let sent = match msg {
+                // A paste larger than a frame goes in pieces, flushed once.
+                Message::Binary(mut b) => {
+                    let mut fed = Ok(());
+                    while b.len() > INPUT_PIECE && fed.is_ok() {
+                        fed = inputs.feed(pb::PtyClient::from(PtyInput::Input(b.split_to(INPUT_PIECE)))).await;
+                    }
+                    match fed {
+                        Ok(()) => inputs.send(pb::PtyClient::from(PtyInput::Input(b))).await,
+                        Err(e) => Err(e),
+                    }
+                }
                 Message::Text(t) => match parse_control(&t) {
-                    Some(size) => PtyInput::Resize(size),
+                    Some(size) => inputs.send(pb::PtyClient::from(PtyInput::Resize(size))).await,
                     None => continue,
                 },
                 Message::Close(_) => break,
                 _ => continue,
             };
-            if inputs.send(pb::PtyClient::from(input)).await.is_err() {
+            if sent.is_err() {
                 break;
             }
         }
+        None
     };
-    tokio::select! {
-        () = down => {}
-        () = up => {}
+    let refused = tokio::select! {
+        () = down => None,
+        refused = up => refused,
+    };
+    if let Some(r) = refused {
+        tracing::debug!(code = r.code, "closing a terminal: {}", r.message);
+        close_with(&mut ws_tx, r.close, r.code, &r.message).await;
     }
 }
 

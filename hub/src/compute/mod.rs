@@ -47,6 +47,13 @@ pub struct Listed {
     pub transient_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// Whether a failed start is the provider's "not now" (no capacity in the
+/// region, rate limits past their retries) rather than a fault: the user
+/// can try again later, or elsewhere.
+pub fn is_unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<fly::api::FlyError>().is_some_and(|f| f.is_capacity() || f.is_rate_limited()))
+}
+
 /// A compute provider: one machine (and its disk) per project.
 #[async_trait]
 pub trait Compute: Send + Sync {

@@ -4,7 +4,10 @@
 //! authorised here (public ports for anyone; private ones by a cookie scoped
 //! to that one host, set through a one-time URL) and forwarded through a
 //! `Tcp { port }` tunnel stream by `proxy`. aether's own cookie and access
-//! tokens are stripped before the user's app sees the request.
+//! tokens (`Bearer` in any case) are stripped before the user's app sees
+//! the request. A visit to a stopped project's preview boots its VM only
+//! when it is the owner's: anyone else's would spend the owner's compute
+//! hours.
 
 pub mod express;
 pub mod proxy;
@@ -19,6 +22,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Name of the private-preview cookie (host-only, HttpOnly).
@@ -178,6 +182,32 @@ fn cookie_lines(req: &Request) -> impl Iterator<Item = &str> {
     req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok())
 }
 
+/// The token of an `Authorization` value in the Bearer scheme, however the
+/// scheme is written: RFC 9110 §11.1 makes it case-insensitive, so
+/// `bearer x` is as much aether's credential as `Bearer x`.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once([' ', '\t'])?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_matches([' ', '\t']))
+}
+
+/// Whether an `Authorization` line carries one of aether's access tokens.
+fn is_aether_token(hub: &Hub, value: &HeaderValue) -> bool {
+    value.to_str().ok().and_then(bearer).is_some_and(|t| hub.tokens.verify(t).is_some())
+}
+
+/// Whether the request comes from the project's owner: with a valid cookie
+/// for this preview (only the owner can get one, through `ports/open`) or
+/// with the owner's access token.
+fn from_owner(hub: &Hub, req: &Request, owner: Uuid, port: u16, project: Uuid) -> bool {
+    hub.previews.any_cookie_ok(cookie_lines(req), project, port)
+        || req
+            .headers()
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .filter_map(|v| v.to_str().ok().and_then(bearer))
+            .any(|t| hub.tokens.verify(t).is_some_and(|(claims, _)| claims.sub == owner))
+}
+
 /// A `Set-Cookie` value from the app without its `Domain` attribute, so the
 /// cookie stays on the preview's own host: an app must not set cookies for
 /// the domain every user's previews share (nor for `localhost`, which a
@@ -268,7 +298,21 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
             .into_response();
     }
     if let Some(project) = project {
-        if matches!(project.status.as_str(), "stopped" | "error") {
+        let stopped = matches!(project.status.as_str(), "stopped" | "error");
+        if stopped && !from_owner(&hub, &req, project.owner_id, port, project_id) {
+            // A visitor doesn't boot the VM on its owner's compute hours.
+            if html {
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Stopped",
+                    "This preview's project is stopped. It starts when its owner opens the preview or starts the \
+                     project in aether.",
+                    false,
+                );
+            }
+            return ApiError::Unavailable { status: project.status }.into_response();
+        }
+        if stopped {
             // Checked here too, so the page says why instead of "starting"
             // (without the owner's plan: the visitor may be anyone).
             match crate::plans::may_start(&hub, project.owner_id).await {
@@ -280,11 +324,15 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
                 Err(e) => return e.into_response(),
             }
             let hub2 = hub.clone();
-            tokio::spawn(async move {
-                if let Err(e) = crate::projects::start(&hub2, project, false).await {
-                    tracing::warn!(error = %e, "starting a VM for its preview");
+            let span = tracing::info_span!("preview_start", project = %project_id);
+            tokio::spawn(
+                async move {
+                    if let Err(e) = crate::projects::start(&hub2, project, false).await {
+                        tracing::warn!(error = %e, "starting a VM for its preview");
+                    }
                 }
-            });
+                .instrument(span),
+            );
         }
         if html {
             return page(
@@ -308,6 +356,9 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
             }
         }
         Err(proxy::ProxyError::Busy) => ApiError::RateLimited.into_response(),
+        Err(proxy::ProxyError::ClientBody(e)) => {
+            ApiError::bad_request(format!("the request's body could not be read: {e}")).into_response()
+        }
         Err(proxy::ProxyError::Other(e)) => ApiError::BadGateway(format!("the preview failed: {e:#}")).into_response(),
     }
 }
@@ -318,14 +369,15 @@ fn strip_credentials(hub: &Hub, req: &mut Request) {
     if req.headers().get_all(header::COOKIE).iter().any(|v| v.to_str().map_or(true, ours)) {
         strip_cookie(req);
     }
-    let ours = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| hub.tokens.verify(t.trim()).is_some());
-    if ours {
+    // Every line that carries one (a request may have several); the app's
+    // own credentials stay.
+    let lines = req.headers().get_all(header::AUTHORIZATION);
+    if lines.iter().any(|v| is_aether_token(hub, v)) {
+        let kept: Vec<HeaderValue> = lines.iter().filter(|v| !is_aether_token(hub, v)).cloned().collect();
         req.headers_mut().remove(header::AUTHORIZATION);
+        for v in kept {
+            req.headers_mut().append(header::AUTHORIZATION, v);
+        }
     }
 }
 
@@ -473,6 +525,17 @@ mod tests {
 
     fn previews() -> Previews {
         Previews::new("preview.localhost".into(), "http://127.0.0.1:8080", b"secret")
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer("bEaReR\tabc"), Some("abc"));
+        assert_eq!(bearer("Basic YWxhZGRpbjpvcGVuc2VzYW1l"), None);
+        assert_eq!(bearer("Bearerabc"), None);
+        assert_eq!(bearer("Bearer"), None);
     }
 
     #[test]

@@ -41,8 +41,54 @@ pub enum ProxyError {
     Refused,
     #[error("too many connections to this project's previews")]
     Busy,
+    /// The client's request body could not be read (broken chunked
+    /// framing, say): the client's fault, not the app's.
+    #[error("{0}")]
+    ClientBody(String),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+/// A failure of the client's request body, told apart from the app's
+/// failures when forwarding fails.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ClientBodyError(axum::Error);
+
+/// The client's request body on its way to the app, its errors marked as
+/// the client's (`ClientBodyError`).
+struct ClientBody(Body);
+
+impl hyper::body::Body for ClientBody {
+    type Data = bytes::Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, ClientBodyError>>> {
+        Pin::new(&mut self.0).poll_frame(cx).map_err(ClientBodyError)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.0.size_hint()
+    }
+}
+
+/// Why sending to the app failed: the client's body, or anything else.
+fn send_failed(e: hyper::Error) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if let Some(body) = s.downcast_ref::<ClientBodyError>() {
+            return ProxyError::ClientBody(body.0.to_string());
+        }
+        source = s.source();
+    }
+    anyhow::Error::new(e).context("forwarding to the VM").into()
 }
 
 /// A future that drives an upstream connection.
@@ -143,7 +189,7 @@ impl Upstream {
                 // new connection.
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => req = unsent,
-                    None => return Err(anyhow::Error::new(e.into_error()).context("forwarding to the VM").into()),
+                    None => return Err(send_failed(e.into_error())),
                 },
             }
         }
@@ -162,7 +208,7 @@ impl Upstream {
         {
             return Err(anyhow::anyhow!("the client connection is closing").into());
         }
-        let resp = sender.send_request(req).await.map_err(|e| anyhow::Error::new(e).context("forwarding to the VM"))?;
+        let resp = sender.send_request(req).await.map_err(send_failed)?;
         if !upgrade {
             self.keep(project, port, sender);
         }
@@ -277,6 +323,9 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
         .extensions_mut()
         .remove::<Arc<Upstream>>()
         .ok_or_else(|| anyhow::anyhow!("a preview request outside a client connection"))?;
+    // A body the client may yet get wrong is marked as the client's.
+    let mut req =
+        if hyper::body::Body::is_end_stream(req.body()) { req } else { req.map(|body| Body::new(ClientBody(body))) };
     let downstream = upgrading.then(|| hyper::upgrade::on(&mut req));
     let mut resp = upstream.send(&hub.tunnels, project, port, req, upgrading).await?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS

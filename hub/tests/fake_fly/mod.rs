@@ -10,8 +10,9 @@
 //!   real time, for whole-system tests;
 //! * wait with 408, leases with 409, per-machine rate limits with 429,
 //!   `insufficient_capacity`, 401 for a bad token, 404s;
-//! * faults to inject per route (an error status, or doing the work and
-//!   never answering, as a lost response);
+//! * faults to inject per route (an error status, doing the work and never
+//!   answering, as a lost response, or a stretch of 429s with
+//!   `Retry-After`);
 //! * optionally, real boots: a machine that starts runs aetherd with its env
 //!   (`boot`), killed when the machine stops or is destroyed, and when the
 //!   fake is dropped.
@@ -81,6 +82,10 @@ pub enum Fault {
     Status(u16, Value),
     /// Do the work, then never answer (the client times out).
     LoseResponse,
+    /// Answer 429 with `Retry-After` (whole seconds, rounded up) to every
+    /// request on the route for this long, in real time (the client's
+    /// pauses are real), starting with this one.
+    Throttle(Duration),
 }
 
 impl Fault {

@@ -89,28 +89,49 @@ impl Req {
     }
 }
 
+/// A refusal from the gate, and the `Retry-After` it carries, if any.
+type Refused = (Reply, Option<Duration>);
+
+/// The answer, with `Retry-After` in whole seconds (rounded up).
+fn respond(reply: Reply, retry_after: Option<Duration>) -> Response {
+    let mut resp = reply.into_response();
+    if let Some(after) = retry_after {
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        resp.headers_mut().insert("retry-after", secs.into());
+    }
+    resp
+}
+
 impl Shared {
     /// The gate every request passes: token, app, faults, rate limits.
     /// `Ok(true)` means "do the work, then never answer".
-    fn admit(&self, w: &mut World, now: Duration, route: Route, r: &Req) -> Result<bool, Reply> {
+    fn admit(&self, w: &mut World, now: Duration, route: Route, r: &Req) -> Result<bool, Refused> {
         let bearer = r.headers.get("authorization").and_then(|v| v.to_str().ok());
         if bearer != Some(format!("Bearer {}", self.token).as_str()) {
-            return Err(Reply(401, json!({ "error": "Authenticate: token validation error" })));
+            return Err((Reply(401, json!({ "error": "Authenticate: token validation error" })), None));
         }
         if r.params.get("app") != Some(&self.app) {
-            return Err(Reply(404, json!({ "error": "app not found" })));
+            return Err((Reply(404, json!({ "error": "app not found" })), None));
+        }
+        let throttled = || Reply(429, json!({ "error": "rate limit exceeded" }));
+        if let Some(left) = w.throttled_for(route) {
+            return Err((throttled(), Some(left)));
         }
         let lose = match w.next_fault(route) {
-            Some(Fault::Status(status, body)) => return Err(Reply(status, body)),
+            Some(Fault::Status(status, body)) => return Err((Reply(status, body), None)),
+            Some(Fault::Throttle(d)) => {
+                w.throttled.insert(route, std::time::Instant::now() + d);
+                return Err((throttled(), Some(d)));
+            }
             Some(Fault::LoseResponse) => true,
             None => false,
         };
         let key = r.params.get("id").unwrap_or(&self.app).clone();
         if !w.take_token(now, route, &key) {
-            return Err(Reply(429, json!({ "error": "rate limit exceeded" })));
+            return Err((Reply(429, json!({ "error": "rate limit exceeded" })), None));
         }
         if r.body.is_err() {
-            return Err(Reply(400, json!({ "error": "invalid JSON body" })));
+            return Err((Reply(400, json!({ "error": "invalid JSON body" })), None));
         }
         Ok(lose)
     }
@@ -126,22 +147,22 @@ async fn serve(
     r: Req,
     act: impl FnOnce(&mut World, Duration, &Req) -> Result<Reply, Reply>,
 ) -> Response {
-    let (reply, lose) = {
+    let (reply, lose, retry_after) = {
         let mut w = f.world.lock().unwrap();
         let now = f.clock.now();
         w.tick(now);
-        let (reply, lose) = match f.admit(&mut w, now, route, &r) {
-            Err(reply) => (reply, false),
-            Ok(lose) => (act(&mut w, now, &r).unwrap_or_else(|e| e), lose),
+        let (reply, lose, retry_after) = match f.admit(&mut w, now, route, &r) {
+            Err((reply, retry_after)) => (reply, false, retry_after),
+            Ok(lose) => (act(&mut w, now, &r).unwrap_or_else(|e| e), lose, None),
         };
         Shared::record(&mut w, route, &r, reply.0);
-        (reply, lose)
+        (reply, lose, retry_after)
     };
     f.notify();
     if lose {
         std::future::pending::<()>().await;
     }
-    reply.into_response()
+    respond(reply, retry_after)
 }
 
 macro_rules! handler {
@@ -239,16 +260,18 @@ async fn wait(
         let now = f.clock.now();
         w.tick(now);
         let early = match (f.admit(&mut w, now, Route::Wait, &r), timeout) {
-            (Err(reply), _) => Some(reply),
-            (Ok(_), Err(())) => Some(Reply(400, json!({ "error": "timeout must be a whole number of seconds" }))),
+            (Err(refused), _) => Some(refused),
+            (Ok(_), Err(())) => {
+                Some((Reply(400, json!({ "error": "timeout must be a whole number of seconds" })), None))
+            }
             (Ok(_), _) if !WAIT_STATES.contains(&state.as_str()) => {
-                Some(Reply(400, json!({ "error": format!("invalid state {state:?}") })))
+                Some((Reply(400, json!({ "error": format!("invalid state {state:?}") })), None))
             }
             _ => None,
         };
-        if let Some(reply) = early {
+        if let Some((reply, retry_after)) = early {
             Shared::record(&mut w, Route::Wait, &r, reply.0);
-            return reply.into_response();
+            return respond(reply, retry_after);
         }
         now + Duration::from_secs(timeout.unwrap_or(60))
     };

@@ -65,6 +65,8 @@ pub struct World {
     pub machines: BTreeMap<String, Machine>,
     pub volumes: BTreeMap<String, Volume>,
     pub faults: HashMap<Route, VecDeque<Fault>>,
+    /// Routes answering 429 until then (`Fault::Throttle`).
+    pub throttled: HashMap<Route, std::time::Instant>,
     pub no_capacity: HashSet<String>,
     pub rate_limits: bool,
     buckets: HashMap<(Route, String), Bucket>,
@@ -153,6 +155,7 @@ impl World {
             machines: BTreeMap::new(),
             volumes: BTreeMap::new(),
             faults: HashMap::new(),
+            throttled: HashMap::new(),
             no_capacity: HashSet::new(),
             rate_limits,
             buckets: HashMap::new(),
@@ -195,6 +198,12 @@ impl World {
 
     pub fn next_fault(&mut self, route: Route) -> Option<Fault> {
         self.faults.get_mut(&route)?.pop_front()
+    }
+
+    /// How long `route` still answers 429, if it is throttled.
+    pub fn throttled_for(&self, route: Route) -> Option<Duration> {
+        let left = self.throttled.get(&route)?.saturating_duration_since(std::time::Instant::now());
+        (!left.is_zero()).then_some(left)
     }
 
     /// Applies every transition due by `now`; returns whether any was.

@@ -372,6 +372,8 @@ pub struct Term {
     pub exit: Option<i64>,
     pub error: Option<Value>,
     pub closed: bool,
+    /// The close frame's code and reason, if the hub sent one.
+    pub close_frame: Option<(u16, String)>,
 }
 
 impl Term {
@@ -388,6 +390,7 @@ impl Term {
                 exit: None,
                 error: None,
                 closed: false,
+                close_frame: None,
             }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
                 let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
@@ -399,6 +402,12 @@ impl Term {
 
     pub async fn send(&mut self, keys: &str) {
         self.ws.send(Message::Binary(keys.as_bytes().to_vec().into())).await.unwrap();
+    }
+
+    /// Sends one binary message of any size (a paste); false if the hub
+    /// closed the connection before taking all of it.
+    pub async fn send_bytes(&mut self, bytes: Vec<u8>) -> bool {
+        self.ws.send(Message::Binary(bytes.into())).await.is_ok()
     }
 
     pub async fn resize(&mut self, cols: u32, rows: u32) {
@@ -448,7 +457,10 @@ impl Term {
                     _ => panic!("unexpected control message {v}"),
                 }
             }
-            Message::Close(_) => self.closed = true,
+            Message::Close(frame) => {
+                self.closed = true;
+                self.close_frame = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
             _ => {}
         }
     }

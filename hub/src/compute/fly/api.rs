@@ -3,7 +3,9 @@
 //! user can act on.
 //!
 //! Calls are retried with exponential backoff and full jitter on 429, 5xx
-//! and transport failures, never on a 4xx the same request would get again.
+//! and transport failures, never on a 4xx the same request would get again;
+//! a `Retry-After` is waited out, up to `MAX_RETRY_AFTER` (asked to wait
+//! longer, the call fails at once, saying how long).
 //! Creating is not idempotent in this API (no idempotency keys), so the
 //! `create_*_once` methods send exactly once and leave retrying to the
 //! caller, which first looks for what a lost answer may have created. The
@@ -22,6 +24,10 @@ use std::time::Duration;
 /// The header that carries a lease's nonce on mutations of a leased machine.
 pub const NONCE_HEADER: &str = "fly-machine-lease-nonce";
 
+/// The longest `Retry-After` waited out. A request that has to wait longer
+/// fails instead: a start shouldn't hang for minutes without a word.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
 /// How often and how patiently a failed call is tried again.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -34,11 +40,11 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// The pause before retry `attempt` (from 0): uniform in [c/2, c] under a
     /// ceiling c that doubles up to the cap, and never shorter than the
-    /// server's `Retry-After` (itself capped).
+    /// server's `Retry-After` (itself at most `MAX_RETRY_AFTER`).
     pub fn delay(&self, attempt: u32, hint: Option<Duration>) -> Duration {
         let ceiling = self.base.saturating_mul(1 << attempt.min(16)).min(self.cap);
         let jittered = ceiling.mul_f64(rand::rng().random_range(0.5..=1.0));
-        hint.map_or(jittered, |h| jittered.max(h.min(self.cap)))
+        hint.map_or(jittered, |h| jittered.max(h.min(MAX_RETRY_AFTER)))
     }
 }
 
@@ -46,7 +52,7 @@ impl RetryPolicy {
 #[derive(Debug, thiserror::Error)]
 pub enum FlyError {
     /// The API answered with an error status.
-    #[error("{op}: {}", explain(*status, message, kind.as_deref()))]
+    #[error("{op}: {}", explain(*status, message, kind.as_deref(), *retry_after))]
     Status {
         op: String,
         status: u16,
@@ -77,7 +83,7 @@ const CAPACITY_MARKERS: [&str; 6] = [
     "over the allowed quota",
 ];
 
-fn explain(status: u16, message: &str, kind: Option<&str>) -> String {
+fn explain(status: u16, message: &str, kind: Option<&str>, retry_after: Option<Duration>) -> String {
     if is_capacity(message, kind) {
         return format!(
             "Fly has no capacity for this machine in the region right now \
@@ -88,7 +94,10 @@ fn explain(status: u16, message: &str, kind: Option<&str>) -> String {
         401 => format!("Fly rejected the API token (401: {message}); check FLY_API_TOKEN"),
         404 => format!("not found at Fly (404: {message})"),
         409 => format!("the machine is busy with another operation (409: {message})"),
-        429 => format!("rate limited by Fly (429: {message})"),
+        429 => match retry_after {
+            Some(after) => format!("rate limited by Fly (429: {message}; retry after {} s)", after.as_secs()),
+            None => format!("rate limited by Fly (429: {message})"),
+        },
         s if s >= 500 => format!("Fly's API failed ({s}: {message})"),
         s => format!("Fly refused the request ({s}: {message})"),
     }
@@ -156,12 +165,33 @@ impl FlyError {
         }
     }
 
-    fn retry_after(&self) -> Option<Duration> {
+    /// How long the server asked to wait before the next request.
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Status { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
+
+    /// The pause before trying again after this failure of try `attempt`
+    /// (from 0), if the request may succeed later and `policy` allows
+    /// another try. The server's `Retry-After` is waited out; one longer than
+    /// `MAX_RETRY_AFTER` ends the tries.
+    pub fn retry_pause(&self, policy: &RetryPolicy, attempt: u32) -> Option<Duration> {
+        let too_long = self.retry_after().is_some_and(|after| after > MAX_RETRY_AFTER);
+        let again = self.retryable() && !too_long && attempt + 1 < policy.attempts;
+        again.then(|| policy.delay(attempt, self.retry_after()))
+    }
+}
+
+/// A `Retry-After` value: seconds, or an HTTP date (RFC 9110 §10.2.3).
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or_default())
 }
 
 /// A client of one Fly app's Machines API.
@@ -264,11 +294,7 @@ impl FlyApi {
         }
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| parse_retry_after(v.to_str().ok()?));
         let bytes = resp.bytes().await.map_err(transport)?;
         if status.is_success() {
             return Ok(bytes);
@@ -281,16 +307,15 @@ impl FlyApi {
     async fn send(&self, call: Call<'_>) -> Result<Bytes, FlyError> {
         let mut attempt = 0;
         loop {
-            match self.once(&call).await {
-                Err(e) if e.retryable() && attempt + 1 < self.retry.attempts => {
-                    let delay = self.retry.delay(attempt, e.retry_after());
-                    // Only the status: Fly's message could echo a request.
-                    tracing::debug!(op = %call.op, status = ?e.status(), ?delay, "retrying a fly api call");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
+            let e = match self.once(&call).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) => e,
+            };
+            let Some(delay) = e.retry_pause(&self.retry, attempt) else { return Err(e) };
+            // Only the status: Fly's message could echo a request.
+            tracing::debug!(op = %call.op, status = ?e.status(), ?delay, "retrying a fly api call");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
         }
     }
 
@@ -456,7 +481,26 @@ mod tests {
             assert!(d >= ceiling / 2 && d <= ceiling, "{attempt}: {d:?}");
         }
         assert!(p.delay(0, Some(Duration::from_secs(1))) >= Duration::from_secs(1));
-        assert!(p.delay(0, Some(Duration::from_secs(60))) <= p.cap);
+        assert!(p.delay(0, Some(Duration::from_secs(5))) >= Duration::from_secs(5), "longer than the cap");
+        assert_eq!(p.delay(0, Some(Duration::from_secs(60))), MAX_RETRY_AFTER);
+
+        let limited = |after: u64| FlyError::Status {
+            op: "op".into(),
+            status: 429,
+            message: "slow down".into(),
+            kind: None,
+            retry_after: Some(Duration::from_secs(after)),
+        };
+        assert!(limited(3).retry_pause(&p, 0).is_some_and(|d| d >= Duration::from_secs(3)));
+        assert_eq!(limited(3).retry_pause(&p, 4), None, "the last try");
+        assert_eq!(limited(3600).retry_pause(&p, 0), None, "longer than waited out");
+        assert!(limited(3600).to_string().contains("retry after 3600 s"), "{}", limited(3600));
+        assert_eq!(status(422, "", None).retry_pause(&p, 0), None);
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        let soon = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
+        assert!(parse_retry_after(&soon).is_some_and(|d| d > Duration::from_secs(25) && d <= Duration::from_secs(30)));
+        assert_eq!(parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
     }
 
     #[test]

@@ -84,7 +84,7 @@ impl FlyCompute {
                             self.config.op_timeout
                         )));
                     }
-                    let pause = self.api.retry.delay(attempt, None);
+                    let pause = self.api.retry.delay(attempt, e.retry_after());
                     tokio::time::sleep(pause.min(deadline - Instant::now())).await;
                     attempt += 1;
                 }
@@ -138,12 +138,12 @@ impl FlyCompute {
 
     /// After a create failed with `e`: whether to look for what it may have
     /// made anyway (no answer, a 5xx, a taken name), and the pause before
-    /// trying again, if it may succeed later. A create is not idempotent, so
-    /// it is sent again only when the look found nothing.
+    /// trying again, if it may succeed later (at least the `Retry-After` of
+    /// a 429). A create is not idempotent, so it is sent again only when the
+    /// look found nothing.
     pub(super) fn after_failed_create(&self, e: &FlyError, attempt: u32) -> (bool, Option<Duration>) {
         let look = e.is_name_taken() || (e.retryable() && !e.is_rate_limited());
-        let again = e.retryable() && attempt + 1 < self.api.retry.attempts;
-        (look, again.then(|| self.api.retry.delay(attempt, None)))
+        (look, e.retry_pause(&self.api.retry, attempt))
     }
 
     pub(super) async fn ensure_volume(&self, project: Uuid) -> anyhow::Result<Volume> {
