@@ -54,14 +54,7 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pr
         // Only from a status a stop hasn't taken over meanwhile.
         let starting = hub.db.transition(id, &["stopped", "error", "starting", "running"], "starting").await?;
         publish(hub, starting.as_ref().ok_or_else(stopping)?);
-        let token = random_token(32);
-        hub.db.set_machine(id, &sha256(token.as_bytes()), None).await?;
-        let env = project.env_vars.as_object().into_iter().flatten();
-        let env = env.filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect();
-        let plan = hub.db.user(project.owner_id).await?.map(|u| u.plan).unwrap_or_default();
-        let limits = crate::plans::vm_limits(&plan);
-        let spec = StartSpec { project_id: id, machine_token: token, env, limits };
-        if let Err(e) = hub.compute.start(&spec).await {
+        if let Err(e) = boot(hub, &project).await {
             let msg = format!("could not start the VM: {e:#}");
             set_status(hub, id, "error", Some(&msg)).await?;
             if crate::compute::is_unavailable(&e) {
@@ -71,9 +64,6 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pr
                 return Err(ApiError::UnavailableBecause { status: "error".into(), message: msg });
             }
             return Err(ApiError::Internal(e.context("starting vm")));
-        }
-        if let Some((machine, volume)) = hub.compute.placement(id) {
-            hub.db.set_compute_ids(id, Some(&machine), volume.as_deref()).await?;
         }
     } else if hub.tunnels.get(id).is_none() && project.status != "starting" {
         let starting = hub.db.transition(id, &["stopped", "error", "running"], "starting").await?;
@@ -91,6 +81,55 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pr
         on_tunnel_up(hub, id).await;
     }
     hub.db.project_any(id).await?.ok_or(ApiError::NotFound)
+}
+
+/// Boots the project's machine with a new machine token.
+async fn boot(hub: &Hub, project: &Project) -> anyhow::Result<()> {
+    let id = project.id;
+    let token = random_token(32);
+    hub.db.set_machine(id, &sha256(token.as_bytes()), None).await?;
+    let env = project.env_vars.as_object().into_iter().flatten();
+    let env = env.filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect();
+    let plan = hub.db.user(project.owner_id).await?.map(|u| u.plan).unwrap_or_default();
+    let limits = crate::plans::vm_limits(&plan);
+    hub.compute.start(&StartSpec { project_id: id, machine_token: token, env, limits }).await?;
+    if let Some((machine, volume)) = hub.compute.placement(id) {
+        hub.db.set_compute_ids(id, Some(&machine), volume.as_deref()).await?;
+    }
+    Ok(())
+}
+
+/// Watches a VM the provider says runs but whose tunnel is gone: if no
+/// tunnel comes back within `revive_after` (its aetherd was killed, is
+/// frozen or hangs), the machine is restarted. The project stays active
+/// meanwhile: the machine runs, and the hub knows it.
+fn revive_if_silent(hub: &Arc<Hub>, id: Uuid) {
+    let hub = hub.clone();
+    tokio::spawn(async move {
+        if hub.tunnels.wait_for(id, hub.config.revive_after).await.is_some() {
+            return;
+        }
+        if let Err(e) = revive(&hub, id).await {
+            tracing::warn!(project = %id, error = format!("{e:#}"), "restarting a silent VM");
+            let _ = set_status(&hub, id, "error", Some(&format!("could not restart the VM: {e:#}"))).await;
+        }
+    });
+}
+
+async fn revive(hub: &Arc<Hub>, id: Uuid) -> anyhow::Result<()> {
+    let lock = hub.start_locks.get(id);
+    let _guard = lock.lock().await;
+    let Some(project) = hub.db.project_any(id).await? else { return Ok(()) };
+    let active = matches!(project.status.as_str(), "running" | "starting");
+    if !active || hub.tunnels.get(id).is_some() || hub.compute.status(id).await? != MachineState::Running {
+        return Ok(());
+    }
+    tracing::warn!(project = %id, "the VM runs but its aetherd has been silent; restarting the VM");
+    if let Some(p) = hub.db.transition(id, &["running"], "starting").await? {
+        publish(hub, &p);
+    }
+    hub.compute.stop(id).await?;
+    boot(hub, &project).await
 }
 
 /// Stops the project's VM; with `wait`, returns once it has stopped.
@@ -154,9 +193,10 @@ pub async fn on_tunnel_up(hub: &Hub, id: Uuid) {
 }
 
 /// A VM's tunnel went away and no newer one replaced it.
-pub async fn on_tunnel_down(hub: &Hub, id: Uuid) {
+pub async fn on_tunnel_down(hub: &Arc<Hub>, id: Uuid) {
     match hub.compute.status(id).await {
-        Ok(MachineState::Running) => {} // It will reconnect.
+        // It will reconnect, or be restarted.
+        Ok(MachineState::Running) => revive_if_silent(hub, id),
         Ok(_) => match hub.db.project_any(id).await {
             Ok(Some(p)) if matches!(p.status.as_str(), "running" | "starting") => {
                 if let Err(e) = set_status(hub, id, "error", Some("the VM stopped unexpectedly")).await {
@@ -182,6 +222,7 @@ pub async fn reconcile(hub: &Arc<Hub>) -> anyhow::Result<()> {
             (_, MachineState::Running) => {
                 if hub.tunnels.get(p.id).is_none() {
                     set_status(hub, p.id, "starting", None).await?;
+                    revive_if_silent(hub, p.id);
                 }
             }
             (_, _) => {

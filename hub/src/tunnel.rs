@@ -56,9 +56,18 @@ pub struct Tunnel {
     /// The data-plane thread its connection's driver runs on.
     pub shard: usize,
     generation: u64,
+    /// When aetherd last said anything on the control stream.
+    heard: Arc<Mutex<std::time::Instant>>,
 }
 
 impl Tunnel {
+    /// Whether aetherd said anything on the control stream within `d`
+    /// (heartbeats come every interval): a killed or frozen aetherd's
+    /// tunnel lingers until QUIC's idle timeout, but goes silent at once.
+    pub fn heard_within(&self, d: Duration) -> bool {
+        self.heard.lock().expect("heard lock").elapsed() < d
+    }
+
     /// Opens a stream of the given kind; the header is already written.
     pub async fn open(&self, kind: StreamKind) -> anyhow::Result<(quinn::SendStream, quinn::RecvStream)> {
         let (mut send, recv) = self.conn.open_bi().await.context("opening tunnel stream")?;
@@ -112,7 +121,8 @@ impl Tunnels {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let home = if home.is_empty() { aether_protocol::fs::NOMINAL_HOME.to_vec() } else { home };
         let preview_streams = Arc::new(tokio::sync::Semaphore::new(self.preview_streams));
-        let tunnel = Tunnel { conn, boot_id, home, preview_streams, shard, generation };
+        let heard = Arc::new(Mutex::new(std::time::Instant::now()));
+        let tunnel = Tunnel { conn, boot_id, home, preview_streams, shard, generation, heard };
         let old = self.map.lock().expect("tunnels lock").insert(project, tunnel.clone());
         self.changed.send_modify(|n| *n += 1);
         (tunnel, old)
@@ -259,27 +269,31 @@ pub async fn serve(
     endpoint.close(close::SHUTDOWN.into(), b"hub shutting down");
 }
 
-async fn authenticate(hub: &Hub, hello: &Hello) -> anyhow::Result<Option<Uuid>> {
+/// The project a Hello is admitted for, or why it is refused.
+async fn authenticate(hub: &Hub, hello: &Hello) -> anyhow::Result<Result<Uuid, &'static str>> {
+    const UNKNOWN: &str = "unknown project or wrong machine token";
     let Ok(project) = hello.project_id.parse::<Uuid>() else {
-        return Ok(None);
+        return Ok(Err(UNKNOWN));
     };
     let Some(stored) = hub.db.machine_token_hash(project).await? else {
-        return Ok(None);
+        return Ok(Err(UNKNOWN));
     };
     let presented = sha256(hello.machine_token.as_bytes());
     if !bool::from(stored.ct_eq(&presented)) {
-        return Ok(None);
+        return Ok(Err(UNKNOWN));
     }
     // The token is right; the key decides which aetherd it belongs to. A
     // restarted aetherd (a new key) takes the token over once the old one's
-    // tunnel is gone; while it is connected, another key is an impostor.
-    let live = hub.tunnels.get(project).is_some();
+    // tunnel is gone or silent; while it is connected and heartbeating,
+    // another key is an impostor.
+    let silent_after = hub.config.heartbeat_interval * 3;
+    let live = hub.tunnels.get(project).is_some_and(|t| t.heard_within(silent_after));
     if hub.db.bind_tunnel_key(project, &sha256(&hello.boot_key), !live).await? {
-        return Ok(Some(project));
+        return Ok(Ok(project));
     }
     hub.metrics.tunnels_impostor.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(%project, boot = %hello.boot_id, "refused a second aetherd presenting this project's machine token");
-    Ok(None)
+    Ok(Err("another aetherd holds this machine token"))
 }
 
 async fn handle(hub: Arc<Hub>, conn: quinn::Connection, shard: usize) -> anyhow::Result<()> {
@@ -304,13 +318,18 @@ async fn handle(hub: Arc<Hub>, conn: quinn::Connection, shard: usize) -> anyhow:
             return Err(e.into());
         }
     };
-    let Some(project) = authenticate(&hub, &hello).await? else {
-        hub.metrics.tunnels_rejected.fetch_add(1, Ordering::Relaxed);
-        let reject =
-            pb::Reject { code: "unauthorized".into(), message: "unknown project or wrong machine token".into() };
-        let _ = tx.send(pb::HubMessage { msg: Some(pb::hub_message::Msg::Reject(reject)) }).await;
-        conn.close(close::UNAUTHORIZED.into(), b"unauthorized");
-        anyhow::bail!("rejected tunnel for {:?}", hello.project_id);
+    let project = match authenticate(&hub, &hello).await? {
+        Ok(project) => project,
+        Err(why) => {
+            hub.metrics.tunnels_rejected.fetch_add(1, Ordering::Relaxed);
+            let reject = pb::Reject { code: "unauthorized".into(), message: why.into() };
+            let _ = tx.send(pb::HubMessage { msg: Some(pb::hub_message::Msg::Reject(reject)) }).await;
+            // Let aetherd read why before the connection goes.
+            let _ = tx.close().await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+            conn.close(close::UNAUTHORIZED.into(), b"unauthorized");
+            anyhow::bail!("rejected tunnel for {:?}: {why}", hello.project_id);
+        }
     };
     let span = tracing::info_span!("tunnel", %project, boot = %hello.boot_id);
     serve_admitted(hub, conn, shard, project, hello, tx, rx).instrument(span).await
@@ -340,17 +359,20 @@ async fn serve_admitted(
 
     let result = loop {
         tokio::select! {
-            msg = rx.next() => match msg {
-                Some(Ok(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Heartbeat(hb)) })) => {
-                    record(&hub, project, &hb).await;
+            msg = rx.next() => {
+                *tunnel.heard.lock().expect("heard lock") = std::time::Instant::now();
+                match msg {
+                    Some(Ok(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Heartbeat(hb)) })) => {
+                        record(&hub, project, &hb).await;
+                    }
+                    Some(Ok(pb::AgentMessage { msg: Some(pb::agent_message::Msg::PortsChanged(p)) })) => {
+                        ports_changed(&hub, project, p).await;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break Err(protocol_error(&conn, e)),
+                    None => break Ok(()),
                 }
-                Some(Ok(pb::AgentMessage { msg: Some(pb::agent_message::Msg::PortsChanged(p)) })) => {
-                    ports_changed(&hub, project, p).await;
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => break Err(protocol_error(&conn, e)),
-                None => break Ok(()),
-            },
+            }
             _ = conn.closed() => break Ok(()),
         }
     };
