@@ -1,9 +1,14 @@
 # Common commands. `make dev` runs the whole system locally; `make test` runs every test.
-.PHONY: dev test bench bench-files bench-previews bench-ssh build web fmt lint clean-data
+.PHONY: dev vm-host test bench bench-files bench-previews bench-ssh build web fmt lint clean-data
 
 # Hub + web app + local VMs + embedded Postgres on http://127.0.0.1:8080
-dev: build web
+dev: build web vm-host
 	./target/debug/aether-hub
+
+# Isolated local VMs (as root: tools, uid range, the VM image's root file
+# system, built once); without them the hub says so and serves one user.
+vm-host:
+	-scripts/vm-host.sh
 
 build:
 	cargo build --workspace --bins

@@ -9,12 +9,15 @@
 // preview without a reload; create an agent key, see its private key and SSH config, revoke
 // it; clean up. It also reports the JavaScript each page loads (gzip).
 //
-//   AETHER_E2E_URL=http://127.0.0.1:8080 npm run e2e
+//   AETHER_E2E_URL=http://127.0.0.1:8080 AETHER_E2E_DATA=.data npm run e2e
+//
+// AETHER_E2E_DATA is the hub's data folder (a local VM's home is under it).
 //
 // Uses Debian's Chromium through playwright-core (never `npx playwright
 // install`); CHROMIUM overrides its path. No fixed sleeps: every wait polls
 // with a deadline. Screenshots of each step land in e2e/screenshots/.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -505,9 +508,20 @@ try {
       `mkdir -p hmr && cd hmr && printf '<p id="m"></p><script type="module" src="/main.js"></script><script>window.loadedAt = Date.now()</script>' > index.html && printf 'import.meta.hot.accept(); document.getElementById("m").textContent = "hot-one";' > main.js && echo files-ready`,
       "files-ready",
     );
-    // This repository's Vite: local VMs share this machine's file system.
-    const vite = join(here, "..", "node_modules", "vite", "bin", "vite.js");
-    await shell(`node ${vite} --port ${hmrPort} --strictPort --host 127.0.0.1 < /dev/null > ../vite.log 2>&1 & echo vite-started`, "vite-started");
+    // This repository's Vite and the Node it needs (the VM image's is
+    // older), put in the local VM's home from this machine's side.
+    const data = process.env.AETHER_E2E_DATA;
+    if (!data) throw new Error("AETHER_E2E_DATA (the hub's data folder) is not set: the Vite step needs a local VM's home");
+    const home = join(data, "vms", run.projectId, "home");
+    const kit = join(home, ".e2e-vite");
+    cpSync(join(here, "..", "node_modules"), join(kit, "node_modules"), { recursive: true });
+    copyFileSync(process.execPath, join(kit, "node"));
+    const { uid, gid } = statSync(home);
+    execFileSync("chown", ["-R", `${uid}:${gid}`, kit]);
+    await shell(
+      `~/.e2e-vite/node ~/.e2e-vite/node_modules/vite/bin/vite.js --port ${hmrPort} --strictPort --host 127.0.0.1 < /dev/null > ../vite.log 2>&1 & echo vite-started`,
+      "vite-started",
+    );
     await hmrRow().waitFor({ timeout: 30_000 });
     // Vite's client logs this once its WebSocket (through the preview) is
     // open; listened for on the whole context, before the page exists.
