@@ -216,6 +216,11 @@ impl Db {
         Ok(())
     }
 
+    /// Whether a user with this id exists.
+    pub async fn user_exists(&self, id: Uuid) -> sqlx::Result<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)").bind(id).fetch_one(&self.pool).await
+    }
+
     pub async fn user_by_email(&self, email: &str) -> sqlx::Result<Option<User>> {
         sqlx::query_as("SELECT id, email, password_hash, display_name, plan FROM users WHERE lower(email) = lower($1)")
             .bind(email)
