@@ -9,6 +9,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use std::time::Duration;
 
 /// Every way an API call can fail.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,9 @@ pub enum ApiError {
     RangeNotSatisfiable(String),
     #[error("too many requests")]
     RateLimited,
+    /// Over an abuse limit (`rate`): try again after the given time.
+    #[error("too many attempts; try again in {} s", retry_after_secs(*.0))]
+    Throttled(Duration),
     #[error("the project's VM is {status}")]
     Unavailable { status: String },
     /// The VM can't run now, for a reason the user can act on (the
@@ -66,7 +70,7 @@ impl ApiError {
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::LimitReached(_) => (StatusCode::UNPROCESSABLE_ENTITY, "limit_reached"),
             Self::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "invalid_request"),
-            Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::RateLimited | Self::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable { .. } | Self::UnavailableBecause { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
@@ -81,6 +85,10 @@ impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         Self::Internal(e.into())
     }
+}
+
+fn retry_after_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 impl IntoResponse for ApiError {
@@ -98,8 +106,14 @@ impl IntoResponse for ApiError {
             body["error"]["status"] = json!(status);
         }
         let mut resp = (status, Json(body)).into_response();
-        if matches!(self, Self::Unavailable { .. } | Self::UnavailableBecause { .. } | Self::RateLimited) {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        match self {
+            Self::Unavailable { .. } | Self::UnavailableBecause { .. } | Self::RateLimited => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            }
+            Self::Throttled(wait) => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(wait).max(1)));
+            }
+            _ => {}
         }
         resp
     }

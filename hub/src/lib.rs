@@ -21,6 +21,7 @@ pub mod pg;
 pub mod plans;
 pub mod preview;
 pub mod projects;
+pub mod rate;
 pub mod reconcile;
 pub mod secrets;
 pub mod ssh;
@@ -54,6 +55,8 @@ pub struct Hub {
     pub start_locks: projects::StartLocks,
     /// The SSH jump host's state: agent keys' sync, open channels.
     pub ssh: ssh::Ssh,
+    /// Abuse limits of sign-in, sign-up and tickets.
+    pub limits: rate::Limits,
 }
 
 /// Where a running hub listens, written to `{data_dir}/hub.json` at start.
@@ -223,6 +226,7 @@ async fn serve(
     let ssh = ssh::Ssh::new(host_key, ssh_host, ssh_port)?;
     let hub = Arc::new(Hub {
         ssh,
+        limits: rate::Limits::default(),
         web_dir: web_dir(&config),
         public_url,
         previews,
