@@ -1,5 +1,5 @@
 //! Abuse limits as an attacker and the people they target meet them:
-//! password guessing, sign-up and ticket floods.
+//! password guessing, sign-up and ticket floods, oversized bodies.
 
 mod support;
 
@@ -160,4 +160,37 @@ async fn ticket_floods_are_limited_per_user() {
     let theirs = other.project("mine").await;
     let (s, v) = other.post("/api/tickets", json!({"project_id": theirs, "purpose": "terminal"})).await;
     assert_eq!(s, 200, "{v}");
+}
+
+#[tokio::test]
+async fn a_50_mb_json_body_is_413_on_every_json_route() {
+    let hub = TestHub::start().await;
+    let user = hub.user().await;
+    let id = user.project("big").await;
+    // Valid JSON, just large: a 50 MB string where a small one belongs.
+    let big = |field: &str| {
+        let mut body = format!("{{\"{field}\": \"").into_bytes();
+        body.resize(body.len() + 50_000_000, b'a');
+        body.extend_from_slice(b"\", \"password\": \"x\"}");
+        body
+    };
+    use reqwest::Method;
+    let routes = [
+        (Method::POST, "/api/auth/signup".to_owned(), "email"),
+        (Method::POST, "/api/auth/login".to_owned(), "email"),
+        (Method::PATCH, "/api/me".to_owned(), "display_name"),
+        (Method::POST, "/api/tickets".to_owned(), "purpose"),
+        (Method::POST, "/api/projects".to_owned(), "name"),
+        (Method::PATCH, format!("/api/projects/{id}"), "name"),
+        (Method::POST, format!("/api/projects/{id}/agents"), "name"),
+        (Method::PATCH, format!("/api/projects/{id}/ports/3000"), "visibility"),
+        (Method::POST, format!("/api/projects/{id}/files/mkdir"), "path"),
+        (Method::POST, format!("/api/projects/{id}/files/rename"), "from"),
+    ];
+    for (method, path, field) in routes {
+        let (s, v) = user.post_raw(method.clone(), &path, big(field)).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (413, Some("too_large")), "{method} {path}: {v}");
+    }
+    // The hub is none the worse.
+    assert_eq!(user.get("/api/me").await.0, 200);
 }

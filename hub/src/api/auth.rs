@@ -29,11 +29,15 @@ struct Credentials {
     password: String,
 }
 
-/// Parses a JSON body, answering the contract's 400 on anything malformed.
+/// Parses a JSON body, answering the contract's 413 for one over the body
+/// limit and 400 for anything malformed.
 pub(crate) fn body<T: serde::de::DeserializeOwned>(
     raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<T> {
-    let Json(v) = raw.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(v) = raw.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge("the JSON body is over the 2 MiB limit".into()),
+        _ => ApiError::bad_request(e.body_text()),
+    })?;
     serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
 }
 

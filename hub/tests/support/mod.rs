@@ -524,4 +524,16 @@ impl Api {
         let text = resp.text().await.unwrap();
         (status, headers, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
+
+    /// Sends `body` as it is, with a JSON content type.
+    pub async fn post_raw(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.header("content-type", "application/json").body(body).send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
 }
