@@ -129,7 +129,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Some(_) => None,
         None => {
             let dir = data_dir.join("postgres");
-            Some(tokio::task::spawn_blocking(move || pg::EmbeddedPg::start(&dir)).await??)
+            let password = hex::encode(tls::persistent_secret(&data_dir.join("secrets/postgres.key"), 32)?);
+            let pg = tokio::task::spawn_blocking(move || pg::EmbeddedPg::start(&dir, &password)).await??;
+            pg.check_login().await?;
+            Some(pg)
         }
     };
     let options = match (&config.database_url, &embedded) {
