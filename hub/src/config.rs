@@ -98,6 +98,9 @@ pub struct Config {
     /// Abuse limits count by this address, so name a header only when every
     /// request comes through a proxy that sets it.
     pub client_ip_header: Option<String>,
+    /// How long the embedded database's cluster stays down, once it is seen
+    /// down, before the hub starts it again (doubling while it keeps dying).
+    pub pg_restart_delay: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -125,6 +128,7 @@ impl fmt::Debug for Config {
             .field("stuck_after", &self.stuck_after)
             .field("default_plan", &self.default_plan)
             .field("client_ip_header", &self.client_ip_header)
+            .field("pg_restart_delay", &self.pg_restart_delay)
             .finish()
     }
 }
@@ -170,6 +174,7 @@ impl Config {
             orphan_grace: Duration::from_secs(10 * 60),
             stuck_after: Duration::from_secs(5 * 60),
             client_ip_header: None,
+            pg_restart_delay: Duration::from_secs(1),
         }
     }
 }

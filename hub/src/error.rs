@@ -45,6 +45,9 @@ pub enum ApiError {
     /// provider has no capacity, say): 503 like `Unavailable`, with it.
     #[error("{message}")]
     UnavailableBecause { status: String, message: String },
+    /// The database can't be reached; nothing the caller did wrong.
+    #[error("the database is unavailable; try again shortly")]
+    DatabaseUnavailable,
     #[error("{0}")]
     BadGateway(String),
     #[error("{0}")]
@@ -71,7 +74,7 @@ impl ApiError {
             Self::LimitReached(_) => (StatusCode::UNPROCESSABLE_ENTITY, "limit_reached"),
             Self::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "invalid_request"),
             Self::RateLimited | Self::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Self::Unavailable { .. } | Self::UnavailableBecause { .. } => {
+            Self::Unavailable { .. } | Self::UnavailableBecause { .. } | Self::DatabaseUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
             Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
@@ -83,7 +86,26 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if database_unreachable(&e) {
+            tracing::warn!(error = %e, "the database is unavailable");
+            return Self::DatabaseUnavailable;
+        }
         Self::Internal(e.into())
+    }
+}
+
+/// Whether `e` says the database can't be reached (as opposed to a query
+/// that failed): the server is down, starting, shutting down or unreachable.
+pub fn database_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 57P01-57P03: shutting down,
+        // crashed, not accepting connections yet.
+        sqlx::Error::Database(d) => {
+            d.code().is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
     }
 }
 
@@ -92,7 +114,14 @@ fn retry_after_secs(d: Duration) -> u64 {
 }
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        // Glue code carries database errors inside `anyhow`.
+        if let Self::Internal(e) = &self
+            && e.chain().any(|c| c.downcast_ref::<sqlx::Error>().is_some_and(database_unreachable))
+        {
+            tracing::warn!(error = format!("{e:#}"), "the database is unavailable");
+            self = Self::DatabaseUnavailable;
+        }
         let (status, code) = self.status_and_code();
         let message = match &self {
             Self::Internal(e) => {
@@ -107,7 +136,10 @@ impl IntoResponse for ApiError {
         }
         let mut resp = (status, Json(body)).into_response();
         match self {
-            Self::Unavailable { .. } | Self::UnavailableBecause { .. } | Self::RateLimited => {
+            Self::Unavailable { .. }
+            | Self::UnavailableBecause { .. }
+            | Self::RateLimited
+            | Self::DatabaseUnavailable => {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
             }
             Self::Throttled(wait) => {

@@ -140,7 +140,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         (None, Some(pg)) => pg.connect_options(),
         (None, None) => unreachable!("an embedded cluster exists when no URL is given"),
     };
+    // Started again if it dies; stopped before the cluster is.
+    let watching = CancellationToken::new();
+    let watcher = embedded.clone().map(|pg| tokio::spawn(pg.watch(config.pg_restart_delay, watching.clone())));
     let result = serve(config, data_dir, options, shutdown).await;
+    watching.cancel();
+    if let Some(w) = watcher {
+        let _ = w.await;
+    }
     if let Some(pg) = embedded {
         tokio::task::spawn_blocking(move || pg.stop()).await?;
     }

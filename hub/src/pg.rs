@@ -10,7 +10,8 @@
 //! cluster an older hub made (trust auth) is given that password in
 //! single-user mode and its `pg_hba.conf` replaced; its data is untouched.
 //!
-//! A cluster left running by a killed hub is reused.
+//! A cluster left running by a killed hub is reused, and one that dies while
+//! the hub runs is started again (`watch`).
 
 use anyhow::{Context, bail};
 use nix::unistd::{Gid, Uid};
@@ -19,6 +20,8 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// A running embedded cluster; `stop` shuts it down.
 #[derive(Clone)]
@@ -46,6 +49,13 @@ const HBA: &str = "# Written by aether-hub, which puts it back at every start: o
                    # connects, over the unix socket in a folder only the cluster's user may\n\
                    # enter, with the password in the hub's secrets.\n\
                    local all postgres scram-sha-256\n";
+/// How often `watch` looks at the postmaster.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+/// The longest `watch` waits before starting a cluster that keeps dying.
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
+/// A cluster up this long is no longer "dying again": the delay starts over.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
 fn find_bin_dir() -> anyhow::Result<PathBuf> {
     if let Ok(dir) = std::env::var("AETHER_PG_BIN") {
         return Ok(PathBuf::from(dir));
@@ -254,6 +264,24 @@ impl EmbeddedPg {
         self.command("pg_ctl").args(["-D", data, "status"]).output().is_ok_and(|o| o.status.success())
     }
 
+    /// Whether the cluster's postmaster is alive, from its pid file (cheap
+    /// enough to ask twice a second: no process is started).
+    fn postmaster_alive(&self) -> bool {
+        let Ok(pidfile) = std::fs::read_to_string(self.data.join("postmaster.pid")) else {
+            return false;
+        };
+        let Some(pid) = pidfile.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else {
+            return false;
+        };
+        // A pid file left by a killed postmaster may name a pid reused since,
+        // or one not yet reaped: `pid (comm) state …`.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let (head, tail) = stat.rsplit_once(')').unwrap_or_default();
+        head.ends_with("(postgres") && !matches!(tail.trim_start().chars().next(), Some('Z' | 'X') | None)
+    }
+
     /// Checks that the cluster takes the hub's password, setting it again if
     /// it doesn't (the hub's secrets were replaced since it was set).
     pub async fn check_login(&self) -> anyhow::Result<()> {
@@ -280,6 +308,39 @@ impl EmbeddedPg {
             .username(USER)
             .password(&self.password)
             .database("postgres")
+    }
+
+    /// Starts the cluster again whenever it dies, until `shutdown`: after
+    /// `delay` the first time, then twice as long each time it dies again
+    /// soon after (at most 30 s). Requests meanwhile answer 503.
+    pub async fn watch(self, delay: Duration, shutdown: CancellationToken) {
+        let mut wait = delay;
+        let mut started = Instant::now();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(WATCH_EVERY) => {}
+            }
+            if self.postmaster_alive() {
+                continue;
+            }
+            if started.elapsed() >= STABLE_AFTER {
+                wait = delay;
+            }
+            tracing::error!(restart_in = ?wait, "the embedded postgres is not running");
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let pg = self.clone();
+            match tokio::task::spawn_blocking(move || pg.start_server()).await {
+                Ok(Ok(())) => tracing::info!("the embedded postgres is running again"),
+                Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "starting the embedded postgres again"),
+                Err(e) => tracing::error!(error = %e, "starting the embedded postgres again"),
+            }
+            started = Instant::now();
+            wait = (wait * 2).clamp(delay, MAX_RESTART_DELAY.max(delay));
+        }
     }
 
     /// Stops the cluster (fast shutdown).

@@ -1,14 +1,15 @@
 //! With no DATABASE_URL the hub runs its own Postgres under its data folder:
-//! it stops it when it exits, lets no one else in, and upgrades a cluster
-//! an older hub left open.
+//! it stops it when it exits, lets no one else in, upgrades a cluster an
+//! older hub left open, and starts it again when it dies.
 
 mod support;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{TempDir, TestHub};
+use std::time::Duration;
+use support::{DEADLINE, TempDir, TestHub};
 
 #[tokio::test]
 async fn the_hub_starts_and_stops_an_embedded_postgres() {
@@ -225,5 +226,47 @@ async fn a_hub_whose_database_password_was_replaced_gets_back_in() {
         hub.api().post("/api/auth/login", json!({"email": "k@example.com", "password": "correct horse battery"})).await;
     assert_eq!(s, 200, "the account is still there: {v}");
     assert!(psql(&dir.0, None, Some(&hex::encode([7u8; 32])), "SELECT 1").is_ok(), "the new password opens it");
+    assert!(hub.terminate().success(), "log:\n{}", hub.log());
+}
+
+#[tokio::test]
+async fn the_hub_rides_out_its_database_going_down() {
+    support::init();
+    let dir = data_folder("aether-emb-down");
+    // Down for at least 5 s once seen down, so there is time to look.
+    let mut hub = TestHub::spawn(&dir.0, None, "127.0.0.1:0", &[("AETHER_PG_RESTART_DELAY_MS", "5000")]);
+    hub.wait_ready().await;
+    let api = hub.user().await;
+    let id = api.project("survivor").await;
+
+    let data = dir.0.join("postgres/data");
+    let out =
+        as_cluster_user("pg_ctl").args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"]).output().unwrap();
+    assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
+
+    // What needs the database says so, in the contract's shape.
+    let down = |(s, v): (u16, Value)| (s == 503 && v["error"]["code"] == "unavailable").then_some(v);
+    support::eventually("the projects list to answer 503", DEADLINE, || async { down(api.get("/api/projects").await) })
+        .await;
+    let (s, v) = api.get(&format!("/api/projects/{id}")).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (503, Some("unavailable")), "{v}");
+    let (s, v) =
+        hub.api().post("/api/auth/login", json!({"email": "x@example.com", "password": "whatever it is"})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (503, Some("unavailable")), "{v}");
+    let (s, v) = api.get("/readyz").await;
+    assert_eq!((s, v["error"]["code"].as_str()), (503, Some("unavailable")), "{v}");
+    // What doesn't keeps working.
+    assert_eq!(api.get("/healthz").await.0, 200);
+    assert_eq!(api.get("/metrics").await.0, 200);
+
+    // The hub starts it again by itself, and everything is back.
+    let back = support::eventually("the database to come back", Duration::from_secs(60), || async {
+        let (s, v) = api.get("/api/projects").await;
+        (s == 200).then_some(v)
+    })
+    .await;
+    assert_eq!(back[0]["id"], id.as_str(), "{back}");
+    assert_eq!(api.get("/readyz").await.0, 200);
+    assert_eq!(api.post("/api/projects", json!({"name": "after"})).await.0, 201);
     assert!(hub.terminate().success(), "log:\n{}", hub.log());
 }
