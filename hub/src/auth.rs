@@ -59,6 +59,10 @@ impl Tokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        // No leeway (jsonwebtoken's default is 60 s): a token is refused
+        // from the second it expires (`exp` itself included).
+        validation.leeway = 0;
+        validation.reject_tokens_expiring_in_less_than = 1;
         if let Ok(data) = jsonwebtoken::decode::<Claims>(token, &self.local.1, &validation) {
             return Some((data.claims, false));
         }
@@ -157,6 +161,11 @@ impl FromRequestParts<AppState> for AuthUser {
         if external {
             state.db.ensure_user(claims.sub, &claims.email, &state.config.default_plan).await?;
         }
+        // A well-signed token outlives its account (deleted, or a Supabase
+        // user whose email a local account holds): the caller is no one.
+        if !state.db.user_exists(claims.sub).await? {
+            return Err(ApiError::Unauthenticated("this account no longer exists".into()));
+        }
         Ok(Self { id: claims.sub, email: claims.email })
     }
 }
@@ -181,6 +190,21 @@ mod tests {
         let (ext, _) = other.issue(id, "a@b.co").unwrap();
         assert!(t.verify(&ext).unwrap().1, "a Supabase-signed token is accepted as external");
         assert!(Tokens::new(b"x-secret-x-secret-x-secret-x-sec", None).verify(&ext).is_none());
+    }
+
+    #[test]
+    fn tokens_are_refused_from_the_second_they_expire() {
+        let secret = b"local-secret-local-secret-local!";
+        let t = Tokens::new(secret, None);
+        let signed = |exp: i64| {
+            let claims = Claims { sub: Uuid::new_v4(), email: "a@b.co".into(), exp, aud: AUDIENCE.into() };
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).unwrap()
+        };
+        let now = Utc::now().timestamp();
+        assert!(t.verify(&signed(now + 30)).is_some());
+        for exp in [now - 1, now - 30, now - 59] {
+            assert!(t.verify(&signed(exp)).is_none(), "expired {} s ago", now - exp);
+        }
     }
 
     #[test]

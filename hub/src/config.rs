@@ -93,6 +93,14 @@ pub struct Config {
     pub orphan_grace: Duration,
     /// How long a project or machine may stay in a transient state before it is reported.
     pub stuck_after: Duration,
+    /// A header a proxy in front of the hub sets to the client's address
+    /// (`Fly-Client-IP`, `X-Forwarded-For`); `None`: the connection's peer.
+    /// Abuse limits count by this address, so name a header only when every
+    /// request comes through a proxy that sets it.
+    pub client_ip_header: Option<String>,
+    /// How long the embedded database's cluster stays down, once it is seen
+    /// down, before the hub starts it again (doubling while it keeps dying).
+    pub pg_restart_delay: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -119,6 +127,8 @@ impl fmt::Debug for Config {
             .field("orphan_grace", &self.orphan_grace)
             .field("stuck_after", &self.stuck_after)
             .field("default_plan", &self.default_plan)
+            .field("client_ip_header", &self.client_ip_header)
+            .field("pg_restart_delay", &self.pg_restart_delay)
             .finish()
     }
 }
@@ -163,6 +173,8 @@ impl Config {
             reconcile_interval: Duration::from_secs(60),
             orphan_grace: Duration::from_secs(10 * 60),
             stuck_after: Duration::from_secs(5 * 60),
+            client_ip_header: None,
+            pg_restart_delay: Duration::from_secs(1),
         }
     }
 }

@@ -82,7 +82,9 @@ impl Db {
     pub async fn connect(options: PgConnectOptions, sealer: Sealer) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(std::time::Duration::from_secs(10))
+            // While the database is down a request waits this long, then
+            // answers 503 (sqlx retries a refused connection until then).
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
@@ -178,8 +180,10 @@ impl Db {
         ps.into_iter().map(|p| self.opened(p)).collect()
     }
 
+    /// Whether the database answers, within 3 s.
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        let ping = sqlx::query("SELECT 1").execute(&self.pool);
+        tokio::time::timeout(std::time::Duration::from_secs(3), ping).await.is_ok_and(|r| r.is_ok())
     }
 
     // Users
@@ -214,6 +218,11 @@ impl Db {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Whether a user with this id exists.
+    pub async fn user_exists(&self, id: Uuid) -> sqlx::Result<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)").bind(id).fetch_one(&self.pool).await
     }
 
     pub async fn user_by_email(&self, email: &str) -> sqlx::Result<Option<User>> {

@@ -21,6 +21,7 @@ pub mod pg;
 pub mod plans;
 pub mod preview;
 pub mod projects;
+pub mod rate;
 pub mod reconcile;
 pub mod secrets;
 pub mod ssh;
@@ -54,6 +55,8 @@ pub struct Hub {
     pub start_locks: projects::StartLocks,
     /// The SSH jump host's state: agent keys' sync, open channels.
     pub ssh: ssh::Ssh,
+    /// Abuse limits of sign-in, sign-up and tickets.
+    pub limits: rate::Limits,
 }
 
 /// Where a running hub listens, written to `{data_dir}/hub.json` at start.
@@ -126,7 +129,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Some(_) => None,
         None => {
             let dir = data_dir.join("postgres");
-            Some(tokio::task::spawn_blocking(move || pg::EmbeddedPg::start(&dir)).await??)
+            let password = hex::encode(tls::persistent_secret(&data_dir.join("secrets/postgres.key"), 32)?);
+            let pg = tokio::task::spawn_blocking(move || pg::EmbeddedPg::start(&dir, &password)).await??;
+            pg.check_login().await?;
+            Some(pg)
         }
     };
     let options = match (&config.database_url, &embedded) {
@@ -134,7 +140,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         (None, Some(pg)) => pg.connect_options(),
         (None, None) => unreachable!("an embedded cluster exists when no URL is given"),
     };
+    // Started again if it dies; stopped before the cluster is.
+    let watching = CancellationToken::new();
+    let watcher = embedded.clone().map(|pg| tokio::spawn(pg.watch(config.pg_restart_delay, watching.clone())));
     let result = serve(config, data_dir, options, shutdown).await;
+    watching.cancel();
+    if let Some(w) = watcher {
+        let _ = w.await;
+    }
     if let Some(pg) = embedded {
         tokio::task::spawn_blocking(move || pg.stop()).await?;
     }
@@ -223,6 +236,7 @@ async fn serve(
     let ssh = ssh::Ssh::new(host_key, ssh_host, ssh_port)?;
     let hub = Arc::new(Hub {
         ssh,
+        limits: rate::Limits::default(),
         web_dir: web_dir(&config),
         public_url,
         previews,

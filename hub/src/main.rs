@@ -96,6 +96,14 @@ struct Args {
     /// How long a transient state may last before it is reported, in milliseconds.
     #[arg(long, env = "AETHER_STUCK_AFTER_MS", default_value_t = 300_000)]
     stuck_after_ms: u64,
+    /// The header a proxy in front of the hub puts the client's address in
+    /// (e.g. Fly-Client-IP); unset: the connection's peer address.
+    #[arg(long, env = "AETHER_CLIENT_IP_HEADER")]
+    client_ip_header: Option<String>,
+    /// How long the embedded database stays down before the hub restarts
+    /// it, in milliseconds (doubling while it keeps dying).
+    #[arg(long, env = "AETHER_PG_RESTART_DELAY_MS", default_value_t = 1_000)]
+    pg_restart_delay_ms: u64,
     #[command(flatten)]
     fly: FlyArgs,
 }
@@ -203,6 +211,8 @@ fn main() -> anyhow::Result<()> {
         reconcile_interval: Duration::from_millis(a.reconcile_interval_ms.max(50)),
         orphan_grace: Duration::from_millis(a.orphan_grace_ms),
         stuck_after: Duration::from_millis(a.stuck_after_ms),
+        client_ip_header: a.client_ip_header.filter(|s| !s.trim().is_empty()),
+        pg_restart_delay: Duration::from_millis(a.pg_restart_delay_ms),
     };
     tokio::runtime::Runtime::new()?.block_on(async {
         let shutdown = CancellationToken::new();

@@ -1,6 +1,6 @@
 //! Sign-up, login, the caller's profile, and WebSocket tickets.
 
-use super::AppState;
+use super::{AppState, ClientIp};
 use crate::auth::{
     AuthUser, TICKET_TTL, email_ok, hash_password, password_problem, random_token, sha256, verify_password,
 };
@@ -29,11 +29,15 @@ struct Credentials {
     password: String,
 }
 
-/// Parses a JSON body, answering the contract's 400 on anything malformed.
+/// Parses a JSON body, answering the contract's 413 for one over the body
+/// limit and 400 for anything malformed.
 pub(crate) fn body<T: serde::de::DeserializeOwned>(
     raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<T> {
-    let Json(v) = raw.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(v) = raw.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge("the JSON body is over the 2 MiB limit".into()),
+        _ => ApiError::bad_request(e.body_text()),
+    })?;
     serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
 }
 
@@ -42,8 +46,13 @@ fn session(hub: &crate::Hub, id: Uuid, email: &str) -> ApiResult<Value> {
     Ok(json!({ "user": { "id": id, "email": email }, "access_token": token, "expires_at": expires }))
 }
 
+fn limited(l: crate::rate::Limited) -> ApiError {
+    ApiError::Throttled(l.0)
+}
+
 async fn signup(
     State(hub): State<AppState>,
+    ClientIp(ip): ClientIp,
     raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let c: Credentials = body(raw)?;
@@ -54,6 +63,8 @@ async fn signup(
     if let Some(problem) = password_problem(&c.password, &email) {
         return Err(ApiError::bad_request(problem));
     }
+    // Before the hash: a refused attempt costs the hub nothing.
+    hub.limits.signup(ip, &email).map_err(limited)?;
     if let Some(why) = hub.compute.unisolated()
         && hub.db.has_users().await?
     {
@@ -69,20 +80,28 @@ async fn signup(
         }
         Err(e) => return Err(e.into()),
     };
+    hub.limits.signed_up(ip, &email);
     Ok((StatusCode::CREATED, Json(session(&hub, user.id, &user.email)?)))
 }
 
 async fn login(
     State(hub): State<AppState>,
+    ClientIp(ip): ClientIp,
     raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let c: Credentials = body(raw)?;
+    // Before the hash: a refused guess costs the hub nothing. Unknown
+    // emails count like known ones, so the limit doesn't tell them apart.
+    let attempt = hub.limits.login(ip, &c.email).map_err(limited)?;
     let user = hub.db.user_by_email(c.email.trim()).await?;
     // Verify against a dummy hash for unknown emails so timing doesn't tell.
     let stored = user.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| hub.dummy_hash.clone());
     let ok = verify_password(c.password, stored).await;
     match user {
-        Some(u) if ok && u.password_hash.is_some() => Ok(Json(session(&hub, u.id, &u.email)?)),
+        Some(u) if ok && u.password_hash.is_some() => {
+            attempt.succeeded();
+            Ok(Json(session(&hub, u.id, &u.email)?))
+        }
         _ => Err(ApiError::Unauthenticated("wrong email or password".into())),
     }
 }
@@ -120,8 +139,10 @@ struct TicketRequest {
 async fn ticket(
     State(hub): State<AppState>,
     user: AuthUser,
+    ClientIp(ip): ClientIp,
     raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
+    hub.limits.ticket(ip, user.id).map_err(limited)?;
     let t: TicketRequest = body(raw)?;
     if !matches!(t.purpose.as_str(), "terminal" | "watch" | "agent-activity") {
         return Err(ApiError::bad_request("purpose must be terminal, watch or agent-activity"));

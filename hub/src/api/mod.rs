@@ -13,10 +13,13 @@ mod terminals;
 
 use crate::Hub;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::HeaderValue;
+use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tracing::Instrument;
@@ -70,4 +73,24 @@ async fn request_context(State(hub): State<AppState>, req: Request, next: Next) 
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// The address a request comes from, for abuse limits: the peer of its
+/// connection, or, behind a proxy named by `AETHER_CLIENT_IP_HEADER`, the
+/// address the proxy put in that header (the last one, if it lists several:
+/// the one the proxy itself saw).
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, hub: &AppState) -> Result<Self, Infallible> {
+        let from_proxy = hub.config.client_ip_header.as_deref().and_then(|name| {
+            let value = parts.headers.get_all(name).iter().next_back()?.to_str().ok()?;
+            value.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
+        });
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        // Without either (a router driven directly), all such callers share one key.
+        Ok(Self(from_proxy.or(peer).unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED))))
+    }
 }

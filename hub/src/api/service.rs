@@ -4,7 +4,7 @@
 use super::AppState;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use tower_http::services::{ServeDir, ServeFile};
@@ -23,11 +23,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     }
 }
 
-async fn readyz(State(hub): State<AppState>) -> impl IntoResponse {
-    if hub.db.ping().await {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+async fn readyz(State(hub): State<AppState>) -> Result<&'static str, crate::error::ApiError> {
+    match hub.db.ping().await {
+        true => Ok("ready"),
+        false => Err(crate::error::ApiError::DatabaseUnavailable),
     }
 }
 

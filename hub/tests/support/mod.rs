@@ -493,3 +493,47 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+impl TestHub {
+    /// An API client whose connections come from `ip`: on Linux every
+    /// 127.x.y.z is this machine, so tests can be several clients at once.
+    pub fn api_from(&self, ip: &str) -> Api {
+        let http = reqwest::Client::builder().local_address(ip.parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+        Api { base: self.http.clone(), token: None, http }
+    }
+}
+
+impl Api {
+    /// Like `call`, with the answer's headers too.
+    pub async fn call_with_headers(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        (status, headers, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Sends `body` as it is, with a JSON content type.
+    pub async fn post_raw(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.header("content-type", "application/json").body(body).send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
