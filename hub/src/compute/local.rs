@@ -11,7 +11,7 @@
 //! run: `supervise` restarts a VM that ended by itself, as a Fly Machine's
 //! restart policy does, and stop removes it first.
 
-use super::sandbox::{Sandbox, VmLimits};
+use super::sandbox::{Boot, Sandbox, VmLimits};
 use super::{Compute, MachineState, StartSpec};
 use anyhow::Context;
 use async_trait::async_trait;
@@ -144,10 +144,16 @@ impl LocalCompute {
                     ("AETHER_PROJECT_ID".to_owned(), project.to_string()),
                     ("AETHER_MACHINE_TOKEN".to_owned(), kept.token.clone()),
                 ]);
-                let (sandbox, home, aetherd, limits) =
-                    (sandbox.clone(), self.home(project), self.aetherd.clone(), kept.limits);
-                tokio::task::spawn_blocking(move || sandbox.spawn(project, &home, &aetherd, &env, limits, socket, &log))
-                    .await??
+                let vm = Boot {
+                    project,
+                    home: self.home(project),
+                    aetherd: self.aetherd.clone(),
+                    env,
+                    limits: kept.limits,
+                    log: log.clone(),
+                };
+                let sandbox = sandbox.clone();
+                tokio::task::spawn_blocking(move || sandbox.spawn(&vm, socket)).await??
             }
             Isolation::Off(_) => self.spawn_plain(project, kept, &log)?,
         };

@@ -71,6 +71,21 @@ impl Default for VmLimits {
     }
 }
 
+/// One VM's boot: what `Sandbox::spawn` starts.
+#[derive(Debug, Clone)]
+pub struct Boot {
+    pub project: Uuid,
+    /// The project's home on the host, the VM's `/home/dev`.
+    pub home: PathBuf,
+    /// The aetherd binary, the VM's `/usr/local/bin/aetherd`.
+    pub aetherd: PathBuf,
+    /// aetherd's environment.
+    pub env: Vec<(String, String)>,
+    pub limits: VmLimits,
+    /// Where the VM's output goes.
+    pub log: PathBuf,
+}
+
 /// The tools and image local VMs are isolated with, found on this machine.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
@@ -172,16 +187,9 @@ impl Sandbox {
     /// Boots the VM: returns the pid of its outermost process (bwrap's
     /// monitor, outside the namespaces). `env` is aetherd's environment;
     /// `socket` is the host UDP socket aetherd dials the hub from.
-    pub fn spawn(
-        &self,
-        project: Uuid,
-        home: &Path,
-        aetherd: &Path,
-        env: &[(String, String)],
-        limits: VmLimits,
-        socket: std::net::UdpSocket,
-        log: &Path,
-    ) -> anyhow::Result<u32> {
+    pub fn spawn(&self, vm: &Boot, socket: std::net::UdpSocket) -> anyhow::Result<u32> {
+        let Boot { project, home, aetherd, env, limits, log } = vm;
+        let (project, limits, log) = (*project, *limits, log.as_path());
         let procs = Self::make_cgroups(project, limits)?;
         let procs: Vec<OwnedFd> = procs.into_iter().map(OwnedFd::from).collect();
         let (info_read, info_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
