@@ -142,6 +142,14 @@ pub struct AuthUser {
     pub email: String,
 }
 
+/// The token of an `Authorization` value in the Bearer scheme, however the
+/// scheme is written: RFC 9110 §11.1 makes it case-insensitive, so
+/// `bearer x` is as much aether's credential as `Bearer x`.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once([' ', '\t'])?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_matches([' ', '\t']))
+}
+
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
@@ -151,9 +159,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| ApiError::Unauthenticated("missing bearer token".into()))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| ApiError::Unauthenticated("expected a bearer token".into()))?;
+        let token = bearer(header).ok_or_else(|| ApiError::Unauthenticated("expected a bearer token".into()))?;
         let (claims, external) = state
             .tokens
             .verify(token.trim())

@@ -83,6 +83,22 @@ async fn missing_or_garbage_tokens_are_401() {
 }
 
 #[tokio::test]
+async fn the_bearer_scheme_is_read_in_any_case() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let token = api.token.clone().unwrap();
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let r = reqwest::Client::new()
+            .get(format!("{}/api/me", api.base))
+            .header("authorization", format!("{scheme} {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+}
+
+#[tokio::test]
 async fn supabase_tokens_are_accepted_when_configured() {
     support::init();
     let dir = support::TempDir::new("aether-supa");

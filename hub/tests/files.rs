@@ -116,6 +116,14 @@ async fn a_stale_version_is_refused_and_the_terminals_change_kept() {
         .await
         .unwrap();
     assert_eq!(r.status(), 412, "a stale delete is refused too");
+
+    // `If-Match: *` matches any current version (RFC 9110 §13.1.1): it
+    // writes over a file that exists, and refuses one that doesn't.
+    let r = put(&api, &url, "any version will do\n", Some("*")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(get(&api, &url, None).await.text().await.unwrap(), "any version will do\n");
+    let r = put(&api, &files_url(&hub, &id, "path=absent.txt"), "x", Some("*")).await;
+    assert_eq!(r.status(), 412, "no current version to match");
 }
 
 #[tokio::test]

@@ -66,6 +66,15 @@ async fn a_vm_sees_its_own_machine_and_none_of_the_hosts() {
     )
     .await;
     assert_eq!(rw, "1\nNOROOT", "{rw}");
+    // From the host's side, nobody but root reaches a VM's home, its log or
+    // the hub's secrets.
+    let vm_dir = hub.data.join("vms").join(&id);
+    std::fs::write(vm_dir.join("home/private.txt"), "mine").unwrap();
+    for path in [vm_dir.join("home/private.txt"), vm_dir.join("aetherd.log"), vm_dir.join("spec.json")] {
+        let out =
+            std::process::Command::new("runuser").args(["-u", "nobody", "--", "cat"]).arg(&path).output().unwrap();
+        assert!(!out.status.success(), "nobody read {}", path.display());
+    }
     // Its loopback is its own: the hub's HTTP port is not on it.
     let port = hub.http.rsplit(':').next().unwrap();
     let hub_port =

@@ -13,7 +13,7 @@ pub mod express;
 pub mod proxy;
 
 use crate::Hub;
-use crate::auth::sha256;
+use crate::auth::{bearer, sha256};
 use crate::error::ApiError;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -180,14 +180,6 @@ impl Previews {
 /// The request's Cookie header lines.
 fn cookie_lines(req: &Request) -> impl Iterator<Item = &str> {
     req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok())
-}
-
-/// The token of an `Authorization` value in the Bearer scheme, however the
-/// scheme is written: RFC 9110 §11.1 makes it case-insensitive, so
-/// `bearer x` is as much aether's credential as `Bearer x`.
-fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim_start().split_once([' ', '\t'])?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_matches([' ', '\t']))
 }
 
 /// Whether an `Authorization` line carries one of aether's access tokens.
