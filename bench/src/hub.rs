@@ -93,6 +93,19 @@ impl Hub {
         Ok(id)
     }
 
+    /// How long `start?wait=true` takes a stopped VM to running, `n` times.
+    pub async fn start_times(&self, project: &str, n: usize) -> anyhow::Result<Vec<Duration>> {
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            self.post(&format!("/api/projects/{project}/stop?wait=true"), json!({})).await?;
+            let t = Instant::now();
+            let started = self.post(&format!("/api/projects/{project}/start?wait=true"), json!({})).await?;
+            anyhow::ensure!(started["status"] == "running", "project did not start: {started}");
+            times.push(t.elapsed());
+        }
+        Ok(times)
+    }
+
     async fn terminal(&self, project: &str, session: &str) -> anyhow::Result<Ws> {
         let t = self.post("/api/tickets", json!({"project_id": project, "purpose": "terminal"})).await?;
         let url = format!(

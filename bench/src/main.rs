@@ -21,6 +21,8 @@ use std::time::Duration;
 pub const KEYSTROKES: usize = 2000;
 /// Bytes fed to base64 for the bulk test (≈200 MB of terminal output).
 pub const BULK_INPUT: u64 = 150_000_000;
+/// Stop-then-start cycles timed for the VM start figure.
+pub const VM_STARTS: usize = 5;
 /// Idle tunnels opened for the hub memory figure.
 pub const TUNNELS: usize = 1000;
 
@@ -63,16 +65,22 @@ fn terminal(rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let hub = rt.block_on(hub::Hub::start())?;
     let result = rt.block_on(async {
         eprintln!("through hub + tunnel: echo and bulk output ...");
+        let first = std::time::Instant::now();
         let project = hub.running_project().await?;
+        let first_start = first.elapsed();
         let echo = percentiles(hub.echo(&project, KEYSTROKES).await?);
         let bulk = hub.bulk(&project, BULK_INPUT).await?;
         let aetherd_rss = hub.aetherd_rss(&project).await?;
+        eprintln!("VM starts ...");
+        let mut starts = hub.start_times(&project, VM_STARTS).await?;
+        starts.sort();
+        let starts = (first_start, starts[starts.len() / 2]);
         eprintln!("hub memory with {TUNNELS} idle tunnels ...");
         let tunnels = tunnels::measure(&hub, TUNNELS).await?;
-        anyhow::Ok((echo, bulk, aetherd_rss, tunnels))
+        anyhow::Ok((echo, bulk, aetherd_rss, tunnels, starts))
     });
     rt.block_on(hub.stop());
-    let (echo, bulk, aetherd_rss, tunnels) = result?;
+    let (echo, bulk, aetherd_rss, tunnels, starts) = result?;
 
     let mb = |bytes: u64, d: Duration| bytes as f64 / 1e6 / d.as_secs_f64();
     let bare_mbs = mb(bare_bulk.0, bare_bulk.1);
@@ -90,6 +98,9 @@ fn terminal(rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     );
     println!("{:<44} {:>14}", "bulk output: bytes skipped for a slow viewer", bulk.total - bulk.delivered);
     println!("{:<44} {:>14.1}", "aetherd RSS, idle, one session (MB)", aetherd_rss as f64 / 1e6);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!("{:<44} {:>14.0}", "VM first start, to running (ms)", ms(starts.0));
+    println!("{:<44} {:>14.0}", format!("VM start, stopped to running, median of {VM_STARTS} (ms)"), ms(starts.1));
     println!(
         "{:<44} {:>14.1}   (hub RSS {:.1} MB -> {:.1} MB)",
         format!("hub RSS per idle tunnel, {} tunnels (KB)", tunnels.connected),
