@@ -31,15 +31,22 @@ async fn run_in_vm(api: &Api, project: &str, cmd: &str) -> String {
     text[begin..end].replace('\r', "").trim().to_owned()
 }
 
-#[tokio::test]
-async fn a_vm_sees_its_own_machine_and_none_of_the_hosts() {
-    let hub = TestHub::start().await;
+/// A user's running project, and another user's project's home on the host
+/// with a secret in it: (the first user, their project, the other home).
+async fn two_users_projects(hub: &TestHub) -> (Api, String, std::path::PathBuf) {
     let api = hub.user().await;
     let id = api.running_project().await;
     let other = hub.user().await;
     let theirs = other.running_project().await;
     let their_home = hub.data.join("vms").join(&theirs).join("home");
     std::fs::write(their_home.join("secret.txt"), "theirs").unwrap();
+    (api, id, their_home)
+}
+
+#[tokio::test]
+async fn a_vm_sees_its_own_machine_and_none_of_the_hosts() {
+    let hub = TestHub::start().await;
+    let (api, id, their_home) = two_users_projects(&hub).await;
 
     assert_eq!(run_in_vm(&api, &id, "id -un; hostname").await, "dev\nvm");
     // Only the VM's own processes: aetherd, its sshd and this shell.
@@ -86,12 +93,7 @@ async fn a_vm_sees_its_own_machine_and_none_of_the_hosts() {
 #[tokio::test]
 async fn symlinks_cannot_take_file_routes_out_of_the_home() {
     let hub = TestHub::start().await;
-    let api = hub.user().await;
-    let id = api.running_project().await;
-    let other = hub.user().await;
-    let theirs = other.running_project().await;
-    let their_home = hub.data.join("vms").join(&theirs).join("home");
-    std::fs::write(their_home.join("secret.txt"), "theirs").unwrap();
+    let (api, id, their_home) = two_users_projects(&hub).await;
 
     let links = format!(
         "ln -s /etc etclink; ln -s {} other; ln -s ../../.. up; ln -s notes.txt inside; echo mine > notes.txt",

@@ -301,17 +301,8 @@ pub struct Api {
 
 impl Api {
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        let (status, _, value) = self.call_with_headers(method, path, body).await;
+        (status, value)
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
