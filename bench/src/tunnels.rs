@@ -24,10 +24,14 @@ async fn settle_rss(pid: u32) -> u64 {
 }
 
 pub async fn measure(hub: &Hub, n: usize) -> anyhow::Result<Tunnels> {
+    // The embedded cluster lets in only the hub's user with the hub's password.
+    let key = std::fs::read(hub.data.join("secrets/postgres.key"))?;
+    let password: String = key.iter().map(|b| format!("{b:02x}")).collect();
     let opts = sqlx::postgres::PgConnectOptions::new()
         .socket(hub.data.join("postgres/socket"))
         .port(5432)
         .username("postgres")
+        .password(&password)
         .database("postgres");
     let pool = sqlx::PgPool::connect_with(opts).await?;
     let owner = uuid::Uuid::new_v4();

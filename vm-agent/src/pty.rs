@@ -194,23 +194,22 @@ impl Sessions {
     fn command(&self, req: &PtyAttach) -> (CommandBuilder, String) {
         let shell =
             self.config.shell.clone().or_else(|| std::env::var("SHELL").ok()).unwrap_or_else(|| "/bin/bash".into());
-        // A login as the user clears the environment but for these.
-        let keep = || {
-            let names = self.config.env.iter().map(|(k, _)| k.as_str());
-            ["-w".to_owned(), names.chain(["AETHER_SESSION", "COLORTERM"]).collect::<Vec<_>>().join(",")]
+        let login = match &req.command {
+            None => vec![shell.clone(), "-l".into()],
+            Some(cmd) => vec![shell.clone(), "-lc".into(), cmd.clone()],
         };
-        let mut argv: Vec<String> = match (&self.config.user, &req.command) {
-            (Some(user), None) => ["runuser", "-l", user].map(String::from).into_iter().chain(keep()).collect(),
-            (Some(user), Some(cmd)) => ["runuser", "-l", user]
+        // As root for the VM's user: setpriv switches ids and execs, with no
+        // PAM session and no process of its own between the PTY and the
+        // shell, so what was typed before the shell started is the shell's.
+        let mut argv: Vec<String> = match &self.config.user {
+            Some(user) => ["setpriv", "--reuid", user, "--regid", user, "--init-groups", "--"]
                 .map(String::from)
                 .into_iter()
-                .chain(keep())
-                .chain(["-c".into(), cmd.clone()])
+                .chain(login)
                 .collect(),
-            (None, None) => vec![shell, "-l".into()],
-            (None, Some(cmd)) => vec![shell, "-lc".into(), cmd.clone()],
+            None => login,
         };
-        let shown = req.command.clone().unwrap_or_else(|| argv[0].clone());
+        let shown = req.command.clone().unwrap_or_else(|| shell.clone());
         let mut cmd = CommandBuilder::new(argv.remove(0));
         cmd.args(argv);
         cmd.cwd(&self.config.home);
@@ -221,6 +220,11 @@ impl Sessions {
         cmd.env("TERM", "xterm-256color");
         cmd.env("COLORTERM", "truecolor");
         cmd.env("AETHER_SESSION", req.session.as_str());
+        if let Some(user) = &self.config.user {
+            cmd.env("USER", user);
+            cmd.env("LOGNAME", user);
+            cmd.env("SHELL", &shell);
+        }
         for (k, v) in &self.config.env {
             cmd.env(k, v);
         }
