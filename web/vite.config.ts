@@ -1,6 +1,8 @@
-// Vite builds the SPA into dist/ (served by the hub at `/`, same origin as
-// the API); in development it proxies /api, WebSockets included, to a hub
-// on 127.0.0.1:8080 (AETHER_HUB_URL overrides). Vitest shares this config.
+// Vite builds the SPA into dist/ (served by the hub, same origin as the
+// API, on every path the hub doesn't answer itself); in development it
+// proxies /api, WebSockets included, and the hub's own pages (the landing
+// page at `/`, the docs) to a hub on 127.0.0.1:8080 (AETHER_HUB_URL
+// overrides). Vitest shares this config.
 import { defineConfig } from "vitest/config";
 import react from "@vitejs/plugin-react";
 import tailwindcss from "@tailwindcss/vite";
@@ -12,6 +14,8 @@ export default defineConfig({
   server: {
     proxy: {
       "/api": { target: hub, ws: true },
+      "^/$": { target: hub },
+      "/docs": { target: hub },
     },
   },
   build: {

@@ -5,7 +5,8 @@
 //! `compute` provider, and `reconcile` keeps the two in step; `db` is all
 //! the SQL (with `pg` starting an embedded cluster when no database is
 //! given); `auth` is passwords, tokens and tickets; `tls` the local CA;
-//! `events` and `metrics` what is observed.
+//! `events` and `metrics` what is observed; `site` the public pages (the
+//! landing page and the docs).
 
 pub mod api;
 pub mod auth;
@@ -24,6 +25,7 @@ pub mod projects;
 pub mod rate;
 pub mod reconcile;
 pub mod secrets;
+pub mod site;
 pub mod ssh;
 pub mod tls;
 pub mod tunnel;

@@ -22,6 +22,9 @@ const PUBLIC: &[(&str, &str, &str)] = &[
     ("GET", "/readyz", "readiness for the platform's checks; says only whether the database answers"),
     ("GET", "/metrics", "Prometheus scrape: process-wide counters, no user's data"),
     ("GET", "/__aether/preview-auth", "a static page; the one-time link it asks for needs a token"),
+    ("GET", "/", "the landing page: what aether is and its plans, for anyone"),
+    ("GET", "/docs", "the docs' index: static, no user's data"),
+    ("GET", "/docs/{page}", "a page of the docs: static, no user's data"),
 ];
 
 /// WebSocket routes, authorised by a one-time ticket (browsers can't set
@@ -197,6 +200,7 @@ async fn every_route_refuses_strangers_and_hides_other_users_things() {
                 .replace("{agent_id}", agent)
                 .replace("{port}", "3000")
                 .replace("{session}", "main")
+                .replace("{page}", "quick-start")
         };
         let path = fill(&project, &agent);
         let what = format!("{method} {template}");

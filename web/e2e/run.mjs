@@ -1,13 +1,15 @@
 // Browser test of the workspace, as a user would do it, against a running
-// hub: sign up, create a project, open it, start its VM, type in the
+// hub: land on the landing page signed out (its size and first paint are
+// printed) and follow "Get started" to sign up, come back to it signed in
+// and be sent on to the projects, create a project, open it, start its VM, type in the
 // terminal, reload and find the output again, use a second tab; create a
 // file in the tree, edit and save it, read it back with `cat`, change it
 // from the terminal while editing and meet the conflict dialog, watch a
 // clean tab reload by itself, open a binary file, rename and delete in the
 // tree; serve a folder with python3 and open its preview from the ports
 // panel; change a page a Vite dev server serves and see it update in the
-// preview without a reload; create an agent key, see its private key and SSH config, revoke
-// it; clean up. It also reports the JavaScript each page loads (gzip).
+// preview without a reload; create an agent key, see its private key, SSH config and known
+// hosts, open the SSH guide from the agents dialog, revoke the key; clean up. It also reports the JavaScript each page loads (gzip).
 //
 //   AETHER_E2E_URL=http://127.0.0.1:8080 AETHER_E2E_DATA=.data npm run e2e
 //
@@ -74,8 +76,8 @@ const user = {
   password: `Pw-${Math.random().toString(36).slice(2)}-${Date.now().toString(36)}!`,
 };
 const projectName = `e2e-${Date.now().toString(36)}`;
-/** @type {{ projectId: string, openedAt: number, startedVm: boolean }} */
-const run = { projectId: "", openedAt: 0, startedVm: false };
+/** @type {{ projectId: string, openedAt: number, startedVm: boolean, freePlan: { hours: string, projects: string } | null }} */
+const run = { projectId: "", openedAt: 0, startedVm: false, freePlan: null };
 
 let passed = 0;
 let failed = 0;
@@ -220,6 +222,32 @@ function bundleSizes() {
 }
 
 /**
+ * The page's paint timings (ms from navigation start), as the browser
+ * reports them: `first-paint` and `first-contentful-paint`.
+ * @returns {Promise<Record<string, number>>}
+ */
+async function firstPaints() {
+  return page.evaluate(
+    () =>
+      new Promise((resolve) => {
+        /** @type {Record<string, number>} */
+        const seen = {};
+        for (const e of performance.getEntriesByType("paint")) seen[e.name] = e.startTime;
+        if (seen["first-contentful-paint"] !== undefined) return resolve(seen);
+        const observer = new PerformanceObserver((list) => {
+          for (const e of list.getEntries()) seen[e.name] = e.startTime;
+          if (seen["first-contentful-paint"] !== undefined) {
+            observer.disconnect();
+            resolve(seen);
+          }
+        });
+        observer.observe({ type: "paint", buffered: true });
+        setTimeout(() => resolve(seen), 5_000);
+      }),
+  );
+}
+
+/**
  * Wait until the editor of `path` holds exactly `expected`.
  * @param {string} path
  * @param {string} expected
@@ -272,14 +300,54 @@ try {
     bundleSizes();
   });
 
+  await step("Land on the landing page signed out", async () => {
+    const response = await page.goto(`${base}/`);
+    if (response?.status() !== 200) throw new Error(`/ answered ${response?.status()}`);
+    const html = await response.body();
+    const paints = await firstPaints();
+    const fetched = await page.evaluate(() => performance.getEntriesByType("resource").map((e) => e.name));
+    const fp = paints["first-paint"];
+    const fcp = paints["first-contentful-paint"];
+    console.log(
+      `  landing page: ${html.length} bytes (${gzipSync(html, { level: 9 }).length} gzip), ` +
+        `first paint ${fp?.toFixed(0) ?? "?"} ms, first contentful paint ${fcp?.toFixed(0) ?? "?"} ms (from navigation start)`,
+    );
+    if (fcp === undefined) throw new Error("the landing page never painted its content");
+    if (fetched.length > 0) throw new Error(`the landing page fetched more than itself: ${fetched.join(", ")}`);
+    await page.getByRole("heading", { level: 1 }).waitFor();
+    await page.locator('a[href="/docs"]').first().waitFor();
+    // The free plan as the landing page states it: the projects page must say the same after sign-up.
+    const free = (await page.locator("#plan-free").textContent()) ?? "";
+    const hours = /([\d,]+) compute hours/.exec(free)?.[1];
+    const projects = /([\d,]+) projects/.exec(free)?.[1];
+    if (!hours || !projects) throw new Error(`the free plan's card says: ${free}`);
+    run.freePlan = { hours, projects };
+  });
+
+  await step("Get started leads to sign-up", async () => {
+    await page.getByRole("link", { name: "Get started" }).first().click();
+    await page.waitForURL("**/signup");
+    await byTestId("signup-email").waitFor({ timeout: 15_000 });
+  });
+
   await step("Sign up", async () => {
-    await page.goto(`${base}/signup`);
+    if (new URL(page.url()).pathname !== "/signup") await page.goto(`${base}/signup`);
     await byTestId("signup-email").fill(user.email);
     await byTestId("signup-password").fill(user.password);
     await byTestId("signup-password").press("Enter");
     await byTestId("new-project").waitFor({ timeout: 15_000 });
-    if (new URL(page.url()).pathname !== "/") throw new Error(`expected the projects page, at ${page.url()}`);
-    await byTestId("usage").getByText("Free plan · 0 of 50 compute hours this month · 0 of 5 projects").waitFor({ timeout: 10_000 });
+    if (new URL(page.url()).pathname !== "/projects") throw new Error(`expected the projects page, at ${page.url()}`);
+    const free = run.freePlan;
+    if (!free) throw new Error("the landing page's free plan was not read");
+    await byTestId("usage")
+      .getByText(`Free plan · 0 of ${free.hours} compute hours this month · 0 of ${free.projects} projects`)
+      .waitFor({ timeout: 10_000 });
+  });
+
+  await step("Signed in, the landing page sends you to your projects", async () => {
+    await page.goto(`${base}/`);
+    await page.waitForURL("**/projects", { timeout: 10_000 });
+    await byTestId("new-project").waitFor({ timeout: 15_000 });
   });
 
   await step("Create a project", async () => {
@@ -559,6 +627,23 @@ try {
     await byTestId("agent-copy-key").waitFor();
     await byTestId("agent-download-key").waitFor();
     await agentRow().waitFor();
+  });
+
+  await step("Open the SSH guide from the agents dialog", async () => {
+    const hosts = (await byTestId("agent-known-hosts").textContent()) ?? "";
+    if (!/ssh-ed25519 \S+/.test(hosts)) throw new Error(`the known hosts are not shown: ${hosts.slice(0, 120)}`);
+    const popupAppears = context.waitForEvent("page", { timeout: 15_000 });
+    await byTestId("agents-guide").click();
+    const guide = await popupAppears;
+    try {
+      await guide.getByRole("heading", { level: 1, name: "Connecting any SSH client or IDE" }).waitFor({ timeout: 15_000 });
+      if (new URL(guide.url()).pathname !== "/docs/ssh") throw new Error(`the guide opened at ${guide.url()}`);
+      await guide.screenshot({ path: join(shots, `${String(stepNo).padStart(2, "0")}b-ssh-guide.png`) });
+    } finally {
+      await guide.close().catch(() => {});
+    }
+    // The key shown once is still there to copy.
+    await byTestId("agent-created").waitFor();
   });
 
   await step("Revoke the agent key", async () => {

@@ -9,6 +9,7 @@ mod ports;
 pub use ports::ports_json;
 mod projects;
 mod service;
+mod site;
 mod terminals;
 
 use crate::Hub;
@@ -40,6 +41,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { crate::error::ApiError::NotFound });
     Router::new()
         .nest("/api", api)
+        .merge(site::routes())
         .merge(service::routes(&state))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             crate::error::ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()

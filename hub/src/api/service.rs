@@ -1,5 +1,5 @@
 //! Service routes: health, readiness, metrics, and the web app with its SPA
-//! fallback.
+//! fallback (every path no other route answers; `/` is the landing page's).
 
 use super::AppState;
 use axum::Router;

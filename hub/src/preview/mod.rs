@@ -474,7 +474,7 @@ pub fn auth_page() -> Response {
   const q = new URLSearchParams(location.search);
   let token = null;
   try { token = JSON.parse(localStorage.getItem("aether.auth") || "null")?.token ?? null; } catch {}
-  if (!token) { location.replace("/?next=" + encodeURIComponent(location.pathname + location.search)); return; }
+  if (!token) { location.replace("/signin?next=" + encodeURIComponent(location.pathname + location.search)); return; }
   const r = await fetch(`/api/projects/${encodeURIComponent(q.get("project"))}/ports/${encodeURIComponent(q.get("port"))}/open`,
     { method: "POST", headers: { authorization: "Bearer " + token } });
   if (!r.ok) { document.getElementById("m").textContent = "You can't open this preview (" + r.status + ")."; return; }

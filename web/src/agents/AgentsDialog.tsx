@@ -1,8 +1,10 @@
 /**
  * Agent keys for the project: create one (the hub makes the key pair; its
  * private half is shown here once, with copy and download, next to the
- * ready SSH config), list them, revoke one (after asking), and see what
- * agents ran lately, with "Watch" for an interactive session still going.
+ * ready SSH config and known hosts), list them, revoke one (after asking),
+ * and see what agents ran lately, with "Watch" for an interactive session
+ * still going. The guides (served by the hub under /docs) are linked here,
+ * where the question of how to connect comes up.
  */
 import { useCallback, useEffect, useState, type FormEvent } from "react";
 import { api, ApiError, isAbort } from "../api/client";
@@ -266,12 +268,48 @@ export function AgentsDialog({ projectId, open, onClose, onWatch }: AgentsDialog
         </div>
       )}
 
-      <div className="flex justify-end">
+      <div className="flex items-center justify-between gap-3">
+        <GuideLinks />
         <Button onClick={close} data-testid="agents-close">
           Close
         </Button>
       </div>
     </Dialog>
+  );
+}
+
+/** The hub's guides, in a new tab so the dialog (and a key shown once) stays. */
+const GUIDES = [
+  { href: "/docs/ssh", label: "any SSH client or IDE", testId: "agents-guide" },
+  { href: "/docs/claude-code", label: "Claude Code", testId: "agents-guide-claude-code" },
+  { href: "/docs/codex", label: "Codex", testId: "agents-guide-codex" },
+  { href: "/docs/any-agent", label: "other agents", testId: "agents-guide-any-agent" },
+] as const;
+
+function GuideLinks() {
+  return (
+    <p className="text-xs text-muted" data-testid="agents-guides">
+      How to connect:{" "}
+      {GUIDES.map((g, i) => (
+        <span key={g.href}>
+          <a href={g.href} target="_blank" rel="noopener" className="text-accent underline-offset-2 hover:text-accent-hover hover:underline" data-testid={g.testId}>
+            {g.label}
+          </a>
+          {i < GUIDES.length - 1 ? ", " : ""}
+        </span>
+      ))}
+    </p>
+  );
+}
+
+/** What the dialog says to do with one of the answer's texts: which file it goes in. */
+function SaveAs({ file }: { file: string | undefined }) {
+  if (!file) return null;
+  return (
+    <>
+      {" "}
+      · save as <code className="font-mono text-[11px] text-fg">{file}</code>
+    </>
   );
 }
 
@@ -302,7 +340,16 @@ function CreatedKey({ created, onDone }: { created: CreateAgentResponse; onDone:
       </div>
       {created.private_key && (
         <div className="flex flex-col gap-1.5">
-          <Alert tone="warn">This private key is shown only now. Copy or download it before closing.</Alert>
+          <Alert tone="warn">
+            This private key is shown only now. Copy or download it before closing
+            {created.ssh.identity_file ? (
+              <>
+                {" "}
+                (the config expects it at <code className="font-mono">{created.ssh.identity_file}</code>, readable only by you)
+              </>
+            ) : null}
+            .
+          </Alert>
           <textarea
             readOnly
             value={created.private_key}
@@ -325,13 +372,32 @@ function CreatedKey({ created, onDone }: { created: CreateAgentResponse; onDone:
       {created.ssh.config && (
         <div className="flex flex-col gap-1.5">
           <div className="flex items-center justify-between">
-            <span className="text-xs font-medium text-muted">SSH config</span>
+            <span className="text-xs font-medium text-muted">
+              SSH config
+              <SaveAs file={created.ssh.config_file} />
+            </span>
             <Button size="sm" variant="ghost" icon={<CopyIcon className="size-3.5" />} onClick={() => copy("config", created.ssh.config ?? "")} data-testid="agent-copy-config">
               {copied === "config" ? "Copied" : "Copy"}
             </Button>
           </div>
           <pre className="max-h-40 overflow-auto rounded-md border border-line bg-canvas p-2 font-mono text-[11px] leading-snug text-muted" data-testid="agent-ssh-config">
             {created.ssh.config}
+          </pre>
+        </div>
+      )}
+      {created.ssh.known_hosts && (
+        <div className="flex flex-col gap-1.5">
+          <div className="flex items-center justify-between">
+            <span className="text-xs font-medium text-muted">
+              Known hosts
+              <SaveAs file={created.ssh.known_hosts_file} />
+            </span>
+            <Button size="sm" variant="ghost" icon={<CopyIcon className="size-3.5" />} onClick={() => copy("hosts", created.ssh.known_hosts ?? "")} data-testid="agent-copy-known-hosts">
+              {copied === "hosts" ? "Copied" : "Copy"}
+            </Button>
+          </div>
+          <pre className="max-h-24 overflow-auto rounded-md border border-line bg-canvas p-2 font-mono text-[11px] leading-snug break-all whitespace-pre-wrap text-muted" data-testid="agent-known-hosts">
+            {created.ssh.known_hosts}
           </pre>
         </div>
       )}

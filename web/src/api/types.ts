@@ -201,6 +201,12 @@ export interface AgentSsh {
   alias?: string;
   command?: string;
   config?: string;
+  /** Where the config expects its files (under `~/.ssh/aether` unless asked otherwise). */
+  config_file?: string;
+  identity_file?: string;
+  /** known_hosts lines for the jump host and the VM, so nothing is trusted on first use. */
+  known_hosts?: string;
+  known_hosts_file?: string;
 }
 
 /** `POST …/agents` (201): `private_key` only when the hub made the key, and never again. */

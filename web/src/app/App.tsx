@@ -9,7 +9,7 @@ import { ProjectsPage } from "../projects/ProjectsPage";
 import { WorkspaceSkeleton } from "../workspace/WorkspaceSkeleton";
 import { Link } from "../ui/Link";
 import { Logo } from "../ui/Logo";
-import { navigate, safeNext, useLocation } from "./router";
+import { go, PROJECTS, safeNext, useLocation } from "./router";
 
 const WorkspacePage = lazy(() => import("../workspace/WorkspacePage"));
 
@@ -21,7 +21,7 @@ function useSignedIn(): boolean {
 }
 
 function Redirect({ to }: { to: string }) {
-  useEffect(() => navigate(to, { replace: true }), [to]);
+  useEffect(() => go(to, { replace: true }), [to]);
   return null;
 }
 
@@ -35,12 +35,16 @@ export function App() {
     return <AuthPage mode={pathname === "/signup" ? "signup" : "signin"} next={location.search.get("next")} />;
   }
 
+  // The hub serves its landing page at `/`; the app only meets `/` without
+  // the hub in front (Vite's dev server), and starts at the projects then.
+  if (pathname === "/") return <Redirect to={PROJECTS} />;
+
   if (!signedIn) {
-    const next = pathname === "/" ? "" : `?next=${encodeURIComponent(location.href)}`;
+    const next = pathname === PROJECTS ? "" : `?next=${encodeURIComponent(location.href)}`;
     return <Redirect to={`/signin${next}`} />;
   }
 
-  if (pathname === "/") return <ProjectsPage />;
+  if (pathname === PROJECTS) return <ProjectsPage />;
 
   const workspace = /^\/p\/([^/]+)\/?$/.exec(pathname);
   if (workspace?.[1]) {
@@ -61,7 +65,7 @@ function NotFound() {
       <Logo withWord={false} />
       <h1 className="text-lg font-semibold">Page not found</h1>
       <p className="text-sm text-muted">There is nothing at this address.</p>
-      <Link to="/" className="text-sm font-medium text-accent hover:text-accent-hover">
+      <Link to={PROJECTS} className="text-sm font-medium text-accent hover:text-accent-hover">
         Back to projects
       </Link>
     </main>

@@ -4,17 +4,20 @@ import { tokenStore } from "../api/token";
 import { Button } from "../ui/Button";
 import { Link } from "../ui/Link";
 import { Logo } from "../ui/Logo";
-import { navigate } from "./router";
+import { navigate, PROJECTS } from "./router";
 
 export function TopBar() {
   const email = tokenStore.get()?.user.email;
   return (
     <header className="sticky top-0 z-10 border-b border-line bg-canvas/85 backdrop-blur">
       <div className="mx-auto flex h-14 max-w-5xl items-center gap-4 px-6">
-        <Link to="/" aria-label="aether: projects" className="rounded-md">
+        <Link to={PROJECTS} aria-label="aether: projects" className="rounded-md">
           <Logo />
         </Link>
         <div className="flex-1" />
+        <a href="/docs" className="text-sm text-muted hover:text-fg" data-testid="docs-link">
+          Docs
+        </a>
         {email && (
           <span className="hidden truncate text-sm text-muted sm:block" data-testid="user-email">
             {email}

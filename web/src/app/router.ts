@@ -1,7 +1,9 @@
 /**
  * A router just big enough for four routes: the URL is the state, changed
  * with the History API and read through `useLocation`. Kept dependency-free
- * so the sign-in page's first load stays small.
+ * so the sign-in page's first load stays small. The hub serves the pages
+ * outside the app (the landing page at `/`, the docs at `/docs`), which are
+ * reached with a page load instead.
  */
 import { useSyncExternalStore } from "react";
 
@@ -47,8 +49,24 @@ export function useLocation(): AppLocation {
   return { pathname: url.pathname, search: url.searchParams, href };
 }
 
+/** The projects page: where a signed-in user starts (`/` is the hub's landing page). */
+export const PROJECTS = "/projects";
+
 /** The path to come back to after signing in: same-origin paths only. */
 export function safeNext(next: string | null): string {
-  if (!next || !next.startsWith("/") || next.startsWith("//")) return "/";
+  if (!next || !next.startsWith("/") || next.startsWith("//") || next.startsWith("/\\")) return PROJECTS;
   return next;
+}
+
+/** Whether the app itself draws `path` (else the hub serves it: the landing page, the docs, preview sign-in). */
+export function isAppPath(path: string): boolean {
+  const pathname = new URL(path, "http://app").pathname;
+  return pathname === PROJECTS || pathname === "/signin" || pathname === "/signup" || /^\/p\/[^/]+\/?$/.test(pathname);
+}
+
+/** Go to `to`: inside the app without a page load, elsewhere on the hub with one. */
+export function go(to: string, options: { replace?: boolean } = {}): void {
+  if (isAppPath(to)) navigate(to, options);
+  else if (options.replace) window.location.replace(to);
+  else window.location.assign(to);
 }

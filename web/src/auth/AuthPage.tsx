@@ -5,7 +5,7 @@
  */
 import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
 import { api, ApiError } from "../api/client";
-import { navigate, safeNext } from "../app/router";
+import { go, safeNext } from "../app/router";
 import { Alert } from "../ui/Alert";
 import { Button } from "../ui/Button";
 import { Field } from "../ui/Field";
@@ -50,7 +50,7 @@ export function AuthPage({ mode, next }: { mode: AuthMode; next: string | null }
     try {
       if (signup) await api.signup(email.trim(), password);
       else await api.login(email.trim(), password);
-      navigate(safeNext(next), { replace: true });
+      go(safeNext(next), { replace: true });
     } catch (error) {
       setErrors(explain(error, mode, keepNext));
       setBusy(false);
@@ -61,7 +61,10 @@ export function AuthPage({ mode, next }: { mode: AuthMode; next: string | null }
     <main className="flex min-h-full items-center justify-center px-4 py-12">
       <div className="flex w-full max-w-sm flex-col gap-6">
         <div className="flex flex-col items-center gap-3 text-center">
-          <Logo />
+          {/* The landing page is the hub's, not the app's: a page load. */}
+          <a href="/" aria-label="aether: home" className="rounded-md" data-testid="home-link">
+            <Logo />
+          </a>
           <div>
             <h1 className="text-xl font-semibold tracking-tight">{signup ? "Create your account" : "Sign in to aether"}</h1>
             <p className="mt-1 text-sm text-muted">

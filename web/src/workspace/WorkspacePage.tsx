@@ -8,6 +8,7 @@
 import { useCallback, useEffect, useState, useSyncExternalStore, type ReactNode } from "react";
 import { api, ApiError, isAbort } from "../api/client";
 import { AgentsDialog } from "../agents/AgentsDialog";
+import { PROJECTS } from "../app/router";
 import type { Project } from "../api/types";
 import { CursorStore } from "../editor/cursor";
 import type { FileIO } from "../editor/document";
@@ -162,7 +163,7 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
           </p>
           <div className="flex gap-2">
             {loadError.status !== 404 && <Button onClick={() => void load()}>Try again</Button>}
-            <Link to="/" className="inline-flex h-9 items-center rounded-md px-3.5 text-sm font-medium text-accent hover:text-accent-hover">
+            <Link to={PROJECTS} className="inline-flex h-9 items-center rounded-md px-3.5 text-sm font-medium text-accent hover:text-accent-hover">
               Back to projects
             </Link>
           </div>

@@ -5,6 +5,7 @@
  */
 import type { ReactNode } from "react";
 import { ArrowLeftIcon } from "../ui/icons";
+import { PROJECTS } from "../app/router";
 import { Link } from "../ui/Link";
 import { loadLayout } from "./layout";
 
@@ -13,7 +14,7 @@ export function WorkspaceFrame({ header, children, footer }: { header: ReactNode
     <div className="flex h-full flex-col bg-canvas">
       <header className="flex h-12 shrink-0 items-center gap-3 border-b border-line bg-surface px-3">
         <Link
-          to="/"
+          to={PROJECTS}
           className="inline-flex h-8 items-center gap-1.5 rounded-md px-2 text-sm text-muted transition-colors hover:bg-hover hover:text-fg"
           data-testid="back-to-projects"
         >
