@@ -280,3 +280,37 @@ fn main() -> anyhow::Result<()> {
         aether_hub::run(config, shutdown).await
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stripe(args: &[&str]) -> anyhow::Result<Option<StripeConfig>> {
+        let a = Args::try_parse_from([&["aether-hub"], args].concat())?;
+        stripe_config(a.stripe)
+    }
+
+    #[test]
+    fn billing_is_off_without_a_key_and_needs_everything_with_one() {
+        assert!(stripe(&[]).unwrap().is_none());
+        assert!(stripe(&["--stripe-secret-key", ""]).unwrap().is_none());
+        let half = stripe(&["--stripe-secret-key", "sk_test_1", "--stripe-price-pro", "price_1"]);
+        assert!(format!("{:#}", half.unwrap_err()).contains("STRIPE_WEBHOOK_SECRET"));
+        let full = stripe(&[
+            "--stripe-secret-key",
+            "sk_test_1",
+            "--stripe-webhook-secret",
+            "whsec_1",
+            "--stripe-price-pro",
+            "price_pro",
+            "--stripe-price-team",
+            "price_team",
+            "--stripe-api-base",
+            "http://127.0.0.1:1234/",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!((full.price_team.as_str(), full.api_base.as_str()), ("price_team", "http://127.0.0.1:1234"));
+        assert!(!format!("{full:?}").contains("sk_test_1"), "the key is redacted");
+    }
+}
