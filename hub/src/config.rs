@@ -101,6 +101,36 @@ pub struct Config {
     /// How long the embedded database's cluster stays down, once it is seen
     /// down, before the hub starts it again (doubling while it keeps dying).
     pub pg_restart_delay: Duration,
+    /// Stripe, when billing is on (`STRIPE_SECRET_KEY` set); `None`: billing
+    /// is off and plans change only by hand.
+    pub stripe: Option<StripeConfig>,
+    /// How long a failed payment leaves the paid plan in place.
+    pub billing_grace: Duration,
+}
+
+/// What the hub needs to take payments through Stripe.
+#[derive(Clone)]
+pub struct StripeConfig {
+    pub secret_key: String,
+    /// Signs the webhook's events (`whsec_…`).
+    pub webhook_secret: String,
+    /// The prices Checkout sells for the pro and team plans.
+    pub price_pro: String,
+    pub price_team: String,
+    /// The API's base URL without `/v1` (tests point it at a fake).
+    pub api_base: String,
+}
+
+impl fmt::Debug for StripeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StripeConfig")
+            .field("secret_key", &"<redacted>")
+            .field("webhook_secret", &"<redacted>")
+            .field("price_pro", &self.price_pro)
+            .field("price_team", &self.price_team)
+            .field("api_base", &self.api_base)
+            .finish()
+    }
 }
 
 impl fmt::Debug for Config {
@@ -129,12 +159,18 @@ impl fmt::Debug for Config {
             .field("default_plan", &self.default_plan)
             .field("client_ip_header", &self.client_ip_header)
             .field("pg_restart_delay", &self.pg_restart_delay)
+            .field("stripe", &self.stripe)
+            .field("billing_grace", &self.billing_grace)
             .finish()
     }
 }
 
 /// Where `scripts/vm-rootfs.sh` builds the VM image's root by default.
 pub const DEFAULT_VM_ROOTFS: &str = "/var/cache/aether/vm-rootfs";
+
+/// A failed payment's grace: a week, as Stripe's default retry schedule
+/// takes about that long.
+pub const DEFAULT_BILLING_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Three quarters of the streams aetherd accepts per tunnel.
 pub const DEFAULT_PREVIEW_STREAMS: usize = aether_protocol::transport::MAX_HUB_STREAMS as usize * 3 / 4;
@@ -175,6 +211,8 @@ impl Config {
             stuck_after: Duration::from_secs(5 * 60),
             client_ip_header: None,
             pg_restart_delay: Duration::from_secs(1),
+            stripe: None,
+            billing_grace: DEFAULT_BILLING_GRACE,
         }
     }
 }

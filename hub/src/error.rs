@@ -45,6 +45,9 @@ pub enum ApiError {
     /// provider has no capacity, say): 503 like `Unavailable`, with it.
     #[error("{message}")]
     UnavailableBecause { status: String, message: String },
+    /// A part this hub runs without (billing without Stripe keys).
+    #[error("{0}")]
+    Off(String),
     /// The database can't be reached; nothing the caller did wrong.
     #[error("the database is unavailable; try again shortly")]
     DatabaseUnavailable,
@@ -74,7 +77,7 @@ impl ApiError {
             Self::LimitReached(_) => (StatusCode::UNPROCESSABLE_ENTITY, "limit_reached"),
             Self::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "invalid_request"),
             Self::RateLimited | Self::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Self::Unavailable { .. } | Self::UnavailableBecause { .. } | Self::DatabaseUnavailable => {
+            Self::Unavailable { .. } | Self::UnavailableBecause { .. } | Self::Off(_) | Self::DatabaseUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
             Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),

@@ -4,12 +4,14 @@
 //! tunnels that VMs dial; `projects` drives VM life cycles through a
 //! `compute` provider, and `reconcile` keeps the two in step; `db` is all
 //! the SQL (with `pg` starting an embedded cluster when no database is
-//! given); `auth` is passwords, tokens and tickets; `tls` the local CA;
-//! `events` and `metrics` what is observed; `site` the public pages (the
-//! landing page and the docs).
+//! given); `auth` is passwords, tokens and tickets; `billing` is Stripe
+//! and what it does to plans; `tls` the local CA; `events` and `metrics`
+//! what is observed; `site` the public pages (the landing page and the
+//! docs).
 
 pub mod api;
 pub mod auth;
+pub mod billing;
 pub mod compute;
 pub mod config;
 pub mod dataplane;
@@ -59,6 +61,8 @@ pub struct Hub {
     pub ssh: ssh::Ssh,
     /// Abuse limits of sign-in, sign-up and tickets.
     pub limits: rate::Limits,
+    /// Stripe, when billing is on.
+    pub billing: Option<billing::Billing>,
 }
 
 /// Where a running hub listens, written to `{data_dir}/hub.json` at start.
@@ -236,7 +240,13 @@ async fn serve(
     let legacy_key = data_dir.join("secrets/ssh_host_ed25519_key");
     let host_key = ssh::keys::host_key(&legacy_key, |initial| db.hub_secret("ssh_host_ed25519_key", initial)).await?;
     let ssh = ssh::Ssh::new(host_key, ssh_host, ssh_port)?;
+    let billing = config.stripe.as_ref().map(|s| billing::Billing::new(s, config.billing_grace)).transpose()?;
+    match &config.stripe {
+        Some(s) => tracing::info!(api = %s.api_base, "billing is on (Stripe)"),
+        None => tracing::info!("billing is off: STRIPE_SECRET_KEY is not set"),
+    }
     let hub = Arc::new(Hub {
+        billing,
         ssh,
         limits: rate::Limits::default(),
         web_dir: web_dir(&config),

@@ -1,7 +1,9 @@
 //! `aether-hub`: parses flags and environment into a `Config` and runs the hub.
 
 use aether_hub::compute::fly::FlyConfig;
-use aether_hub::config::{ComputeKind, Config, DEFAULT_PREVIEW_STREAMS, DEFAULT_VM_ROOTFS, IsolationMode};
+use aether_hub::config::{
+    ComputeKind, Config, DEFAULT_BILLING_GRACE, DEFAULT_PREVIEW_STREAMS, DEFAULT_VM_ROOTFS, IsolationMode, StripeConfig,
+};
 use aether_protocol::transport::MAX_HUB_STREAMS;
 use anyhow::Context;
 use clap::Parser;
@@ -106,6 +108,50 @@ struct Args {
     pg_restart_delay_ms: u64,
     #[command(flatten)]
     fly: FlyArgs,
+    #[command(flatten)]
+    stripe: StripeArgs,
+}
+
+/// Billing through Stripe: on when `STRIPE_SECRET_KEY` is set.
+#[derive(clap::Args)]
+struct StripeArgs {
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    stripe_secret_key: Option<String>,
+    /// Signs the webhook's events (whsec_...).
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    stripe_webhook_secret: Option<String>,
+    /// The Stripe price of the pro plan (price_...).
+    #[arg(long, env = "STRIPE_PRICE_PRO")]
+    stripe_price_pro: Option<String>,
+    /// The Stripe price of the team plan (price_...).
+    #[arg(long, env = "STRIPE_PRICE_TEAM")]
+    stripe_price_team: Option<String>,
+    /// The Stripe API's base URL, without /v1.
+    #[arg(long, env = "STRIPE_API_BASE", default_value = "https://api.stripe.com")]
+    stripe_api_base: String,
+    /// Seconds a failed payment leaves the paid plan in place.
+    #[arg(long, env = "AETHER_BILLING_GRACE_S", default_value_t = DEFAULT_BILLING_GRACE.as_secs())]
+    billing_grace_s: u64,
+}
+
+/// `None` without a secret key (billing off); with one, everything else
+/// billing needs must be set too, or the hub would take payments it can't
+/// turn into plans.
+fn stripe_config(s: StripeArgs) -> anyhow::Result<Option<StripeConfig>> {
+    let set = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let Some(secret_key) = set(s.stripe_secret_key) else {
+        return Ok(None);
+    };
+    let need = |v: Option<String>, name: &str| {
+        set(v).with_context(|| format!("STRIPE_SECRET_KEY is set (billing on), so {name} must be set too"))
+    };
+    Ok(Some(StripeConfig {
+        secret_key,
+        webhook_secret: need(s.stripe_webhook_secret, "STRIPE_WEBHOOK_SECRET")?,
+        price_pro: need(s.stripe_price_pro, "STRIPE_PRICE_PRO")?,
+        price_team: need(s.stripe_price_team, "STRIPE_PRICE_TEAM")?,
+        api_base: s.stripe_api_base.trim_end_matches('/').to_owned(),
+    }))
 }
 
 /// The Fly Machines provider's settings (`AETHER_COMPUTE=fly`).
@@ -178,6 +224,8 @@ fn main() -> anyhow::Result<()> {
         ComputeKind::Fly => Some(fly_config(a.fly)?),
         ComputeKind::Local => None,
     };
+    let billing_grace = Duration::from_secs(a.stripe.billing_grace_s);
+    let stripe = stripe_config(a.stripe)?;
     let config = Config {
         listen: a.listen,
         tunnel_listen: resolve(&a.tunnel_listen)?,
@@ -213,6 +261,8 @@ fn main() -> anyhow::Result<()> {
         stuck_after: Duration::from_millis(a.stuck_after_ms),
         client_ip_header: a.client_ip_header.filter(|s| !s.trim().is_empty()),
         pg_restart_delay: Duration::from_millis(a.pg_restart_delay_ms),
+        stripe,
+        billing_grace,
     };
     tokio::runtime::Runtime::new()?.block_on(async {
         let shutdown = CancellationToken::new();
@@ -229,4 +279,38 @@ fn main() -> anyhow::Result<()> {
         });
         aether_hub::run(config, shutdown).await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stripe(args: &[&str]) -> anyhow::Result<Option<StripeConfig>> {
+        let a = Args::try_parse_from([&["aether-hub"], args].concat())?;
+        stripe_config(a.stripe)
+    }
+
+    #[test]
+    fn billing_is_off_without_a_key_and_needs_everything_with_one() {
+        assert!(stripe(&[]).unwrap().is_none());
+        assert!(stripe(&["--stripe-secret-key", ""]).unwrap().is_none());
+        let half = stripe(&["--stripe-secret-key", "sk_test_1", "--stripe-price-pro", "price_1"]);
+        assert!(format!("{:#}", half.unwrap_err()).contains("STRIPE_WEBHOOK_SECRET"));
+        let full = stripe(&[
+            "--stripe-secret-key",
+            "sk_test_1",
+            "--stripe-webhook-secret",
+            "whsec_1",
+            "--stripe-price-pro",
+            "price_pro",
+            "--stripe-price-team",
+            "price_team",
+            "--stripe-api-base",
+            "http://127.0.0.1:1234/",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!((full.price_team.as_str(), full.api_base.as_str()), ("price_team", "http://127.0.0.1:1234"));
+        assert!(!format!("{full:?}").contains("sk_test_1"), "the key is redacted");
+    }
 }

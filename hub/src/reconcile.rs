@@ -18,8 +18,9 @@
 //!   for longer than `stuck_after` is marked `error` with a message saying
 //!   so; a tunnel that comes up late still moves the project to `running`.
 //! * The provider's machine and volume ids are stored on the project.
-//! * Running VMs of users past their plan's compute hours are stopped
-//!   (`plans::stop_over_limit`).
+//! * Users whose failed payment's grace ended are moved to the free plan
+//!   (`billing::end_expired_grace`), then running VMs of users past their
+//!   plan's compute hours are stopped (`plans::stop_over_limit`).
 //!
 //! Each change is checked again when it is made: a vanished machine is asked
 //! for once more, and a status is overwritten only if it is still the one
@@ -229,6 +230,14 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
             result = pass(&hub, &mut orphans) => {
                 if let Err(e) = result {
                     tracing::warn!(error = format!("{e:#}"), "reconciliation pass failed");
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            result = crate::billing::end_expired_grace(&hub) => {
+                if let Err(e) = result {
+                    tracing::warn!(error = format!("{e:#}"), "ending expired billing grace failed");
                 }
             }
         }

@@ -25,6 +25,7 @@ const PUBLIC: &[(&str, &str, &str)] = &[
     ("GET", "/", "the landing page: what aether is and its plans, for anyone"),
     ("GET", "/docs", "the docs' index: static, no user's data"),
     ("GET", "/docs/{page}", "a page of the docs: static, no user's data"),
+    ("POST", "/api/billing/webhook", "Stripe's events: the Stripe-Signature over the body stands for the caller"),
 ];
 
 /// WebSocket routes, authorised by a one-time ticket (browsers can't set
@@ -43,6 +44,8 @@ const NO_PATH_ID: &[(&str, &str, &str)] = &[
     ("GET", "/api/projects", "the caller's own projects: checked not to list another user's"),
     ("POST", "/api/projects", "creates a project of the caller's"),
     ("GET", "/api/billing/usage", "the caller's own usage"),
+    ("POST", "/api/billing/checkout", "the caller's own subscription"),
+    ("POST", "/api/billing/portal", "the caller's own subscription"),
     ("POST", "/api/tickets", "the project id is in the body: checked with another user's"),
 ];
 
@@ -50,6 +53,7 @@ const NO_PATH_ID: &[(&str, &str, &str)] = &[
 fn body_for(method: &str, path: &str) -> Option<Value> {
     Some(match (method, path) {
         ("PATCH", "/api/me") => json!({"display_name": "x"}),
+        ("POST", "/api/billing/checkout") => json!({"plan": "pro"}),
         ("POST", "/api/projects") => json!({"name": "x"}),
         ("PATCH", "/api/projects/{id}") => json!({"name": "x"}),
         ("POST", "/api/projects/{id}/agents") => json!({"name": "x"}),
@@ -171,7 +175,17 @@ fn assert_code(what: &str, (status, body): (u16, Value), want: u16, code: &str) 
 
 #[tokio::test]
 async fn every_route_refuses_strangers_and_hides_other_users_things() {
-    let hub = TestHub::start_with(&[("AETHER_JWT_SECRET", SECRET)]).await;
+    // Billing on, so that its routes are served; strangers never get as
+    // far as Stripe (nothing listens at its address).
+    let hub = TestHub::start_with(&[
+        ("AETHER_JWT_SECRET", SECRET),
+        ("STRIPE_SECRET_KEY", "sk_test_authz"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_authz"),
+        ("STRIPE_PRICE_PRO", "price_pro"),
+        ("STRIPE_PRICE_TEAM", "price_team"),
+        ("STRIPE_API_BASE", "http://127.0.0.1:9"),
+    ])
+    .await;
     let owner = hub.user().await;
     let other = hub.user().await;
     let (_, me) = owner.get("/api/me").await;

@@ -107,8 +107,30 @@ async fn login(
 }
 
 async fn me(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
-    let u = hub.db.user(user.id).await?.ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
-    Ok(Json(json!({ "id": u.id, "email": u.email, "display_name": u.display_name, "plan": u.plan })))
+    profile(&hub, user.id).await
+}
+
+/// The caller as `/api/me` shows them: with whether billing is on and their
+/// subscription, if they have one.
+async fn profile(hub: &crate::Hub, id: Uuid) -> ApiResult<Json<Value>> {
+    let u = hub.db.user(id).await?.ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
+    let b = hub.db.billing(id).await?.ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
+    let subscription = b.stripe_subscription_id.as_ref().map(|_| {
+        json!({
+            "plan": b.subscription_plan,
+            "status": b.subscription_status,
+            "current_period_end": b.current_period_end,
+            "grace_until": b.grace_until,
+        })
+    });
+    Ok(Json(json!({
+        "id": u.id,
+        "email": u.email,
+        "display_name": u.display_name,
+        "plan": u.plan,
+        "billing": if hub.billing.is_some() { "on" } else { "off" },
+        "subscription": subscription,
+    })))
 }
 
 #[derive(Deserialize)]
@@ -126,8 +148,8 @@ async fn update_me(
     if name.chars().count() > 100 {
         return Err(ApiError::bad_request("display_name must be at most 100 characters"));
     }
-    let u = hub.db.set_display_name(user.id, name).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(json!({ "id": u.id, "email": u.email, "display_name": u.display_name, "plan": u.plan })))
+    hub.db.set_display_name(user.id, name).await?.ok_or(ApiError::NotFound)?;
+    profile(&hub, user.id).await
 }
 
 #[derive(Deserialize)]

@@ -1,17 +1,112 @@
-//! What the caller has used of their plan this month.
+//! What the caller has used of their plan this month, and paying for a
+//! bigger one: Checkout, the customer portal, and Stripe's webhook (the
+//! only route here without a user: Stripe's signature stands for one).
 
 use super::AppState;
+use super::auth::body;
 use crate::auth::AuthUser;
+use crate::billing::{self, Billing, Checkout, signature, webhook};
 use crate::error::{ApiError, ApiResult};
 use crate::plans;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::routing::get;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/billing/usage", get(usage))
+    Router::new()
+        .route("/billing/usage", get(usage))
+        .route("/billing/checkout", post(checkout))
+        .route("/billing/portal", post(portal))
+        .route("/billing/webhook", post(stripe_webhook))
+}
+
+fn on(hub: &crate::Hub) -> ApiResult<&Billing> {
+    hub.billing.as_ref().ok_or_else(|| ApiError::Off("billing is off on this hub".into()))
+}
+
+/// Stripe failed us: logged here, a 502 for the caller.
+fn stripe_failed(e: anyhow::Error) -> ApiError {
+    tracing::warn!(error = format!("{e:#}"), "a Stripe call failed");
+    ApiError::BadGateway("Stripe could not be reached; try again shortly".into())
+}
+
+#[derive(Deserialize)]
+struct CheckoutRequest {
+    plan: String,
+}
+
+/// A Checkout Session for a subscription to the plan, for the user's Stripe
+/// customer (made at their first checkout); Stripe sends them back to the
+/// projects page, which shows the plan once the webhook has moved it.
+async fn checkout(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let billing = on(&hub)?;
+    let req: CheckoutRequest = body(raw)?;
+    let price = billing.price(&req.plan).ok_or_else(|| ApiError::bad_request("plan must be \"pro\" or \"team\""))?;
+    let row =
+        hub.db.billing(user.id).await?.ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
+    if row.stripe_subscription_id.is_some() && row.subscription_status.as_deref().is_some_and(billing::grants_plan) {
+        return Err(ApiError::Conflict(
+            "you have a subscription already: change or cancel it with \"Manage billing\" (the billing portal)".into(),
+        ));
+    }
+    let customer = match row.stripe_customer_id {
+        Some(c) => c,
+        None => {
+            let made = billing.payments.create_customer(user.id, &row.email).await.map_err(stripe_failed)?;
+            // Two checkouts at once get the same customer (idempotency key);
+            // whichever is stored first is the user's.
+            hub.db.set_stripe_customer(user.id, &made).await?.unwrap_or(made)
+        }
+    };
+    let success_url = format!("{}/?billing=success", hub.public_url);
+    let cancel_url = format!("{}/?billing=canceled", hub.public_url);
+    let session = Checkout {
+        user: user.id,
+        customer: &customer,
+        plan: &req.plan,
+        price,
+        success_url: &success_url,
+        cancel_url: &cancel_url,
+    };
+    let url = billing.payments.checkout(&session).await.map_err(stripe_failed)?;
+    Ok(Json(json!({ "url": url })))
+}
+
+/// A customer portal session, which comes back to the projects page.
+async fn portal(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
+    let billing = on(&hub)?;
+    let row =
+        hub.db.billing(user.id).await?.ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
+    let customer = row
+        .stripe_customer_id
+        .ok_or_else(|| ApiError::Conflict("there is no billing to manage yet: upgrade to a plan first".into()))?;
+    let url = billing.payments.portal(&customer, &format!("{}/", hub.public_url)).await.map_err(stripe_failed)?;
+    Ok(Json(json!({ "url": url })))
+}
+
+/// Stripe's events: the signature is checked on the raw body before
+/// anything is parsed (400 if it fails); then the event is applied once
+/// (`billing::webhook`). 200 for events that change nothing; 500 when
+/// applying failed, so that Stripe delivers it again.
+async fn stripe_webhook(State(hub): State<AppState>, headers: HeaderMap, raw: Bytes) -> ApiResult<Json<Value>> {
+    let billing = on(&hub)?;
+    let now = Utc::now();
+    let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+    signature::verify(&billing.webhook_secret, header, &raw, now).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let text = std::str::from_utf8(&raw).map_err(|_| ApiError::bad_request("the event is not UTF-8"))?;
+    let event = billing::stripe::parse_event(text, header.unwrap_or_default(), &billing.webhook_secret, now)?;
+    let outcome = webhook::apply(&hub, billing, &event).await?;
+    tracing::debug!(event = %event.id, kind = %event.kind, ?outcome, "stripe event");
+    Ok(Json(json!({ "received": true })))
 }
 
 /// Compute from the usage records (deleted projects' too), storage as the

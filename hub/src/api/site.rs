@@ -15,7 +15,12 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn facts(hub: &crate::Hub) -> Facts<'_> {
-    Facts { ssh_host: &hub.ssh.public_host, ssh_port: hub.ssh.public_port, default_plan: &hub.config.default_plan }
+    Facts {
+        ssh_host: &hub.ssh.public_host,
+        ssh_port: hub.ssh.public_port,
+        default_plan: &hub.config.default_plan,
+        billing: hub.billing.is_some(),
+    }
 }
 
 /// Pages change only with the hub's binary or configuration: a browser may

@@ -154,7 +154,7 @@ pub fn page_html(slug: &str, facts: Facts) -> Option<String> {
     let i = DOCS.iter().position(|d| d.slug == slug)?;
     let (doc, rendered) = (&DOCS[i], &RENDERED[i]);
     let html = fill(&rendered.html, "plans", &plan_cards(facts.default_plan));
-    let html = fill(&html, "billing", &billing_status(facts.default_plan));
+    let html = fill(&html, "billing", &billing_status(facts.default_plan, facts.billing));
     Some(frame(&format!("{} · aether docs", rendered.title), doc.summary, Some(doc.slug), &html))
 }
 
@@ -182,7 +182,7 @@ fn fill(html: &str, name: &str, with: &str) -> String {
 mod tests {
     use super::*;
 
-    const FACTS: Facts = Facts { ssh_host: "127.0.0.1", ssh_port: 2222, default_plan: "free" };
+    const FACTS: Facts = Facts { ssh_host: "127.0.0.1", ssh_port: 2222, default_plan: "free", billing: false };
 
     #[test]
     fn links_between_the_files_become_links_between_the_pages() {

@@ -62,7 +62,7 @@ $ ssh -t aether-claude-1a2b3c4d claude</code></pre></div>
 </div></main>"##,
         host = escape(facts.ssh_host),
         plans = plan_cards(facts.default_plan),
-        billing = billing_status(facts.default_plan),
+        billing = billing_status(facts.default_plan, facts.billing),
     );
     page(
         "aether: a cloud machine for every project and its coding agents",
@@ -76,7 +76,7 @@ $ ssh -t aether-claude-1a2b3c4d claude</code></pre></div>
 mod tests {
     use super::*;
 
-    const FACTS: Facts = Facts { ssh_host: "hub.example.com", ssh_port: 2222, default_plan: "free" };
+    const FACTS: Facts = Facts { ssh_host: "hub.example.com", ssh_port: 2222, default_plan: "free", billing: false };
 
     #[test]
     fn the_session_key_is_the_web_apps() {

@@ -19,6 +19,8 @@ pub struct Facts<'a> {
     pub ssh_port: u16,
     /// The plan new accounts start on (`AETHER_DEFAULT_PLAN`).
     pub default_plan: &'a str,
+    /// Whether this hub takes payments (Stripe is configured).
+    pub billing: bool,
 }
 
 /// The plans, cheapest first.
@@ -85,7 +87,13 @@ pub fn plan_cards(default_plan: &str) -> String {
 }
 
 /// Whether this hub takes payments, and the plan new accounts get.
-pub fn billing_status(default_plan: &str) -> String {
+pub fn billing_status(default_plan: &str, billing: bool) -> String {
+    if billing {
+        return format!(
+            r#"<p class="note" id="billing-status">New accounts start on the <b>{}</b> plan; upgrade from the projects page, paid through Stripe.</p>"#,
+            escape(default_plan)
+        );
+    }
     format!(
         r#"<p class="note" id="billing-status">Billing is off on this hub: it takes no payments. New accounts start on the <b>{}</b> plan.</p>"#,
         escape(default_plan)

@@ -12,6 +12,7 @@ import {
   type Agent,
   type AgentActivity,
   type AuthResponse,
+  type BillingRedirect,
   type CreateAgentRequest,
   type CreateAgentResponse,
   type CreateProjectRequest,
@@ -19,6 +20,7 @@ import {
   type ErrorBody,
   type FileStat,
   type ForwardedPort,
+  type PaidPlan,
   type PortVisibility,
   type PreviewLink,
   type Profile,
@@ -132,6 +134,16 @@ export class ApiClient {
 
   usage(signal?: AbortSignal): Promise<Usage> {
     return this.request("GET", "/api/billing/usage", { signal });
+  }
+
+  /** A Stripe Checkout page for `plan` (503 `unavailable` when billing is off). */
+  checkout(plan: PaidPlan): Promise<BillingRedirect> {
+    return this.request("POST", "/api/billing/checkout", { body: { plan } });
+  }
+
+  /** Stripe's customer portal (409 before a first checkout). */
+  billingPortal(): Promise<BillingRedirect> {
+    return this.request("POST", "/api/billing/portal", { body: {} });
   }
 
   updateMe(displayName: string): Promise<Profile> {

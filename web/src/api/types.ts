@@ -26,6 +26,28 @@ export interface Profile {
   email: string;
   display_name: string | null;
   plan: string;
+  /** Whether this hub takes payments (Stripe); "off" when it runs without keys. */
+  billing?: "on" | "off";
+  /** The user's Stripe subscription, once they have had one. */
+  subscription?: Subscription | null;
+}
+
+/** A paid plan Checkout sells. */
+export type PaidPlan = "pro" | "team";
+
+export interface Subscription {
+  /** The plan it pays for. */
+  plan: PaidPlan | null;
+  /** Stripe's status: active, trialing, past_due, unpaid, canceled, ... */
+  status: string | null;
+  current_period_end: Timestamp | null;
+  /** Set while a failed payment's grace runs (the plan stays until then). */
+  grace_until: Timestamp | null;
+}
+
+/** Where `POST /api/billing/checkout` and `/portal` send the browser. */
+export interface BillingRedirect {
+  url: string;
 }
 
 export type ProjectStatus = "stopped" | "starting" | "running" | "stopping" | "error";

@@ -3,6 +3,7 @@ import { useEffect, useState } from "react";
 import { api, ApiError } from "../api/client";
 import type { Project, Usage } from "../api/types";
 import { TopBar } from "../app/TopBar";
+import { BillingActions } from "../billing/BillingActions";
 import { Alert } from "../ui/Alert";
 import { Button } from "../ui/Button";
 import { FolderIcon, PlusIcon } from "../ui/icons";
@@ -36,8 +37,9 @@ function useUsage(key: string, running: boolean): Usage | null {
 export function ProjectsPage() {
   const state = useProjects();
   const { projects, error, refreshing, refresh, upsert, remove, follow } = state;
+  const usageKey = projects?.map((p) => `${p.id}:${p.status}`).join() ?? "";
   const usage = useUsage(
-    projects?.map((p) => `${p.id}:${p.status}`).join() ?? "",
+    usageKey,
     projects?.some((p) => p.status === "running" || p.status === "starting") ?? false,
   );
   const [creating, setCreating] = useState(false);
@@ -76,6 +78,7 @@ export function ProjectsPage() {
                 {usageSummary(usage)}
               </p>
             )}
+            <BillingActions refreshKey={`${usageKey}|${usage?.plan ?? ""}`} />
           </div>
           <Button variant="primary" icon={<PlusIcon />} onClick={() => setCreating(true)} data-testid="new-project">
             New project
