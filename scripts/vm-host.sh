@@ -22,6 +22,7 @@ command -v slirp4netns >/dev/null || need+=(slirp4netns)
 command -v newuidmap >/dev/null || need+=(uidmap)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v unshare >/dev/null || need+=(util-linux)
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
     say "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -82,6 +82,20 @@ async fn a_vm_sees_its_own_machine_and_none_of_the_hosts() {
             std::process::Command::new("runuser").args(["-u", "nobody", "--", "cat"]).arg(&path).output().unwrap();
         assert!(!out.status.success(), "nobody read {}", path.display());
     }
+    // Nor does it reach what the host serves on its own addresses, or the
+    // link-local network (cloud metadata services).
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let addrs =
+        std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output().unwrap();
+    let words: Vec<String> = String::from_utf8_lossy(&addrs.stdout).split_whitespace().map(str::to_owned).collect();
+    let host_ips: Vec<&str> =
+        words.windows(2).filter(|w| w[0] == "inet").filter_map(|w| w[1].split('/').next()).collect();
+    for ip in host_ips.iter().copied().chain(["169.254.169.254"]) {
+        let probe = format!("(exec 3<>/dev/tcp/{ip}/{port}) 2>/dev/null && echo OPEN || echo CLOSED");
+        assert_eq!(run_in_vm(&api, &id, &probe).await, "CLOSED", "the VM reached {ip}:{port}");
+    }
+    drop(listener);
     // Its loopback is its own: the hub's HTTP port is not on it.
     let port = hub.http.rsplit(':').next().unwrap();
     let hub_port =

@@ -11,8 +11,10 @@
 //!   the VM's root keeps only the capabilities a machine's root needs to run
 //!   sshd and switch users (no `CAP_SYS_ADMIN`, so nothing can be remounted).
 //! * `slirp4netns` gives the network namespace outbound traffic in user
-//!   mode, without the host's loopback; aetherd reaches the hub's tunnel
-//!   through a UDP socket of the host's that the provider hands it (fd 3).
+//!   mode, without the host's loopback, and blackhole routes close off the
+//!   host's own addresses, link-local and private networks; aetherd reaches
+//!   the hub's tunnel through a UDP socket of the host's that the provider
+//!   hands it (fd 3).
 //! * cgroup v1 controllers (`memory`, `pids`, `cpu`, `freezer`) under
 //!   `aether/{project}` bound the VM's memory, processes and CPU, and stop
 //!   freezes and kills every process in it, however it detached itself.
@@ -119,11 +121,13 @@ impl Sandbox {
                 "the hub does not run as root (user namespaces with a range of uids and cgroups need it)".into()
             );
         }
-        let missing: Vec<_> =
-            ["unshare", "newuidmap", "newgidmap", "bwrap", "slirp4netns"].into_iter().filter(|t| !on_path(t)).collect();
+        let missing: Vec<_> = ["unshare", "newuidmap", "newgidmap", "bwrap", "slirp4netns", "nsenter", "ip"]
+            .into_iter()
+            .filter(|t| !on_path(t))
+            .collect();
         if !missing.is_empty() {
             return Err(format!(
-                "missing {} (apt-get install util-linux uidmap bubblewrap slirp4netns)",
+                "missing {} (apt-get install util-linux uidmap bubblewrap slirp4netns iproute2)",
                 missing.join(", ")
             ));
         }
@@ -243,7 +247,7 @@ impl Sandbox {
         std::thread::spawn(move || {
             let _ = child.wait();
         });
-        Ok(())
+        close_off(inner_pid)
     }
 
     /// Every process of the VM (slirp4netns included).
@@ -285,6 +289,45 @@ impl Sandbox {
         }
         Ok(())
     }
+}
+
+/// Networks no VM may reach through slirp4netns, which connects from the
+/// host: link-local (cloud metadata services) and the private ranges the
+/// host may sit in. slirp4netns's own subnet (10.0.2.0/24: its gateway and
+/// DNS) is a narrower route and stays reachable.
+const CLOSED_NETS: [&str; 5] = ["169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"];
+
+/// Makes the host's own addresses and `CLOSED_NETS` unreachable from the
+/// VM's network namespace (blackhole routes, which the VM's root, without
+/// `CAP_NET_ADMIN`, can't remove): what the host serves on them is not the
+/// VM's, whatever address it listens on.
+fn close_off(inner_pid: u32) -> anyhow::Result<()> {
+    let addrs = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output()?;
+    let host = String::from_utf8_lossy(&addrs.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "inet")
+        .filter_map(|w| w[1].split('/').next().map(|ip| format!("{ip}/32")))
+        .collect::<Vec<_>>();
+    let routes: String = CLOSED_NETS
+        .iter()
+        .map(|n| n.to_string())
+        .chain(host)
+        .map(|net| format!("route replace blackhole {net}\n"))
+        .collect();
+    let mut ip = std::process::Command::new("nsenter")
+        .args(["-t", &inner_pid.to_string(), "-n", "--", "ip", "-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting nsenter")?;
+    use std::io::Write;
+    ip.stdin.take().context("nsenter's stdin")?.write_all(routes.as_bytes())?;
+    let out = ip.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "closing the VM's network off: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
 }
 
 /// Spawns `cmd` inside the cgroups whose `cgroup.procs` are `procs` (so

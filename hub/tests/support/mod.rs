@@ -286,6 +286,14 @@ impl TestHub {
 
 impl Drop for TestHub {
     fn drop(&mut self) {
+        // A failed test shows what the hub said.
+        if std::thread::panicking() {
+            let log = self.log();
+            eprintln!(
+                "--- hub log (last 40 lines) ---\n{}",
+                log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         self.kill_hard();
         kill_vms(&self.data);
     }
