@@ -253,37 +253,31 @@ async fn status(api: &Api, id: &str) -> String {
     api.get(&format!("/api/projects/{id}")).await.1["status"].as_str().unwrap_or_default().to_owned()
 }
 
+/// The project's latest boot, as heartbeats recorded it.
+async fn latest_boot(hub: &TestHub, id: &str) -> Option<String> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT boot_id FROM vm_boots WHERE project_id = $1::uuid ORDER BY first_seen_at DESC LIMIT 1")
+            .bind(id)
+            .fetch_optional(&hub.db().await)
+            .await
+            .unwrap();
+    row.map(|r| r.0)
+}
+
 /// Waits for a tunnel of a boot other than `old` while checking, on every
 /// look, that the hub still counts the VM as running or starting.
 async fn comes_back(hub: &TestHub, api: &Api, id: &str, old_boot: &str) -> String {
     support::eventually("the VM to come back", Duration::from_secs(60), || async {
         let s = status(api, id).await;
         assert!(s == "running" || s == "starting", "the hub lost the running VM: {s}");
-        let row: Option<(String,)> = sqlx::query_as(
-            "SELECT boot_id FROM vm_boots WHERE project_id = $1::uuid ORDER BY first_seen_at DESC LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(&hub.db().await)
-        .await
-        .unwrap();
-        let boot = row.map(|r| r.0).filter(|b| b != old_boot)?;
+        let boot = latest_boot(hub, id).await.filter(|b| b != old_boot)?;
         (s == "running").then_some(boot)
     })
     .await
 }
 
 async fn current_boot(hub: &TestHub, id: &str) -> String {
-    support::eventually("a heartbeat", support::DEADLINE, || async {
-        let row: Option<(String,)> = sqlx::query_as(
-            "SELECT boot_id FROM vm_boots WHERE project_id = $1::uuid ORDER BY first_seen_at DESC LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(&hub.db().await)
-        .await
-        .unwrap();
-        row.map(|r| r.0)
-    })
-    .await
+    support::eventually("a heartbeat", support::DEADLINE, || latest_boot(hub, id)).await
 }
 
 #[tokio::test]

@@ -227,27 +227,28 @@ impl Sandbox {
             let _ = child.wait();
         });
         let inner = read_child_pid(info_read).context("the VM did not start (see its aetherd.log)")?;
-        self.network(project, inner, log)?;
+        let netns = vm_netns(project, inner)?;
+        self.network(project, &netns, log)?;
         Ok(pid)
     }
 
     /// Outbound network for the VM's namespace: slirp4netns, in the VM's
     /// cgroups so that it ends with the VM.
-    fn network(&self, project: Uuid, inner_pid: u32, log: &Path) -> anyhow::Result<()> {
+    fn network(&self, project: Uuid, netns: &std::fs::File, log: &Path) -> anyhow::Result<()> {
         let procs: Vec<OwnedFd> = Self::cgroups(project)
             .map(|d| std::fs::OpenOptions::new().write(true).open(d.join("cgroup.procs")).map(OwnedFd::from))
             .collect::<Result<_, _>>()?;
         let out = super::local::private_log(log)?;
         let mut cmd = std::process::Command::new("slirp4netns");
         cmd.args(["--configure", "--mtu=65520", "--disable-host-loopback", "--enable-sandbox", "--enable-seccomp"]);
-        cmd.arg(inner_pid.to_string()).arg("tap0");
+        cmd.args(["--netns-type=path", "/proc/self/fd/3", "tap0"]);
         cmd.env_clear().stdin(std::process::Stdio::null()).stdout(out.try_clone()?).stderr(out);
         cmd.process_group(0);
-        let mut child = spawn_joined(&mut cmd, &procs, &[]).context("starting slirp4netns")?;
+        let mut child = spawn_joined(&mut cmd, &procs, &[(netns.as_raw_fd(), 3)]).context("starting slirp4netns")?;
         std::thread::spawn(move || {
             let _ = child.wait();
         });
-        close_off(inner_pid)
+        close_off(netns)
     }
 
     /// Every process of the VM (slirp4netns included).
@@ -291,6 +292,30 @@ impl Sandbox {
     }
 }
 
+/// The VM's network namespace, held open (so no later process can stand in
+/// for it): that of a process in the VM's cgroup whose namespace is not the
+/// host's, `hint` (bwrap's report of its first process) tried first.
+fn vm_netns(project: Uuid, hint: u32) -> anyhow::Result<std::fs::File> {
+    let host = std::fs::read_link("/proc/self/ns/net")?;
+    let cgroup = format!("aether/{project}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let candidates = std::iter::once(hint as i32).chain(Sandbox::processes(project));
+        for pid in candidates {
+            let link = format!("/proc/{pid}/ns/net");
+            if std::fs::read_link(&link).is_ok_and(|ns| ns != host)
+                && let Ok(file) = std::fs::File::open(&link)
+                // Still the VM's process once the namespace is held.
+                && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(&cgroup))
+            {
+                return Ok(file);
+            }
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "the VM has no network namespace (see its aetherd.log)");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Networks no VM may reach through slirp4netns, which connects from the
 /// host: link-local (cloud metadata services) and the private ranges the
 /// host may sit in. slirp4netns's own subnet (10.0.2.0/24: its gateway and
@@ -301,7 +326,7 @@ const CLOSED_NETS: [&str; 5] = ["169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12",
 /// VM's network namespace (blackhole routes, which the VM's root, without
 /// `CAP_NET_ADMIN`, can't remove): what the host serves on them is not the
 /// VM's, whatever address it listens on.
-fn close_off(inner_pid: u32) -> anyhow::Result<()> {
+fn close_off(netns: &std::fs::File) -> anyhow::Result<()> {
     let addrs = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output()?;
     let host = String::from_utf8_lossy(&addrs.stdout)
         .split_whitespace()
@@ -316,18 +341,26 @@ fn close_off(inner_pid: u32) -> anyhow::Result<()> {
         .chain(host)
         .map(|net| format!("route replace blackhole {net}\n"))
         .collect();
-    let mut ip = std::process::Command::new("nsenter")
-        .args(["-t", &inner_pid.to_string(), "-n", "--", "ip", "-batch", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("starting nsenter")?;
-    use std::io::Write;
-    ip.stdin.take().context("nsenter's stdin")?.write_all(routes.as_bytes())?;
-    let out = ip.wait_with_output()?;
-    anyhow::ensure!(out.status.success(), "closing the VM's network off: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(())
+    // `ip -batch -` reads the routes from its standard input; `replace`
+    // makes a second try harmless.
+    let mut last = String::new();
+    for _ in 0..3 {
+        let mut cmd = std::process::Command::new("nsenter");
+        cmd.args(["--net=/proc/self/fd/3", "--", "ip", "-batch", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut ip = spawn_joined(&mut cmd, &[], &[(netns.as_raw_fd(), 3)]).context("starting nsenter")?;
+        use std::io::Write;
+        let fed = ip.stdin.take().context("nsenter's stdin")?.write_all(routes.as_bytes());
+        let out = ip.wait_with_output()?;
+        if fed.is_ok() && out.status.success() {
+            return Ok(());
+        }
+        last = format!("{} {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    anyhow::bail!("closing the VM's network off: {last}")
 }
 
 /// Spawns `cmd` inside the cgroups whose `cgroup.procs` are `procs` (so
