@@ -1,21 +1,9 @@
 import { describe, expect, it, vi } from "vitest";
+import { MapStorage } from "./mapStorage.test-helper";
 import { ApiClient, ApiError, NETWORK_ERROR_MESSAGE, toProjectEvent } from "./client";
 import { SseParser } from "./sse";
-import { TokenStore, type KeyValueStorage } from "./token";
+import { TokenStore } from "./token";
 import type { Project } from "./types";
-
-class MapStorage implements KeyValueStorage {
-  readonly map = new Map<string, string>();
-  getItem(key: string): string | null {
-    return this.map.get(key) ?? null;
-  }
-  setItem(key: string, value: string): void {
-    this.map.set(key, value);
-  }
-  removeItem(key: string): void {
-    this.map.delete(key);
-  }
-}
 
 const FUTURE = "2999-01-01T00:00:00Z";
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { MapStorage } from "../api/mapStorage.test-helper";
 import { ApiClient, ApiError } from "../api/client";
-import { TokenStore, type KeyValueStorage } from "../api/token";
+import { TokenStore } from "../api/token";
 import type { Profile, Subscription } from "../api/types";
 import { billingOffer, goToStripe, upgradeLabel } from "./billing";
 
@@ -54,19 +55,6 @@ describe("billing offer", () => {
     expect(upgradeLabel("team")).toBe("Upgrade to Team");
   });
 });
-
-class MapStorage implements KeyValueStorage {
-  readonly map = new Map<string, string>();
-  getItem(key: string): string | null {
-    return this.map.get(key) ?? null;
-  }
-  setItem(key: string, value: string): void {
-    this.map.set(key, value);
-  }
-  removeItem(key: string): void {
-    this.map.delete(key);
-  }
-}
 
 function client(respond: (url: string, init: RequestInit) => Response) {
   const tokens = new TokenStore(new MapStorage());
