@@ -44,7 +44,7 @@ impl Hub {
             .env("AETHER_LISTEN", "127.0.0.1:0")
             .env("AETHER_TUNNEL_LISTEN", "127.0.0.1:0")
             .env("AETHER_SSH_LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("AETHER_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
             // The files benchmark moves 1 GiB in one write.
             .env("AETHER_MAX_WRITE_BYTES", (4u64 << 30).to_string())
             .stdin(Stdio::null())
@@ -172,12 +172,15 @@ impl Hub {
                 Some(Message::Binary(b)) => {
                     offset += b.len() as u64;
                     delivered += b.len() as u64;
+                    // The marker may straddle two messages, and the prompt
+                    // after it (a VM's colour prompt is ~60 bytes) may come
+                    // in the same message: look before trimming.
                     tail.extend_from_slice(&b);
-                    if tail.len() > 64 {
-                        tail.drain(..tail.len() - 64);
-                    }
                     if tail.windows(12).any(|w| w == b"BULK-42-DONE") {
                         break;
+                    }
+                    if tail.len() > 64 {
+                        tail.drain(..tail.len() - 64);
                     }
                 }
                 Some(Message::Text(t)) => offset = ready_start(&t).unwrap_or(offset),
@@ -241,7 +244,11 @@ impl Hub {
                 .stderr(Stdio::null())
                 .status();
         }
-        let _ = std::fs::remove_dir_all(&self.data);
+        if std::env::var_os("AETHER_BENCH_KEEP").is_some() {
+            eprintln!("kept {}", self.data.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
     }
 }
 
