@@ -126,6 +126,7 @@ export function TerminalView({ projectId, session, active, onState, onClose, onL
       state: () => conn.connectionState,
       offset: () => conn.outputOffset,
       readyAt: null,
+      startingAt: null,
     };
 
     const conn = new TerminalSession(
@@ -141,6 +142,7 @@ export function TerminalView({ projectId, session, active, onState, onClose, onL
         onOutput: (bytes) => term.write(bytes),
         onGap: () => term.write(GAP_LINE),
         onState: (next) => {
+          if (next.kind === "starting") probe.startingAt ??= Date.now();
           if (disposed) return;
           setState(next);
           onStateRef.current(session, next);

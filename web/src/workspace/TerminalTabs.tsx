@@ -29,11 +29,13 @@ export interface TerminalTabsProps {
    * are no sessions to list, so `main` opens at once.
    */
   waking?: boolean;
+  /** A terminal's attach was refused for good (`limit_reached` when a wake is over the plan). */
+  onRefused?: (session: string, code: string, message: string) => void;
   onLink?: (uri: string) => void;
   watch?: WatchRequest | null;
 }
 
-export function TerminalTabs({ projectId, waking = false, onLink, watch }: TerminalTabsProps) {
+export function TerminalTabs({ projectId, waking = false, onRefused, onLink, watch }: TerminalTabsProps) {
   const [tabs, setTabs] = useState<string[] | null>(null);
   const [watched, setWatched] = useState<ReadonlySet<string>>(() => new Set());
   const [active, setActive] = useState<string | null>(null);
@@ -87,9 +89,14 @@ export function TerminalTabs({ projectId, waking = false, onLink, watch }: Termi
     setActive(watch.session);
   }, [watch, loaded]);
 
-  const onState = useCallback((session: string, state: ConnectionState) => {
-    setStates((s) => ({ ...s, [session]: state }));
-  }, []);
+  const onRefusedRef = useLatest(onRefused);
+  const onState = useCallback(
+    (session: string, state: ConnectionState) => {
+      setStates((s) => ({ ...s, [session]: state }));
+      if (state.kind === "failed") onRefusedRef.current?.(session, state.code, state.message);
+    },
+    [onRefusedRef],
+  );
 
   function open() {
     const name = nextSessionName(tabs ?? []);

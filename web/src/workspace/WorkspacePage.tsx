@@ -60,6 +60,8 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
   const [watch, setWatch] = useState<WatchRequest | null>(null);
   const [envOpen, setEnvOpen] = useState(false);
   const [wakeOnOpen, setWakeOnOpen] = useState(true);
+  /** The terminal's wake was refused (the plan's limit): its message is in the terminal. */
+  const [wakeRefused, setWakeRefused] = useState(false);
   const running = project?.status === "running";
   const seenStatus = project?.status;
   useEffect(() => {
@@ -192,14 +194,17 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
   }
 
   const { status } = project;
-  const canStart = (status === "stopped" || status === "error") && !starting;
+  const wakes = wakeOnOpen && !starting && (status === "stopped" || status === "error" || status === "starting");
+  // While the terminal wakes the VM the header says so, and offers no Start to race it.
+  const booting = starting || (wakes && !wakeRefused);
+  const canStart = (status === "stopped" || status === "error") && !booting;
 
   const header = (
     <>
       <h1 className="min-w-0 truncate text-sm font-semibold" data-testid="project-title" title={project.name}>
         {project.name}
       </h1>
-      <StatusBadge status={starting && !running ? "starting" : status} title={project.error_message ?? undefined} testId="vm-status" />
+      <StatusBadge status={booting && !running ? "starting" : status} title={project.error_message ?? undefined} testId="vm-status" />
       <div className="flex-1" />
       <div className="flex items-center gap-0.5">
         <HeaderToggle label="Agents: SSH keys and activity" onClick={() => setAgentsOpen(true)} testId="open-agents">
@@ -225,7 +230,7 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
         </HeaderToggle>
       </div>
       <span className="h-5 w-px bg-line" aria-hidden="true" />
-      {running || status === "starting" || starting ? (
+      {running || status === "starting" || booting ? (
         <Button
           size="sm"
           variant="secondary"
@@ -255,10 +260,19 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
     </>
   );
 
-  const wakes = wakeOnOpen && !starting && (status === "stopped" || status === "error" || status === "starting");
   let terminalBody: ReactNode;
   if (running || wakes) {
-    terminalBody = <TerminalTabs projectId={projectId} waking={!running} onLink={openLink} watch={watch} />;
+    terminalBody = (
+      <TerminalTabs
+        projectId={projectId}
+        waking={!running}
+        onRefused={(_session, code) => {
+          if (code === "limit_reached") setWakeRefused(true);
+        }}
+        onLink={openLink}
+        watch={watch}
+      />
+    );
   } else {
     let panel: ReactNode;
     if (starting || status === "starting") {
@@ -323,7 +337,7 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
         tree={
           <div className="flex h-full min-h-0 flex-col">
             <div className="min-h-0 flex-1">
-              <FileTree status={starting && !running ? "starting" : status} tree={tree} activePath={activePath} onOpenFile={openFile} />
+              <FileTree status={booting && !running ? "starting" : status} tree={tree} activePath={activePath} onOpenFile={openFile} />
             </div>
             {running && <PortsPanel store={ports} />}
           </div>
