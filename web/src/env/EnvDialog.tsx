@@ -47,6 +47,13 @@ export function EnvDialog({ project, open, onClose, onSaved, onRestart }: EnvDia
 
   const dirty = isDirty(project.env_vars, rows);
 
+  /** An edit: what was said about the form before no longer holds. */
+  function edit(next: EnvRow[]) {
+    setRows(next);
+    setError(null);
+    setNote(null);
+  }
+
   async function save() {
     const collected = collect(rows);
     if (!collected.ok) {
@@ -122,7 +129,7 @@ export function EnvDialog({ project, open, onClose, onSaved, onRestart }: EnvDia
                   spellCheck={false}
                   autoComplete="off"
                   value={row.name}
-                  onChange={(e) => setRows(updateRow(rows, row.key, { name: e.target.value }))}
+                  onChange={(e) => edit(updateRow(rows, row.key, { name: e.target.value }))}
                   data-testid="env-name"
                   data-autofocus={i === 0 ? true : undefined}
                 />
@@ -134,7 +141,7 @@ export function EnvDialog({ project, open, onClose, onSaved, onRestart }: EnvDia
                   spellCheck={false}
                   autoComplete="off"
                   value={row.value}
-                  onChange={(e) => setRows(updateRow(rows, row.key, { value: e.target.value }))}
+                  onChange={(e) => edit(updateRow(rows, row.key, { value: e.target.value }))}
                   data-testid="env-value"
                 />
                 <button
@@ -153,7 +160,7 @@ export function EnvDialog({ project, open, onClose, onSaved, onRestart }: EnvDia
                   aria-label={`Delete ${row.name.trim() || "this variable"}`}
                   title="Delete"
                   className="flex size-8 shrink-0 items-center justify-center rounded-md text-muted hover:bg-hover hover:text-danger"
-                  onClick={() => setRows(removeRow(rows, row.key))}
+                  onClick={() => edit(removeRow(rows, row.key))}
                   data-testid="env-delete"
                 >
                   <TrashIcon className="size-4" />
@@ -164,7 +171,7 @@ export function EnvDialog({ project, open, onClose, onSaved, onRestart }: EnvDia
           {rows.length === 0 && <p className="text-sm text-muted">No variables. Add one below.</p>}
         </div>
         <div>
-          <Button size="sm" variant="ghost" icon={<PlusIcon className="size-3.5" />} onClick={() => setRows(addRow(rows))} data-testid="env-add">
+          <Button size="sm" variant="ghost" icon={<PlusIcon className="size-3.5" />} onClick={() => edit(addRow(rows))} data-testid="env-add">
             Add a variable
           </Button>
         </div>
