@@ -64,6 +64,11 @@ impl ApiError {
         Self::BadRequest(msg.into())
     }
 
+    /// The contract's machine code (`limit_reached`, `conflict`, …).
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),

@@ -111,12 +111,14 @@ async fn tickets_are_single_use_and_required() {
 }
 
 #[tokio::test]
-async fn a_stopped_project_answers_503_with_its_status() {
+async fn a_stopped_project_answers_503_with_its_status_to_a_watcher() {
+    // A writable attach starts the VM instead (`terminal_wake.rs`).
     let hub = TestHub::start().await;
     let api = hub.user().await;
     let id = api.project("idle").await;
     let ticket = api.ticket(&id, "terminal").await;
-    let (status, body) = Term::connect(&hub.http, &id, &format!("ticket={ticket}")).await.err().expect("refused");
+    let query = format!("ticket={ticket}&readonly=1");
+    let (status, body) = Term::connect(&hub.http, &id, &query).await.err().expect("refused");
     assert_eq!(status, 503);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(

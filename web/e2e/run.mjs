@@ -664,6 +664,8 @@ try {
     await byTestId("tree-stopped").waitFor({ timeout: 10_000 });
   });
 
+  await (await import("./workspace.mjs")).workspaceSteps({ step, page, context, base, run, typeInto, terminalReady, terminalShowsLine, shots, VM_START_MS, READY_MS, OUTPUT_MS });
+
   await step("Delete the project", async () => {
     await byTestId("back-to-projects").click();
     const row = page.locator(`[data-testid="project-row"][data-project-id="${run.projectId}"]`);

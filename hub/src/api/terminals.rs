@@ -6,6 +6,15 @@
 //! the terminal's bytes. An input message (a paste) may be far larger than
 //! a tunnel frame: it is cut into pieces that fit, up to `MAX_INPUT`; a
 //! larger one ends the WebSocket with `too_large`, saying so.
+//!
+//! Opening a terminal on a stopped project starts its VM, as a preview or
+//! an agent's SSH connection does: the WebSocket is accepted at once, says
+//! `{"type":"starting"}`, and attaches when the tunnel is up, or ends with
+//! the reason the VM can't start (`limit_reached` at the plan's compute
+//! limit). Only a fresh, writable attach wakes a VM: a read-only viewer
+//! watches, and a reattach with `since` resumes a session of a VM that
+//! was running, so a VM its user (or the idle timer) just stopped is not
+//! woken again by a browser tab reconnecting.
 
 use super::AppState;
 use super::projects::owned;
@@ -39,6 +48,7 @@ const _: () = assert!(INPUT_PIECE + 64 < MAX_FRAME_LEN, "an input piece and its 
 /// WebSocket close codes (RFC 6455 §7.4.1).
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_PROTOCOL: u16 = 1002;
+const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_INTERNAL: u16 = 1011;
 
@@ -95,7 +105,12 @@ async fn attach(
         TermSize::new(q.cols.unwrap_or(80), q.rows.unwrap_or(24)).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let readonly = matches!(q.readonly.as_deref(), Some("1" | "true" | "yes"));
     let project = redeem(&hub, q.ticket.as_deref(), "terminal", &id).await?;
-    let tunnel = tunnel_of(&hub, &project).await?;
+    let wakes = !readonly && q.since.is_none() && project.status != "stopping";
+    let tunnel = match hub.tunnels.get(project.id) {
+        Some(tunnel) => Some(tunnel),
+        None if wakes => None,
+        None => return Err(ApiError::Unavailable { status: project.status.clone() }),
+    };
     hub.db.touch_project(project.id).await?;
     let req = PtyAttach { session, size, readonly, since: q.since, command: None };
     hub.metrics.terminal_attaches.fetch_add(1, Ordering::Relaxed);
@@ -104,14 +119,52 @@ async fn attach(
     // carries it instead.
     let span = tracing::info_span!("terminal", project = %project.id, session = %req.session, readonly);
     let ws = ws.max_message_size(MAX_INPUT).max_frame_size(MAX_INPUT);
-    Ok(ws.on_upgrade(move |socket| {
+    Ok(ws.on_upgrade(move |mut socket| {
         async move {
+            let tunnel = match tunnel {
+                Some(tunnel) => tunnel,
+                None => match wake(&hub, project, &mut socket).await {
+                    Some(tunnel) => tunnel,
+                    None => return,
+                },
+            };
             hub.metrics.terminals_open.fetch_add(1, Ordering::Relaxed);
             bridge(socket, tunnel, req).await;
             hub.metrics.terminals_open.fetch_sub(1, Ordering::Relaxed);
         }
         .instrument(span)
     }))
+}
+
+/// Starts the project's VM for a terminal opened while it was down, saying
+/// `starting` first; its tunnel once up, or `None` after telling the client
+/// why not (the contract's error message, then a close).
+async fn wake(hub: &AppState, project: crate::db::Project, ws: &mut WebSocket) -> Option<Tunnel> {
+    let id = project.id;
+    let _ = ws.send(text(json!({ "type": "starting", "status": "starting" }))).await;
+    tracing::info!(status = %project.status, "starting the VM for a terminal");
+    match crate::projects::start(hub, project, true).await {
+        Ok(_) => {}
+        Err(e) => {
+            let (close, message) = match &e {
+                ApiError::LimitReached(m) => (CLOSE_POLICY, m.clone()),
+                ApiError::Internal(e) => {
+                    tracing::error!(error = format!("{e:#}"), "starting the VM for a terminal");
+                    (CLOSE_INTERNAL, "could not start the VM; see the hub's log".to_owned())
+                }
+                other => (CLOSE_INTERNAL, other.to_string()),
+            };
+            close_with(ws, close, e.code(), &message).await;
+            return None;
+        }
+    }
+    match hub.tunnels.get(id) {
+        Some(tunnel) => Some(tunnel),
+        None => {
+            close_with_error(ws, "tunnel_lost", "the VM's connection went away as it started; reconnect").await;
+            None
+        }
+    }
 }
 
 fn text(v: Value) -> Message {

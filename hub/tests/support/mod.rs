@@ -370,6 +370,8 @@ pub struct Term {
     pub readies: Vec<Value>,
     pub exit: Option<i64>,
     pub error: Option<Value>,
+    /// The hub said it is starting the VM (a terminal opened on a stopped project).
+    pub starting: bool,
     pub closed: bool,
     /// The close frame's code and reason, if the hub sent one.
     pub close_frame: Option<(u16, String)>,
@@ -388,6 +390,7 @@ impl Term {
                 readies: vec![],
                 exit: None,
                 error: None,
+                starting: false,
                 closed: false,
                 close_frame: None,
             }),
@@ -453,6 +456,7 @@ impl Term {
                     }
                     Some("exit") => self.exit = v["code"].as_i64(),
                     Some("error") => self.error = Some(v),
+                    Some("starting") => self.starting = true,
                     _ => panic!("unexpected control message {v}"),
                 }
             }

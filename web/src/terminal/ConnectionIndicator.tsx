@@ -7,6 +7,8 @@ export function describeState(state: ConnectionState): { label: string; dot: str
       return { label: "Connected", dot: "bg-ok", tone: "text-muted" };
     case "connecting":
       return { label: "Connecting…", dot: "bg-faint animate-pulse", tone: "text-muted" };
+    case "starting":
+      return { label: "Starting the machine…", dot: "bg-accent animate-pulse", tone: "text-muted" };
     case "reconnecting":
       return { label: state.attempt > 1 ? `Reconnecting… (attempt ${state.attempt})` : "Reconnecting…", dot: "bg-warn animate-pulse", tone: "text-warn" };
     case "exited":

@@ -14,6 +14,7 @@ import { useEffect, useRef, useState } from "react";
 import { api, ApiError } from "../api/client";
 import { useLatest } from "../app/useLatest";
 import { Button } from "../ui/Button";
+import { Spinner } from "../ui/Spinner";
 import { registerTerminal, type TerminalProbe } from "./registry";
 import { browserSocketFactory, terminalUrl, TerminalSession, type ConnectionState } from "./session";
 
@@ -125,6 +126,7 @@ export function TerminalView({ projectId, session, active, onState, onClose, onL
       state: () => conn.connectionState,
       offset: () => conn.outputOffset,
       readyAt: null,
+      startingAt: null,
     };
 
     const conn = new TerminalSession(
@@ -140,6 +142,7 @@ export function TerminalView({ projectId, session, active, onState, onClose, onL
         onOutput: (bytes) => term.write(bytes),
         onGap: () => term.write(GAP_LINE),
         onState: (next) => {
+          if (next.kind === "starting") probe.startingAt ??= Date.now();
           if (disposed) return;
           setState(next);
           onStateRef.current(session, next);
@@ -222,11 +225,22 @@ export function TerminalView({ projectId, session, active, onState, onClose, onL
     >
       <div className="relative min-h-0 flex-1 py-2 pl-3">
         <div ref={host} className="h-full w-full" />
+        {state.kind === "starting" && (
+          <div className="pointer-events-none absolute inset-0 flex items-center justify-center" role="status" data-testid="terminal-starting">
+            <span className="flex items-center gap-2 rounded-md border border-line bg-surface/90 px-3 py-2 text-sm text-muted">
+              <Spinner className="size-4 text-accent" /> starting… your terminal attaches when the machine is up
+            </span>
+          </div>
+        )}
       </div>
       {ended && (
-        <div className="flex items-center gap-3 border-t border-line bg-surface px-4 py-2 text-sm" role="status">
-          <span className="min-w-0 flex-1 truncate text-muted">
-            {state.kind === "exited" ? `The process exited with code ${state.code}.` : `Disconnected: ${state.message}`}
+        <div className="flex items-center gap-3 border-t border-line bg-surface px-4 py-2 text-sm" role="status" data-testid="terminal-ended">
+          <span className={`min-w-0 flex-1 text-muted ${state.kind === "failed" ? "" : "truncate"}`}>
+            {state.kind === "exited"
+              ? `The process exited with code ${state.code}.`
+              : state.code === "limit_reached"
+                ? `The machine can't start: ${state.message}`
+                : `Disconnected: ${state.message}`}
           </span>
           {!(readonly && state.kind === "exited") && (
             <Button size="sm" variant="secondary" loading={restarting} onClick={() => void restart()} data-testid="terminal-restart">

@@ -14,6 +14,8 @@ export interface TerminalProbe {
   offset(): number | null;
   /** `Date.now()` when this page's first `ready` arrived, null before. */
   readyAt: number | null;
+  /** `Date.now()` when the hub first said it was starting the VM for this terminal, null if it never did. */
+  startingAt: number | null;
 }
 
 declare global {

@@ -27,6 +27,9 @@ class FakeSocket implements SocketConnection {
     this.closed = true;
   }
   // server side
+  handlersOpen(): void {
+    this.handlers.onOpen();
+  }
   ready(start: number, gap = false): void {
     this.handlers.onOpen();
     this.handlers.onText(JSON.stringify({ type: "ready", session: "main", start, gap }));
@@ -285,6 +288,30 @@ describe("TerminalSession", () => {
     expect(t.session.connectionState).toEqual({ kind: "failed", code: "not_found", message: "no such project" });
     await vi.advanceTimersByTimeAsync(60_000);
     expect(t.sockets).toHaveLength(2);
+  });
+
+  it("shows the VM starting, holds typing until ready, and stops at the plan's limit", async () => {
+    const t = setup();
+    t.session.start();
+    await settle();
+    t.last().handlersOpen();
+    t.last().text({ type: "starting", status: "starting" });
+    expect(t.session.connectionState).toEqual({ kind: "starting" });
+    t.session.sendInput("echo hi\r");
+    expect(t.last().sent).toEqual([]);
+    t.last().ready(0);
+    expect(t.session.connectionState).toEqual({ kind: "connected" });
+    expect(t.last().sent).toContainEqual(new TextEncoder().encode("echo hi\r"));
+
+    const u = setup();
+    u.session.start();
+    await settle();
+    u.last().text({ type: "starting", status: "starting" });
+    u.last().text({ type: "error", code: "limit_reached", message: "this month's 50 hours are used up" });
+    u.last().drop(1008);
+    expect(u.session.connectionState).toEqual({ kind: "failed", code: "limit_reached", message: "this month's 50 hours are used up" });
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(u.sockets).toHaveLength(1);
   });
 
   it("retries when the ticket request fails, unless the error is fatal", async () => {

@@ -49,6 +49,8 @@ export interface SessionCallbacks {
 
 export type ConnectionState =
   | { kind: "connecting" }
+  /** The hub is starting the stopped VM; the attach follows when it is up. */
+  | { kind: "starting" }
   | { kind: "connected" }
   | { kind: "reconnecting"; attempt: number; delayMs: number; reason: string }
   | { kind: "exited"; code: number }
@@ -60,8 +62,8 @@ export const MAX_BACKOFF_MS = 5000;
 /** Keystrokes typed while disconnected are kept up to this many bytes. */
 export const MAX_PENDING_INPUT = 64 * 1024;
 
-/** Server error codes after which reconnecting cannot help. */
-const FATAL_SERVER_CODES = new Set(["not_found", "forbidden", "invalid_request"]);
+/** Server error codes after which reconnecting cannot help (`limit_reached`: the plan's compute is used up). */
+const FATAL_SERVER_CODES = new Set(["not_found", "forbidden", "invalid_request", "limit_reached"]);
 
 export class TerminalSession {
   private readonly encoder = new TextEncoder();
@@ -182,6 +184,9 @@ export class TerminalSession {
     switch (m.type) {
       case "ready":
         this.handleReady(typeof m.start === "number" ? m.start : 0, m.gap === true);
+        break;
+      case "starting":
+        if (!this.ready) this.setState({ kind: "starting" });
         break;
       case "exit":
         this.handleExit(typeof m.code === "number" ? m.code : -1);

@@ -24,11 +24,18 @@ export interface WatchRequest {
 
 export interface TerminalTabsProps {
   projectId: string;
+  /**
+   * The VM is not up yet and the first terminal's attach starts it: there
+   * are no sessions to list, so `main` opens at once.
+   */
+  waking?: boolean;
+  /** A terminal's attach was refused for good (`limit_reached` when a wake is over the plan). */
+  onRefused?: (session: string, code: string, message: string) => void;
   onLink?: (uri: string) => void;
   watch?: WatchRequest | null;
 }
 
-export function TerminalTabs({ projectId, onLink, watch }: TerminalTabsProps) {
+export function TerminalTabs({ projectId, waking = false, onRefused, onLink, watch }: TerminalTabsProps) {
   const [tabs, setTabs] = useState<string[] | null>(null);
   const [watched, setWatched] = useState<ReadonlySet<string>>(() => new Set());
   const [active, setActive] = useState<string | null>(null);
@@ -56,11 +63,18 @@ export function TerminalTabs({ projectId, onLink, watch }: TerminalTabsProps) {
     [projectId, storageKey],
   );
 
+  // Read once, at mount: a VM that came up since has only the sessions opened here.
+  const [wokeAtMount] = useState(waking);
   useEffect(() => {
+    if (wokeAtMount) {
+      setTabs(["main"]);
+      setActive("main");
+      return;
+    }
     const controller = new AbortController();
     void load(controller.signal);
     return () => controller.abort();
-  }, [load]);
+  }, [load, wokeAtMount]);
 
   useEffect(() => {
     if (active) sessionStorage.setItem(storageKey, active);
@@ -75,9 +89,14 @@ export function TerminalTabs({ projectId, onLink, watch }: TerminalTabsProps) {
     setActive(watch.session);
   }, [watch, loaded]);
 
-  const onState = useCallback((session: string, state: ConnectionState) => {
-    setStates((s) => ({ ...s, [session]: state }));
-  }, []);
+  const onRefusedRef = useLatest(onRefused);
+  const onState = useCallback(
+    (session: string, state: ConnectionState) => {
+      setStates((s) => ({ ...s, [session]: state }));
+      if (state.kind === "failed") onRefusedRef.current?.(session, state.code, state.message);
+    },
+    [onRefusedRef],
+  );
 
   function open() {
     const name = nextSessionName(tabs ?? []);

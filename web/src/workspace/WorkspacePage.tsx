@@ -3,11 +3,16 @@
  * status and start/stop; below it the file tree, the editor and the
  * terminals in resizable panels (the terminals and files only while the VM
  * runs, each panel saying so otherwise); a status bar at the bottom.
+ * Opening the workspace of a stopped project starts it: the terminal opens
+ * at once and its attach wakes the VM (the hub says "starting" meanwhile).
+ * Only the first sight of the project does that: a VM stopped while the
+ * page is open (by its user, or idle) stays stopped until Start.
  * Loaded as its own chunk; the editor's CodeMirror is a further chunk.
  */
 import { useCallback, useEffect, useState, useSyncExternalStore, type ReactNode } from "react";
 import { api, ApiError, isAbort } from "../api/client";
 import { AgentsDialog } from "../agents/AgentsDialog";
+import { EnvDialog } from "../env/EnvDialog";
 import { PROJECTS } from "../app/router";
 import type { Project } from "../api/types";
 import { CursorStore } from "../editor/cursor";
@@ -53,7 +58,15 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
   const [layout, setLayoutState] = useState<Layout>(loadLayout);
   const [agentsOpen, setAgentsOpen] = useState(false);
   const [watch, setWatch] = useState<WatchRequest | null>(null);
+  const [envOpen, setEnvOpen] = useState(false);
+  const [wakeOnOpen, setWakeOnOpen] = useState(true);
+  /** The terminal's wake was refused (the plan's limit): its message is in the terminal. */
+  const [wakeRefused, setWakeRefused] = useState(false);
   const running = project?.status === "running";
+  const seenStatus = project?.status;
+  useEffect(() => {
+    if (seenStatus === "running" || seenStatus === "stopping") setWakeOnOpen(false);
+  }, [seenStatus]);
   const tree = useFileTree(projectId, running, files);
   const [ports] = useState(
     () =>
@@ -140,7 +153,15 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
     }
   }
 
+  /** Stop, then start: what makes changed environment variables reach the VM. */
+  async function restart() {
+    setWakeOnOpen(false);
+    await api.stopProject(projectId, { wait: true });
+    await start();
+  }
+
   async function stop() {
+    setWakeOnOpen(false);
     setStopping(true);
     setActionError(null);
     try {
@@ -173,18 +194,24 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
   }
 
   const { status } = project;
-  const canStart = (status === "stopped" || status === "error") && !starting;
+  const wakes = wakeOnOpen && !starting && (status === "stopped" || status === "error" || status === "starting");
+  // While the terminal wakes the VM the header says so, and offers no Start to race it.
+  const booting = starting || (wakes && !wakeRefused);
+  const canStart = (status === "stopped" || status === "error") && !booting;
 
   const header = (
     <>
       <h1 className="min-w-0 truncate text-sm font-semibold" data-testid="project-title" title={project.name}>
         {project.name}
       </h1>
-      <StatusBadge status={starting && !running ? "starting" : status} title={project.error_message ?? undefined} testId="vm-status" />
+      <StatusBadge status={booting && !running ? "starting" : status} title={project.error_message ?? undefined} testId="vm-status" />
       <div className="flex-1" />
       <div className="flex items-center gap-0.5">
         <HeaderToggle label="Agents: SSH keys and activity" onClick={() => setAgentsOpen(true)} testId="open-agents">
           <KeyIcon className="size-4" />
+        </HeaderToggle>
+        <HeaderToggle label="Environment variables" onClick={() => setEnvOpen(true)} testId="open-env">
+          <span className="font-mono text-[11px] font-semibold">$_</span>
         </HeaderToggle>
         <HeaderToggle
           label={layout.treeOpen ? "Hide the file tree" : "Show the file tree"}
@@ -203,7 +230,7 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
         </HeaderToggle>
       </div>
       <span className="h-5 w-px bg-line" aria-hidden="true" />
-      {running || status === "starting" || starting ? (
+      {running || status === "starting" || booting ? (
         <Button
           size="sm"
           variant="secondary"
@@ -234,8 +261,18 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
   );
 
   let terminalBody: ReactNode;
-  if (running) {
-    terminalBody = <TerminalTabs projectId={projectId} onLink={openLink} watch={watch} />;
+  if (running || wakes) {
+    terminalBody = (
+      <TerminalTabs
+        projectId={projectId}
+        waking={!running}
+        onRefused={(_session, code) => {
+          if (code === "limit_reached") setWakeRefused(true);
+        }}
+        onLink={openLink}
+        watch={watch}
+      />
+    );
   } else {
     let panel: ReactNode;
     if (starting || status === "starting") {
@@ -281,6 +318,13 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
           <Alert action={<Button size="sm" variant="ghost" onClick={() => setActionError(null)}>Dismiss</Button>}>{actionError}</Alert>
         </div>
       )}
+      <EnvDialog
+        project={project}
+        open={envOpen}
+        onClose={() => setEnvOpen(false)}
+        onSaved={setProject}
+        onRestart={restart}
+      />
       <AgentsDialog
         projectId={projectId}
         open={agentsOpen}
@@ -293,7 +337,7 @@ export default function WorkspacePage({ projectId }: { projectId: string }) {
         tree={
           <div className="flex h-full min-h-0 flex-col">
             <div className="min-h-0 flex-1">
-              <FileTree status={starting && !running ? "starting" : status} tree={tree} activePath={activePath} onOpenFile={openFile} />
+              <FileTree status={booting && !running ? "starting" : status} tree={tree} activePath={activePath} onOpenFile={openFile} />
             </div>
             {running && <PortsPanel store={ports} />}
           </div>
