@@ -54,7 +54,7 @@ pub async fn measure(hub: &Hub, n: usize) -> anyhow::Result<Tunnels> {
     for c in rustls_pemfile::certs(&mut pem.as_slice()) {
         roots.add(c?)?;
     }
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(aether_protocol::transport::crypto_provider()))
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(aether_transport::crypto_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
         .with_no_client_auth();

@@ -173,7 +173,7 @@ pub const DEFAULT_VM_ROOTFS: &str = "/var/cache/aether/vm-rootfs";
 pub const DEFAULT_BILLING_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Three quarters of the streams aetherd accepts per tunnel.
-pub const DEFAULT_PREVIEW_STREAMS: usize = aether_protocol::transport::MAX_HUB_STREAMS as usize * 3 / 4;
+pub const DEFAULT_PREVIEW_STREAMS: usize = aether_transport::MAX_HUB_STREAMS as usize * 3 / 4;
 
 impl Config {
     /// A local-mode configuration on ephemeral loopback ports, for tests.

@@ -149,7 +149,7 @@ impl quinn::Runtime for Placer {
 
     fn wrap_udp_socket(&self, sock: std::net::UdpSocket) -> std::io::Result<Arc<dyn quinn::AsyncUdpSocket>> {
         let _on = Handle::enter(&self.handles[0]);
-        Ok(Arc::new(aether_protocol::transport::TunnelSocket::new(sock)?))
+        Ok(Arc::new(aether_transport::TunnelSocket::new(sock)?))
     }
 
     fn now(&self) -> Instant {

@@ -4,7 +4,7 @@ use aether_hub::compute::fly::FlyConfig;
 use aether_hub::config::{
     ComputeKind, Config, DEFAULT_BILLING_GRACE, DEFAULT_PREVIEW_STREAMS, DEFAULT_VM_ROOTFS, IsolationMode, StripeConfig,
 };
-use aether_protocol::transport::MAX_HUB_STREAMS;
+use aether_transport::MAX_HUB_STREAMS;
 use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;

@@ -164,7 +164,7 @@ impl Tunnels {
 /// The tunnel's TLS and transport settings. Each connection gets its own
 /// transport settings for its peer's path ([`serve`]).
 pub fn server_config(identity: crate::tls::TlsIdentity) -> anyhow::Result<quinn::ServerConfig> {
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(aether_protocol::transport::crypto_provider()))
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(aether_transport::crypto_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(identity.cert_chain, identity.key)?;
@@ -175,7 +175,7 @@ pub fn server_config(identity: crate::tls::TlsIdentity) -> anyhow::Result<quinn:
 
 /// Transport settings for a tunnel with `peer`.
 fn transport(peer: SocketAddr) -> quinn::TransportConfig {
-    let mut transport = aether_protocol::transport::transport_config(peer);
+    let mut transport = aether_transport::transport_config(peer);
     // aetherd opens only the control stream; everything else is ours.
     transport.max_concurrent_bidi_streams(4u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
@@ -201,8 +201,8 @@ pub fn endpoint(
     let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_key);
     let mut config = quinn::EndpointConfig::new(Arc::new(reset));
     config.cid_generator(|| Box::new(RandomCids));
-    aether_protocol::transport::tune_endpoint(&mut config);
-    let socket = aether_protocol::transport::udp_socket(addr).with_context(|| format!("binding tunnel port {addr}"))?;
+    aether_transport::tune_endpoint(&mut config);
+    let socket = aether_transport::udp_socket(addr).with_context(|| format!("binding tunnel port {addr}"))?;
     // Connections are accepted with settings for their peer; these are for
     // one that listens where we do.
     Ok(quinn::Endpoint::new(config, Some(for_peer(server, addr)), socket, runtime)?)

@@ -1,6 +1,6 @@
 //! Checks of the code base itself: every Rust module starts with a `//!`
-//! paragraph saying why it exists, no placeholder macros are left, and no
-//! span is entered with a guard.
+//! paragraph saying why it exists, no placeholder macros are left, no span
+//! is entered with a guard, and `protocol` stays free of I/O.
 
 use std::path::{Path, PathBuf};
 
@@ -25,7 +25,7 @@ fn workspace() -> PathBuf {
 #[test]
 fn every_module_says_why_it_exists() {
     let mut files = Vec::new();
-    for krate in ["protocol/src", "vm-agent/src", "hub/src", "bench/src", "protocol/build.rs"] {
+    for krate in ["protocol/src", "transport/src", "vm-agent/src", "hub/src", "bench/src", "protocol/build.rs"] {
         let p = workspace().join(krate);
         if p.is_file() {
             files.push(p);
@@ -55,7 +55,7 @@ fn no_placeholders_left() {
 #[test]
 fn every_crate_is_in_the_code_map() {
     let arch = std::fs::read_to_string(workspace().join("ARCHITECTURE.md")).unwrap();
-    for krate in ["protocol/", "vm-agent/", "hub/", "bench/", "web/", "migrations/", "infra/"] {
+    for krate in ["protocol/", "transport/", "vm-agent/", "hub/", "bench/", "web/", "migrations/", "infra/"] {
         assert!(arch.contains(krate), "ARCHITECTURE.md does not mention {krate}");
     }
 }
@@ -82,4 +82,24 @@ fn no_span_is_entered_with_a_guard() {
         }
     }
     assert!(found.is_empty(), "use .instrument(span) instead of entering a span:\n{}", found.join("\n"));
+}
+
+/// `protocol` is the wire contract: messages, framing and validation, which
+/// both ends and the tests use without a socket. Sockets, QUIC and the
+/// runtime belong to `transport` (or to the ends themselves).
+#[test]
+fn protocol_does_no_io() {
+    let manifest = std::fs::read_to_string(workspace().join("protocol/Cargo.toml")).unwrap();
+    let deps = manifest.split("[dependencies]").nth(1).unwrap().split("\n[").next().unwrap();
+    for io in ["tokio.", "tokio =", "quinn", "nix", "libc", "socket2", "rustls", "reqwest", "hyper"] {
+        assert!(!deps.contains(io), "protocol depends on {io}: move that code to transport/");
+    }
+    let mut files = Vec::new();
+    rust_files(&workspace().join("protocol/src"), &mut files);
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for io in ["std::net", "std::fs", "std::process", "tokio::", "UdpSocket", "TcpStream"] {
+            assert!(!text.contains(io), "{} uses {io}: protocol does no I/O", f.display());
+        }
+    }
 }

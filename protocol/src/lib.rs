@@ -2,14 +2,13 @@
 //!
 //! `pb` holds the prost types generated from `proto/tunnel.proto`; `frame`
 //! frames them on a byte stream with a bounded length prefix; `domain` holds
-//! the validated types the rest of the code uses; `transport` binds the
-//! tunnel's UDP socket. Beyond that socket this crate does no I/O.
+//! the validated types the rest of the code uses. This crate does no I/O:
+//! the tunnel's socket and QUIC settings are `aether-transport`'s.
 
 pub mod agents;
 pub mod domain;
 pub mod frame;
 pub mod fs;
-pub mod transport;
 
 /// Generated protobuf types. Convert to `domain` types at the edge.
 #[allow(clippy::all, missing_docs)]

@@ -99,7 +99,7 @@ fn client_config(cfg: &TunnelConfig) -> anyhow::Result<quinn::ClientConfig> {
         }
         anyhow::ensure!(!roots.is_empty(), "AETHER_HUB_CA_PEM holds no certificate");
     }
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(aether_protocol::transport::crypto_provider()))
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(aether_transport::crypto_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
         .with_no_client_auth();
@@ -110,11 +110,11 @@ fn client_config(cfg: &TunnelConfig) -> anyhow::Result<quinn::ClientConfig> {
 
 /// `client` with the transport settings for a tunnel with the hub at `hub`.
 fn for_hub(client: &quinn::ClientConfig, hub: SocketAddr) -> quinn::ClientConfig {
-    let mut transport = aether_protocol::transport::transport_config(hub);
+    let mut transport = aether_transport::transport_config(hub);
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
     // quinn's default of 100 would let a busy preview's connections block a
     // terminal from opening.
-    transport.max_concurrent_bidi_streams(aether_protocol::transport::MAX_HUB_STREAMS.into());
+    transport.max_concurrent_bidi_streams(aether_transport::MAX_HUB_STREAMS.into());
     let mut client = client.clone();
     client.transport_config(Arc::new(transport));
     client
@@ -148,7 +148,7 @@ pub async fn run(
                 Some((v6, ep)) if *v6 == addr.is_ipv6() => ep.clone(),
                 _ => {
                     let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
-                    let socket = aether_protocol::transport::udp_socket(bind).context("binding udp socket")?;
+                    let socket = aether_transport::udp_socket(bind).context("binding udp socket")?;
                     let ep = endpoint(socket)?;
                     endpoints = Some((addr.is_ipv6(), ep.clone()));
                     ep
@@ -176,8 +176,8 @@ pub async fn run(
 
 fn endpoint(socket: std::net::UdpSocket) -> anyhow::Result<quinn::Endpoint> {
     let mut config = quinn::EndpointConfig::default();
-    aether_protocol::transport::tune_endpoint(&mut config);
-    Ok(quinn::Endpoint::new(config, None, socket, Arc::new(aether_protocol::transport::TunnelRuntime))?)
+    aether_transport::tune_endpoint(&mut config);
+    Ok(quinn::Endpoint::new(config, None, socket, Arc::new(aether_transport::TunnelRuntime))?)
 }
 
 async fn serve_connection(

@@ -117,7 +117,7 @@ impl LocalCompute {
         let log = dir.join("aetherd.log");
         let pid = match &self.isolation {
             Isolation::Sandbox(sandbox) => {
-                let socket = aether_protocol::transport::udp_socket(if self.hub_addr.starts_with('[') {
+                let socket = aether_transport::udp_socket(if self.hub_addr.starts_with('[') {
                     "[::1]:0".parse()?
                 } else {
                     "127.0.0.1:0".parse()?

@@ -5,7 +5,7 @@
 //! datagram may carry, and the kernel refuses it); on a path of small
 //! datagrams it settles on what the path carries.
 
-use aether_protocol::transport::{MAX_UDP_PAYLOAD, TunnelRuntime, transport_config, tune_endpoint, udp_socket};
+use aether_transport::{MAX_UDP_PAYLOAD, TunnelRuntime, transport_config, tune_endpoint, udp_socket};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
