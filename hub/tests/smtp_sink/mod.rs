@@ -57,11 +57,6 @@ impl SmtpSink {
         format!("smtp://{}", self.addr)
     }
 
-    /// How many messages `to` has received.
-    pub fn count(&self, to: &str) -> usize {
-        self.mails.lock().unwrap().iter().filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(to))).count()
-    }
-
     /// The `n`th message (from 0) to `to`, waiting up to 30 s for it.
     pub async fn nth(&self, to: &str, n: usize) -> Received {
         let deadline = Instant::now() + Duration::from_secs(30);
