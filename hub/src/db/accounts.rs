@@ -44,6 +44,10 @@ pub struct AuditRow {
     pub detail: String,
 }
 
+/// A refresh token's session: its id, when the token was used, the
+/// session's user and their email, and when the session was last used.
+type RefreshRow = (Uuid, Option<DateTime<Utc>>, Uuid, String, DateTime<Utc>);
+
 impl Db {
     /// A new session for `user`, holding the refresh token `refresh_hash`.
     pub async fn create_session(
@@ -94,7 +98,7 @@ impl Db {
         idle: chrono::Duration,
     ) -> sqlx::Result<Refreshed> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<(Uuid, Option<DateTime<Utc>>, Uuid, String, DateTime<Utc>)> = sqlx::query_as(
+        let row: Option<RefreshRow> = sqlx::query_as(
             "SELECT s.id, r.used_at, s.user_id, u.email, s.last_used_at FROM refresh_tokens r \
              JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id \
              WHERE r.hash = $1 FOR UPDATE OF r, s",
