@@ -94,6 +94,12 @@ interface RequestOptions {
   signal?: AbortSignal;
   /** Send the bearer token (default true). */
   auth?: boolean;
+  /**
+   * The body carries the user's password, so a 401 may mean it is wrong
+   * rather than that the session ended: the session is checked by renewing
+   * it, and only a failed renewal signs out (the request is not repeated).
+   */
+  checksPassword?: boolean;
 }
 
 export class ApiClient {
@@ -200,12 +206,13 @@ export class ApiClient {
   changePassword(currentPassword: string, newPassword: string): Promise<void> {
     return this.request("POST", "/api/me/password", {
       body: { current_password: currentPassword, new_password: newPassword },
+      checksPassword: true,
     });
   }
 
   /** Mail a confirmation link to `email`; the address changes when it is followed. */
   changeEmail(email: string, password: string): Promise<void> {
-    return this.request("POST", "/api/me/email", { body: { email, password } });
+    return this.request("POST", "/api/me/email", { body: { email, password }, checksPassword: true });
   }
 
   resendVerification(): Promise<void> {
@@ -230,7 +237,7 @@ export class ApiClient {
   }
 
   async deleteAccount(password: string): Promise<void> {
-    await this.request("DELETE", "/api/me", { body: { password } });
+    await this.request("DELETE", "/api/me", { body: { password }, checksPassword: true });
     this.tokens.clear();
   }
 
@@ -505,6 +512,12 @@ export class ApiClient {
     if (res.ok) return res;
 
     const error = await readError(res);
+    if (res.status === 401 && token && options.checksPassword) {
+      if (this.tokens.get()?.refreshToken && (await this.refresh().catch(() => false))) throw error;
+      this.tokens.clear();
+      this.onUnauthenticated();
+      throw error;
+    }
     if (res.status === 401 && token) {
       // The access token may have lapsed (or been renewed in another tab):
       // renew once and try again before giving up on the session.
