@@ -35,7 +35,8 @@ export async function accountSteps(kit) {
   const byTestId = (/** @type {string} */ id) => page.getByTestId(id);
   const shot = (/** @type {string} */ name, target = page) => target.screenshot({ path: join(shots, `accounts-${name}.png`) });
   const tag = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-  const email = `acct-${tag}@example.com`;
+  let email = `acct-${tag}@example.com`;
+  const newEmail = `acct-${tag}-new@example.com`;
   const passwords = [`First-${tag}!`, `Second-${tag}?`, `Third-${tag}#`];
   const projectName = `acct-${tag}`;
   /** Mail files already read. */
@@ -264,6 +265,35 @@ export async function accountSteps(kit) {
       if (leaked.length > 0) throw new Error("the audit log shows a password");
       await byTestId("audit-list").scrollIntoViewIfNeeded();
       await shot("audit-log");
+    });
+
+    await step("Accounts: change the address by a link mailed to the new one", async () => {
+      await byTestId("new-email").fill(newEmail);
+      await byTestId("new-email-password").fill(passwords[2]);
+      await byTestId("change-email-submit").click();
+      const sent = (await page.locator('[data-testid="change-email-message"][data-state="done"]').textContent({ timeout: 10_000 })) ?? "";
+      if (!sent.includes(newEmail)) throw new Error(`the form says: ${sent}`);
+      const link = await mailedLink(newEmail, "verify-email");
+      // Nothing changes until the link is opened.
+      if ((await byTestId("settings-email").textContent()) !== email) throw new Error("the address changed before the link was opened");
+      await page.goto(link);
+      await page.locator('[data-testid="verify-result"][data-state="ok"]').waitFor({ timeout: 15_000 });
+      await byTestId("verify-continue").click();
+      await byTestId("settings-email").getByText(newEmail).waitFor({ timeout: 15_000 });
+      await page.locator('[data-testid="email-status"][data-verified="true"]').waitFor();
+      await byTestId("user-email").getByText(newEmail).waitFor({ timeout: 5_000 });
+      const newest = () =>
+        [...document.querySelectorAll('[data-testid="audit-row"]')].slice(0, 2).map((e) => e.getAttribute("data-action")).join();
+      await page
+        .waitForFunction(
+          () => [...document.querySelectorAll('[data-testid="audit-row"]')].slice(0, 2).map((e) => e.getAttribute("data-action")).join() === "email_changed,email_change_requested",
+          undefined,
+          { timeout: 10_000, polling: 100 },
+        )
+        .catch(() => {}); // the check below says what is there instead
+      const actions = await page.evaluate(newest);
+      if (actions !== "email_changed,email_change_requested") throw new Error(`the newest audit entries are ${actions}`);
+      email = newEmail;
     });
 
     await step("Accounts: start a project to delete with the account", async () => {

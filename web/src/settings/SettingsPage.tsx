@@ -6,6 +6,7 @@
  */
 import { useCallback, useEffect, useReducer, useState, type FormEvent } from "react";
 import { api } from "../api/client";
+import { tokenStore } from "../api/token";
 import type { Profile } from "../api/types";
 import { TopBar } from "../app/TopBar";
 import { Alert } from "../ui/Alert";
@@ -26,7 +27,15 @@ export default function SettingsPage() {
   const load = useCallback(() => {
     const abort = new AbortController();
     setLoadError(null);
-    api.me(abort.signal).then(setProfile, (e: unknown) => !abort.signal.aborted && setLoadError(errorText(e)));
+    api.me(abort.signal).then(
+      (me) => {
+        setProfile(me);
+        // A confirmed change of address reaches the top bar too.
+        const auth = tokenStore.get();
+        if (auth && auth.user.id === me.id && auth.user.email !== me.email) tokenStore.set({ ...auth, user: { ...auth.user, email: me.email } });
+      },
+      (e: unknown) => !abort.signal.aborted && setLoadError(errorText(e)),
+    );
     return () => abort.abort();
   }, []);
   useEffect(load, [load]);
