@@ -72,8 +72,8 @@ function NameSection({ profile, onSaved }: { profile: Profile; onSaved: (p: Prof
 
   async function submit(event: FormEvent) {
     event.preventDefault();
-    const problem = displayNameProblem(name);
-    if (problem) return dispatch({ type: "failed", error: new Error(problem) });
+    // The field shows what is wrong; the hub is asked only once it is right.
+    if (displayNameProblem(name) || state.kind === "busy") return;
     dispatch({ type: "submit" });
     try {
       const saved = await api.updateProfile(name.trim());
