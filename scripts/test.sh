@@ -39,11 +39,18 @@ step "web: type check, unit tests, build"
 step "browser tests against a real hub"
 data=$(mktemp -d /tmp/aether-e2e.XXXXXX)
 chmod 755 "$data"
+# A mail server that keeps what the hub sends, for the accounts steps.
+node web/e2e/smtp-sink.mjs "$data/mail" "$data/smtp.port" >"$data/smtp.log" 2>&1 &
+sink=$!
+cleanup+=("kill $sink 2>/dev/null")
+for _ in $(seq 1 100); do [ -s "$data/smtp.port" ] && break; sleep 0.1; done
+[ -s "$data/smtp.port" ] || { cat "$data/smtp.log"; echo "the SMTP sink did not start" >&2; exit 1; }
 env -u DATABASE_URL AETHER_DATA_DIR="$data" AETHER_LISTEN=127.0.0.1:0 AETHER_TUNNEL_LISTEN=127.0.0.1:0 \
+  AETHER_SMTP_URL="smtp://127.0.0.1:$(cat "$data/smtp.port")" \
   AETHER_SSH_LISTEN=127.0.0.1:0 AETHER_WEB_DIR=web/dist ./target/debug/aether-hub >"$data/hub.log" 2>&1 &
 hub=$!
 cleanup+=("kill $hub 2>/dev/null; wait $hub 2>/dev/null; pkill -f 'aetherd run' ; rm -rf $data")
 for _ in $(seq 1 300); do [ -s "$data/hub.json" ] && break; sleep 0.2; done
 [ -s "$data/hub.json" ] || { cat "$data/hub.log"; echo "hub did not start" >&2; exit 1; }
 url="http://$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$data/hub.json")"
-(cd web && AETHER_E2E_URL="$url" AETHER_E2E_DATA="$data" npm run e2e) || { tail -50 "$data/hub.log"; exit 1; }
+(cd web && AETHER_E2E_URL="$url" AETHER_E2E_DATA="$data" AETHER_E2E_MAIL="$data/mail" npm run e2e) || { tail -50 "$data/hub.log"; exit 1; }

@@ -19,8 +19,10 @@ use uuid::Uuid;
 
 /// Audience of every access token (Supabase's value, so both kinds look alike).
 pub const AUDIENCE: &str = "authenticated";
-/// Lifetime of the hub's own access tokens.
-pub const TOKEN_TTL: Duration = Duration::days(7);
+/// Default lifetime of the hub's own access tokens (`AETHER_ACCESS_TOKEN_TTL_S`):
+/// short, as a session's refresh token renews them and revoking a session
+/// must not wait for them to lapse (they are checked against it anyway).
+pub const ACCESS_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 /// Lifetime of a WebSocket ticket.
 pub const TICKET_TTL: Duration = Duration::seconds(60);
 
@@ -31,6 +33,9 @@ pub struct Claims {
     pub email: String,
     pub exp: i64,
     pub aud: String,
+    /// The session the token belongs to (the hub's own tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
 }
 
 /// Issues and verifies access tokens.
@@ -47,9 +52,22 @@ impl Tokens {
         }
     }
 
-    pub fn issue(&self, user: Uuid, email: &str) -> anyhow::Result<(String, DateTime<Utc>)> {
-        let expires = Utc::now() + TOKEN_TTL;
-        let claims = Claims { sub: user, email: email.to_owned(), exp: expires.timestamp(), aud: AUDIENCE.into() };
+    /// An access token for `user` in `session`, valid for `ttl`.
+    pub fn issue(
+        &self,
+        user: Uuid,
+        email: &str,
+        session: Uuid,
+        ttl: std::time::Duration,
+    ) -> anyhow::Result<(String, DateTime<Utc>)> {
+        let expires = Utc::now() + Duration::from_std(ttl)?;
+        let claims = Claims {
+            sub: user,
+            email: email.to_owned(),
+            exp: expires.timestamp(),
+            aud: AUDIENCE.into(),
+            sid: Some(session),
+        };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.local.0)?;
         Ok((token, expires))
     }
@@ -140,6 +158,8 @@ pub fn sha256(data: &[u8]) -> Vec<u8> {
 pub struct AuthUser {
     pub id: Uuid,
     pub email: String,
+    /// The caller's session (`None` for a Supabase token).
+    pub session: Option<Uuid>,
 }
 
 /// The token of an `Authorization` value in the Bearer scheme, however the
@@ -166,13 +186,20 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or_else(|| ApiError::Unauthenticated("invalid or expired token".into()))?;
         if external {
             state.db.ensure_user(claims.sub, &claims.email, &state.config.default_plan).await?;
+            // A well-signed token outlives its account (deleted, or a Supabase
+            // user whose email a local account holds): the caller is no one.
+            if !state.db.user_exists(claims.sub).await? {
+                return Err(ApiError::Unauthenticated("this account no longer exists".into()));
+            }
+            return Ok(Self { id: claims.sub, email: claims.email, session: None });
         }
-        // A well-signed token outlives its account (deleted, or a Supabase
-        // user whose email a local account holds): the caller is no one.
-        if !state.db.user_exists(claims.sub).await? {
-            return Err(ApiError::Unauthenticated("this account no longer exists".into()));
+        // The hub's own tokens name a session, checked on every request so
+        // that a revoked one stops at once (sessions go with their account).
+        let sid = claims.sid.ok_or_else(|| ApiError::Unauthenticated("sign in again".into()))?;
+        if !state.db.session_alive(sid, claims.sub).await? {
+            return Err(ApiError::Unauthenticated("this session has ended; sign in again".into()));
         }
-        Ok(Self { id: claims.sub, email: claims.email })
+        Ok(Self { id: claims.sub, email: claims.email, session: Some(sid) })
     }
 }
 
@@ -184,7 +211,7 @@ mod tests {
     fn tokens_round_trip_and_reject_tampering() {
         let t = Tokens::new(b"local-secret-local-secret-local!", Some(b"supabase-secret-supabase-secret!"));
         let id = Uuid::new_v4();
-        let (tok, _) = t.issue(id, "a@b.co").unwrap();
+        let (tok, _) = t.issue(id, "a@b.co", Uuid::new_v4(), ACCESS_TTL).unwrap();
         let (claims, external) = t.verify(&tok).unwrap();
         assert_eq!((claims.sub, external), (id, false));
         let mut bad = tok.clone();
@@ -193,7 +220,7 @@ mod tests {
         assert!(t.verify("garbage").is_none());
 
         let other = Tokens::new(b"supabase-secret-supabase-secret!", None);
-        let (ext, _) = other.issue(id, "a@b.co").unwrap();
+        let (ext, _) = other.issue(id, "a@b.co", Uuid::new_v4(), ACCESS_TTL).unwrap();
         assert!(t.verify(&ext).unwrap().1, "a Supabase-signed token is accepted as external");
         assert!(Tokens::new(b"x-secret-x-secret-x-secret-x-sec", None).verify(&ext).is_none());
     }
@@ -203,7 +230,7 @@ mod tests {
         let secret = b"local-secret-local-secret-local!";
         let t = Tokens::new(secret, None);
         let signed = |exp: i64| {
-            let claims = Claims { sub: Uuid::new_v4(), email: "a@b.co".into(), exp, aud: AUDIENCE.into() };
+            let claims = Claims { sub: Uuid::new_v4(), email: "a@b.co".into(), exp, aud: AUDIENCE.into(), sid: None };
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).unwrap()
         };
         let now = Utc::now().timestamp();

@@ -106,6 +106,46 @@ pub struct Config {
     pub stripe: Option<StripeConfig>,
     /// How long a failed payment leaves the paid plan in place.
     pub billing_grace: Duration,
+    /// Accounts: access tokens' lifetime, mail, the unverified limit.
+    pub accounts: AccountsConfig,
+}
+
+/// How accounts behave: sessions' tokens, mail, and what an unverified
+/// account may do.
+#[derive(Clone)]
+pub struct AccountsConfig {
+    /// Lifetime of an access token (a refresh token renews it).
+    pub access_ttl: Duration,
+    /// `smtp://`/`smtps://` URL of the mail server; `None`: mail is
+    /// written to `{data_dir}/outbox/`.
+    pub smtp_url: Option<String>,
+    /// The From of the hub's mail.
+    pub mail_from: String,
+    /// How many projects an account with an unverified address may run at once.
+    pub unverified_projects: i64,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            access_ttl: crate::auth::ACCESS_TTL,
+            smtp_url: None,
+            mail_from: "aether <aether@localhost>".into(),
+            unverified_projects: 1,
+        }
+    }
+}
+
+impl fmt::Debug for AccountsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountsConfig")
+            .field("access_ttl", &self.access_ttl)
+            // The URL may carry the server's password.
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "<redacted>"))
+            .field("mail_from", &self.mail_from)
+            .field("unverified_projects", &self.unverified_projects)
+            .finish()
+    }
 }
 
 /// What the hub needs to take payments through Stripe.
@@ -161,6 +201,7 @@ impl fmt::Debug for Config {
             .field("pg_restart_delay", &self.pg_restart_delay)
             .field("stripe", &self.stripe)
             .field("billing_grace", &self.billing_grace)
+            .field("accounts", &self.accounts)
             .finish()
     }
 }
@@ -213,6 +254,7 @@ impl Config {
             pg_restart_delay: Duration::from_secs(1),
             stripe: None,
             billing_grace: DEFAULT_BILLING_GRACE,
+            accounts: AccountsConfig::default(),
         }
     }
 }

@@ -10,6 +10,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::sync::Arc;
 use uuid::Uuid;
 
+mod accounts;
+pub use accounts::{AuditRow, EmailToken, Refreshed, SessionRow};
+
 /// A handle on the database.
 #[derive(Clone, Debug)]
 pub struct Db {

@@ -9,6 +9,7 @@
 //! what is observed; `site` the public pages (the landing page and the
 //! docs).
 
+pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod billing;
@@ -63,6 +64,8 @@ pub struct Hub {
     pub limits: rate::Limits,
     /// Stripe, when billing is on.
     pub billing: Option<billing::Billing>,
+    /// The hub's outgoing mail (SMTP, or the outbox folder).
+    pub mailer: Arc<accounts::mail::Mailer>,
 }
 
 /// Where a running hub listens, written to `{data_dir}/hub.json` at start.
@@ -245,7 +248,14 @@ async fn serve(
         Some(s) => tracing::info!(api = %s.api_base, "billing is on (Stripe)"),
         None => tracing::info!("billing is off: STRIPE_SECRET_KEY is not set"),
     }
+    let mailer = accounts::mail::Mailer::new(
+        config.accounts.smtp_url.as_deref(),
+        data_dir.join("outbox"),
+        &config.accounts.mail_from,
+    )?;
+    tracing::info!("mail goes to {}", mailer.describe());
     let hub = Arc::new(Hub {
+        mailer: Arc::new(mailer),
         billing,
         ssh,
         limits: rate::Limits::default(),

@@ -110,6 +110,8 @@ struct Args {
     fly: FlyArgs,
     #[command(flatten)]
     stripe: StripeArgs,
+    #[command(flatten)]
+    accounts: AccountsArgs,
 }
 
 /// Billing through Stripe: on when `STRIPE_SECRET_KEY` is set.
@@ -152,6 +154,24 @@ fn stripe_config(s: StripeArgs) -> anyhow::Result<Option<StripeConfig>> {
         price_team: need(s.stripe_price_team, "STRIPE_PRICE_TEAM")?,
         api_base: s.stripe_api_base.trim_end_matches('/').to_owned(),
     }))
+}
+
+/// Accounts: sessions' tokens, mail, the unverified limit.
+#[derive(clap::Args)]
+struct AccountsArgs {
+    /// Lifetime of an access token, in seconds (a refresh token renews it).
+    #[arg(long, env = "AETHER_ACCESS_TOKEN_TTL_S", default_value_t = 900)]
+    access_token_ttl_s: u64,
+    /// The mail server, `smtp://host:port` (`?tls=required` for STARTTLS)
+    /// or `smtps://user:pass@host`; unset: mail goes to `{data_dir}/outbox/`.
+    #[arg(long, env = "AETHER_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// The From of the hub's mail.
+    #[arg(long, env = "AETHER_MAIL_FROM", default_value = "aether <aether@localhost>")]
+    mail_from: String,
+    /// How many projects an account with an unverified address may run at once.
+    #[arg(long, env = "AETHER_UNVERIFIED_PROJECTS", default_value_t = 1)]
+    unverified_projects: i64,
 }
 
 /// The Fly Machines provider's settings (`AETHER_COMPUTE=fly`).
@@ -263,6 +283,12 @@ fn main() -> anyhow::Result<()> {
         pg_restart_delay: Duration::from_millis(a.pg_restart_delay_ms),
         stripe,
         billing_grace,
+        accounts: aether_hub::config::AccountsConfig {
+            access_ttl: Duration::from_secs(a.accounts.access_token_ttl_s.max(1)),
+            smtp_url: a.accounts.smtp_url.filter(|s| !s.trim().is_empty()),
+            mail_from: a.accounts.mail_from,
+            unverified_projects: a.accounts.unverified_projects,
+        },
     };
     tokio::runtime::Runtime::new()?.block_on(async {
         let shutdown = CancellationToken::new();

@@ -51,6 +51,7 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pr
     let booted = hub.compute.status(id).await? == MachineState::Running;
     if !booted {
         crate::plans::may_start(hub, project.owner_id).await?;
+        crate::accounts::may_start(hub, project.owner_id, id).await?;
         // Only from a status a stop hasn't taken over meanwhile.
         let starting = hub.db.transition(id, &["stopped", "error", "starting", "running"], "starting").await?;
         publish(hub, starting.as_ref().ok_or_else(stopping)?);

@@ -38,6 +38,10 @@ pub const LOGIN_FAILURES_PER_ACCOUNT: Rate = Rate { burst: 20, every: Duration::
 pub const SIGNUP_PER_ADDRESS: Rate = Rate { burst: 10, every: Duration::from_secs(60) };
 /// Sign-ups per email.
 pub const SIGNUP_PER_EMAIL: Rate = Rate { burst: 3, every: Duration::from_secs(60) };
+/// Password-reset requests (and link confirmations) per client address.
+pub const RESET_PER_ADDRESS: Rate = Rate { burst: 10, every: Duration::from_secs(60) };
+/// Password-reset mails per account.
+pub const RESET_PER_ACCOUNT: Rate = Rate { burst: 3, every: Duration::from_secs(300) };
 /// Tickets per user.
 pub const TICKETS_PER_USER: Rate = Rate { burst: 30, every: Duration::from_secs(1) };
 /// Tickets per client address.
@@ -209,6 +213,8 @@ pub struct Limits {
     signup_email: Limiter<String>,
     ticket_address: Limiter<Address>,
     ticket_user: Limiter<Uuid>,
+    reset_address: Limiter<Address>,
+    reset_account: Limiter<String>,
     known: Known,
 }
 
@@ -221,6 +227,8 @@ impl Default for Limits {
             signup_email: Limiter::new(SIGNUP_PER_EMAIL),
             ticket_address: Limiter::new(TICKETS_PER_ADDRESS),
             ticket_user: Limiter::new(TICKETS_PER_USER),
+            reset_address: Limiter::new(RESET_PER_ADDRESS),
+            reset_account: Limiter::new(RESET_PER_ACCOUNT),
             known: Known { by_account: Mutex::new(HashMap::new()) },
         }
     }
@@ -250,6 +258,18 @@ impl Limits {
     /// Remembers that `email` signed up from `ip` (its owner is there).
     pub fn signed_up(&self, ip: IpAddr, email: &str) {
         self.known.add(&account(email), Address::from(ip));
+    }
+
+    /// A password-reset request (or a mailed link's use) for `email` from
+    /// `ip`, unless either is over its limit; an empty `email` counts the
+    /// address only.
+    pub fn password_reset(&self, ip: IpAddr, email: &str) -> Result<(), Limited> {
+        let now = Instant::now();
+        self.reset_address.take(&Address::from(ip), now).map_err(Limited)?;
+        if email.is_empty() {
+            return Ok(());
+        }
+        self.reset_account.take(&account(email), now).map_err(Limited)
     }
 
     /// A ticket for `user` from `ip`, unless either is over its limit.

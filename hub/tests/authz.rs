@@ -26,6 +26,10 @@ const PUBLIC: &[(&str, &str, &str)] = &[
     ("GET", "/docs", "the docs' index: static, no user's data"),
     ("GET", "/docs/{page}", "a page of the docs: static, no user's data"),
     ("POST", "/api/billing/webhook", "Stripe's events: the Stripe-Signature over the body stands for the caller"),
+    ("POST", "/api/auth/refresh", "the refresh token in the body stands for the caller"),
+    ("POST", "/api/auth/password-reset", "mails a link to the address's owner; answers 202 whoever asks"),
+    ("POST", "/api/auth/password-reset/confirm", "the mailed one-time token in the body stands for the caller"),
+    ("POST", "/api/auth/verify-email", "the mailed one-time token in the body stands for the caller"),
 ];
 
 /// WebSocket routes, authorised by a one-time ticket (browsers can't set
@@ -47,6 +51,14 @@ const NO_PATH_ID: &[(&str, &str, &str)] = &[
     ("POST", "/api/billing/checkout", "the caller's own subscription"),
     ("POST", "/api/billing/portal", "the caller's own subscription"),
     ("POST", "/api/tickets", "the project id is in the body: checked with another user's"),
+    ("DELETE", "/api/me", "deletes the caller's own account"),
+    ("POST", "/api/auth/logout", "ends the caller's own session"),
+    ("POST", "/api/me/verify-email", "mails the caller's own address"),
+    ("POST", "/api/me/password", "the caller's own password"),
+    ("POST", "/api/me/email", "the caller's own address"),
+    ("GET", "/api/me/sessions", "the caller's own sessions"),
+    ("DELETE", "/api/me/sessions", "the caller's own other sessions"),
+    ("GET", "/api/me/audit", "the caller's own audit log"),
 ];
 
 /// A body a route accepts, so that a refusal is about who calls, not what.
@@ -134,9 +146,14 @@ fn listed(table: &'static [(&str, &str, &str)], method: &str, path: &str) -> Opt
 }
 
 fn token(sub: &str, exp: i64, secret: &str) -> String {
+    token_in(sub, None, exp, secret)
+}
+
+/// A token for `sub` in session `sid` (the hub's own tokens name one).
+fn token_in(sub: &str, sid: Option<&str>, exp: i64, secret: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
-        &json!({"sub": sub, "email": "who@example.com", "exp": exp, "aud": "authenticated"}),
+        &json!({"sub": sub, "email": "who@example.com", "exp": exp, "aud": "authenticated", "sid": sid}),
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .unwrap()
@@ -293,10 +310,16 @@ async fn tokens_end_at_their_expiry_and_with_their_account() {
     let now = chrono::Utc::now().timestamp();
     let api = |t: String| with_token(&hub.api(), Some(t));
 
-    assert_eq!(api(token(&id, now + 60, SECRET)).get("/api/me").await.0, 200, "a live token works");
+    // The session the hub's own token names.
+    let payload = user.token.as_deref().unwrap().split('.').nth(1).unwrap();
+    use base64::Engine;
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let sid = claims["sid"].as_str().unwrap().to_owned();
+    assert_eq!(api(token_in(&id, Some(&sid), now + 60, SECRET)).get("/api/me").await.0, 200, "a live token works");
     // jsonwebtoken's default leeway would take these for another minute.
     for ago in [1, 30] {
-        let got = api(token(&id, now - ago, SECRET)).get("/api/projects").await;
+        let got = api(token_in(&id, Some(&sid), now - ago, SECRET)).get("/api/projects").await;
         assert_code(&format!("a token expired {ago} s ago"), got, 401, "unauthenticated");
     }
     // Well signed, but for no account: refused, not a server error, even

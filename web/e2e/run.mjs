@@ -678,6 +678,8 @@ try {
     await byTestId("sign-out").click();
     await byTestId("signin-email").waitFor();
   });
+
+  await (await import("./accounts.mjs")).accountSteps({ step, page, base, shots, executablePath, VM_START_MS });
 } finally {
   await context.close().catch(() => {});
   rmSync(profile, { recursive: true, force: true });

@@ -139,6 +139,8 @@ async fn create(
     if let Some(private) = &private {
         out["private_key"] = json!(private.expose());
     }
+    let detail = format!("{} ({fingerprint}) on project {}", agent.name, project.name);
+    crate::accounts::audit(&hub, user.id, "agent_key_created", None, &detail).await;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -173,6 +175,8 @@ async fn revoke(
     let closed = hub.ssh.revoke(agent.id);
     let synced = hub.ssh.sync_keys(&hub, project.id, SYNC_WAIT).await;
     tracing::info!(agent = %agent.name, closed, synced, "agent revoked");
+    let detail = format!("{} ({}) on project {}", agent.name, agent.fingerprint, project.name);
+    crate::accounts::audit(&hub, user.id, "agent_key_revoked", None, &detail).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,13 +1,14 @@
 //! Sign-up, login, the caller's profile, and WebSocket tickets.
 
 use super::{AppState, ClientIp};
+use crate::accounts;
 use crate::auth::{
     AuthUser, TICKET_TTL, email_ok, hash_password, password_problem, random_token, sha256, verify_password,
 };
 use crate::db::is_unique_violation;
 use crate::error::{ApiError, ApiResult};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
@@ -19,7 +20,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/auth/signup", post(signup))
         .route("/auth/login", post(login))
-        .route("/me", get(me).patch(update_me))
+        .route("/me", get(me).patch(update_me).delete(super::account::delete_me))
         .route("/tickets", post(ticket))
 }
 
@@ -41,11 +42,6 @@ pub(crate) fn body<T: serde::de::DeserializeOwned>(
     serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
 }
 
-fn session(hub: &crate::Hub, id: Uuid, email: &str) -> ApiResult<Value> {
-    let (token, expires) = hub.tokens.issue(id, email)?;
-    Ok(json!({ "user": { "id": id, "email": email }, "access_token": token, "expires_at": expires }))
-}
-
 fn limited(l: crate::rate::Limited) -> ApiError {
     ApiError::Throttled(l.0)
 }
@@ -53,6 +49,7 @@ fn limited(l: crate::rate::Limited) -> ApiError {
 async fn signup(
     State(hub): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let c: Credentials = body(raw)?;
@@ -81,12 +78,16 @@ async fn signup(
         Err(e) => return Err(e.into()),
     };
     hub.limits.signed_up(ip, &email);
-    Ok((StatusCode::CREATED, Json(session(&hub, user.id, &user.email)?)))
+    let client = accounts::client_name(&headers);
+    accounts::audit(&hub, user.id, "signed_up", Some(ip), &client).await;
+    accounts::mail_link(&hub, user.id, accounts::Link::Verify, &user.email).await?;
+    Ok((StatusCode::CREATED, Json(accounts::sign_in(&hub, user.id, &user.email, ip, &client).await?)))
 }
 
 async fn login(
     State(hub): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let c: Credentials = body(raw)?;
@@ -100,9 +101,15 @@ async fn login(
     match user {
         Some(u) if ok && u.password_hash.is_some() => {
             attempt.succeeded();
-            Ok(Json(session(&hub, u.id, &u.email)?))
+            let client = accounts::client_name(&headers);
+            accounts::audit(&hub, u.id, "signed_in", Some(ip), &client).await;
+            Ok(Json(accounts::sign_in(&hub, u.id, &u.email, ip, &client).await?))
         }
-        _ => Err(ApiError::Unauthenticated("wrong email or password".into())),
+        Some(u) => {
+            accounts::audit(&hub, u.id, "sign_in_failed", Some(ip), &accounts::client_name(&headers)).await;
+            Err(ApiError::Unauthenticated("wrong email or password".into()))
+        }
+        None => Err(ApiError::Unauthenticated("wrong email or password".into())),
     }
 }
 
@@ -123,9 +130,11 @@ async fn profile(hub: &crate::Hub, id: Uuid) -> ApiResult<Json<Value>> {
             "grace_until": b.grace_until,
         })
     });
+    let email_verified = hub.db.email_verified(id).await?;
     Ok(Json(json!({
         "id": u.id,
         "email": u.email,
+        "email_verified": email_verified,
         "display_name": u.display_name,
         "plan": u.plan,
         "billing": if hub.billing.is_some() { "on" } else { "off" },

@@ -1,6 +1,7 @@
 //! The HTTP API: the router, shared state, and cross-cutting layers (request
 //! ids, metrics). Each submodule serves one part of the contract.
 
+mod account;
 mod agents;
 mod auth;
 mod billing;
@@ -32,6 +33,7 @@ pub type AppState = Arc<Hub>;
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .merge(auth::routes())
+        .merge(account::routes())
         .merge(projects::routes())
         .merge(terminals::routes())
         .merge(files::routes())

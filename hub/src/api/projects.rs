@@ -147,7 +147,9 @@ async fn update(
 
 async fn remove(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let project = owned(&hub, &user, &id).await?;
+    let name = project.name.clone();
     projects::delete(&hub, project).await?;
+    crate::accounts::audit(&hub, user.id, "project_deleted", None, &name).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -80,6 +80,9 @@ pub trait Payments: Send + Sync {
     async fn portal(&self, customer: &str, return_url: &str) -> anyhow::Result<String>;
     /// The subscription as Stripe has it now; `None` if Stripe doesn't know it.
     async fn subscription(&self, id: &str) -> anyhow::Result<Option<Subscription>>;
+    /// Cancels a subscription at once (its account is being deleted); one
+    /// Stripe no longer knows counts as cancelled.
+    async fn cancel_subscription(&self, id: &str) -> anyhow::Result<()>;
 }
 
 /// A subscription Checkout Session to create.

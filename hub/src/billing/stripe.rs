@@ -112,6 +112,13 @@ impl Payments for StripeApi {
             current_period_end: period_end.and_then(|t| DateTime::<Utc>::from_timestamp(t, 0)),
         }))
     }
+
+    async fn cancel_subscription(&self, id: &str) -> anyhow::Result<()> {
+        match stripe_billing::subscription::CancelSubscription::new(id).send(&self.client).await {
+            Ok(_) | Err(StripeError::Stripe(_, 404)) => Ok(()),
+            Err(e) => Err(call_failed(&format!("cancelling subscription {id}"), e)),
+        }
+    }
 }
 
 /// The events the hub acts on.

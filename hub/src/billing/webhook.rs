@@ -108,6 +108,8 @@ async fn sync(tx: &mut EventTx, billing: &Billing, row: &BillingRow, id: &str) -
     .await?;
     if row.plan != s.plan {
         tracing::info!(user = %row.id, from = %row.plan, to = s.plan, subscription = %sub.id, status = %sub.status, "plan changed");
+        tx.record_audit(row.id, "plan_changed", &format!("{} → {} (subscription {})", row.plan, s.plan, sub.status))
+            .await?;
     }
     Ok(Outcome::Applied { user: row.id, plan: s.plan })
 }

@@ -178,6 +178,9 @@ impl TestHub {
             .env("AETHER_DATA_DIR", data)
             .env("AETHER_AETHERD_BIN", bin_dir().join("aetherd"))
             .env("AETHER_HEARTBEAT_INTERVAL_MS", "200")
+            // Most tests run several projects of one fresh (unverified)
+            // account; the accounts tests set the limit themselves.
+            .env("AETHER_UNVERIFIED_PROJECTS", "-1")
             .env("RUST_LOG", "info,aether_hub=debug")
             .env_remove("DATABASE_URL")
             .stdin(Stdio::null())

@@ -11,7 +11,10 @@ import {
   PROJECT_STATUSES,
   type Agent,
   type AgentActivity,
+  type AuditEntry,
   type AuthResponse,
+  type RefreshResponse,
+  type Session,
   type BillingRedirect,
   type CreateAgentRequest,
   type CreateAgentResponse,
@@ -66,6 +69,9 @@ const FALLBACK_CODES: Record<number, string> = {
   504: "timeout",
 };
 
+/** Renew an access token this long before it lapses. */
+export const REFRESH_SKEW_MS = 30_000;
+
 export const NETWORK_ERROR_MESSAGE = "Could not reach aether. Check your connection and try again.";
 
 export interface ApiClientOptions {
@@ -88,6 +94,12 @@ interface RequestOptions {
   signal?: AbortSignal;
   /** Send the bearer token (default true). */
   auth?: boolean;
+  /**
+   * The body carries the user's password, so a 401 may mean it is wrong
+   * rather than that the session ended: the session is checked by renewing
+   * it, and only a failed renewal signs out (the request is not repeated).
+   */
+  checksPassword?: boolean;
 }
 
 export class ApiClient {
@@ -95,6 +107,7 @@ export class ApiClient {
   private readonly fetchImpl: typeof fetch;
   private readonly onUnauthenticated: () => void;
   private readonly baseUrl: string;
+  private refreshing: Promise<boolean> | null = null;
 
   constructor(options: ApiClientOptions) {
     this.tokens = options.tokens;
@@ -123,8 +136,108 @@ export class ApiClient {
     return res;
   }
 
-  /** Forget the token (there is no server-side session to end). */
+  /** End the session on the hub (best effort) and forget the tokens. */
   signOut(): void {
+    if (this.tokens.get()) void this.request("POST", "/api/auth/logout").catch(() => {});
+    this.tokens.clear();
+  }
+
+  /**
+   * Renew the access token with the refresh token, once for all callers at
+   * a time (and across tabs where the browser has Web Locks: two tabs
+   * presenting one refresh token would look like a stolen one). False when
+   * the session is over.
+   */
+  refresh(): Promise<boolean> {
+    this.refreshing ??= this.withLock(() => this.doRefresh()).finally(() => {
+      this.refreshing = null;
+    });
+    return this.refreshing;
+  }
+
+  private async doRefresh(): Promise<boolean> {
+    const before = this.tokens.get();
+    const current = this.tokens.fresh();
+    if (!current?.refreshToken) return false;
+    // Another tab renewed them meanwhile.
+    if (before && current.refreshToken !== before.refreshToken && !this.tokens.needsRefresh(REFRESH_SKEW_MS)) return true;
+    try {
+      const res = await this.request<RefreshResponse>("POST", "/api/auth/refresh", {
+        body: { refresh_token: current.refreshToken },
+        auth: false,
+      });
+      this.tokens.set({ ...current, token: res.access_token, expiresAt: res.expires_at, refreshToken: res.refresh_token });
+      return true;
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) return false;
+      throw error;
+    }
+  }
+
+  private async withLock<T>(f: () => Promise<T>): Promise<T> {
+    const locks = typeof navigator === "undefined" ? undefined : (navigator as { locks?: LockManager }).locks;
+    if (!locks) return f();
+    return locks.request("aether.refresh", f);
+  }
+
+  // --- Account ----------------------------------------------------------
+
+  sessions(signal?: AbortSignal): Promise<Session[]> {
+    return this.request("GET", "/api/me/sessions", { signal });
+  }
+
+  revokeSession(id: string): Promise<void> {
+    return this.request("DELETE", `/api/me/sessions/${encodeURIComponent(id)}`);
+  }
+
+  /** Sign out every session but this one. */
+  revokeOtherSessions(): Promise<void> {
+    return this.request("DELETE", "/api/me/sessions");
+  }
+
+  audit(signal?: AbortSignal): Promise<AuditEntry[]> {
+    return this.request("GET", "/api/me/audit", { signal });
+  }
+
+  updateProfile(displayName: string): Promise<Profile> {
+    return this.request("PATCH", "/api/me", { body: { display_name: displayName } });
+  }
+
+  changePassword(currentPassword: string, newPassword: string): Promise<void> {
+    return this.request("POST", "/api/me/password", {
+      body: { current_password: currentPassword, new_password: newPassword },
+      checksPassword: true,
+    });
+  }
+
+  /** Mail a confirmation link to `email`; the address changes when it is followed. */
+  changeEmail(email: string, password: string): Promise<void> {
+    return this.request("POST", "/api/me/email", { body: { email, password }, checksPassword: true });
+  }
+
+  resendVerification(): Promise<void> {
+    return this.request("POST", "/api/me/verify-email");
+  }
+
+  verifyEmail(token: string): Promise<{ email_verified: boolean; email: string }> {
+    return this.request("POST", "/api/auth/verify-email", { body: { token }, auth: false });
+  }
+
+  requestPasswordReset(email: string): Promise<void> {
+    return this.request("POST", "/api/auth/password-reset", { body: { email }, auth: false });
+  }
+
+  async confirmPasswordReset(token: string, password: string): Promise<AuthResponse> {
+    const res = await this.request<AuthResponse>("POST", "/api/auth/password-reset/confirm", {
+      body: { token, password },
+      auth: false,
+    });
+    this.remember(res);
+    return res;
+  }
+
+  async deleteAccount(password: string): Promise<void> {
+    await this.request("DELETE", "/api/me", { body: { password }, checksPassword: true });
     this.tokens.clear();
   }
 
@@ -363,7 +476,15 @@ export class ApiClient {
   }
 
   /** Send a request; resolves with the response when it is 2xx, else throws ApiError. */
-  private async send(method: string, path: string, options: RequestOptions, accept: string): Promise<Response> {
+  private async send(
+    method: string,
+    path: string,
+    options: RequestOptions,
+    accept: string,
+    retried = false,
+  ): Promise<Response> {
+    // Renew an access token about to lapse before using it.
+    if (options.auth !== false && this.tokens.needsRefresh(REFRESH_SKEW_MS)) await this.refresh().catch(() => false);
     const headers: Record<string, string> = { Accept: accept };
     const token = options.auth === false ? null : this.tokens.token();
     if (token) headers.Authorization = `Bearer ${token}`;
@@ -391,7 +512,18 @@ export class ApiClient {
     if (res.ok) return res;
 
     const error = await readError(res);
+    if (res.status === 401 && token && options.checksPassword) {
+      if (this.tokens.get()?.refreshToken && (await this.refresh().catch(() => false))) throw error;
+      this.tokens.clear();
+      this.onUnauthenticated();
+      throw error;
+    }
     if (res.status === 401 && token) {
+      // The access token may have lapsed (or been renewed in another tab):
+      // renew once and try again before giving up on the session.
+      if (!retried && this.tokens.get()?.refreshToken && (await this.refresh().catch(() => false))) {
+        return this.send(method, path, options, accept, true);
+      }
       this.tokens.clear();
       this.onUnauthenticated();
     }
@@ -399,7 +531,12 @@ export class ApiClient {
   }
 
   private remember(res: AuthResponse): void {
-    this.tokens.set({ token: res.access_token, expiresAt: res.expires_at, user: res.user });
+    this.tokens.set({
+      token: res.access_token,
+      expiresAt: res.expires_at,
+      user: res.user,
+      ...(res.refresh_token ? { refreshToken: res.refresh_token } : {}),
+    });
   }
 }
 

@@ -16,6 +16,8 @@ export interface StoredAuth {
   token: string;
   expiresAt: string;
   user: User;
+  /** Renews the access token (rotated on each use); absent in old entries. */
+  refreshToken?: string;
 }
 
 const KEY = "aether.auth";
@@ -29,12 +31,27 @@ export class TokenStore {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The stored sign-in, or null when absent, unreadable or expired. */
+  /**
+   * The stored sign-in, or null when absent, unreadable, or expired with
+   * no refresh token to renew it.
+   */
   get(): StoredAuth | null {
     if (this.cached === undefined) this.cached = this.read();
     const auth = this.cached;
-    if (auth && Date.parse(auth.expiresAt) <= this.now()) return null;
+    if (auth && !auth.refreshToken && Date.parse(auth.expiresAt) <= this.now()) return null;
     return auth;
+  }
+
+  /** Whether the access token expires within `skewMs` (and can be renewed). */
+  needsRefresh(skewMs: number): boolean {
+    const auth = this.get();
+    return !!auth?.refreshToken && Date.parse(auth.expiresAt) - skewMs <= this.now();
+  }
+
+  /** Re-reads the entry (another tab may have renewed the tokens). */
+  fresh(): StoredAuth | null {
+    this.cached = this.read();
+    return this.get();
   }
 
   token(): string | null {
@@ -90,6 +107,7 @@ function isStoredAuth(value: unknown): value is StoredAuth {
   return (
     typeof v.token === "string" &&
     typeof v.expiresAt === "string" &&
+    (v.refreshToken === undefined || typeof v.refreshToken === "string") &&
     typeof user === "object" &&
     user !== null &&
     typeof user.email === "string" &&

@@ -19,12 +19,37 @@ export interface AuthResponse {
   user: User;
   access_token: string;
   expires_at: Timestamp;
+  refresh_token?: string;
+}
+
+export interface RefreshResponse {
+  access_token: string;
+  expires_at: Timestamp;
+  refresh_token: string;
+}
+
+export interface Session {
+  id: string;
+  created_at: Timestamp;
+  last_used_at: Timestamp;
+  address: string;
+  client: string;
+  current: boolean;
+}
+
+export interface AuditEntry {
+  at: Timestamp;
+  action: string;
+  address: string;
+  detail: string;
 }
 
 export interface Profile {
   id: Id;
   email: string;
   display_name: string | null;
+  /** Whether the address was confirmed from a mailed link. */
+  email_verified?: boolean;
   plan: string;
   /** Whether this hub takes payments (Stripe); "off" when it runs without keys. */
   billing?: "on" | "off";

@@ -5,13 +5,15 @@
 import { lazy, Suspense, useEffect, useSyncExternalStore } from "react";
 import { tokenStore } from "../api/token";
 import { AuthPage } from "../auth/AuthPage";
+import { AccountDeletedPage, ForgotPasswordPage, ResetPasswordPage, VerifyEmailPage } from "../auth/AccountPages";
 import { ProjectsPage } from "../projects/ProjectsPage";
 import { WorkspaceSkeleton } from "../workspace/WorkspaceSkeleton";
 import { Link } from "../ui/Link";
 import { Logo } from "../ui/Logo";
-import { go, PROJECTS, safeNext, useLocation } from "./router";
+import { go, PROJECTS, safeNext, SETTINGS, useLocation } from "./router";
 
 const WorkspacePage = lazy(() => import("../workspace/WorkspacePage"));
+const SettingsPage = lazy(() => import("../settings/SettingsPage"));
 
 function useSignedIn(): boolean {
   return useSyncExternalStore(
@@ -35,6 +37,12 @@ export function App() {
     return <AuthPage mode={pathname === "/signup" ? "signup" : "signin"} next={location.search.get("next")} />;
   }
 
+  // Pages a mailed link opens work signed in or out.
+  if (pathname === "/forgot-password") return <ForgotPasswordPage email={location.search.get("email")} />;
+  if (pathname === "/reset-password") return <ResetPasswordPage token={location.search.get("token")} />;
+  if (pathname === "/verify-email") return <VerifyEmailPage token={location.search.get("token")} signedIn={signedIn} />;
+  if (pathname === "/account-deleted") return <AccountDeletedPage />;
+
   // The hub serves its landing page at `/`; the app only meets `/` without
   // the hub in front (Vite's dev server), and starts at the projects then.
   if (pathname === "/") return <Redirect to={PROJECTS} />;
@@ -45,6 +53,14 @@ export function App() {
   }
 
   if (pathname === PROJECTS) return <ProjectsPage />;
+
+  if (pathname === SETTINGS) {
+    return (
+      <Suspense fallback={null}>
+        <SettingsPage />
+      </Suspense>
+    );
+  }
 
   const workspace = /^\/p\/([^/]+)\/?$/.exec(pathname);
   if (workspace?.[1]) {

@@ -1,10 +1,10 @@
-/** The bar above the projects page: the mark, who is signed in, sign-out. */
+/** The bar above the projects and settings pages: the mark, who is signed in (a link to the settings), sign-out. */
 import { api } from "../api/client";
 import { tokenStore } from "../api/token";
 import { Button } from "../ui/Button";
 import { Link } from "../ui/Link";
 import { Logo } from "../ui/Logo";
-import { navigate, PROJECTS } from "./router";
+import { navigate, PROJECTS, SETTINGS } from "./router";
 
 export function TopBar() {
   const email = tokenStore.get()?.user.email;
@@ -23,6 +23,9 @@ export function TopBar() {
             {email}
           </span>
         )}
+        <Link to={SETTINGS} className="text-sm text-muted hover:text-fg" data-testid="settings-link">
+          Settings
+        </Link>
         <Button
           size="sm"
           variant="ghost"

@@ -23,6 +23,7 @@ describe("safeNext", () => {
 describe("isAppPath", () => {
   it("knows the app's own routes", () => {
     for (const path of ["/projects", "/signin?next=%2Fp%2F1", "/signup", "/p/123", "/p/123/"]) expect(isAppPath(path)).toBe(true);
+    for (const path of ["/settings", "/forgot-password", "/reset-password?token=t", "/verify-email?token=t", "/account-deleted"]) expect(isAppPath(path)).toBe(true);
   });
 
   it("leaves the hub's pages to a page load", () => {

@@ -58,9 +58,14 @@ export function safeNext(next: string | null): string {
   return next;
 }
 
+/** The account's settings, and the pages a mailed link or "Forgot password?" opens. */
+export const SETTINGS = "/settings";
+const ACCOUNT_PAGES = [SETTINGS, "/forgot-password", "/reset-password", "/verify-email", "/account-deleted"];
+
 /** Whether the app itself draws `path` (else the hub serves it: the landing page, the docs, preview sign-in). */
 export function isAppPath(path: string): boolean {
   const pathname = new URL(path, "http://app").pathname;
+  if (ACCOUNT_PAGES.includes(pathname)) return true;
   return pathname === PROJECTS || pathname === "/signin" || pathname === "/signup" || /^\/p\/[^/]+\/?$/.test(pathname);
 }
 

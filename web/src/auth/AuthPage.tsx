@@ -1,7 +1,8 @@
 /**
  * Sign-up and sign-in: one form, two modes. Errors from the hub land next to
  * the field they are about (409 email taken, 400 weak password or bad email)
- * or above the form (401 bad credentials, rate limits, no network).
+ * or above the form (401 bad credentials, rate limits, no network). Sign-in
+ * links to the page that mails a password-reset link.
  */
 import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
 import { api, ApiError } from "../api/client";
@@ -105,6 +106,15 @@ export function AuthPage({ mode, next }: { mode: AuthMode; next: string | null }
             error={errors.password}
             data-testid={id("password")}
           />
+          {!signup && (
+            <Link
+              to={`/forgot-password${email.trim() ? `?email=${encodeURIComponent(email.trim())}` : ""}`}
+              className="-mt-2 self-end text-xs text-muted hover:text-fg"
+              data-testid="forgot-password"
+            >
+              Forgot password?
+            </Link>
+          )}
           <Button type="submit" variant="primary" loading={busy} data-testid={id("submit")} className="mt-1 w-full">
             {signup ? "Create account" : "Sign in"}
           </Button>

@@ -1,0 +1,286 @@
+//! The account routes: refreshing and ending sessions, listing and revoking
+//! them, changing the password, mailed links (verification, reset, email
+//! change), the audit log, and deleting the account.
+
+use super::auth::body;
+use super::{AppState, ClientIp};
+use crate::accounts::{self, Link};
+use crate::auth::{AuthUser, email_ok, hash_password, password_problem, sha256, verify_password};
+use crate::db::is_unique_violation;
+use crate::error::{ApiError, ApiResult};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+type Raw = Result<Json<Value>, axum::extract::rejection::JsonRejection>;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/auth/password-reset", post(password_reset))
+        .route("/auth/password-reset/confirm", post(password_reset_confirm))
+        .route("/auth/verify-email", post(verify_email))
+        .route("/me/verify-email", post(resend_verification))
+        .route("/me/password", post(change_password))
+        .route("/me/email", post(change_email))
+        .route("/me/sessions", get(sessions).delete(revoke_others))
+        .route("/me/sessions/{id}", delete(revoke))
+        .route("/me/audit", get(audit))
+}
+
+fn limited(l: crate::rate::Limited) -> ApiError {
+    ApiError::Throttled(l.0)
+}
+
+#[derive(Deserialize)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+async fn refresh(State(hub): State<AppState>, raw: Raw) -> ApiResult<Json<Value>> {
+    let r: RefreshRequest = body(raw)?;
+    Ok(Json(accounts::refresh(&hub, r.refresh_token.trim()).await?))
+}
+
+async fn logout(State(hub): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
+    if let Some(session) = user.session {
+        hub.db.delete_session(user.id, session).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn sessions(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
+    let list: Vec<Value> = hub
+        .db
+        .sessions(user.id)
+        .await?
+        .into_iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "created_at": s.created_at,
+                "last_used_at": s.last_used_at,
+                "address": s.address,
+                "client": s.client,
+                "current": Some(s.id) == user.session,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+async fn revoke(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id: Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
+    if !hub.db.delete_session(user.id, id).await? {
+        return Err(ApiError::NotFound);
+    }
+    accounts::audit(&hub, user.id, "session_revoked", Some(ip), &format!("session {id}")).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revoke_others(State(hub): State<AppState>, user: AuthUser, ClientIp(ip): ClientIp) -> ApiResult<StatusCode> {
+    let n = hub.db.delete_other_sessions(user.id, user.session).await?;
+    accounts::audit(&hub, user.id, "sessions_revoked", Some(ip), &format!("{n} other session(s) signed out")).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn audit(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
+    Ok(Json(serde_json::to_value(hub.db.audit(user.id, accounts::AUDIT_LIMIT).await?).map_err(anyhow::Error::from)?))
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// Checks the caller's password (rate-limited like sign-in, as it is a
+/// guess too); `Unauthenticated` if it is wrong.
+async fn check_password(hub: &crate::Hub, user: &AuthUser, ip: std::net::IpAddr, password: String) -> ApiResult<()> {
+    let attempt = hub.limits.login(ip, &user.email).map_err(limited)?;
+    let stored = hub.db.user(user.id).await?.ok_or(ApiError::NotFound)?.password_hash;
+    let ok = match stored {
+        Some(hash) => verify_password(password, hash).await,
+        None => false,
+    };
+    if !ok {
+        return Err(ApiError::Unauthenticated("the current password is wrong".into()));
+    }
+    attempt.succeeded();
+    Ok(())
+}
+
+async fn change_password(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    ClientIp(ip): ClientIp,
+    raw: Raw,
+) -> ApiResult<StatusCode> {
+    let p: PasswordChange = body(raw)?;
+    if let Some(problem) = password_problem(&p.new_password, &user.email) {
+        return Err(ApiError::bad_request(problem));
+    }
+    check_password(&hub, &user, ip, p.current_password).await?;
+    hub.db.set_password_hash(user.id, &hash_password(p.new_password).await?).await?;
+    let ended = hub.db.delete_other_sessions(user.id, user.session).await?;
+    hub.db.void_email_tokens(user.id, "reset").await?;
+    accounts::audit(&hub, user.id, "password_changed", Some(ip), &format!("{ended} other session(s) signed out")).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct ResetRequest {
+    email: String,
+}
+
+async fn password_reset(State(hub): State<AppState>, ClientIp(ip): ClientIp, raw: Raw) -> ApiResult<StatusCode> {
+    let r: ResetRequest = body(raw)?;
+    hub.limits.password_reset(ip, &r.email).map_err(limited)?;
+    // 202 whether or not the account exists: the answer tells nothing.
+    if let Some(u) = hub.db.user_by_email(r.email.trim()).await?
+        && u.password_hash.is_some()
+    {
+        accounts::mail_link(&hub, u.id, Link::Reset, &u.email).await?;
+        accounts::audit(&hub, u.id, "password_reset_requested", Some(ip), "").await;
+    }
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize)]
+struct ResetConfirm {
+    token: String,
+    password: String,
+}
+
+async fn password_reset_confirm(
+    State(hub): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    raw: Raw,
+) -> ApiResult<Json<Value>> {
+    let c: ResetConfirm = body(raw)?;
+    hub.limits.password_reset(ip, "").map_err(limited)?;
+    // The password is checked before the link is used, so a weak one
+    // doesn't spend it.
+    if let Some(problem) = password_problem(&c.password, "") {
+        return Err(ApiError::bad_request(problem));
+    }
+    let hash = sha256(c.token.trim().as_bytes());
+    let t =
+        hub.db.redeem_email_token(&hash, &["reset"]).await?.ok_or_else(|| {
+            ApiError::bad_request("this reset link was already used or has expired; ask for a new one")
+        })?;
+    let user = hub.db.user(t.user_id).await?.ok_or_else(|| ApiError::bad_request("the account is gone"))?;
+    hub.db.set_password_hash(user.id, &hash_password(c.password).await?).await?;
+    hub.db.delete_other_sessions(user.id, None).await?;
+    // The mail reached its owner: the address works.
+    hub.db.mark_verified(user.id, &t.email).await?;
+    accounts::audit(&hub, user.id, "password_reset", Some(ip), "every session signed out").await;
+    let client = accounts::client_name(&headers);
+    Ok(Json(accounts::sign_in(&hub, user.id, &user.email, ip, &client).await?))
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    token: String,
+}
+
+async fn verify_email(State(hub): State<AppState>, ClientIp(ip): ClientIp, raw: Raw) -> ApiResult<Json<Value>> {
+    let t: TokenBody = body(raw)?;
+    let hash = sha256(t.token.trim().as_bytes());
+    let link = hub
+        .db
+        .redeem_email_token(&hash, &["verify", "change"])
+        .await?
+        .ok_or_else(|| ApiError::bad_request("this link was already used or has expired"))?;
+    if link.purpose == "change" {
+        let old = hub.db.user(link.user_id).await?.ok_or_else(|| ApiError::bad_request("the account is gone"))?;
+        match hub.db.change_email(link.user_id, &link.email).await {
+            Ok(()) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(ApiError::Conflict("another account has this email address now".into()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        accounts::audit(&hub, link.user_id, "email_changed", Some(ip), &format!("{} → {}", old.email, link.email))
+            .await;
+    } else if hub.db.mark_verified(link.user_id, &link.email).await? {
+        accounts::audit(&hub, link.user_id, "email_verified", Some(ip), &link.email).await;
+    } else {
+        return Err(ApiError::bad_request("the account's address has changed since this link was sent"));
+    }
+    Ok(Json(json!({ "email_verified": true, "email": link.email })))
+}
+
+async fn resend_verification(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    ClientIp(ip): ClientIp,
+) -> ApiResult<StatusCode> {
+    hub.limits.password_reset(ip, &user.email).map_err(limited)?;
+    if hub.db.email_verified(user.id).await? {
+        return Err(ApiError::Conflict("this address is already verified".into()));
+    }
+    let u = hub.db.user(user.id).await?.ok_or(ApiError::NotFound)?;
+    accounts::mail_link(&hub, u.id, Link::Verify, &u.email).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize)]
+struct EmailChange {
+    email: String,
+    password: String,
+}
+
+async fn change_email(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    ClientIp(ip): ClientIp,
+    raw: Raw,
+) -> ApiResult<StatusCode> {
+    let c: EmailChange = body(raw)?;
+    let email = c.email.trim().to_owned();
+    if !email_ok(&email) {
+        return Err(ApiError::bad_request("email address is not valid"));
+    }
+    check_password(&hub, &user, ip, c.password).await?;
+    if hub.db.user_by_email(&email).await?.is_some() {
+        return Err(ApiError::Conflict("an account with this email exists".into()));
+    }
+    accounts::mail_link(&hub, user.id, Link::Change, &email).await?;
+    accounts::audit(&hub, user.id, "email_change_requested", Some(ip), &email).await;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize)]
+struct DeleteRequest {
+    #[serde(default)]
+    password: String,
+}
+
+/// `DELETE /api/me`.
+pub(super) async fn delete_me(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    ClientIp(ip): ClientIp,
+    raw: Raw,
+) -> ApiResult<StatusCode> {
+    let d: DeleteRequest = body(raw)?;
+    let has_password = hub.db.user(user.id).await?.ok_or(ApiError::NotFound)?.password_hash.is_some();
+    // An account signed in elsewhere (Supabase) has no password here.
+    if has_password {
+        check_password(&hub, &user, ip, d.password).await?;
+    }
+    accounts::delete_account(&hub, user.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
