@@ -636,6 +636,16 @@ async fn a_stopped_projects_preview_starts_it_only_for_its_owner() {
     let stranger = hub.user().await;
     let r = p.client.get(format!("{}/", p.base)).bearer_auth(stranger.token.unwrap()).send().await.unwrap();
     assert_eq!(r.status(), 503);
+    // The owner's token from a session that has signed out is no one's.
+    let (_, me) = api.get("/api/me").await;
+    let creds = json!({"email": me["email"], "password": "correct horse battery"});
+    let (s, other) = hub.api().post("/api/auth/login", creds).await;
+    assert_eq!(s, 200, "{other}");
+    let ended = other["access_token"].as_str().unwrap();
+    let r = p.client.post(format!("{}/api/auth/logout", hub.http)).bearer_auth(ended).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = p.client.get(format!("{}/", p.base)).bearer_auth(ended).send().await.unwrap();
+    assert_eq!(r.status(), 503);
     let (_, v) = api.get(&format!("/api/projects/{id}")).await;
     assert_eq!(v["status"], "stopped", "a visitor started the VM");
 

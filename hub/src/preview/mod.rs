@@ -189,15 +189,26 @@ fn is_aether_token(hub: &Hub, value: &HeaderValue) -> bool {
 
 /// Whether the request comes from the project's owner: with a valid cookie
 /// for this preview (only the owner can get one, through `ports/open`) or
-/// with the owner's access token.
-fn from_owner(hub: &Hub, req: &Request, owner: Uuid, port: u16, project: Uuid) -> bool {
-    hub.previews.any_cookie_ok(cookie_lines(req), project, port)
-        || req
-            .headers()
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .filter_map(|v| v.to_str().ok().and_then(bearer))
-            .any(|t| hub.tokens.verify(t).is_some_and(|(claims, _)| claims.sub == owner))
+/// with the owner's access token, whose session must still be alive (a
+/// signed-out or revoked session's token wakes nothing).
+async fn from_owner(hub: &Hub, headers: &axum::http::HeaderMap, cookie_ok: bool, owner: Uuid) -> bool {
+    if cookie_ok {
+        return true;
+    }
+    let claims = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok().and_then(bearer))
+        .filter_map(|t| hub.tokens.verify(t))
+        .find(|(claims, _)| claims.sub == owner);
+    match claims {
+        Some((_, external)) if external => true,
+        Some((claims, _)) => match claims.sid {
+            Some(sid) => hub.db.session_alive(sid, owner).await.unwrap_or(false),
+            None => false,
+        },
+        None => false,
+    }
 }
 
 /// A `Set-Cookie` value from the app without its `Domain` attribute, so the
@@ -291,7 +302,8 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
     }
     if let Some(project) = project {
         let stopped = matches!(project.status.as_str(), "stopped" | "error");
-        if stopped && !from_owner(&hub, &req, project.owner_id, port, project_id) {
+        let cookie_ok = hub.previews.any_cookie_ok(cookie_lines(&req), project_id, port);
+        if stopped && !from_owner(&hub, req.headers(), cookie_ok, project.owner_id).await {
             // A visitor doesn't boot the VM on its owner's compute hours.
             if html {
                 return page(
