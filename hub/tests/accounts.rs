@@ -350,3 +350,27 @@ async fn deleting_the_account_removes_it_and_keeps_usage_without_owner() {
     // The address is free again.
     signup(&hub, &email).await;
 }
+
+/// An account whose address isn't verified runs one project at a time (the
+/// abuse guard); following the mailed link lifts it.
+#[tokio::test]
+async fn an_unverified_account_runs_one_project_until_it_verifies() {
+    let smtp = SmtpSink::start().await;
+    let url = smtp.url();
+    let hub = TestHub::start_with(&[("AETHER_SMTP_URL", url.as_str()), ("AETHER_UNVERIFIED_PROJECTS", "1")]).await;
+    let email = fresh_email();
+    let me = with_token(&hub.api(), &signup(&hub, &email).await["access_token"]);
+    let first = me.running_project().await;
+    let second = me.project("second").await;
+    let refused = me.post(&format!("/api/projects/{second}/start"), json!({})).await;
+    assert_code("a second project while unverified", refused.clone(), 403, "forbidden");
+    assert!(refused.1["error"]["message"].as_str().unwrap().contains("verify your email"), "{}", refused.1);
+    assert_eq!(me.get(&format!("/api/projects/{second}")).await.1["status"], "stopped");
+
+    let token = smtp.nth(&email, 0).await.token("verify-email");
+    let (s, v) = hub.api().post("/api/auth/verify-email", json!({"token": token})).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = me.post(&format!("/api/projects/{second}/start?wait=true"), json!({})).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("running")), "{v}");
+    assert_eq!(me.get(&format!("/api/projects/{first}")).await.1["status"], "running");
+}

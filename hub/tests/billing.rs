@@ -308,3 +308,30 @@ async fn an_upgrade_lifts_the_compute_limit_at_once() {
     let (s, v) = user.post(&format!("/api/projects/{project}/start?wait=true"), json!({})).await;
     assert_eq!((s, v["status"].as_str()), (200, Some("running")), "{v}");
 }
+
+/// Deleting an account that pays cancels its subscription at Stripe, and
+/// its running VM and home go with it.
+#[tokio::test]
+async fn deleting_a_paying_account_cancels_its_subscription_and_ends_its_vm() {
+    let fake = FakeStripe::start().await;
+    let hub = billing_hub(&fake, &[]).await;
+    let user = hub.user().await;
+    let hooks = Webhooks::new(&hub.http);
+    let sub = subscribe(&fake, &hooks, &user, "pro").await;
+    let project = user.running_project().await;
+    assert!(!support::vm_processes(&project).is_empty(), "the VM runs");
+    let email = me(&user).await["email"].as_str().unwrap().to_owned();
+
+    let (s, v) =
+        user.call(reqwest::Method::DELETE, "/api/me", Some(json!({"password": "correct horse battery"}))).await;
+    assert_eq!(s, 204, "{v}");
+    assert_eq!(fake.requests_to("DELETE", &format!("/v1/subscriptions/{}", sub.id)).len(), 1);
+    assert_eq!(fake.subscription(&sub.id).status, "canceled");
+    support::eventually("the VM's processes gone", std::time::Duration::from_secs(30), || async {
+        support::vm_processes(&project).is_empty().then_some(())
+    })
+    .await;
+    assert!(!hub.data.join("vms").join(&project).exists(), "the VM's folder and home are gone");
+    let (s, v) = hub.api().post("/api/auth/login", json!({"email": email, "password": "correct horse battery"})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (401, Some("unauthenticated")), "{v}");
+}

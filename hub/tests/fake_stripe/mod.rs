@@ -104,7 +104,7 @@ impl FakeStripe {
             .route("/v1/customers", post(create_customer))
             .route("/v1/checkout/sessions", post(create_checkout_session))
             .route("/v1/billing_portal/sessions", post(create_portal_session))
-            .route("/v1/subscriptions/{id}", get(retrieve_subscription))
+            .route("/v1/subscriptions/{id}", get(retrieve_subscription).delete(cancel_subscription))
             .with_state(world.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -312,6 +312,22 @@ async fn retrieve_subscription(State(world): State<Shared>, headers: HeaderMap, 
     let w = world.lock().unwrap();
     match w.subscriptions.get(&id) {
         Some(sub) => Ok(Json(subscription_object(sub))),
+        None => {
+            Err(stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", &format!("No such subscription: '{id}'")))
+        }
+    }
+}
+
+/// `DELETE /v1/subscriptions/{id}`: cancels at once and answers with the
+/// canceled subscription; an unknown id is a 404, as Stripe's.
+async fn cancel_subscription(State(world): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Answer {
+    record(&world, &headers, "DELETE", format!("/v1/subscriptions/{id}"), vec![])?;
+    let mut w = world.lock().unwrap();
+    match w.subscriptions.get_mut(&id) {
+        Some(sub) => {
+            sub.status = "canceled".into();
+            Ok(Json(subscription_object(sub)))
+        }
         None => {
             Err(stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", &format!("No such subscription: '{id}'")))
         }
