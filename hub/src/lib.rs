@@ -19,6 +19,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod idle;
 pub mod metrics;
 pub mod pg;
 pub mod plans;
@@ -31,6 +32,7 @@ pub mod site;
 pub mod ssh;
 pub mod tls;
 pub mod tunnel;
+pub mod usage;
 
 use anyhow::Context;
 use config::{ComputeKind, Config};
@@ -63,6 +65,8 @@ pub struct Hub {
     pub limits: rate::Limits,
     /// Stripe, when billing is on.
     pub billing: Option<billing::Billing>,
+    /// What keeps each VM awake (`idle`).
+    pub activity: idle::Activity,
 }
 
 /// Where a running hub listens, written to `{data_dir}/hub.json` at start.
@@ -247,6 +251,7 @@ async fn serve(
     }
     let hub = Arc::new(Hub {
         billing,
+        activity: idle::Activity::default(),
         ssh,
         limits: rate::Limits::default(),
         web_dir: web_dir(&config),
@@ -264,6 +269,10 @@ async fn serve(
         instance_id: uuid::Uuid::new_v4().to_string(),
     });
     projects::reconcile(&hub).await.context("reconciling projects with their VMs")?;
+    // What ran and stopped while no hub watched is metered before anything else.
+    if let Err(e) = usage::audit(&hub).await {
+        tracing::warn!(error = format!("{e:#}"), "usage audit at start failed");
+    }
 
     let addresses = Addresses { http: http_addr, tunnel: tunnel_addr, ssh: Some(ssh_addr) };
     std::fs::write(data_dir.join("hub.json"), serde_json::to_vec(&addresses)?)?;
@@ -273,6 +282,8 @@ async fn serve(
         tokio::spawn(tunnel::serve(endpoint.clone(), tunnel_server, hub.clone(), plane.placer(), shutdown.clone()));
     let jump = tokio::spawn(ssh::serve(ssh_listener, hub.clone(), shutdown.clone()));
     let reconciler = tokio::spawn(reconcile::run(hub.clone(), shutdown.clone()));
+    tokio::spawn(usage::run(hub.clone(), shutdown.clone()));
+    tokio::spawn(idle::run(hub.clone(), shutdown.clone()));
     if let Some(local) = local {
         tokio::spawn(local.supervise(shutdown.clone()));
     }

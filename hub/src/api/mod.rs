@@ -1,6 +1,7 @@
 //! The HTTP API: the router, shared state, and cross-cutting layers (request
 //! ids, metrics). Each submodule serves one part of the contract.
 
+mod activity;
 mod agents;
 mod auth;
 mod billing;
@@ -38,6 +39,7 @@ pub fn app(state: AppState) -> Router {
         .merge(ports::routes())
         .merge(agents::routes())
         .merge(billing::routes())
+        .merge(activity::routes())
         .fallback(|| async { crate::error::ApiError::NotFound });
     Router::new()
         .nest("/api", api)

@@ -200,6 +200,16 @@ fn from_owner(hub: &Hub, req: &Request, owner: Uuid, port: u16, project: Uuid) -
             .any(|t| hub.tokens.verify(t).is_some_and(|(claims, _)| claims.sub == owner))
 }
 
+/// The users whose aether access tokens the request carries.
+fn token_users(hub: &Hub, req: &Request) -> Vec<Uuid> {
+    req.headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok().and_then(bearer))
+        .filter_map(|t| hub.tokens.verify(t).map(|(claims, _)| claims.sub))
+        .collect()
+}
+
 /// A `Set-Cookie` value from the app without its `Domain` attribute, so the
 /// cookie stays on the preview's own host: an app must not set cookies for
 /// the domain every user's previews share (nor for `localhost`, which a
@@ -335,6 +345,16 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
             );
         }
         return ApiError::Unavailable { status: "starting".into() }.into_response();
+    }
+    // The owner's requests keep the VM awake: the cookie needs no lookup,
+    // an access token is checked against the project's owner.
+    let by_cookie = hub.previews.any_cookie_ok(cookie_lines(&req), project_id, port);
+    let users = if by_cookie { vec![] } else { token_users(&hub, &req) };
+    if by_cookie
+        || (!users.is_empty()
+            && matches!(hub.db.project_any(project_id).await, Ok(Some(p)) if users.contains(&p.owner_id)))
+    {
+        hub.activity.touch(project_id, crate::idle::Signal::Preview);
     }
     strip_credentials(&hub, &mut req);
     match proxy::forward(&hub, req, project_id, port).await {
