@@ -158,7 +158,7 @@ impl Activity {
                 .filter_map(|k| s.last.get(k).map(|t| (*k, *t)))
                 .filter(|(_, t)| now.duration_since(*t) < timeout)
                 .collect();
-            recent.sort_by(|a, b| b.1.cmp(&a.1));
+            recent.sort_by_key(|r| std::cmp::Reverse(r.1));
             let last = recent.first().map_or(since, |(_, t)| (*t).max(since));
             Awake { stop_at: last + timeout, because: recent.into_iter().map(|(k, _)| k).collect() }
         })
@@ -182,17 +182,16 @@ impl Activity {
 pub fn wall(at: Instant) -> DateTime<Utc> {
     let now = Instant::now();
     let utc = Utc::now();
-    if at >= now {
-        utc + (at - now)
-    } else {
-        utc - (now - at)
-    }
+    if at >= now { utc + (at - now) } else { utc - (now - at) }
 }
 
 /// Each plan's idle timeout, from `plan_limits`, or the override.
 pub async fn timeouts(hub: &Hub) -> anyhow::Result<impl Fn(&str) -> Duration + use<>> {
-    let table: HashMap<String, i64> =
-        sqlx::query_as("SELECT plan, idle_timeout_s FROM plan_limits").fetch_all(&hub.db.pool).await?.into_iter().collect();
+    let table: HashMap<String, i64> = sqlx::query_as("SELECT plan, idle_timeout_s FROM plan_limits")
+        .fetch_all(&hub.db.pool)
+        .await?
+        .into_iter()
+        .collect();
     let fixed = hub.config.idle_timeout;
     Ok(move |plan: &str| {
         fixed.unwrap_or_else(|| {
@@ -212,12 +211,13 @@ pub async fn timeout_of(hub: &Hub, owner: Uuid) -> anyhow::Result<Duration> {
 /// and stops the idle ones.
 pub async fn sweep(hub: &Arc<Hub>) -> anyhow::Result<()> {
     let timeout_of = timeouts(hub).await?;
-    let plans: HashMap<Uuid, String> =
-        sqlx::query_as("SELECT p.id, u.plan FROM projects p JOIN users u ON u.id = p.owner_id WHERE p.status = 'running'")
-            .fetch_all(&hub.db.pool)
-            .await?
-            .into_iter()
-            .collect();
+    let plans: HashMap<Uuid, String> = sqlx::query_as(
+        "SELECT p.id, u.plan FROM projects p JOIN users u ON u.id = p.owner_id WHERE p.status = 'running'",
+    )
+    .fetch_all(&hub.db.pool)
+    .await?
+    .into_iter()
+    .collect();
     {
         // Stopped VMs' signals go.
         let mut map = hub.activity.map.lock().expect("activity lock");

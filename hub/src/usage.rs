@@ -57,7 +57,8 @@ pub async fn stopped(hub: &Hub, project: Uuid, at: DateTime<Utc>) -> anyhow::Res
 /// Brings the project's records in line with the provider's runs.
 async fn sync(db: &Db, project: Uuid, runs: &[Run]) -> anyhow::Result<()> {
     let keys: Vec<String> = runs.iter().map(|r| r.key.clone()).collect();
-    let known: HashMap<String, Option<DateTime<Utc>>> = db.usage_records_of(project, &keys).await?.into_iter().collect();
+    let known: HashMap<String, Option<DateTime<Utc>>> =
+        db.usage_records_of(project, &keys).await?.into_iter().collect();
     for run in runs {
         let lost = !run.running && run.ended_at.is_none();
         match known.get(&run.key) {
@@ -244,7 +245,11 @@ impl Db {
     }
 
     /// The user's compute seconds since `since`, by day (UTC), oldest first.
-    pub async fn compute_by_day(&self, user: Uuid, since: DateTime<Utc>) -> sqlx::Result<Vec<(chrono::NaiveDate, i64)>> {
+    pub async fn compute_by_day(
+        &self,
+        user: Uuid,
+        since: DateTime<Utc>,
+    ) -> sqlx::Result<Vec<(chrono::NaiveDate, i64)>> {
         sqlx::query_as(
             "SELECT d::date, SUM(EXTRACT(EPOCH FROM LEAST(COALESCE(r.ended_at, now()), (d + interval '1 day') AT TIME ZONE 'UTC') \
                                    - GREATEST(r.started_at, d AT TIME ZONE 'UTC')))::bigint \

@@ -58,8 +58,7 @@ fn events(hub: &TestHub, api: &Api, id: &str) -> std::sync::Arc<std::sync::Mutex
 #[tokio::test]
 async fn idle_vms_stop_and_working_ones_do_not() {
     let timeout = TIMEOUT_S.to_string();
-    let hub =
-        TestHub::start_with(&[("AETHER_IDLE_TIMEOUT_S", &timeout), ("AETHER_METER_INTERVAL_MS", "500")]).await;
+    let hub = TestHub::start_with(&[("AETHER_IDLE_TIMEOUT_S", &timeout), ("AETHER_METER_INTERVAL_MS", "500")]).await;
     let api = hub.user().await;
 
     // An agent's long command over SSH.

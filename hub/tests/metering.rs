@@ -40,12 +40,15 @@ fn started_at(pid: i32) -> Option<f64> {
     Some(wall_now() - (uptime - ticks as f64 / 100.0))
 }
 
+/// One sandbox as seen from outside: its pid, start and end (epoch seconds).
+type Seen = (i32, f64, Option<f64>);
+
 /// The sandbox's lifetimes as the test sees them: every 5 ms, the pid the
 /// provider keeps for the VM; a new live pid starts an interval (at its
 /// process's start time), a dead one ends it.
 #[derive(Clone, Default)]
 struct Truth {
-    runs: Arc<Mutex<Vec<(i32, f64, Option<f64>)>>>,
+    runs: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -76,12 +79,8 @@ impl Truth {
         truth
     }
 
-    fn runs(&self) -> Vec<(i32, f64, Option<f64>)> {
+    fn runs(&self) -> Vec<Seen> {
         self.runs.lock().unwrap().clone()
-    }
-
-    fn pids(&self) -> Vec<i32> {
-        self.runs().iter().map(|r| r.0).collect()
     }
 
     fn seconds(&self) -> f64 {
@@ -251,6 +250,5 @@ async fn metered_seconds_match_the_sandboxs_lifetime_whatever_happens_to_aetherd
     })
     .await;
     assert_eq!(used(&api).await, before);
-    let _ = truth.pids();
     drop(hub);
 }
