@@ -90,8 +90,7 @@ async fn boot(hub: &Hub, project: &Project) -> anyhow::Result<()> {
     hub.db.set_machine(id, &sha256(token.as_bytes()), None).await?;
     let env = project.env_vars.as_object().into_iter().flatten();
     let env = env.filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect();
-    let plan = hub.db.user(project.owner_id).await?.map(|u| u.plan).unwrap_or_default();
-    let limits = crate::plans::vm_limits(&plan);
+    let limits = crate::plans::of_user(&hub.db, project.owner_id).await?.vm();
     let began = chrono::Utc::now();
     hub.compute.start(&StartSpec { project_id: id, machine_token: token, env, limits }).await?;
     if let Err(e) = crate::usage::started(hub, id, began).await {

@@ -252,3 +252,57 @@ async fn metered_seconds_match_the_sandboxs_lifetime_whatever_happens_to_aetherd
     assert_eq!(used(&api).await, before);
     drop(hub);
 }
+
+#[tokio::test]
+async fn plans_are_data_and_the_monthly_roll_up_splits_runs_at_month_ends() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let pool = hub.db().await;
+
+    // A plan change is an UPDATE: it holds at once.
+    sqlx::query("UPDATE plan_limits SET projects = 1, compute_seconds = 7200 WHERE plan = 'free'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let id = api.project("one").await;
+    let (s, v) = api.post("/api/projects", json!({ "name": "two" })).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("limit_reached")), "{v}");
+    let (_, u) = api.get("/api/billing/usage").await;
+    assert_eq!((u["compute_seconds_limit"].as_i64(), u["projects_limit"].as_i64()), (Some(7200), Some(1)), "{u}");
+    let plans = u["plans"].as_array().unwrap();
+    assert_eq!(plans.iter().map(|p| p["plan"].as_str().unwrap()).collect::<Vec<_>>(), ["free", "pro", "team"]);
+    assert!(plans[1]["compute_seconds"].as_i64() > plans[0]["compute_seconds"].as_i64(), "{u}");
+
+    // A run from an hour before this month to an hour into it, recorded
+    // late (closed after the fact): an hour in each month.
+    sqlx::query(
+        "INSERT INTO usage_records (id, project_id, owner_id, run_key, started_at, ended_at, last_tick_at, cpus, memory_mb) \
+         SELECT gen_random_uuid(), p.id, p.owner_id, 'late', m - interval '1 hour', m + interval '1 hour', \
+                m + interval '1 hour', 1, 2048 \
+         FROM projects p, (SELECT date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS m) month \
+         WHERE p.id = $1::uuid",
+    )
+    .bind(&id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (_, u) = api.get("/api/billing/usage").await;
+    assert_eq!(u["compute_seconds_used"], 3600, "{u}");
+    assert_eq!(u["by_project"][0]["name"], "one", "{u}");
+    let day = &u["by_day"][0];
+    assert_eq!(
+        (day["compute_seconds"].as_i64(), day["date"].as_str()),
+        (Some(3600), u["period_start"].as_str().map(|s| &s[..10])),
+        "{u}"
+    );
+    let (s, months) = api.get("/api/billing/usage/monthly").await;
+    assert_eq!(s, 200, "{months}");
+    let seconds: Vec<i64> = months.as_array().unwrap().iter().map(|m| m["compute_seconds"].as_i64().unwrap()).collect();
+    assert_eq!(seconds, [3600, 3600], "{months}");
+    assert_eq!((months[0]["cpus"].as_i64(), months[0]["memory_mb"].as_i64()), (Some(1), Some(2048)));
+
+    // Another user sees none of it.
+    let other = hub.user().await;
+    let (_, theirs) = other.get("/api/billing/usage/monthly").await;
+    assert_eq!(theirs, json!([]));
+}
