@@ -7,7 +7,8 @@
 //! terminal input (keystrokes, not output: `api::terminals`), a file written
 //! through the API (`api::files`), an SSH or agent session open (aetherd's
 //! heartbeats count the jump host's connections), preview requests from the
-//! owner (`preview`), and CPU use above `CPU_AWAKE` of one CPU (the local
+//! owner, or from anyone on a port the owner marked `keeps_awake`
+//! (`preview`), and CPU use above `CPU_AWAKE` of one CPU (the local
 //! VM's cgroup; elsewhere the load the heartbeats carry). The clock starts
 //! when the VM starts (or when this hub starts, for VMs it found running).
 //!
@@ -78,6 +79,8 @@ struct Signals {
 #[derive(Default)]
 pub struct Activity {
     map: Mutex<HashMap<Uuid, Signals>>,
+    /// Ports whose public visitors keep their VM awake (refreshed each sweep).
+    awake_ports: Mutex<std::collections::HashSet<(Uuid, u16)>>,
 }
 
 /// A project's awake state at one moment.
@@ -93,6 +96,28 @@ impl Activity {
     fn with<T>(&self, project: Uuid, f: impl FnOnce(&mut Signals) -> T) -> T {
         let mut map = self.map.lock().expect("activity lock");
         f(map.entry(project).or_default())
+    }
+
+    /// Whether a public visitor's request to the port keeps its VM awake.
+    pub fn keeps_awake(&self, project: Uuid, port: u16) -> bool {
+        self.awake_ports.lock().expect("awake ports lock").contains(&(project, port))
+    }
+
+    pub fn set_keeps_awake(&self, project: Uuid, port: u16, on: bool) {
+        let mut ports = self.awake_ports.lock().expect("awake ports lock");
+        if on {
+            ports.insert((project, port));
+        } else {
+            ports.remove(&(project, port));
+        }
+    }
+
+    /// A preview request: it keeps the VM awake when it is the owner's, or
+    /// when the owner said the port's visitors do.
+    pub fn preview(&self, project: Uuid, port: u16, owner: bool) {
+        if owner || self.keeps_awake(project, port) {
+            self.touch(project, Signal::Preview);
+        }
     }
 
     /// Something that keeps the VM awake happened now.
@@ -223,6 +248,9 @@ pub async fn sweep(hub: &Arc<Hub>) -> anyhow::Result<()> {
         let mut map = hub.activity.map.lock().expect("activity lock");
         map.retain(|id, _| plans.contains_key(id));
     }
+    let ports = hub.db.keeps_awake_ports().await?;
+    *hub.activity.awake_ports.lock().expect("awake ports lock") =
+        ports.into_iter().filter_map(|(p, port)| Some((p, u16::try_from(port).ok()?))).collect();
     for (id, plan) in plans {
         hub.activity.cpu(id, hub.compute.cpu_usage_ns(id));
         let timeout = timeout_of(&plan);

@@ -237,6 +237,59 @@ impl Db {
         Ok(())
     }
 
+    /// Each port's (port, keeps_awake, wakes_on_visit) the owner set.
+    pub async fn port_flags(&self, project: Uuid) -> sqlx::Result<Vec<(i32, bool, bool)>> {
+        sqlx::query_as("SELECT port, keeps_awake, wakes_on_visit FROM port_settings WHERE project_id = $1")
+            .bind(project)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Sets a port's flags (those given); returns them as they now stand.
+    pub async fn set_port_flags(
+        &self,
+        project: Uuid,
+        port: u16,
+        keeps_awake: Option<bool>,
+        wakes_on_visit: Option<bool>,
+    ) -> sqlx::Result<(bool, bool)> {
+        sqlx::query_as(
+            "INSERT INTO port_settings (project_id, port, visibility, keeps_awake, wakes_on_visit) \
+             VALUES ($1, $2, 'private', COALESCE($3, false), COALESCE($4, false)) \
+             ON CONFLICT (project_id, port) DO UPDATE SET \
+               keeps_awake = COALESCE($3, port_settings.keeps_awake), \
+               wakes_on_visit = COALESCE($4, port_settings.wakes_on_visit), updated_at = now() \
+             RETURNING keeps_awake, wakes_on_visit",
+        )
+        .bind(project)
+        .bind(i32::from(port))
+        .bind(keeps_awake)
+        .bind(wakes_on_visit)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Whether a public visit to the port may start the stopped VM.
+    pub async fn wakes_on_visit(&self, project: Uuid, port: u16) -> sqlx::Result<bool> {
+        let found: Option<bool> =
+            sqlx::query_scalar("SELECT wakes_on_visit FROM port_settings WHERE project_id = $1 AND port = $2")
+                .bind(project)
+                .bind(i32::from(port))
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.unwrap_or(false))
+    }
+
+    /// Ports of running VMs whose public visitors keep them awake.
+    pub async fn keeps_awake_ports(&self) -> sqlx::Result<Vec<(Uuid, i32)>> {
+        sqlx::query_as(
+            "SELECT s.project_id, s.port FROM port_settings s JOIN projects p ON p.id = s.project_id \
+             WHERE s.keeps_awake AND p.status = 'running'",
+        )
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// Projects with an open record.
     pub async fn usage_open_projects(&self) -> sqlx::Result<Vec<Uuid>> {
         sqlx::query_scalar("SELECT DISTINCT project_id FROM usage_records WHERE ended_at IS NULL")

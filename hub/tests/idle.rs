@@ -163,3 +163,42 @@ async fn idle_vms_stop_and_working_ones_do_not() {
     let other = hub.user().await;
     assert_eq!(other.get(&format!("/api/projects/{idle_vm}/activity")).await.0, 404);
 }
+
+#[tokio::test]
+async fn a_public_visit_starts_a_stopped_vm_only_where_the_owner_allows_it() {
+    let hub = TestHub::start().await;
+    let api = hub.user().await;
+    let id = api.running_project().await;
+    let port = free_port();
+    let (s, v) = api.patch(&format!("/api/projects/{id}/ports/{port}"), json!({ "visibility": "public" })).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = api.post(&format!("/api/projects/{id}/stop?wait=true"), json!({})).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("stopped")), "{v}");
+
+    let hub_addr: SocketAddr = hub.http.trim_start_matches("http://").parse().unwrap();
+    let name = format!("{port}-{id}.preview.localhost");
+    let visitor = reqwest::Client::builder().resolve(&name, hub_addr).build().unwrap();
+    let url = format!("http://{name}:{}/", hub_addr.port());
+    let visit = || visitor.get(&url).header("accept", "application/json").send();
+
+    // By default a visitor neither starts the VM nor spends its owner's hours.
+    let r = visit().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["status"], "stopped", "{body}");
+    // The visit started nothing.
+    let (_, p) = api.get(&format!("/api/projects/{id}")).await;
+    assert_eq!(p["status"], "stopped", "{p}");
+
+    // The owner lets visits to this port wake it.
+    let (s, v) = api.patch(&format!("/api/projects/{id}/ports/{port}"), json!({ "wakes_on_visit": true })).await;
+    assert_eq!((s, v["visibility"].as_str()), (200, Some("public")), "{v}");
+    let r = visit().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["status"], "starting", "{body}");
+    support::eventually("the VM started by a visit", Duration::from_secs(60), || async {
+        (project(&api, &id).await["status"] == "running").then_some(())
+    })
+    .await;
+}

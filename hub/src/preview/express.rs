@@ -100,9 +100,7 @@ pub async fn serve(
     loop {
         let request = match prepare(buf, &hub.previews, |p| hub.tunnels.contains(p), proto, &client) {
             Prepared::Express(r) => {
-                if r.owner {
-                    hub.activity.touch(r.project, crate::idle::Signal::Preview);
-                }
+                hub.activity.preview(r.project, r.port, r.owner);
                 r
             }
             Prepared::Partial if buf.len() < MAX_HEAD => {

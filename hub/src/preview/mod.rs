@@ -301,8 +301,12 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
     }
     if let Some(project) = project {
         let stopped = matches!(project.status.as_str(), "stopped" | "error");
-        if stopped && !from_owner(&hub, &req, project.owner_id, port, project_id) {
-            // A visitor doesn't boot the VM on its owner's compute hours.
+        let invited = stopped
+            && visibility == Visibility::Public
+            && hub.db.wakes_on_visit(project_id, port).await.unwrap_or(false);
+        if stopped && !invited && !from_owner(&hub, &req, project.owner_id, port, project_id) {
+            // A visitor doesn't boot the VM on its owner's compute hours,
+            // unless the owner said visits to this port may.
             if html {
                 return page(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -350,12 +354,10 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
     // an access token is checked against the project's owner.
     let by_cookie = hub.previews.any_cookie_ok(cookie_lines(&req), project_id, port);
     let users = if by_cookie { vec![] } else { token_users(&hub, &req) };
-    if by_cookie
+    let owner = by_cookie
         || (!users.is_empty()
-            && matches!(hub.db.project_any(project_id).await, Ok(Some(p)) if users.contains(&p.owner_id)))
-    {
-        hub.activity.touch(project_id, crate::idle::Signal::Preview);
-    }
+            && matches!(hub.db.project_any(project_id).await, Ok(Some(p)) if users.contains(&p.owner_id)));
+    hub.activity.preview(project_id, port, owner);
     strip_credentials(&hub, &mut req);
     match proxy::forward(&hub, req, project_id, port).await {
         Ok(resp) => resp,
