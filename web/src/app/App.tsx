@@ -5,6 +5,7 @@
 import { lazy, Suspense, useEffect, useSyncExternalStore } from "react";
 import { tokenStore } from "../api/token";
 import { AuthPage } from "../auth/AuthPage";
+import { BillingPage } from "../billing/BillingPage";
 import { ProjectsPage } from "../projects/ProjectsPage";
 import { WorkspaceSkeleton } from "../workspace/WorkspaceSkeleton";
 import { Link } from "../ui/Link";
@@ -45,6 +46,7 @@ export function App() {
   }
 
   if (pathname === PROJECTS) return <ProjectsPage />;
+  if (pathname === "/billing") return <BillingPage />;
 
   const workspace = /^\/p\/([^/]+)\/?$/.exec(pathname);
   if (workspace?.[1]) {
