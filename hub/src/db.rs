@@ -382,13 +382,15 @@ impl Db {
         self.opened_one(found)
     }
 
-    /// Keeps why (and when) the hub stopped a stopped project by itself.
-    pub async fn set_stop_reason(&self, id: Uuid, reason: &str) -> sqlx::Result<Option<Project>> {
+    /// Marks the project stopped by the hub itself, in one step: the
+    /// message (`error_message`), why (`stop_reason`) and when (`stopped_at`).
+    pub async fn set_stopped_because(&self, id: Uuid, message: &str, reason: &str) -> sqlx::Result<Option<Project>> {
         let found = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE projects SET stop_reason = $2, stopped_at = now() WHERE id = $1 AND status = 'stopped' \
-             RETURNING {PROJECT_COLS}"
+            "UPDATE projects SET status = 'stopped', error_message = $2, stop_reason = $3, stopped_at = now(), \
+               updated_at = now() WHERE id = $1 RETURNING {PROJECT_COLS}"
         )))
         .bind(id)
+        .bind(message)
         .bind(reason)
         .fetch_optional(&self.pool)
         .await?;

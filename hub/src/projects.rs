@@ -200,15 +200,16 @@ async fn finish_stop(hub: &Hub, id: Uuid, reason: Option<(&str, &str)>) -> anyho
     }
     hub.tunnels.close(id, "stopped");
     match &result {
-        Ok(()) => {
-            let stopped = set_status(hub, id, "stopped", reason.map(|(_, m)| m)).await?;
-            if let Some((code, _)) = reason
-                && let Some(p) = hub.db.set_stop_reason(id, code).await?
-            {
-                publish(hub, &p);
+        Ok(()) => match reason {
+            Some((code, message)) => {
+                let p = hub.db.set_stopped_because(id, message, code).await?;
+                if let Some(p) = &p {
+                    publish(hub, p);
+                }
+                p
             }
-            stopped
-        }
+            None => set_status(hub, id, "stopped", None).await?,
+        },
         Err(e) => set_status(hub, id, "error", Some(&format!("could not stop the VM: {e:#}"))).await?,
     };
     result

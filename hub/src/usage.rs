@@ -14,8 +14,10 @@
 //! record runs from the hub's start to the hub's stop, and the audit
 //! (`audit`, every `meter_interval`) asks the provider's inventory: a
 //! machine still running ticks its record, one that stopped while the hub
-//! didn't watch closes it at its last tick. The audit runs once when the
-//! hub starts too, so what happened while it was down is settled then.
+//! didn't watch closes it when the provider says it stopped (Fly: the time
+//! of the event that put it in its state), else at its last tick. The
+//! audit runs once when the hub starts too, so what happened while it was
+//! down is settled then.
 //!
 //! Monthly totals are sums over the records (`usage_monthly` in the
 //! database, and the queries in `Db`), never kept anywhere else, so a record
@@ -80,12 +82,15 @@ async fn sync(db: &Db, project: Uuid, runs: &[Run]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A machine's state and, when stopped, since when (from `inventory`).
+type Listing = (MachineState, Option<DateTime<Utc>>);
+
 /// One audit: every project with an open record or an active status is
 /// compared with the provider.
 pub async fn audit(hub: &Hub) -> anyhow::Result<()> {
     let mut projects: HashSet<Uuid> = hub.db.usage_open_projects().await?.into_iter().collect();
     projects.extend(hub.db.active_projects().await?.into_iter().map(|p| p.id));
-    let mut inventory: Option<HashMap<Uuid, MachineState>> = None;
+    let mut inventory: Option<HashMap<Uuid, Listing>> = None;
     for project in projects {
         if let Some(runs) = hub.compute.runs(project).await? {
             sync(&hub.db, project, &runs).await?;
@@ -93,13 +98,16 @@ pub async fn audit(hub: &Hub) -> anyhow::Result<()> {
         }
         if inventory.is_none() {
             let listed = hub.compute.inventory().await?;
-            inventory = Some(listed.into_iter().map(|l| (l.project, l.state)).collect());
+            inventory = Some(listed.into_iter().map(|l| (l.project, (l.state, l.stopped_since))).collect());
         }
-        let state = inventory.as_ref().and_then(|i| i.get(&project)).copied().unwrap_or(MachineState::Missing);
+        let (state, stopped) =
+            inventory.as_ref().and_then(|i| i.get(&project)).copied().unwrap_or((MachineState::Missing, None));
         if state == MachineState::Running {
             hub.db.usage_confirm(project).await?;
         } else {
-            hub.db.usage_close(project, None).await?;
+            // When the provider says it stopped, or else at the last tick
+            // (heartbeat or the provider's last "running").
+            hub.db.usage_close_stopped(project, stopped).await?;
         }
     }
     Ok(())
@@ -208,6 +216,22 @@ impl Db {
         )
         .bind(project)
         .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Closes the project's open records of a machine that isn't running:
+    /// at `stopped` (the provider's time), when it falls within the record,
+    /// else at the last tick.
+    pub async fn usage_close_stopped(&self, project: Uuid, stopped: Option<DateTime<Utc>>) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE usage_records SET ended_at = CASE WHEN $2 >= started_at AND $2 <= now() THEN $2 \
+               ELSE GREATEST(started_at, last_tick_at) END \
+             WHERE project_id = $1 AND ended_at IS NULL",
+        )
+        .bind(project)
+        .bind(stopped)
         .execute(&self.pool)
         .await?;
         Ok(())

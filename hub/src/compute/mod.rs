@@ -46,6 +46,9 @@ pub struct Listed {
     pub detail: String,
     /// When the machine entered a transient state (starting, stopping, ...), if it is in one.
     pub transient_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// When a machine that isn't running stopped, as the provider tells
+    /// (the meter closes a run the hub missed there).
+    pub stopped_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One run of a machine (boot to exit) as the provider saw it: the
@@ -96,6 +99,7 @@ pub trait Compute: Send + Sync {
                 state,
                 detail: format!("{state:?}").to_lowercase(),
                 transient_since: None,
+                stopped_since: None,
             });
         }
         Ok(out)
