@@ -204,6 +204,10 @@ impl LocalCompute {
 
     /// Ends every process of the VM.
     async fn halt(&self, project: Uuid) -> anyhow::Result<()> {
+        // Only a run that was still going ends now; one that had ended by
+        // itself ended when its watcher said (or, with no watcher left to
+        // say, the meter closes it at its last tick).
+        let was_running = self.pid(project).is_some();
         match &self.isolation {
             Isolation::Sandbox(_) => Sandbox::kill(project).await?,
             Isolation::Off(_) => {
@@ -230,7 +234,9 @@ impl LocalCompute {
         if let Ok(key) = std::fs::read_to_string(dir.join("vm.run")) {
             // Every process is gone: the run ended now, if the watcher
             // hasn't said so earlier.
-            let _ = runs::ended(&dir.join(runs::LOG), key.trim(), chrono::Utc::now());
+            if was_running {
+                let _ = runs::ended(&dir.join(runs::LOG), key.trim(), chrono::Utc::now());
+            }
             let _ = std::fs::remove_file(dir.join("vm.run"));
         }
         let _ = std::fs::remove_file(dir.join("vm.pid"));
