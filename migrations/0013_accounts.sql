@@ -59,3 +59,9 @@ ALTER TABLE vm_boots DROP CONSTRAINT vm_boots_owner_id_fkey;
 ALTER TABLE vm_boots ALTER COLUMN owner_id DROP NOT NULL;
 ALTER TABLE vm_boots ADD CONSTRAINT vm_boots_owner_id_fkey
     FOREIGN KEY (owner_id) REFERENCES users (id) ON DELETE SET NULL;
+
+-- The same for the usage records the provider audits.
+ALTER TABLE usage_records DROP CONSTRAINT usage_records_owner_id_fkey;
+ALTER TABLE usage_records ALTER COLUMN owner_id DROP NOT NULL;
+ALTER TABLE usage_records ADD CONSTRAINT usage_records_owner_id_fkey
+    FOREIGN KEY (owner_id) REFERENCES users (id) ON DELETE SET NULL;

@@ -89,6 +89,11 @@ pub struct Config {
     pub fly: Option<crate::compute::fly::FlyConfig>,
     /// How often reconciliation compares the provider's machines with the database.
     pub reconcile_interval: Duration,
+    /// How often the meter asks the provider which machines run (closing
+    /// usage records the hub missed) and the idle sweep runs.
+    pub meter_interval: Duration,
+    /// Overrides every plan's idle timeout (self-hosting, tests).
+    pub idle_timeout: Option<Duration>,
     /// How long a machine without a project is left alone before it is destroyed.
     pub orphan_grace: Duration,
     /// How long a project or machine may stay in a transient state before it is reported.
@@ -194,6 +199,8 @@ impl fmt::Debug for Config {
             .field("tunnel_public_addr", &self.tunnel_public_addr)
             .field("fly", &self.fly)
             .field("reconcile_interval", &self.reconcile_interval)
+            .field("meter_interval", &self.meter_interval)
+            .field("idle_timeout", &self.idle_timeout)
             .field("orphan_grace", &self.orphan_grace)
             .field("stuck_after", &self.stuck_after)
             .field("default_plan", &self.default_plan)
@@ -248,6 +255,8 @@ impl Config {
             tunnel_public_addr: None,
             fly: None,
             reconcile_interval: Duration::from_secs(60),
+            meter_interval: Duration::from_secs(5),
+            idle_timeout: None,
             orphan_grace: Duration::from_secs(10 * 60),
             stuck_after: Duration::from_secs(5 * 60),
             client_ip_header: None,

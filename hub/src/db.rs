@@ -46,6 +46,12 @@ pub struct Project {
     pub updated_at: DateTime<Utc>,
     pub last_accessed_at: Option<DateTime<Utc>>,
     pub base_image: String,
+    /// Why the hub stopped the project by itself (`idle`, `compute_limit`,
+    /// `payment`), until it starts again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<DateTime<Utc>>,
     /// Opened from `env_sealed` by `Db`.
     #[sqlx(skip)]
     pub env_vars: serde_json::Value,
@@ -54,7 +60,7 @@ pub struct Project {
 }
 
 const PROJECT_COLS: &str = "id, owner_id, name, description, status, error_message, created_at, \
-                            updated_at, last_accessed_at, base_image, env_sealed";
+                            updated_at, last_accessed_at, base_image, env_sealed, stop_reason, stopped_at";
 
 /// A redeemed ticket.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -366,12 +372,29 @@ impl Db {
     pub async fn transition(&self, id: Uuid, from: &[&str], to: &str) -> sqlx::Result<Option<Project>> {
         let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
         let found = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE projects SET status = $3, error_message = NULL, updated_at = now() \
+            "UPDATE projects SET status = $3, error_message = NULL, updated_at = now(), \
+               stop_reason = CASE WHEN $3 IN ('starting', 'running') THEN NULL ELSE stop_reason END, \
+               stopped_at = CASE WHEN $3 IN ('starting', 'running') THEN NULL ELSE stopped_at END \
              WHERE id = $1 AND status = ANY($2) RETURNING {PROJECT_COLS}"
         )))
         .bind(id)
         .bind(&from)
         .bind(to)
+        .fetch_optional(&self.pool)
+        .await?;
+        self.opened_one(found)
+    }
+
+    /// Marks the project stopped by the hub itself, in one step: the
+    /// message (`error_message`), why (`stop_reason`) and when (`stopped_at`).
+    pub async fn set_stopped_because(&self, id: Uuid, message: &str, reason: &str) -> sqlx::Result<Option<Project>> {
+        let found = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE projects SET status = 'stopped', error_message = $2, stop_reason = $3, stopped_at = now(), \
+               updated_at = now() WHERE id = $1 RETURNING {PROJECT_COLS}"
+        )))
+        .bind(id)
+        .bind(message)
+        .bind(reason)
         .fetch_optional(&self.pool)
         .await?;
         self.opened_one(found)
@@ -492,11 +515,12 @@ impl Db {
     }
 
     /// Seconds of VM time the user's projects (deleted ones too) have had
-    /// since `since` (`boot_seconds`).
+    /// since `since`, from the usage records (`usage`).
     pub async fn compute_seconds(&self, user: Uuid, since: DateTime<Utc>) -> sqlx::Result<i64> {
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT COALESCE(SUM({}), 0)::bigint FROM vm_boots WHERE owner_id = $1 AND last_seen_at > $2",
-            boot_seconds("$2")
+            "SELECT COALESCE(SUM({}), 0)::bigint FROM usage_records \
+             WHERE owner_id = $1 AND COALESCE(ended_at, now()) > $2",
+            crate::usage::record_seconds("$2")
         )))
         .bind(user)
         .bind(since)
@@ -508,9 +532,9 @@ impl Db {
     /// their total as `compute_seconds` counts it (each figure rounded once).
     pub async fn compute_by_project(&self, user: Uuid, since: DateTime<Utc>) -> sqlx::Result<(Vec<(Uuid, i64)>, i64)> {
         let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT project_id, SUM({s})::bigint AS s, (SUM(SUM({s})) OVER ())::bigint FROM vm_boots \
-             WHERE owner_id = $1 AND last_seen_at > $2 GROUP BY project_id ORDER BY s DESC, project_id",
-            s = boot_seconds("$2")
+            "SELECT project_id, SUM({s})::bigint AS s, (SUM(SUM({s})) OVER ())::bigint FROM usage_records \
+             WHERE owner_id = $1 AND COALESCE(ended_at, now()) > $2 GROUP BY project_id ORDER BY s DESC, project_id",
+            s = crate::usage::record_seconds("$2")
         )))
         .bind(user)
         .bind(since)
@@ -526,12 +550,12 @@ impl Db {
     pub async fn over_compute_limit(&self, since: DateTime<Utc>, limits: [i64; 3]) -> sqlx::Result<Vec<Uuid>> {
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "WITH active AS (SELECT DISTINCT owner_id FROM projects WHERE status IN ('starting', 'running')), \
-             used AS (SELECT b.owner_id, SUM({}) AS s FROM vm_boots b JOIN active a ON a.owner_id = b.owner_id \
-               WHERE last_seen_at > $1 GROUP BY b.owner_id) \
+             used AS (SELECT b.owner_id, SUM({}) AS s FROM usage_records b JOIN active a ON a.owner_id = b.owner_id \
+               WHERE COALESCE(ended_at, now()) > $1 GROUP BY b.owner_id) \
              SELECT p.id FROM projects p JOIN users u ON u.id = p.owner_id JOIN used ON used.owner_id = p.owner_id \
              WHERE p.status IN ('starting', 'running') \
                AND used.s >= CASE u.plan WHEN 'team' THEN $4 WHEN 'pro' THEN $3 ELSE $2 END",
-            boot_seconds("$1")
+            crate::usage::record_seconds("$1")
         )))
         .bind(since)
         .bind(limits[0])
@@ -577,12 +601,6 @@ impl Db {
             .await?;
         tx.commit().await
     }
-}
-
-/// One usage record's VM time since the timestamp `since` (a SQL
-/// parameter): from its first heartbeat, or `since`, to its last.
-fn boot_seconds(since: &str) -> String {
-    format!("EXTRACT(EPOCH FROM last_seen_at - GREATEST(first_seen_at, {since}))")
 }
 
 /// A project's compute state, as reconciliation compares it with the provider's.

@@ -20,6 +20,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod idle;
 pub mod metrics;
 pub mod pg;
 pub mod plans;
@@ -32,6 +33,7 @@ pub mod site;
 pub mod ssh;
 pub mod tls;
 pub mod tunnel;
+pub mod usage;
 
 use anyhow::Context;
 use config::{ComputeKind, Config};
@@ -66,6 +68,8 @@ pub struct Hub {
     pub billing: Option<billing::Billing>,
     /// The hub's outgoing mail (SMTP, or the outbox folder).
     pub mailer: Arc<accounts::mail::Mailer>,
+    /// What keeps each VM awake (`idle`).
+    pub activity: idle::Activity,
 }
 
 /// Where a running hub listens, written to `{data_dir}/hub.json` at start.
@@ -257,6 +261,7 @@ async fn serve(
     let hub = Arc::new(Hub {
         mailer: Arc::new(mailer),
         billing,
+        activity: idle::Activity::default(),
         ssh,
         limits: rate::Limits::default(),
         web_dir: web_dir(&config),
@@ -274,6 +279,10 @@ async fn serve(
         instance_id: uuid::Uuid::new_v4().to_string(),
     });
     projects::reconcile(&hub).await.context("reconciling projects with their VMs")?;
+    // What ran and stopped while no hub watched is metered before anything else.
+    if let Err(e) = usage::audit(&hub).await {
+        tracing::warn!(error = format!("{e:#}"), "usage audit at start failed");
+    }
 
     let addresses = Addresses { http: http_addr, tunnel: tunnel_addr, ssh: Some(ssh_addr) };
     std::fs::write(data_dir.join("hub.json"), serde_json::to_vec(&addresses)?)?;
@@ -283,6 +292,8 @@ async fn serve(
         tokio::spawn(tunnel::serve(endpoint.clone(), tunnel_server, hub.clone(), plane.placer(), shutdown.clone()));
     let jump = tokio::spawn(ssh::serve(ssh_listener, hub.clone(), shutdown.clone()));
     let reconciler = tokio::spawn(reconcile::run(hub.clone(), shutdown.clone()));
+    tokio::spawn(usage::run(hub.clone(), shutdown.clone()));
+    tokio::spawn(idle::run(hub.clone(), shutdown.clone()));
     if let Some(local) = local {
         tokio::spawn(local.supervise(shutdown.clone()));
     }

@@ -53,6 +53,12 @@ struct Args {
     /// How long a running VM may go without a tunnel before it is restarted, in milliseconds.
     #[arg(long, env = "AETHER_REVIVE_AFTER_MS", default_value_t = 30_000)]
     revive_after_ms: u64,
+    /// How often the meter audits running machines with the provider and idle VMs are looked for, in milliseconds.
+    #[arg(long, env = "AETHER_METER_INTERVAL_MS", default_value_t = 5_000)]
+    meter_interval_ms: u64,
+    /// Seconds without activity after which a VM stops; overrides every plan's idle timeout.
+    #[arg(long, env = "AETHER_IDLE_TIMEOUT_S")]
+    idle_timeout_s: Option<u64>,
     /// Postgres URL; unset starts an embedded cluster under the data folder.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -277,6 +283,8 @@ fn main() -> anyhow::Result<()> {
         tunnel_public_addr: a.tunnel_public_addr.filter(|s| !s.is_empty()),
         fly,
         reconcile_interval: Duration::from_millis(a.reconcile_interval_ms.max(50)),
+        meter_interval: Duration::from_millis(a.meter_interval_ms.max(100)),
+        idle_timeout: a.idle_timeout_s.filter(|s| *s > 0).map(Duration::from_secs),
         orphan_grace: Duration::from_millis(a.orphan_grace_ms),
         stuck_after: Duration::from_millis(a.stuck_after_ms),
         client_ip_header: a.client_ip_header.filter(|s| !s.trim().is_empty()),

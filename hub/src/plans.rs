@@ -1,7 +1,12 @@
 //! What each plan (free, pro, team) allows, and what the user has used of it.
 //!
-//! Compute is counted from the usage records (`vm_boots`): each boot from its
-//! first heartbeat to its last, within the calendar month (UTC). A project
+//! The limits live in the `plan_limits` table (`Plan`, read by `plan` and
+//! `all`), seeded by its migration with the built-in values below
+//! (`limits`, `vm_limits`, which the public pages show): changing a plan is
+//! an UPDATE of that table, taken at the next start or check.
+//!
+//! Compute is counted from the usage records (`usage`): each machine run
+//! from its start to its stop (or now), within the calendar month (UTC). A project
 //! doesn't start (by the API, its preview or an agent's SSH) once its owner
 //! has used the month's hours, and the reconciliation loop stops running
 //! ones then (`stop_over_limit`), saying why on the project.
@@ -29,7 +34,78 @@ pub struct Limits {
     pub storage_gb: i64,
 }
 
-/// The limits of `plan` (anything unknown counts as free).
+/// A plan's row of `plan_limits`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct Plan {
+    pub plan: String,
+    /// Plans are shown (and "higher") in this order.
+    pub rank: i32,
+    pub projects: i64,
+    pub compute_seconds: i64,
+    pub storage_gb: i64,
+    pub idle_timeout_s: i64,
+    pub cpus: i32,
+    pub memory_mb: i64,
+    pub pids: i32,
+}
+
+impl Plan {
+    /// The built-in values of `plan`, where the table lacks it.
+    pub fn builtin(plan: &str) -> Self {
+        let (l, vm) = (limits(plan), vm_limits(plan));
+        let (rank, idle) = match plan {
+            "team" => (2, 4 * 3600),
+            "pro" => (1, 2 * 3600),
+            _ => (0, 30 * 60),
+        };
+        Plan {
+            plan: plan.to_owned(),
+            rank,
+            projects: l.projects,
+            compute_seconds: l.compute_hours * 3600,
+            storage_gb: l.storage_gb,
+            idle_timeout_s: idle,
+            cpus: vm.cpus as i32,
+            memory_mb: vm.memory_mb as i64,
+            pids: vm.pids as i32,
+        }
+    }
+
+    /// What one VM on this plan may use.
+    pub fn vm(&self) -> crate::compute::sandbox::VmLimits {
+        crate::compute::sandbox::VmLimits {
+            cpus: self.cpus.max(1) as u32,
+            memory_mb: self.memory_mb.max(256) as u64,
+            pids: self.pids.max(64) as u32,
+        }
+    }
+}
+
+/// Every plan in `plan_limits`, lowest first.
+pub async fn all(db: &crate::db::Db) -> sqlx::Result<Vec<Plan>> {
+    sqlx::query_as("SELECT * FROM plan_limits ORDER BY rank, plan").fetch_all(&db.pool).await
+}
+
+/// `plan`'s row of `plan_limits` (an unknown plan gets free's).
+pub async fn plan(db: &crate::db::Db, plan: &str) -> sqlx::Result<Plan> {
+    let found: Option<Plan> =
+        sqlx::query_as("SELECT * FROM plan_limits WHERE plan = $1 OR plan = 'free' ORDER BY plan = $1 DESC LIMIT 1")
+            .bind(plan)
+            .fetch_optional(&db.pool)
+            .await?;
+    Ok(found.unwrap_or_else(|| Plan::builtin(plan)))
+}
+
+/// The plan of `user` and its limits.
+pub async fn of_user(db: &crate::db::Db, user: Uuid) -> sqlx::Result<Plan> {
+    let name = db.user(user).await?.map_or_else(|| "free".to_owned(), |u| u.plan);
+    let mut p = plan(db, &name).await?;
+    p.plan = name;
+    Ok(p)
+}
+
+/// The built-in limits of `plan` (anything unknown counts as free): the
+/// seed of `plan_limits`.
 pub fn limits(plan: &str) -> Limits {
     match plan {
         "team" => Limits { projects: 200, compute_hours: 2_000, storage_gb: 2_000 },
@@ -38,7 +114,8 @@ pub fn limits(plan: &str) -> Limits {
     }
 }
 
-/// What one VM of a user on `plan` may use (CPU, memory, processes).
+/// What one VM of a user on `plan` may use (CPU, memory, processes), as
+/// built in (the seed of `plan_limits`).
 pub fn vm_limits(plan: &str) -> crate::compute::sandbox::VmLimits {
     use crate::compute::sandbox::VmLimits;
     match plan {
@@ -64,10 +141,10 @@ pub fn period_end(now: DateTime<Utc>) -> DateTime<Utc> {
 /// `Ok` if the user may start a VM: their plan's compute hours for this
 /// month are not used up.
 pub async fn may_start(hub: &Hub, user: Uuid) -> ApiResult<()> {
-    let plan = hub.db.user(user).await?.map_or_else(|| "free".to_owned(), |u| u.plan);
-    let hours = limits(&plan).compute_hours;
+    let limits = of_user(&hub.db, user).await?;
+    let (plan, hours) = (&limits.plan, limits.compute_seconds / 3600);
     let used = hub.db.compute_seconds(user, period_start(Utc::now())).await?;
-    if used >= hours * 3600 {
+    if used >= limits.compute_seconds {
         return Err(ApiError::LimitReached(format!(
             "this month's {hours} hours of compute on the {plan} plan are used up; upgrade the plan to start VMs again"
         )));
@@ -78,7 +155,10 @@ pub async fn may_start(hub: &Hub, user: Uuid) -> ApiResult<()> {
 /// Stops the VMs of users who have used up the month's compute, each with
 /// `STOPPED_AT_LIMIT` on its project.
 pub async fn stop_over_limit(hub: &Arc<Hub>) -> anyhow::Result<()> {
-    let seconds = |plan| limits(plan).compute_hours * 3600;
+    let table = all(&hub.db).await?;
+    let seconds = |name: &str| {
+        table.iter().find(|p| p.plan == name).map_or_else(|| Plan::builtin(name).compute_seconds, |p| p.compute_seconds)
+    };
     let over = [seconds("free"), seconds("pro"), seconds("team")];
     for id in hub.db.over_compute_limit(period_start(Utc::now()), over).await? {
         let stopped = match hub.db.project_any(id).await {

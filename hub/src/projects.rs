@@ -91,9 +91,14 @@ async fn boot(hub: &Hub, project: &Project) -> anyhow::Result<()> {
     hub.db.set_machine(id, &sha256(token.as_bytes()), None).await?;
     let env = project.env_vars.as_object().into_iter().flatten();
     let env = env.filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect();
-    let plan = hub.db.user(project.owner_id).await?.map(|u| u.plan).unwrap_or_default();
-    let limits = crate::plans::vm_limits(&plan);
+    let limits = crate::plans::of_user(&hub.db, project.owner_id).await?.vm();
+    let began = chrono::Utc::now();
     hub.compute.start(&StartSpec { project_id: id, machine_token: token, env, limits }).await?;
+    if let Err(e) = crate::usage::started(hub, id, began).await {
+        // The audit opens it from the provider's view.
+        tracing::warn!(project = %id, error = format!("{e:#}"), "opening the VM's usage record");
+    }
+    hub.activity.woke(id);
     if let Some((machine, volume)) = hub.compute.placement(id) {
         hub.db.set_compute_ids(id, Some(&machine), volume.as_deref()).await?;
     }
@@ -130,7 +135,15 @@ async fn revive(hub: &Arc<Hub>, id: Uuid) -> anyhow::Result<()> {
         publish(hub, &p);
     }
     hub.compute.stop(id).await?;
+    metered_stop(hub, id).await;
     boot(hub, &project).await
+}
+
+/// The provider stopped the machine: its usage record closes.
+async fn metered_stop(hub: &Hub, id: Uuid) {
+    if let Err(e) = crate::usage::stopped(hub, id, chrono::Utc::now()).await {
+        tracing::warn!(project = %id, error = format!("{e:#}"), "closing the VM's usage record");
+    }
 }
 
 /// Stops the project's VM; with `wait`, returns once it has stopped.
@@ -139,8 +152,25 @@ pub async fn stop(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pro
 }
 
 /// `stop`, leaving `reason` on the stopped project (`error_message`) when
-/// the hub stopped it rather than its user.
+/// the hub stopped it rather than its user, with its code (`stop_reason`).
 pub async fn stop_because(hub: &Arc<Hub>, project: Project, wait: bool, reason: Option<String>) -> ApiResult<Project> {
+    let code = reason.as_deref().map(|r| match r {
+        crate::plans::STOPPED_AT_LIMIT => "compute_limit",
+        crate::billing::STOPPED_GRACE_ENDED => "payment",
+        _ => "hub",
+    });
+    stop_for(hub, project, wait, reason.map(|r| (code.unwrap_or("hub"), r))).await
+}
+
+/// `stop`, keeping `(code, message)` on the project when the hub stopped
+/// it by itself: the code as `stop_reason` (with `stopped_at`), the
+/// message as `error_message`.
+pub async fn stop_for(
+    hub: &Arc<Hub>,
+    project: Project,
+    wait: bool,
+    reason: Option<(&'static str, String)>,
+) -> ApiResult<Project> {
     let id = project.id;
     let Some(stopping) = hub.db.transition(id, &["starting", "running", "error"], "stopping").await? else {
         return Ok(project);
@@ -148,7 +178,7 @@ pub async fn stop_because(hub: &Arc<Hub>, project: Project, wait: bool, reason: 
     publish(hub, &stopping);
     let task = {
         let hub = hub.clone();
-        tokio::spawn(async move { finish_stop(&hub, id, reason.as_deref()).await })
+        tokio::spawn(async move { finish_stop(&hub, id, reason.as_ref().map(|(c, m)| (*c, m.as_str()))).await })
     };
     if wait {
         task.await.map_err(|e| anyhow::anyhow!(e))??;
@@ -157,7 +187,7 @@ pub async fn stop_because(hub: &Arc<Hub>, project: Project, wait: bool, reason: 
     Ok(stopping)
 }
 
-async fn finish_stop(hub: &Hub, id: Uuid, reason: Option<&str>) -> anyhow::Result<()> {
+async fn finish_stop(hub: &Hub, id: Uuid, reason: Option<(&str, &str)>) -> anyhow::Result<()> {
     // After a start under way, so the provider isn't told to stop a machine
     // it is still starting (a start that comes after the stop finds
     // `stopping` and yields).
@@ -166,9 +196,21 @@ async fn finish_stop(hub: &Hub, id: Uuid, reason: Option<&str>) -> anyhow::Resul
     // A stopped VM's token is void, so a straggler can't reconnect.
     hub.db.set_machine(id, &[], None).await?;
     let result = hub.compute.stop(id).await;
+    if result.is_ok() {
+        metered_stop(hub, id).await;
+    }
     hub.tunnels.close(id, "stopped");
     match &result {
-        Ok(()) => set_status(hub, id, "stopped", reason).await?,
+        Ok(()) => match reason {
+            Some((code, message)) => {
+                let p = hub.db.set_stopped_because(id, message, code).await?;
+                if let Some(p) = &p {
+                    publish(hub, p);
+                }
+                p
+            }
+            None => set_status(hub, id, "stopped", None).await?,
+        },
         Err(e) => set_status(hub, id, "error", Some(&format!("could not stop the VM: {e:#}"))).await?,
     };
     result
@@ -178,6 +220,9 @@ async fn finish_stop(hub: &Hub, id: Uuid, reason: Option<&str>) -> anyhow::Resul
 pub async fn delete(hub: &Hub, project: Project) -> ApiResult<()> {
     hub.db.set_machine(project.id, &[], None).await?;
     hub.compute.destroy(project.id).await?;
+    if let Err(e) = hub.db.usage_close(project.id, Some(chrono::Utc::now())).await {
+        tracing::warn!(project = %project.id, error = %e, "closing a deleted project's usage record");
+    }
     hub.tunnels.close(project.id, "deleted");
     hub.db.delete_project(project.id).await?;
     hub.events.publish(project.id, "deleted", serde_json::json!({ "id": project.id }));

@@ -284,6 +284,7 @@ mod tests {
             state,
             detail: if since.is_some() { "stopping".into() } else { "started".into() },
             transient_since: since.map(at),
+            stopped_since: None,
         }
     }
 

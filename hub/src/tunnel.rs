@@ -433,4 +433,8 @@ async fn record(hub: &Hub, project: Uuid, hb: &pb::Heartbeat) {
     if let Err(e) = hub.db.record_heartbeat(&rec).await {
         tracing::warn!(error = %e, "recording heartbeat");
     }
+    if let Err(e) = hub.db.usage_heartbeat(project, &hb.boot_id, rec.seq).await {
+        tracing::warn!(error = %e, "ticking the usage record");
+    }
+    hub.activity.heartbeat(project, hb.ssh_sessions, hb.load_avg_centi);
 }

@@ -340,7 +340,7 @@ async fn deleting_the_account_removes_it_and_keeps_usage_without_owner() {
         .await
         .unwrap();
     assert_eq!((users, projects, audit), (0, 0, 0));
-    let owner: Option<uuid::Uuid> = sqlx::query_scalar("SELECT owner_id FROM vm_boots WHERE project_id = $1")
+    let owner: Option<uuid::Uuid> = sqlx::query_scalar("SELECT owner_id FROM usage_records WHERE project_id = $1")
         .bind(project.parse::<uuid::Uuid>().unwrap())
         .fetch_one(&db)
         .await

@@ -25,6 +25,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
+import { billingSteps } from "./billing.mjs";
 
 /**
  * What the app exposes on `window.__aether` (src/terminal/registry.ts).
@@ -657,6 +658,8 @@ try {
     await byTestId("agents-close").click();
     await byTestId("agents-dialog").waitFor({ state: "hidden" });
   });
+
+  await billingSteps({ step, page, base, run });
 
   await step("Stop the VM", async () => {
     await byTestId("stop-vm").click();

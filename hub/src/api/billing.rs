@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/billing/usage", get(usage))
+        .route("/billing/usage/monthly", get(monthly))
         .route("/billing/checkout", post(checkout))
         .route("/billing/portal", post(portal))
         .route("/billing/webhook", post(stripe_webhook))
@@ -109,32 +110,57 @@ async fn stripe_webhook(State(hub): State<AppState>, headers: HeaderMap, raw: By
     Ok(Json(json!({ "received": true })))
 }
 
-/// Compute from the usage records (deleted projects' too), storage as the
-/// projects' disks (a volume is made at a project's first start), projects
-/// as they stand.
+/// Compute from the usage records (deleted projects' too), by project and
+/// by day; storage as the projects' disks (a volume is made at a project's
+/// first start); projects as they stand; the plan's limits and every plan's
+/// (what a higher one gives) from `plan_limits`.
 async fn usage(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
     let u = hub.db.user(user.id).await?.ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
-    let limits = plans::limits(&u.plan);
+    let limits = plans::of_user(&hub.db, user.id).await?;
     let now = Utc::now();
     let start = plans::period_start(now);
     // The total rounded as `plans::may_start` rounds it, so the two agree
     // at the limit.
     let (by_project, used) = hub.db.compute_by_project(user.id, start).await?;
+    let by_day = hub.db.compute_by_day(user.id, start).await?;
+    let names: std::collections::HashMap<uuid::Uuid, String> =
+        hub.db.list_projects(user.id).await?.into_iter().map(|p| (p.id, p.name)).collect();
     let projects = hub.db.count_projects(user.id).await?;
     let volumes = hub.db.count_volumes(user.id).await?;
+    let idle_timeout_s = hub.config.idle_timeout.map_or(limits.idle_timeout_s, |d| d.as_secs() as i64);
     Ok(Json(json!({
         "plan": u.plan,
         "period_start": start,
         "period_end": plans::period_end(now),
         "compute_seconds_used": used,
-        "compute_seconds_limit": limits.compute_hours * 3600,
+        "compute_seconds_limit": limits.compute_seconds,
         "storage_gb_used": volumes * i64::from(hub.compute.volume_gb()),
         "storage_gb_limit": limits.storage_gb,
         "projects_used": projects,
         "projects_limit": limits.projects,
+        "idle_timeout_s": idle_timeout_s,
+        "machine": { "cpus": limits.cpus, "memory_mb": limits.memory_mb },
         "by_project": by_project
             .iter()
-            .map(|(id, s)| json!({ "project_id": id, "compute_seconds": s }))
+            .map(|(id, s)| json!({ "project_id": id, "name": names.get(id), "compute_seconds": s }))
             .collect::<Vec<_>>(),
+        "by_day": by_day
+            .iter()
+            .map(|(d, s)| json!({ "date": d, "compute_seconds": s }))
+            .collect::<Vec<_>>(),
+        "plans": plans::all(&hub.db).await?,
     })))
+}
+
+/// The caller's monthly roll-up: compute seconds by month (UTC) and
+/// machine size, newest first, from the usage records as they stand.
+async fn monthly(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
+    let rows = hub.db.usage_monthly(user.id).await?;
+    Ok(Json(Value::Array(
+        rows.into_iter()
+            .map(|(month, cpus, memory_mb, seconds)| {
+                json!({ "month": month.and_utc(), "cpus": cpus, "memory_mb": memory_mb, "compute_seconds": seconds })
+            })
+            .collect(),
+    )))
 }

@@ -312,6 +312,7 @@ async fn put_file(
     body: Body,
 ) -> ApiResult<Response> {
     let project = owned(&hub, &user, &id).await?;
+    hub.activity.touch(project.id, crate::idle::Signal::FileWrite);
     let tunnel = tunnel_of(&hub, &project).await?;
     let path = path_param(&tunnel, q.as_deref(), "path")?;
     let max = hub.config.max_write_bytes;
@@ -375,6 +376,7 @@ async fn delete_path(
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let project = owned(&hub, &user, &id).await?;
+    hub.activity.touch(project.id, crate::idle::Signal::FileWrite);
     let tunnel = tunnel_of(&hub, &project).await?;
     let path = path_param(&tunnel, q.as_deref(), "path")?;
     let recursive = matches!(query_bytes(q.as_deref(), "recursive").as_deref(), Some(b"true" | b"1"));
@@ -394,6 +396,7 @@ async fn mkdir(
     raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let project = owned(&hub, &user, &id).await?;
+    hub.activity.touch(project.id, crate::idle::Signal::FileWrite);
     let b: MkdirBody = body(raw)?;
     let tunnel = tunnel_of(&hub, &project).await?;
     let path = home_path(&tunnel, b.path.as_bytes())?;
@@ -416,6 +419,7 @@ async fn rename(
     raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let project = owned(&hub, &user, &id).await?;
+    hub.activity.touch(project.id, crate::idle::Signal::FileWrite);
     let b: RenameBody = body(raw)?;
     let tunnel = tunnel_of(&hub, &project).await?;
     let (from, to) = (home_path(&tunnel, b.from.as_bytes())?, home_path(&tunnel, b.to.as_bytes())?);

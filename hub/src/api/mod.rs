@@ -2,6 +2,7 @@
 //! ids, metrics). Each submodule serves one part of the contract.
 
 mod account;
+mod activity;
 mod agents;
 mod auth;
 mod billing;
@@ -40,6 +41,7 @@ pub fn app(state: AppState) -> Router {
         .merge(ports::routes())
         .merge(agents::routes())
         .merge(billing::routes())
+        .merge(activity::routes())
         .fallback(|| async { crate::error::ApiError::NotFound });
     Router::new()
         .nest("/api", api)

@@ -29,16 +29,21 @@ fn port_number(raw: &str) -> ApiResult<u16> {
 /// The project's ports as the API shows them.
 pub async fn ports_json(hub: &crate::Hub, project: Uuid) -> ApiResult<Value> {
     let settings: HashMap<i32, String> = hub.db.port_visibilities(project).await?.into_iter().collect();
+    let flags: HashMap<i32, (bool, bool)> =
+        hub.db.port_flags(project).await?.into_iter().map(|(p, k, w)| (p, (k, w))).collect();
     let list: Vec<Value> = hub
         .previews
         .ports(project)
         .into_iter()
         .map(|p| {
             let visibility = settings.get(&i32::from(p.port)).map_or("private", String::as_str);
+            let (keeps_awake, wakes_on_visit) = flags.get(&i32::from(p.port)).copied().unwrap_or_default();
             let mut v = json!({
                 "port": p.port,
                 "address": p.address,
                 "visibility": visibility,
+                "keeps_awake": keeps_awake,
+                "wakes_on_visit": wakes_on_visit,
                 "preview_url": hub.previews.url(project, p.port),
             });
             if !p.process.is_empty() {
@@ -57,7 +62,11 @@ async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String
 
 #[derive(Deserialize)]
 struct PortPatch {
-    visibility: Visibility,
+    visibility: Option<Visibility>,
+    /// A public visitor's requests keep the VM awake.
+    keeps_awake: Option<bool>,
+    /// A public visitor's request starts the stopped VM.
+    wakes_on_visit: Option<bool>,
 }
 
 async fn update(
@@ -69,13 +78,23 @@ async fn update(
     let project = owned(&hub, &user, &id).await?;
     let port = port_number(&port)?;
     let p: PortPatch = body(raw)?;
-    hub.db.set_port_visibility(project.id, port, p.visibility.as_str()).await?;
-    hub.previews.remember_visibility(project.id, port, p.visibility);
+    if let Some(visibility) = p.visibility {
+        hub.db.set_port_visibility(project.id, port, visibility.as_str()).await?;
+        hub.previews.remember_visibility(project.id, port, visibility);
+    }
+    if p.keeps_awake.is_some() || p.wakes_on_visit.is_some() {
+        let (keeps, _) = hub.db.set_port_flags(project.id, port, p.keeps_awake, p.wakes_on_visit).await?;
+        hub.activity.set_keeps_awake(project.id, port, keeps);
+    }
+    let visibility = match hub.db.port_visibility(project.id, port).await?.as_deref() {
+        Some("public") => Visibility::Public,
+        _ => Visibility::Private,
+    };
     let all = ports_json(&hub, project.id).await?;
     hub.events.publish(project.id, "ports", all.clone());
     let listed = all.as_array().and_then(|a| a.iter().find(|v| v["port"] == port).cloned());
     Ok(Json(listed.unwrap_or_else(|| {
-        json!({ "port": port, "visibility": p.visibility.as_str(), "preview_url": hub.previews.url(project.id, port) })
+        json!({ "port": port, "visibility": visibility.as_str(), "preview_url": hub.previews.url(project.id, port) })
     })))
 }
 

@@ -94,8 +94,8 @@ async fn create(
     if base_image.is_empty() || base_image.len() > 200 {
         return Err(ApiError::bad_request("base_image must be 1 to 200 characters"));
     }
-    let plan = hub.db.user(user.id).await?.map(|u| u.plan).unwrap_or_default();
-    let limit = crate::plans::limits(&plan).projects;
+    let plan = crate::plans::of_user(&hub.db, user.id).await?;
+    let (limit, plan) = (plan.projects, plan.plan);
     if hub.db.count_projects(user.id).await? >= limit {
         return Err(ApiError::LimitReached(format!("the {plan} plan allows {limit} projects")));
     }

@@ -121,6 +121,7 @@ async fn attach(
     let ws = ws.max_message_size(MAX_INPUT).max_frame_size(MAX_INPUT);
     Ok(ws.on_upgrade(move |mut socket| {
         async move {
+            let project_id = project.id;
             let tunnel = match tunnel {
                 Some(tunnel) => tunnel,
                 None => match wake(&hub, project, &mut socket).await {
@@ -129,7 +130,12 @@ async fn attach(
                 },
             };
             hub.metrics.terminals_open.fetch_add(1, Ordering::Relaxed);
-            bridge(socket, tunnel, req).await;
+            let on_input = || {
+                if !readonly {
+                    hub.activity.touch(project_id, crate::idle::Signal::TerminalInput);
+                }
+            };
+            bridge(socket, tunnel, req, on_input).await;
             hub.metrics.terminals_open.fetch_sub(1, Ordering::Relaxed);
         }
         .instrument(span)
@@ -203,7 +209,7 @@ fn refusal(e: &axum::Error) -> Refused {
     Refused { close: CLOSE_PROTOCOL, code: "invalid_request", message: format!("the WebSocket failed: {e}") }
 }
 
-async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach) {
+async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach, on_input: impl Fn()) {
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (send, recv) = match tunnel.open(StreamKind::PtyAttach(req)).await {
         Ok(s) => s,
@@ -257,6 +263,7 @@ async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach) {
             let sent = match msg {
                 // A paste larger than a frame goes in pieces, flushed once.
                 Message::Binary(mut b) => {
+                    on_input();
                     let mut fed = Ok(());
                     while b.len() > INPUT_PIECE && fed.is_ok() {
                         fed = inputs.feed(pb::PtyClient::from(PtyInput::Input(b.split_to(INPUT_PIECE)))).await;

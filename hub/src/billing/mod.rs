@@ -182,7 +182,7 @@ pub const STOPPED_GRACE_ENDED: &str = "Stopped: the payment for your plan failed
 /// before `plans::stop_over_limit`, which would stop them too, without
 /// saying why).
 pub async fn end_expired_grace(hub: &Arc<crate::Hub>) -> anyhow::Result<()> {
-    let free = crate::plans::limits("free").compute_hours * 3600;
+    let free = crate::plans::plan(&hub.db, "free").await?.compute_seconds;
     for user in hub.db.end_expired_grace().await? {
         tracing::info!(%user, "a failed payment's grace ended: the account is on the free plan");
         if hub.db.compute_seconds(user, crate::plans::period_start(Utc::now())).await? < free {

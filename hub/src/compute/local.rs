@@ -11,6 +11,7 @@
 //! run: `supervise` restarts a VM that ended by itself, as a Fly Machine's
 //! restart policy does, and stop removes it first.
 
+use super::runs;
 use super::sandbox::{Boot, Sandbox, VmLimits};
 use super::{Compute, MachineState, StartSpec};
 use anyhow::Context;
@@ -115,6 +116,7 @@ impl LocalCompute {
         self.create_dirs(project)?;
         let dir = self.dir(project);
         let log = dir.join("aetherd.log");
+        let started = chrono::Utc::now();
         let pid = match &self.isolation {
             Isolation::Sandbox(sandbox) => {
                 let socket = aether_transport::udp_socket(if self.hub_addr.starts_with('[') {
@@ -158,6 +160,10 @@ impl LocalCompute {
             Isolation::Off(_) => self.spawn_plain(project, kept, &log)?,
         };
         std::fs::write(dir.join("vm.pid"), pid.to_string())?;
+        let key = format!("{pid}-{}", started.timestamp_millis());
+        std::fs::write(dir.join("vm.run"), &key)?;
+        runs::started(&dir.join(runs::LOG), &key, started)?;
+        runs::watch(pid, &key, &dir.join(runs::LOG));
         Ok(())
     }
 
@@ -198,6 +204,10 @@ impl LocalCompute {
 
     /// Ends every process of the VM.
     async fn halt(&self, project: Uuid) -> anyhow::Result<()> {
+        // Only a run that was still going ends now; one that had ended by
+        // itself ended when its watcher said (or, with no watcher left to
+        // say, the meter closes it at its last tick).
+        let was_running = self.pid(project).is_some();
         match &self.isolation {
             Isolation::Sandbox(_) => Sandbox::kill(project).await?,
             Isolation::Off(_) => {
@@ -220,7 +230,16 @@ impl LocalCompute {
                 }
             }
         }
-        let _ = std::fs::remove_file(self.dir(project).join("vm.pid"));
+        let dir = self.dir(project);
+        if let Ok(key) = std::fs::read_to_string(dir.join("vm.run")) {
+            // Every process is gone: the run ended now, if the watcher
+            // hasn't said so earlier.
+            if was_running {
+                let _ = runs::ended(&dir.join(runs::LOG), key.trim(), chrono::Utc::now());
+            }
+            let _ = std::fs::remove_file(dir.join("vm.run"));
+        }
+        let _ = std::fs::remove_file(dir.join("vm.pid"));
         Ok(())
     }
 
@@ -380,5 +399,18 @@ impl Compute for LocalCompute {
 
     fn unisolated(&self) -> Option<String> {
         LocalCompute::unisolated(self).map(str::to_owned)
+    }
+
+    async fn runs(&self, project: Uuid) -> anyhow::Result<Option<Vec<super::Run>>> {
+        let dir = self.dir(project);
+        let current = self.pid(project).and_then(|_| std::fs::read_to_string(dir.join("vm.run")).ok());
+        Ok(Some(runs::read(&dir.join(runs::LOG), current.as_deref().map(str::trim))))
+    }
+
+    fn cpu_usage_ns(&self, project: Uuid) -> Option<u64> {
+        match &self.isolation {
+            Isolation::Sandbox(_) => Sandbox::cpu_usage_ns(project),
+            Isolation::Off(_) => None,
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod fly;
 pub mod local;
+pub mod runs;
 pub mod sandbox;
 
 use async_trait::async_trait;
@@ -45,6 +46,23 @@ pub struct Listed {
     pub detail: String,
     /// When the machine entered a transient state (starting, stopping, ...), if it is in one.
     pub transient_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// When a machine that isn't running stopped, as the provider tells
+    /// (the meter closes a run the hub missed there).
+    pub stopped_since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// One run of a machine (boot to exit) as the provider saw it: the
+/// provider's side of metering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// The provider's name for this run, unique within the project.
+    pub key: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// When it ended, if it has and the provider knows.
+    pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether it still runs. A run neither running nor with an end ended
+    /// while nothing watched it (its end is the hub's best guess).
+    pub running: bool,
 }
 
 /// Whether a failed start is the provider's "not now" (no capacity in the
@@ -81,6 +99,7 @@ pub trait Compute: Send + Sync {
                 state,
                 detail: format!("{state:?}").to_lowercase(),
                 transient_since: None,
+                stopped_since: None,
             });
         }
         Ok(out)
@@ -94,6 +113,17 @@ pub trait Compute: Send + Sync {
     /// have none (local VMs use the host's disk).
     fn volume_gb(&self) -> u32 {
         0
+    }
+    /// The project's machine runs, oldest first, when the provider keeps a
+    /// timeline of them (`None`: the hub meters from its own starts and
+    /// stops, and `inventory`).
+    async fn runs(&self, _project: Uuid) -> anyhow::Result<Option<Vec<Run>>> {
+        Ok(None)
+    }
+    /// CPU time the project's machine has used, in nanoseconds, when the
+    /// provider can tell (the idle sweep compares two readings).
+    fn cpu_usage_ns(&self, _project: Uuid) -> Option<u64> {
+        None
     }
     /// Why VMs are not isolated from the host and each other, when they
     /// aren't (a local provider on a machine without what isolation needs).

@@ -17,7 +17,8 @@
 //!   hands it (fd 3).
 //! * cgroup v1 controllers (`memory`, `pids`, `cpu`, `freezer`) under
 //!   `aether/{project}` bound the VM's memory, processes and CPU, and stop
-//!   freezes and kills every process in it, however it detached itself.
+//!   freezes and kills every process in it, however it detached itself;
+//!   `cpuacct` tells the idle sweep how much CPU the VM uses.
 
 use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
@@ -31,7 +32,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// The controllers a VM's cgroups are made in.
-const CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "freezer"];
+const CONTROLLERS: [&str; 5] = ["memory", "pids", "cpu", "freezer", "cpuacct"];
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// uids (and gids) each VM's namespace maps.
 const ID_COUNT: u32 = 65_536;
@@ -176,7 +177,7 @@ impl Sandbox {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             procs.push(std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?);
         }
-        let [memory, pids, cpu, _] =
+        let [memory, pids, cpu, _, _] =
             CONTROLLERS.map(|c| Path::new(CGROUP_ROOT).join(c).join("aether").join(project.to_string()));
         let bytes = limits.memory_mb * 1024 * 1024;
         std::fs::write(memory.join("memory.limit_in_bytes"), bytes.to_string())?;
@@ -259,6 +260,12 @@ impl Sandbox {
             .lines()
             .filter_map(|l| l.trim().parse().ok())
             .collect()
+    }
+
+    /// CPU time every process of the VM has used, in nanoseconds.
+    pub fn cpu_usage_ns(project: Uuid) -> Option<u64> {
+        let file = Path::new(CGROUP_ROOT).join("cpuacct/aether").join(project.to_string()).join("cpuacct.usage");
+        std::fs::read_to_string(file).ok()?.trim().parse().ok()
     }
 
     /// Ends every process of the VM: frozen first, so nothing forks or

@@ -99,7 +99,10 @@ pub async fn serve(
     let mut deadline = tokio::time::Instant::now() + idle;
     loop {
         let request = match prepare(buf, &hub.previews, |p| hub.tunnels.contains(p), proto, &client) {
-            Prepared::Express(r) => r,
+            Prepared::Express(r) => {
+                hub.activity.preview(r.project, r.port, r.owner);
+                r
+            }
             Prepared::Partial if buf.len() < MAX_HEAD => {
                 if read_more(tcp, buf, &mut kept, shutdown, deadline).await {
                     continue;
@@ -149,6 +152,8 @@ async fn read_more(
 struct Request {
     /// Length of the client's head in the buffer.
     len: usize,
+    /// It carries the owner's preview cookie.
+    owner: bool,
     project: Uuid,
     port: u16,
     head: Bytes,
@@ -233,13 +238,14 @@ fn prepare(
     if !connected(project) {
         return Prepared::General;
     }
+    // Only the owner gets a good cookie: their requests keep the VM awake.
+    let owner = cookie && {
+        let lines = req.headers.iter().filter(|h| is(h.name, "cookie"));
+        previews.any_cookie_ok(lines.filter_map(|h| std::str::from_utf8(h.value).ok()), project, port)
+    };
     match previews.cached_visibility(project, port) {
         Some(Visibility::Public) => {}
-        Some(Visibility::Private)
-            if cookie && {
-                let lines = req.headers.iter().filter(|h| is(h.name, "cookie"));
-                previews.any_cookie_ok(lines.filter_map(|h| std::str::from_utf8(h.value).ok()), project, port)
-            } => {}
+        Some(Visibility::Private) if owner => {}
         _ => return Prepared::General,
     }
 
@@ -280,7 +286,7 @@ fn prepare(
     head.extend_from_slice(client.as_bytes());
     head.extend_from_slice(b"\r\n\r\n");
     let head = head.freeze();
-    Prepared::Express(Request { len, project, port, head, head_only: method == "HEAD", html, proto, host_at })
+    Prepared::Express(Request { len, project, port, head, head_only: method == "HEAD", html, proto, host_at, owner })
 }
 
 fn header_line(out: &mut BytesMut, name: &[u8], value: &[u8]) {

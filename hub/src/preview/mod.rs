@@ -211,6 +211,16 @@ async fn from_owner(hub: &Hub, headers: &axum::http::HeaderMap, cookie_ok: bool,
     }
 }
 
+/// The users whose aether access tokens the request carries.
+fn token_users(hub: &Hub, req: &Request) -> Vec<Uuid> {
+    req.headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok().and_then(bearer))
+        .filter_map(|t| hub.tokens.verify(t).map(|(claims, _)| claims.sub))
+        .collect()
+}
+
 /// A `Set-Cookie` value from the app without its `Domain` attribute, so the
 /// cookie stays on the preview's own host: an app must not set cookies for
 /// the domain every user's previews share (nor for `localhost`, which a
@@ -302,9 +312,13 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
     }
     if let Some(project) = project {
         let stopped = matches!(project.status.as_str(), "stopped" | "error");
+        let invited = stopped
+            && visibility == Visibility::Public
+            && hub.db.wakes_on_visit(project_id, port).await.unwrap_or(false);
         let cookie_ok = hub.previews.any_cookie_ok(cookie_lines(&req), project_id, port);
-        if stopped && !from_owner(&hub, req.headers(), cookie_ok, project.owner_id).await {
-            // A visitor doesn't boot the VM on its owner's compute hours.
+        if stopped && !invited && !from_owner(&hub, req.headers(), cookie_ok, project.owner_id).await {
+            // A visitor doesn't boot the VM on its owner's compute hours,
+            // unless the owner said visits to this port may.
             if html {
                 return page(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -348,6 +362,14 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
         }
         return ApiError::Unavailable { status: "starting".into() }.into_response();
     }
+    // The owner's requests keep the VM awake: the cookie needs no lookup,
+    // an access token is checked against the project's owner.
+    let by_cookie = hub.previews.any_cookie_ok(cookie_lines(&req), project_id, port);
+    let users = if by_cookie { vec![] } else { token_users(&hub, &req) };
+    let owner = by_cookie
+        || (!users.is_empty()
+            && matches!(hub.db.project_any(project_id).await, Ok(Some(p)) if users.contains(&p.owner_id)));
+    hub.activity.preview(project_id, port, owner);
     strip_credentials(&hub, &mut req);
     match proxy::forward(&hub, req, project_id, port).await {
         Ok(resp) => resp,

@@ -128,8 +128,9 @@ impl TestHub {
     /// start of this month (UTC, as the hub counts), as heartbeats would have.
     pub async fn record_boot(&self, project: &str, hours: i32) {
         sqlx::query(
-            "INSERT INTO vm_boots (project_id, owner_id, boot_id, first_seen_at, last_seen_at, last_seq) \
-             SELECT p.id, p.owner_id, 'earlier', m, m + make_interval(hours => $2), 1 \
+            "INSERT INTO usage_records (id, project_id, owner_id, run_key, started_at, ended_at, last_tick_at, cpus, memory_mb) \
+             SELECT gen_random_uuid(), p.id, p.owner_id, 'earlier-' || gen_random_uuid(), m, \
+               m + make_interval(hours => $2), m + make_interval(hours => $2), 1, 2048 \
              FROM projects p, (SELECT date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS m) month \
              WHERE p.id = $1",
         )

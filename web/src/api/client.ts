@@ -34,6 +34,7 @@ import {
   type TicketPurpose,
   type UpdateProjectRequest,
   type Usage,
+  type Activity,
 } from "./types";
 
 /** A failed request: HTTP status (0 when the hub could not be reached), the contract's machine code, a message for a human. */
@@ -247,6 +248,11 @@ export class ApiClient {
 
   usage(signal?: AbortSignal): Promise<Usage> {
     return this.request("GET", "/api/billing/usage", { signal });
+  }
+
+  /** Why the project's VM is awake and when it stops if nothing happens. */
+  activity(projectId: string, signal?: AbortSignal): Promise<Activity> {
+    return this.request("GET", `/api/projects/${encodeURIComponent(projectId)}/activity`, { signal });
   }
 
   /** A Stripe Checkout page for `plan` (503 `unavailable` when billing is off). */

@@ -97,6 +97,9 @@ export interface Project {
   last_accessed_at: Timestamp | null;
   base_image: string | null;
   env_vars: Record<string, string> | null;
+  /** Why the hub stopped it by itself (`idle`, `compute_limit`, `payment`), until it starts again. */
+  stop_reason?: string | null;
+  stopped_at?: Timestamp | null;
 }
 
 export interface CreateProjectRequest {
@@ -289,5 +292,35 @@ export interface Usage {
   storage_gb_limit: number;
   projects_used: number;
   projects_limit: number;
-  by_project: { project_id: Id; compute_seconds: number }[];
+  by_project: { project_id: Id; name?: string | null; compute_seconds: number }[];
+  /** Compute by day (UTC), oldest first; days without any are left out. */
+  by_day?: { date: string; compute_seconds: number }[];
+  /** Every plan's limits, lowest first (what a higher plan gives). */
+  plans?: PlanLimits[];
+  /** The caller's plan's idle timeout. */
+  idle_timeout_s?: number;
+  /** One VM's size on the caller's plan. */
+  machine?: { cpus: number; memory_mb: number };
+}
+
+/** One plan's limits (`plan_limits`). */
+export interface PlanLimits {
+  plan: string;
+  rank: number;
+  projects: number;
+  compute_seconds: number;
+  storage_gb: number;
+  idle_timeout_s: number;
+  cpus: number;
+  memory_mb: number;
+  pids: number;
+}
+
+/** Why a VM is awake and when it stops (`GET /api/projects/{id}/activity`). */
+export interface Activity {
+  status: ProjectStatus;
+  idle_timeout_s: number;
+  /** When it stops if nothing happens; null when not running. */
+  idle_stop_at: Timestamp | null;
+  awake_because: string[];
 }

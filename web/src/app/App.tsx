@@ -6,6 +6,7 @@ import { lazy, Suspense, useEffect, useSyncExternalStore } from "react";
 import { tokenStore } from "../api/token";
 import { AuthPage } from "../auth/AuthPage";
 import { AccountDeletedPage, ForgotPasswordPage, ResetPasswordPage, VerifyEmailPage } from "../auth/AccountPages";
+import { BillingPage } from "../billing/BillingPage";
 import { ProjectsPage } from "../projects/ProjectsPage";
 import { WorkspaceSkeleton } from "../workspace/WorkspaceSkeleton";
 import { Link } from "../ui/Link";
@@ -53,6 +54,7 @@ export function App() {
   }
 
   if (pathname === PROJECTS) return <ProjectsPage />;
+  if (pathname === "/billing") return <BillingPage />;
 
   if (pathname === SETTINGS) {
     return (

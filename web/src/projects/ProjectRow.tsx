@@ -5,6 +5,7 @@ import { Button } from "../ui/Button";
 import { PencilIcon, PlayIcon, StopIcon, TrashIcon } from "../ui/icons";
 import { Link } from "../ui/Link";
 import { RelativeTime } from "../ui/RelativeTime";
+import { IdleCountdown } from "./IdleCountdown";
 import { StatusBadge } from "./StatusBadge";
 
 export type RowAction = "start" | "stop";
@@ -45,6 +46,7 @@ export function ProjectRow({
             {project.name}
           </Link>
           <p className="truncate text-xs text-muted">{project.description || <span className="text-faint">No description</span>}</p>
+          <IdleCountdown project={project} />
         </div>
         <StatusBadge status={status} title={project.error_message ?? undefined} testId="project-status" />
         <span className="hidden w-28 shrink-0 text-xs text-faint md:block">{used && <RelativeTime iso={used} />}</span>

@@ -4,6 +4,7 @@ import { api, ApiError } from "../api/client";
 import type { Project, Usage } from "../api/types";
 import { TopBar } from "../app/TopBar";
 import { BillingActions } from "../billing/BillingActions";
+import { Link } from "../ui/Link";
 import { Alert } from "../ui/Alert";
 import { Button } from "../ui/Button";
 import { FolderIcon, PlusIcon } from "../ui/icons";
@@ -75,7 +76,10 @@ export function ProjectsPage() {
             <p className="mt-1 text-sm text-muted">Each project is a cloud machine with its own disk and terminals.</p>
             {usage && (
               <p className="mt-1 text-xs text-faint" data-testid="usage">
-                {usageSummary(usage)}
+                {usageSummary(usage)} ·{" "}
+                <Link to="/billing" className="text-accent hover:text-accent-hover" data-testid="billing-link">
+                  Usage and billing
+                </Link>
               </p>
             )}
             <BillingActions refreshKey={`${usageKey}|${usage?.plan ?? ""}`} />

@@ -349,6 +349,7 @@ impl Compute for FlyCompute {
                 state: model::hub_state(&m.state),
                 detail: m.state.clone(),
                 transient_since: model::is_transient(&m.state).then(|| m.since()).flatten(),
+                stopped_since: (model::hub_state(&m.state) == MachineState::Stopped).then(|| m.since()).flatten(),
             });
         }
         for v in volumes.iter().filter(|v| !v.is_gone()) {
@@ -363,6 +364,7 @@ impl Compute for FlyCompute {
                 state: MachineState::Missing,
                 detail: "volume without a machine".into(),
                 transient_since: None,
+                stopped_since: None,
             });
         }
         Ok(out)

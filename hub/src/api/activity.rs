@@ -1,0 +1,40 @@
+//! `GET /api/projects/{id}/activity`: why a VM is awake and when it stops
+//! if nothing happens (`idle`).
+
+use super::AppState;
+use super::projects::owned;
+use crate::auth::AuthUser;
+use crate::error::ApiResult;
+use crate::idle;
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/projects/{id}/activity", get(activity))
+}
+
+async fn activity(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let project = owned(&hub, &user, &id).await?;
+    let timeout = idle::timeout_of(&hub, project.owner_id).await?;
+    let running = project.status == "running";
+    let (stop_at, mut because) = if running {
+        let awake = hub.activity.awake(project.id, timeout);
+        (Some(idle::wall(awake.stop_at)), awake.because.iter().map(|s| s.name()).collect::<Vec<_>>())
+    } else {
+        (None, vec![])
+    };
+    // An agent's command running (its session recorded, not ended).
+    if running && hub.db.agent_activity(project.id, 20).await?.iter().any(|s| s.ended_at.is_none()) {
+        because.push("agent_run");
+    }
+    Ok(Json(json!({
+        "status": project.status,
+        "idle_timeout_s": timeout.as_secs(),
+        "idle_stop_at": stop_at,
+        "awake_because": because,
+        "stop_reason": project.stop_reason,
+        "stopped_at": project.stopped_at,
+    })))
+}

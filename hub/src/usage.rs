@@ -1,0 +1,363 @@
+//! Metering: one usage record per machine run, which the VM can't bend.
+//!
+//! The hub opens a record when it starts a machine and closes it when the
+//! provider says the machine stopped. An open record counts up to now: a
+//! gap in heartbeats while the provider says the machine runs is billed
+//! (stopping or killing aetherd doesn't stop the meter), and heartbeats
+//! only tick a record forward (`last_tick_at`, once per boot id and
+//! sequence number), so heartbeats from a machine the provider calls
+//! stopped extend nothing.
+//!
+//! Where the provider keeps a timeline of runs (`Compute::runs`: the local
+//! sandbox's start and exit, recorded even while no hub runs), each run is
+//! a record and its ends are the provider's. Elsewhere (Fly today) the
+//! record runs from the hub's start to the hub's stop, and the audit
+//! (`audit`, every `meter_interval`) asks the provider's inventory: a
+//! machine still running ticks its record, one that stopped while the hub
+//! didn't watch closes it when the provider says it stopped (Fly: the time
+//! of the event that put it in its state), else at its last tick. The
+//! audit runs once when the hub starts too, so what happened while it was
+//! down is settled then.
+//!
+//! Monthly totals are sums over the records (`usage_monthly` in the
+//! database, and the queries in `Db`), never kept anywhere else, so a record
+//! closed late counts as closed.
+
+use crate::Hub;
+use crate::compute::{MachineState, Run};
+use crate::db::Db;
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The hub started the project's machine (its start call began at
+/// `began`): the record of this run is opened.
+pub async fn started(hub: &Hub, project: Uuid, began: DateTime<Utc>) -> anyhow::Result<()> {
+    match hub.compute.runs(project).await? {
+        Some(runs) => sync(&hub.db, project, &runs).await,
+        None => {
+            // Whatever the hub left open belongs to a run before this one.
+            hub.db.usage_close(project, Some(began)).await?;
+            hub.db.usage_open(project, &format!("hub-{}", Uuid::new_v4()), began).await?;
+            Ok(())
+        }
+    }
+}
+
+/// The provider has stopped the project's machine (its stop call returned
+/// at `at`): its record is closed.
+pub async fn stopped(hub: &Hub, project: Uuid, at: DateTime<Utc>) -> anyhow::Result<()> {
+    if let Some(runs) = hub.compute.runs(project).await? {
+        sync(&hub.db, project, &runs).await?;
+    }
+    hub.db.usage_close(project, Some(at)).await?;
+    Ok(())
+}
+
+/// Brings the project's records in line with the provider's runs.
+async fn sync(db: &Db, project: Uuid, runs: &[Run]) -> anyhow::Result<()> {
+    let keys: Vec<String> = runs.iter().map(|r| r.key.clone()).collect();
+    let known: HashMap<String, Option<DateTime<Utc>>> =
+        db.usage_records_of(project, &keys).await?.into_iter().collect();
+    for run in runs {
+        let lost = !run.running && run.ended_at.is_none();
+        match known.get(&run.key) {
+            // Closed already: the provider's end was taken when it closed.
+            Some(Some(_)) => {}
+            // Open, and still running: nothing to do.
+            Some(None) if run.running => {}
+            Some(None) => db.usage_close_run(project, &run.key, run.ended_at).await?,
+            None => {
+                // A run the hub never recorded: started by the provider's
+                // own restart policy, or while the hub was down.
+                let end = if lost { Some(run.started_at) } else { run.ended_at };
+                db.usage_insert_run(project, &run.key, run.started_at, end).await?;
+            }
+        }
+    }
+    // Open records of runs the provider no longer lists end at their last tick.
+    db.usage_close_unlisted(project, &keys).await?;
+    Ok(())
+}
+
+/// A machine's state and, when stopped, since when (from `inventory`).
+type Listing = (MachineState, Option<DateTime<Utc>>);
+
+/// One audit: every project with an open record or an active status is
+/// compared with the provider.
+pub async fn audit(hub: &Hub) -> anyhow::Result<()> {
+    let mut projects: HashSet<Uuid> = hub.db.usage_open_projects().await?.into_iter().collect();
+    projects.extend(hub.db.active_projects().await?.into_iter().map(|p| p.id));
+    let mut inventory: Option<HashMap<Uuid, Listing>> = None;
+    for project in projects {
+        if let Some(runs) = hub.compute.runs(project).await? {
+            sync(&hub.db, project, &runs).await?;
+            continue;
+        }
+        if inventory.is_none() {
+            let listed = hub.compute.inventory().await?;
+            inventory = Some(listed.into_iter().map(|l| (l.project, (l.state, l.stopped_since))).collect());
+        }
+        let (state, stopped) =
+            inventory.as_ref().and_then(|i| i.get(&project)).copied().unwrap_or((MachineState::Missing, None));
+        if state == MachineState::Running {
+            hub.db.usage_confirm(project).await?;
+        } else {
+            // When the provider says it stopped, or else at the last tick
+            // (heartbeat or the provider's last "running").
+            hub.db.usage_close_stopped(project, stopped).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Audits every `meter_interval` until `shutdown`.
+pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            result = audit(&hub) => {
+                if let Err(e) = result {
+                    tracing::warn!(error = format!("{e:#}"), "usage audit failed");
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(hub.config.meter_interval) => {}
+        }
+    }
+}
+
+/// The size columns a new record takes from its owner's plan.
+const SIZE: &str = "COALESCE((SELECT cpus FROM plan_limits WHERE plan = u.plan), 1), \
+                    COALESCE((SELECT memory_mb FROM plan_limits WHERE plan = u.plan), 2048)";
+
+impl Db {
+    /// Opens a record for run `key` of the project, from `at`.
+    pub async fn usage_open(&self, project: Uuid, key: &str, at: DateTime<Utc>) -> sqlx::Result<()> {
+        self.usage_insert_run(project, key, at, None).await
+    }
+
+    /// Records run `key` (ended at `end`, or open) if it isn't recorded.
+    pub async fn usage_insert_run(
+        &self,
+        project: Uuid,
+        key: &str,
+        start: DateTime<Utc>,
+        end: Option<DateTime<Utc>>,
+    ) -> sqlx::Result<()> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO usage_records (id, project_id, owner_id, run_key, started_at, ended_at, last_tick_at, cpus, memory_mb) \
+             SELECT $1, p.id, p.owner_id, $3, $4, $5, COALESCE($5, GREATEST($4, now())), {SIZE} \
+             FROM projects p JOIN users u ON u.id = p.owner_id WHERE p.id = $2 \
+             ON CONFLICT (project_id, run_key) DO NOTHING"
+        )))
+        .bind(Uuid::new_v4())
+        .bind(project)
+        .bind(key)
+        .bind(start)
+        .bind(end)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The records of the project among runs `keys`, with their ends.
+    pub async fn usage_records_of(
+        &self,
+        project: Uuid,
+        keys: &[String],
+    ) -> sqlx::Result<Vec<(String, Option<DateTime<Utc>>)>> {
+        sqlx::query_as("SELECT run_key, ended_at FROM usage_records WHERE project_id = $1 AND run_key = ANY($2)")
+            .bind(project)
+            .bind(keys)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Closes run `key`'s open record at `end`, or at its last tick when
+    /// the provider can't say when it ended.
+    pub async fn usage_close_run(&self, project: Uuid, key: &str, end: Option<DateTime<Utc>>) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE usage_records SET ended_at = GREATEST(started_at, COALESCE($3, last_tick_at)) \
+             WHERE project_id = $1 AND run_key = $2 AND ended_at IS NULL",
+        )
+        .bind(project)
+        .bind(key)
+        .bind(end)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Closes the project's open records whose runs aren't among `keys`,
+    /// each at its last tick.
+    pub async fn usage_close_unlisted(&self, project: Uuid, keys: &[String]) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE usage_records SET ended_at = GREATEST(started_at, last_tick_at) \
+             WHERE project_id = $1 AND ended_at IS NULL AND NOT (run_key = ANY($2))",
+        )
+        .bind(project)
+        .bind(keys)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Closes the project's open records at `at` (not before each one's
+    /// start), or at each one's last tick.
+    pub async fn usage_close(&self, project: Uuid, at: Option<DateTime<Utc>>) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE usage_records SET ended_at = GREATEST(started_at, COALESCE($2, last_tick_at)) \
+             WHERE project_id = $1 AND ended_at IS NULL",
+        )
+        .bind(project)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Closes the project's open records of a machine that isn't running:
+    /// at `stopped` (the provider's time), when it falls within the record,
+    /// else at the last tick.
+    pub async fn usage_close_stopped(&self, project: Uuid, stopped: Option<DateTime<Utc>>) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE usage_records SET ended_at = CASE WHEN $2 >= started_at AND $2 <= now() THEN $2 \
+               ELSE GREATEST(started_at, last_tick_at) END \
+             WHERE project_id = $1 AND ended_at IS NULL",
+        )
+        .bind(project)
+        .bind(stopped)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The provider says the project's machine runs: its open record ticks.
+    pub async fn usage_confirm(&self, project: Uuid) -> sqlx::Result<()> {
+        sqlx::query("UPDATE usage_records SET last_tick_at = now() WHERE project_id = $1 AND ended_at IS NULL")
+            .bind(project)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A heartbeat ticks the project's open record forward, once per boot
+    /// id and sequence number (a replay, or an older one, changes nothing).
+    pub async fn usage_heartbeat(&self, project: Uuid, boot_id: &str, seq: i64) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE usage_records SET last_tick_at = GREATEST(last_tick_at, now()), boot_id = $2, last_seq = $3 \
+             WHERE project_id = $1 AND ended_at IS NULL AND (boot_id IS DISTINCT FROM $2 OR last_seq < $3)",
+        )
+        .bind(project)
+        .bind(boot_id)
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Each port's (port, keeps_awake, wakes_on_visit) the owner set.
+    pub async fn port_flags(&self, project: Uuid) -> sqlx::Result<Vec<(i32, bool, bool)>> {
+        sqlx::query_as("SELECT port, keeps_awake, wakes_on_visit FROM port_settings WHERE project_id = $1")
+            .bind(project)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Sets a port's flags (those given); returns them as they now stand.
+    pub async fn set_port_flags(
+        &self,
+        project: Uuid,
+        port: u16,
+        keeps_awake: Option<bool>,
+        wakes_on_visit: Option<bool>,
+    ) -> sqlx::Result<(bool, bool)> {
+        sqlx::query_as(
+            "INSERT INTO port_settings (project_id, port, visibility, keeps_awake, wakes_on_visit) \
+             VALUES ($1, $2, 'private', COALESCE($3, false), COALESCE($4, false)) \
+             ON CONFLICT (project_id, port) DO UPDATE SET \
+               keeps_awake = COALESCE($3, port_settings.keeps_awake), \
+               wakes_on_visit = COALESCE($4, port_settings.wakes_on_visit), updated_at = now() \
+             RETURNING keeps_awake, wakes_on_visit",
+        )
+        .bind(project)
+        .bind(i32::from(port))
+        .bind(keeps_awake)
+        .bind(wakes_on_visit)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Whether a public visit to the port may start the stopped VM.
+    pub async fn wakes_on_visit(&self, project: Uuid, port: u16) -> sqlx::Result<bool> {
+        let found: Option<bool> =
+            sqlx::query_scalar("SELECT wakes_on_visit FROM port_settings WHERE project_id = $1 AND port = $2")
+                .bind(project)
+                .bind(i32::from(port))
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.unwrap_or(false))
+    }
+
+    /// Ports of running VMs whose public visitors keep them awake.
+    pub async fn keeps_awake_ports(&self) -> sqlx::Result<Vec<(Uuid, i32)>> {
+        sqlx::query_as(
+            "SELECT s.project_id, s.port FROM port_settings s JOIN projects p ON p.id = s.project_id \
+             WHERE s.keeps_awake AND p.status = 'running'",
+        )
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Projects with an open record.
+    pub async fn usage_open_projects(&self) -> sqlx::Result<Vec<Uuid>> {
+        sqlx::query_scalar("SELECT DISTINCT project_id FROM usage_records WHERE ended_at IS NULL")
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// The user's compute seconds since `since`, by day (UTC), oldest first.
+    pub async fn compute_by_day(
+        &self,
+        user: Uuid,
+        since: DateTime<Utc>,
+    ) -> sqlx::Result<Vec<(chrono::NaiveDate, i64)>> {
+        sqlx::query_as(
+            "SELECT d::date, SUM(EXTRACT(EPOCH FROM LEAST(COALESCE(r.ended_at, now()), (d + interval '1 day') AT TIME ZONE 'UTC') \
+                                   - GREATEST(r.started_at, d AT TIME ZONE 'UTC')))::bigint \
+             FROM usage_records r \
+             CROSS JOIN LATERAL generate_series(date_trunc('day', GREATEST(r.started_at, $2) AT TIME ZONE 'UTC'), \
+                                                date_trunc('day', COALESCE(r.ended_at, now()) AT TIME ZONE 'UTC'), \
+                                                interval '1 day') AS d \
+             WHERE r.owner_id = $1 AND COALESCE(r.ended_at, now()) > $2 \
+             GROUP BY d ORDER BY d",
+        )
+        .bind(user)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// The user's monthly roll-up (`usage_monthly`): compute seconds by
+    /// month and machine size, newest first.
+    pub async fn usage_monthly(&self, user: Uuid) -> sqlx::Result<Vec<(chrono::NaiveDateTime, i32, i64, i64)>> {
+        sqlx::query_as(
+            "SELECT month, cpus, memory_mb, compute_seconds FROM usage_monthly WHERE owner_id = $1 \
+             ORDER BY month DESC, cpus, memory_mb LIMIT 120",
+        )
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await
+    }
+}
+
+/// One record's compute seconds since the SQL expression `since`,
+/// counting an open record up to now.
+pub fn record_seconds(since: &str) -> String {
+    format!("EXTRACT(EPOCH FROM COALESCE(ended_at, now()) - GREATEST(started_at, {since}))")
+}
