@@ -374,10 +374,22 @@ impl Compute for LocalCompute {
     async fn destroy(&self, project: Uuid) -> anyhow::Result<()> {
         self.stop(project).await?;
         let dir = self.dir(project);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        // The run's watcher notices the VM's end within a quarter second and
+        // appends it to the log beside it, which may land while the folder
+        // goes: try again until it has.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e).with_context(|| format!("removing {}", dir.display())),
+            }
         }
-        Ok(())
     }
 
     async fn status(&self, project: Uuid) -> anyhow::Result<MachineState> {
