@@ -63,4 +63,4 @@ cleanup+=("kill $hub 2>/dev/null; wait $hub 2>/dev/null; pkill -f 'aetherd run' 
 for _ in $(seq 1 300); do [ -s "$data/hub.json" ] && break; sleep 0.2; done
 [ -s "$data/hub.json" ] || { cat "$data/hub.log"; echo "hub did not start" >&2; exit 1; }
 url="http://$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$data/hub.json")"
-(cd web && AETHER_E2E_URL="$url" AETHER_E2E_DATA="$data" AETHER_E2E_MAIL="$data/mail" AETHER_E2E_STRIPE="$(stripe_field control)" npm run e2e) || { tail -50 "$data/hub.log"; exit 1; }
+(cd web && AETHER_E2E_URL="$url" AETHER_E2E_DATA="$data" AETHER_E2E_MAIL="$data/mail" AETHER_E2E_STRIPE="$(stripe_field control)" npm run e2e) || { tail -50 "$data/hub.log"; grep -m3 -A3 panicked "$data/stripe.log"; exit 1; }

@@ -53,6 +53,8 @@ async fn pay(State(fake): State<Arc<FakeStripe>>, Query(q): Query<HashMap<String
 #[tokio::main]
 async fn main() {
     let out = std::env::args().nth(1).expect("usage: fake_stripe OUT_FILE");
+    // reqwest's TLS needs a process-wide provider (the hub installs the same).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let fake = Arc::new(FakeStripe::start().await);
     let app = axum::Router::new().route("/pay", post(pay)).with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

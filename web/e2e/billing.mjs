@@ -61,7 +61,8 @@ export async function billingSteps({ step, page, base, run }) {
     // The fake Stripe's control route stands in for paying on Checkout.
     const control = process.env.AETHER_E2E_STRIPE?.replace(/\/+$/, "");
     if (!control) throw new Error("AETHER_E2E_STRIPE (the fake Stripe's control URL) is not set: scripts/test.sh starts it");
-    const hoursLimit = () => page.locator("li", { hasText: "compute hours a month" }).textContent();
+    const limits = page.locator("section", { has: page.getByRole("heading", { name: "Your plan's limits" }) });
+    const hoursLimit = () => limits.locator("li", { hasText: "compute hours a month" }).textContent();
     const before = await hoursLimit();
     if (!/^Free plan/.test((await byTestId("billing-plan").textContent()) ?? "")) throw new Error("not on the free plan before paying");
     /** @type {string[]} */
@@ -77,17 +78,24 @@ export async function billingSteps({ step, page, base, run }) {
         paid.push(session);
         await route.fulfill({ status: 303, headers: { location: body.success_url } });
       } catch (e) {
-        failure = e;
+        failure = e instanceof Error && e.cause ? new Error(`${e.message}: ${String(e.cause)}`) : e;
         await route.fulfill({ status: 500, contentType: "text/plain", body: String(e) });
       }
     });
     try {
       await byTestId("upgrade-pro").click();
-      await page.waitForURL((u) => u.origin === new URL(base).origin && u.searchParams.get("billing") === "success", { timeout: 30_000 });
+      // Stripe sends the browser back to the hub's success URL.
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        if (failure) throw failure;
+        const here = new URL(page.url());
+        if (paid.length > 0 && here.origin === new URL(base).origin) break;
+        if (Date.now() > deadline) throw new Error(`still at ${page.url()} after paying ${JSON.stringify(paid)}`);
+        await page.waitForTimeout(100);
+      }
     } finally {
       await page.unroute("https://checkout.stripe.com/**");
     }
-    if (failure) throw failure;
     if (paid.length !== 1 || !paid[0].startsWith("cs_")) throw new Error(`checkout sessions paid: ${JSON.stringify(paid)}`);
     await page.goto(`${base}/billing`);
     await page.waitForFunction(
