@@ -148,6 +148,11 @@ impl FakeStripe {
             status: "active".to_owned(),
             current_period_end: chrono::Utc::now().timestamp() + 30 * 86400,
         };
+        // Stripe closes the session it was paid on.
+        let paid = w.sessions.get_mut(session).unwrap();
+        paid["status"] = json!("complete");
+        paid["payment_status"] = json!("paid");
+        paid["subscription"] = json!(id);
         w.subscriptions.insert(id, sub.clone());
         sub
     }
@@ -158,6 +163,12 @@ impl FakeStripe {
         let sub = w.subscriptions.get_mut(id).unwrap_or_else(|| panic!("no subscription {id}"));
         change(sub);
         sub.clone()
+    }
+
+    /// The Checkout session `id` as the hub created it (its `success_url`,
+    /// `client_reference_id`, …), if there is one.
+    pub fn checkout_session(&self, id: &str) -> Option<Value> {
+        self.world.lock().unwrap().sessions.get(id).cloned()
     }
 
     pub fn subscription(&self, id: &str) -> Sub {
