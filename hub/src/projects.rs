@@ -99,6 +99,12 @@ async fn boot(hub: &Hub, project: &Project) -> anyhow::Result<()> {
         tracing::warn!(project = %id, error = format!("{e:#}"), "opening the VM's usage record");
     }
     hub.activity.woke(id);
+    let size_gb = i32::try_from(hub.compute.volume_gb()).unwrap_or(i32::MAX);
+    if size_gb > 0
+        && let Err(e) = hub.db.storage_open(id, size_gb, began).await
+    {
+        tracing::warn!(project = %id, error = %e, "opening the disk's storage record");
+    }
     if let Some((machine, volume)) = hub.compute.placement(id) {
         hub.db.set_compute_ids(id, Some(&machine), volume.as_deref()).await?;
     }
@@ -222,6 +228,9 @@ pub async fn delete(hub: &Hub, project: Project) -> ApiResult<()> {
     hub.compute.destroy(project.id).await?;
     if let Err(e) = hub.db.usage_close(project.id, Some(chrono::Utc::now())).await {
         tracing::warn!(project = %project.id, error = %e, "closing a deleted project's usage record");
+    }
+    if let Err(e) = hub.db.storage_close(project.id, chrono::Utc::now()).await {
+        tracing::warn!(project = %project.id, error = %e, "closing a deleted project's storage record");
     }
     hub.tunnels.close(project.id, "deleted");
     hub.db.delete_project(project.id).await?;

@@ -22,6 +22,12 @@
 //! Monthly totals are sums over the records (`usage_monthly` in the
 //! database, and the queries in `Db`), never kept anywhere else, so a record
 //! closed late counts as closed.
+//!
+//! Storage is metered the same way: a record per project disk
+//! (`storage_records`), opened at the first boot that made it and closed
+//! when the project is deleted; `storage_monthly` sums its GB-hours.
+//! Providers without per-project disks (local VMs use the host's) record
+//! none.
 
 use crate::Hub;
 use crate::compute::{MachineState, Run};
@@ -341,6 +347,41 @@ impl Db {
         .bind(since)
         .fetch_all(&self.pool)
         .await
+    }
+
+    /// The project's disk exists from `at` (if it isn't recorded yet), at
+    /// `size_gb`, for its owner.
+    pub async fn storage_open(&self, project: Uuid, size_gb: i32, at: DateTime<Utc>) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO storage_records (project_id, owner_id, size_gb, created_at) \
+             SELECT id, owner_id, $2, $3 FROM projects WHERE id = $1 \
+             ON CONFLICT (project_id) DO NOTHING",
+        )
+        .bind(project)
+        .bind(size_gb)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// The project's disk is gone as of `at`.
+    pub async fn storage_close(&self, project: Uuid, at: DateTime<Utc>) -> sqlx::Result<()> {
+        sqlx::query("UPDATE storage_records SET deleted_at = GREATEST($2, created_at) WHERE project_id = $1 AND deleted_at IS NULL")
+            .bind(project)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    /// The user's storage roll-up (`storage_monthly`): GB-hours by month,
+    /// newest first.
+    pub async fn storage_monthly(&self, user: Uuid) -> sqlx::Result<Vec<(chrono::NaiveDateTime, f64)>> {
+        sqlx::query_as("SELECT month, gb_hours FROM storage_monthly WHERE owner_id = $1 ORDER BY month DESC LIMIT 120")
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await
     }
 
     /// The user's monthly roll-up (`usage_monthly`): compute seconds by

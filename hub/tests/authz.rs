@@ -49,6 +49,7 @@ const NO_PATH_ID: &[(&str, &str, &str)] = &[
     ("POST", "/api/projects", "creates a project of the caller's"),
     ("GET", "/api/billing/usage", "the caller's own usage"),
     ("GET", "/api/billing/usage/monthly", "the caller's own usage"),
+    ("GET", "/api/billing/storage/monthly", "the caller's own usage"),
     ("POST", "/api/billing/checkout", "the caller's own subscription"),
     ("POST", "/api/billing/portal", "the caller's own subscription"),
     ("POST", "/api/tickets", "the project id is in the body: checked with another user's"),

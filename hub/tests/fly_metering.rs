@@ -4,7 +4,8 @@
 //! closes the record at the time Fly's event log gives for the stop: not
 //! at the hub's death (the last heartbeat), nor at its restart. The
 //! metered seconds match the machine's started-to-stopped events within
-//! max(0.5 %, 2 s).
+//! max(0.5 %, 2 s). A project's disk is metered in GB-hours from the boot
+//! that made it until the project is deleted.
 
 mod fake_fly;
 mod support;
@@ -103,4 +104,55 @@ async fn a_machine_stopped_while_the_hub_is_down_is_metered_to_its_stop() {
     assert!((metered - truth).abs() <= (truth * 0.005).max(2.0), "metered {metered} vs truth {truth}");
     let (_, u) = api.get("/api/billing/usage").await;
     assert!((u["compute_seconds_used"].as_f64().unwrap() - truth).abs() <= 3.0, "{u}");
+}
+
+/// A project's disk (its Fly volume) counts GB-hours at its size from the
+/// boot that made it, while the project exists, stopped or not, and no more
+/// once it is deleted; the month's figure and the roll-up agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projects_disk_is_metered_in_gb_hours_until_the_project_is_deleted() {
+    support::init();
+    let root = TempDir::new("fake-fly");
+    let fake = FakeFly::start(Options::booting(Boot { aetherd: TestHub::aetherd(), root: root.0.clone() })).await;
+    let env = fly_env(&fake);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let dir = TempDir::new("aether-fly-storage");
+    let mut hub = TestHub::spawn(&dir.0, Some(support::fresh_database().await), "127.0.0.1:0", &env);
+    hub.wait_ready().await;
+    let api = hub.user().await;
+    let (_, before) = api.get("/api/billing/usage").await;
+    assert_eq!(before["storage_gb_hours"], 0.0, "no disk yet: {before}");
+    let booted = Instant::now();
+    let id = api.running_project().await;
+    let (_, u) = api.get("/api/billing/usage").await;
+    let size = u["storage_gb_used"].as_f64().unwrap();
+    assert!(size > 0.0, "the project's volume: {u}");
+    let (s, _) = api.post(&format!("/api/projects/{id}/stop?wait=true"), json!({})).await;
+    assert_eq!(s, 200);
+    // A stopped project's disk still counts.
+    let stopped = Instant::now();
+    support::eventually("time passing", Duration::from_secs(10), || async {
+        (stopped.elapsed() > Duration::from_secs(2)).then_some(())
+    })
+    .await;
+    let gb_hours = |u: &serde_json::Value| u["storage_gb_hours"].as_f64().unwrap();
+    let (_, u) = api.get("/api/billing/usage").await;
+    let upper = size * booted.elapsed().as_secs_f64() / 3600.0;
+    let lower = size * stopped.elapsed().as_secs_f64() / 3600.0;
+    assert!(gb_hours(&u) >= lower && gb_hours(&u) <= upper, "{} not within [{lower}, {upper}]", gb_hours(&u));
+
+    let (s, _) = api.delete(&format!("/api/projects/{id}")).await;
+    assert_eq!(s, 204);
+    let (_, at_delete) = api.get("/api/billing/usage").await;
+    let deleted = Instant::now();
+    support::eventually("time passing after the delete", Duration::from_secs(10), || async {
+        (deleted.elapsed() > Duration::from_secs(2)).then_some(())
+    })
+    .await;
+    let (_, later) = api.get("/api/billing/usage").await;
+    assert!(gb_hours(&at_delete) > gb_hours(&u), "it grew until the delete");
+    assert_eq!(gb_hours(&later), gb_hours(&at_delete), "a deleted disk costs nothing more");
+    let (s, months) = api.get("/api/billing/storage/monthly").await;
+    assert_eq!(s, 200, "{months}");
+    assert_eq!(months[0]["gb_hours"], later["storage_gb_hours"], "{months}");
 }

@@ -21,6 +21,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/billing/usage", get(usage))
         .route("/billing/usage/monthly", get(monthly))
+        .route("/billing/storage/monthly", get(storage_monthly))
         .route("/billing/checkout", post(checkout))
         .route("/billing/portal", post(portal))
         .route("/billing/webhook", post(stripe_webhook))
@@ -127,6 +128,9 @@ async fn usage(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Va
         hub.db.list_projects(user.id).await?.into_iter().map(|p| (p.id, p.name)).collect();
     let projects = hub.db.count_projects(user.id).await?;
     let volumes = hub.db.count_volumes(user.id).await?;
+    let this_month = start.naive_utc();
+    let storage_gb_hours =
+        hub.db.storage_monthly(user.id).await?.into_iter().find(|(m, _)| *m == this_month).map_or(0.0, |(_, h)| h);
     let idle_timeout_s = hub.config.idle_timeout.map_or(limits.idle_timeout_s, |d| d.as_secs() as i64);
     Ok(Json(json!({
         "plan": u.plan,
@@ -136,6 +140,7 @@ async fn usage(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Va
         "compute_seconds_limit": limits.compute_seconds,
         "storage_gb_used": volumes * i64::from(hub.compute.volume_gb()),
         "storage_gb_limit": limits.storage_gb,
+        "storage_gb_hours": storage_gb_hours,
         "projects_used": projects,
         "projects_limit": limits.projects,
         "idle_timeout_s": idle_timeout_s,
@@ -162,5 +167,14 @@ async fn monthly(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<
                 json!({ "month": month.and_utc(), "cpus": cpus, "memory_mb": memory_mb, "compute_seconds": seconds })
             })
             .collect(),
+    )))
+}
+
+/// The caller's storage roll-up: GB-hours of project disks by month (UTC),
+/// newest first, from the storage records as they stand.
+async fn storage_monthly(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
+    let rows = hub.db.storage_monthly(user.id).await?;
+    Ok(Json(Value::Array(
+        rows.into_iter().map(|(month, gb_hours)| json!({ "month": month.and_utc(), "gb_hours": gb_hours })).collect(),
     )))
 }
