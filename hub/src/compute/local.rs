@@ -29,6 +29,8 @@ const PASS_ENV: [&str; 7] = ["PATH", "LANG", "LC_ALL", "USER", "LOGNAME", "SHELL
 /// Restarts of one VM within `RESTART_WINDOW` before the provider gives up.
 const MAX_RESTARTS: usize = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// How long a stop waits for the VM's last process to exit.
+const HALT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How local VMs are kept apart from the host and each other.
 #[derive(Debug, Clone)]
@@ -88,10 +90,49 @@ impl LocalCompute {
         self.dir(project).join("home")
     }
 
+    /// The pid of the VM's outermost process while it lives (an exiting
+    /// process lives until it is a zombie, as the run's watcher sees it).
     fn pid(&self, project: Uuid) -> Option<u32> {
         let text = std::fs::read_to_string(self.dir(project).join("vm.pid")).ok()?;
         let pid: u32 = text.trim().parse().ok()?;
-        is_vm(pid).then_some(pid)
+        let alive = match self.current(project).and_then(|(_, ticks)| ticks) {
+            // Told from a later process given the same pid by its start time.
+            Some(ticks) => proc_stat(pid).is_some_and(|(state, started)| live_state(state) && started == ticks),
+            None => is_vm(pid),
+        };
+        alive.then_some(pid)
+    }
+
+    /// The VM's current run (`vm.run`: its key, and its outermost process's
+    /// start time in clock ticks).
+    fn current(&self, project: Uuid) -> Option<(String, Option<u64>)> {
+        let text = std::fs::read_to_string(self.dir(project).join("vm.run")).ok()?;
+        let mut fields = text.split_whitespace();
+        let key = fields.next()?.to_owned();
+        Some((key, fields.next().and_then(|t| t.parse().ok())))
+    }
+
+    /// Whether run `key`'s watcher still runs: until it has written the
+    /// run's end, the run is not over.
+    fn watching(&self, project: Uuid, key: &str) -> bool {
+        let Some(pid) =
+            std::fs::read_to_string(self.dir(project).join("vm.watch")).ok().and_then(|t| t.trim().parse().ok())
+        else {
+            return false;
+        };
+        runs::watches(pid, key)
+    }
+
+    /// Waits until `pid()` says the VM's outermost process is gone.
+    async fn wait_gone(&self, project: Uuid, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.pid(project).is_some() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     fn create_dirs(&self, project: Uuid) -> anyhow::Result<()> {
@@ -161,9 +202,15 @@ impl LocalCompute {
         };
         std::fs::write(dir.join("vm.pid"), pid.to_string())?;
         let key = format!("{pid}-{}", started.timestamp_millis());
-        std::fs::write(dir.join("vm.run"), &key)?;
+        let ticks = proc_stat(pid).map(|(_, ticks)| ticks.to_string()).unwrap_or_default();
+        std::fs::write(dir.join("vm.run"), format!("{key} {ticks}"))?;
         runs::started(&dir.join(runs::LOG), &key, started)?;
-        runs::watch(pid, &key, &dir.join(runs::LOG));
+        match runs::watch(pid, &key, &dir.join(runs::LOG)) {
+            Some(watcher) => std::fs::write(dir.join("vm.watch"), watcher.to_string())?,
+            None => {
+                let _ = std::fs::remove_file(dir.join("vm.watch"));
+            }
+        }
         Ok(())
     }
 
@@ -202,18 +249,16 @@ impl LocalCompute {
         Ok(pid)
     }
 
-    /// Ends every process of the VM.
+    /// Ends every process of the VM. The run ends when its outermost
+    /// process has exited, not before: an error says it would not.
     async fn halt(&self, project: Uuid) -> anyhow::Result<()> {
-        // Only a run that was still going ends now; one that had ended by
-        // itself ended when its watcher said (or, with no watcher left to
-        // say, the meter closes it at its last tick).
-        let was_running = self.pid(project).is_some();
+        let live = self.pid(project);
         match &self.isolation {
             Isolation::Sandbox(_) => Sandbox::kill(project).await?,
             Isolation::Off(_) => {
-                if let Some(pid) = self.pid(project) {
+                if let Some(pid) = live {
                     let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGTERM);
-                    if !wait_gone(pid, Duration::from_secs(5)).await {
+                    if !self.wait_gone(project, Duration::from_secs(5)).await {
                         tracing::warn!(%project, pid, "aetherd ignored SIGTERM; killing");
                     }
                 }
@@ -230,16 +275,31 @@ impl LocalCompute {
                 }
             }
         }
+        if let Some(pid) = live
+            && !self.wait_gone(project, HALT_TIMEOUT).await
+        {
+            // The run goes on (and is metered) until it does; its watcher
+            // records the end.
+            anyhow::bail!("the VM's outermost process ({pid}) would not end");
+        }
         let dir = self.dir(project);
-        if let Ok(key) = std::fs::read_to_string(dir.join("vm.run")) {
-            // Every process is gone: the run ended now, if the watcher
-            // hasn't said so earlier.
-            if was_running {
-                let _ = runs::ended(&dir.join(runs::LOG), key.trim(), chrono::Utc::now());
+        if let Some((key, _)) = self.current(project) {
+            if live.is_some() {
+                // It has just exited: the run ended now, if its watcher
+                // hasn't said so earlier.
+                let _ = runs::ended(&dir.join(runs::LOG), &key, chrono::Utc::now());
+            } else {
+                // It ended by itself: its watcher says when, unless nothing
+                // watched it.
+                let deadline = tokio::time::Instant::now() + HALT_TIMEOUT;
+                while self.watching(project, &key) && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
             let _ = std::fs::remove_file(dir.join("vm.run"));
         }
         let _ = std::fs::remove_file(dir.join("vm.pid"));
+        let _ = std::fs::remove_file(dir.join("vm.watch"));
         Ok(())
     }
 
@@ -290,11 +350,9 @@ impl LocalCompute {
 
 /// Whether `pid` is a live (not zombie) VM: its sandbox or its aetherd.
 fn is_vm(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-    matches!(state, Some(s) if s != 'Z' && s != 'X')
+    proc_stat(pid).is_some_and(|(state, _)| live_state(state))
         && [&b"aetherd"[..], b"bwrap", b"unshare"].iter().any(|name| argv0.ends_with(name))
 }
 
@@ -316,15 +374,18 @@ pub fn processes_with(marker: &str) -> Vec<i32> {
         .collect()
 }
 
-async fn wait_gone(pid: u32, timeout: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while is_vm(pid) {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    true
+/// `/proc/PID/stat`'s state letter and start time (clock ticks since boot).
+fn proc_stat(pid: u32) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = text.rsplit_once(") ")?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.nth(18)?.parse().ok()?))
+}
+
+/// A process in this state has not exited (a zombie has).
+fn live_state(state: char) -> bool {
+    state != 'Z' && state != 'X'
 }
 
 /// A log file of the VM's, readable by the hub alone.
@@ -415,8 +476,13 @@ impl Compute for LocalCompute {
 
     async fn runs(&self, project: Uuid) -> anyhow::Result<Option<Vec<super::Run>>> {
         let dir = self.dir(project);
-        let current = self.pid(project).and_then(|_| std::fs::read_to_string(dir.join("vm.run")).ok());
-        Ok(Some(runs::read(&dir.join(runs::LOG), current.as_deref().map(str::trim))))
+        // A run goes on while its outermost process lives, and after that
+        // until its watcher has written its end.
+        let current = self
+            .current(project)
+            .map(|(key, _)| key)
+            .filter(|key| self.pid(project).is_some() || self.watching(project, key));
+        Ok(Some(runs::read(&dir.join(runs::LOG), current.as_deref())))
     }
 
     fn cpu_usage_ns(&self, project: Uuid) -> Option<u64> {

@@ -3,8 +3,10 @@
 //! provider just before it spawns the sandbox) and one when it ends (`end
 //! KEY UNIX_MS`), written by a small watcher process started with the VM
 //! and detached from the hub — so an end is recorded while no hub runs — and
-//! by the provider's own stop once every process is gone. The earliest end
-//! of a run counts. Nothing inside the VM can write the file (it lives
+//! by the provider's own stop once the outermost process has exited. The
+//! earliest end of a run counts, and a run is not over while its watcher
+//! lives: between the process's exit and the watcher's line it still
+//! counts as running, so the meter never closes it early at its last tick. Nothing inside the VM can write the file (it lives
 //! outside the VM's root and home).
 
 use super::Run;
@@ -46,8 +48,8 @@ pub fn ended(log: &Path, key: &str, at: DateTime<Utc>) -> std::io::Result<()> {
 /// Starts the watcher of the run `key`, whose outermost process is `pid`:
 /// it appends the run's end to `log` once `pid` has exited. It is its own
 /// process group, outside the VM's cgroups, so it outlives the hub and
-/// isn't killed with the VM.
-pub fn watch(pid: u32, key: &str, log: &Path) {
+/// isn't killed with the VM. Returns the watcher's pid.
+pub fn watch(pid: u32, key: &str, log: &Path) -> Option<u32> {
     // Polls the process's state (a zombie whose parent, the hub, is gone
     // has exited too), four times a second.
     let script = r#"while read -r _ _ st _ 2>/dev/null < "/proc/$1/stat" && [ "$st" != Z ] && [ "$st" != X ]; do sleep 0.25; done; printf 'end %s %s\n' "$2" "$(date +%s%3N)" >> "$3""#;
@@ -62,13 +64,26 @@ pub fn watch(pid: u32, key: &str, log: &Path) {
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     match cmd.spawn() {
         Ok(mut child) => {
+            let watcher = child.id();
             // Reaped while the hub lives; init reaps it otherwise.
             std::thread::spawn(move || {
                 let _ = child.wait();
             });
+            Some(watcher)
         }
-        Err(e) => tracing::warn!(error = %e, "starting a VM's run watcher; its end will be the hub's"),
+        Err(e) => {
+            tracing::warn!(error = %e, "starting a VM's run watcher; its end will be the hub's");
+            None
+        }
     }
+}
+
+/// Whether `pid` is the live watcher of run `key`.
+pub fn watches(pid: u32, key: &str) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    // sh -c SCRIPT aether-run-watch PID KEY LOG
+    args.get(3) == Some(&&b"aether-run-watch"[..]) && args.get(5) == Some(&key.as_bytes())
 }
 
 fn ms(v: &str) -> Option<DateTime<Utc>> {
@@ -132,7 +147,8 @@ mod tests {
         // A zombie counts as exited: it isn't reaped here until later.
         let at = Utc::now();
         started(&log, "k", at).unwrap();
-        watch(child.id(), "k", &log);
+        let watcher = watch(child.id(), "k", &log).unwrap();
+        assert!(watches(watcher, "k") && !watches(watcher, "other"));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let exited = loop {
             let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
@@ -153,6 +169,12 @@ mod tests {
         };
         let end = run.ended_at.unwrap();
         assert!(end >= at && (end - exited).num_milliseconds().abs() < 600, "{run:?} exited {exited}");
+        // Its watcher is gone once it has written the end.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while watches(watcher, "k") {
+            assert!(std::time::Instant::now() < deadline, "the watcher outlived its line");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         child.wait().unwrap();
         std::fs::remove_dir_all(dir).unwrap();
     }

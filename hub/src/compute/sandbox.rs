@@ -269,7 +269,9 @@ impl Sandbox {
     }
 
     /// Ends every process of the VM: frozen first, so nothing forks or
-    /// escapes meanwhile, then killed, then thawed so the kills land.
+    /// escapes meanwhile, then killed, then thawed so the kills land; then
+    /// waits until the VM's cgroup is empty. Only processes it hasn't seen
+    /// before are frozen again (refreezing the dying stalls their exit).
     pub async fn kill(project: Uuid) -> anyhow::Result<()> {
         let freezer = Path::new(CGROUP_ROOT).join("freezer/aether").join(project.to_string());
         if !freezer.exists() {
@@ -277,6 +279,7 @@ impl Sandbox {
         }
         let state = freezer.join("freezer.state");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut killed = std::collections::HashSet::new();
         loop {
             let left = Self::processes(project);
             if left.is_empty() {
@@ -285,11 +288,17 @@ impl Sandbox {
             if tokio::time::Instant::now() >= deadline {
                 bail!("{} processes of the VM would not end", left.len());
             }
-            let _ = std::fs::write(&state, "FROZEN");
+            let new = left.iter().any(|pid| !killed.contains(pid));
+            if new {
+                let _ = std::fs::write(&state, "FROZEN");
+            }
             for pid in left {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                killed.insert(pid);
             }
-            let _ = std::fs::write(&state, "THAWED");
+            if new {
+                let _ = std::fs::write(&state, "THAWED");
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for dir in Self::cgroups(project) {
