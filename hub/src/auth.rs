@@ -4,11 +4,7 @@
 //! Passwords and tokens are never logged; tickets are stored only as their
 //! SHA-256.
 
-use crate::api::AppState;
-use crate::error::ApiError;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -168,39 +164,6 @@ pub struct AuthUser {
 pub fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim_start().split_once([' ', '\t'])?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_matches([' ', '\t']))
-}
-
-impl FromRequestParts<AppState> for AuthUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::Unauthenticated("missing bearer token".into()))?;
-        let token = bearer(header).ok_or_else(|| ApiError::Unauthenticated("expected a bearer token".into()))?;
-        let (claims, external) = state
-            .tokens
-            .verify(token.trim())
-            .ok_or_else(|| ApiError::Unauthenticated("invalid or expired token".into()))?;
-        if external {
-            state.db.ensure_user(claims.sub, &claims.email, &state.config.default_plan).await?;
-            // A well-signed token outlives its account (deleted, or a Supabase
-            // user whose email a local account holds): the caller is no one.
-            if !state.db.user_exists(claims.sub).await? {
-                return Err(ApiError::Unauthenticated("this account no longer exists".into()));
-            }
-            return Ok(Self { id: claims.sub, email: claims.email, session: None });
-        }
-        // The hub's own tokens name a session, checked on every request so
-        // that a revoked one stops at once (sessions go with their account).
-        let sid = claims.sid.ok_or_else(|| ApiError::Unauthenticated("sign in again".into()))?;
-        if !state.db.session_alive(sid, claims.sub).await? {
-            return Err(ApiError::Unauthenticated("this session has ended; sign in again".into()));
-        }
-        Ok(Self { id: claims.sub, email: claims.email, session: Some(sid) })
-    }
 }
 
 #[cfg(test)]

@@ -520,7 +520,7 @@ impl Db {
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT COALESCE(SUM({}), 0)::bigint FROM usage_records \
              WHERE owner_id = $1 AND COALESCE(ended_at, now()) > $2",
-            crate::usage::record_seconds("$2")
+            record_seconds("$2")
         )))
         .bind(user)
         .bind(since)
@@ -534,7 +534,7 @@ impl Db {
         let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT project_id, SUM({s})::bigint AS s, (SUM(SUM({s})) OVER ())::bigint FROM usage_records \
              WHERE owner_id = $1 AND COALESCE(ended_at, now()) > $2 GROUP BY project_id ORDER BY s DESC, project_id",
-            s = crate::usage::record_seconds("$2")
+            s = record_seconds("$2")
         )))
         .bind(user)
         .bind(since)
@@ -555,7 +555,7 @@ impl Db {
              SELECT p.id FROM projects p JOIN users u ON u.id = p.owner_id JOIN used ON used.owner_id = p.owner_id \
              WHERE p.status IN ('starting', 'running') \
                AND used.s >= CASE u.plan WHEN 'team' THEN $4 WHEN 'pro' THEN $3 ELSE $2 END",
-            crate::usage::record_seconds("$1")
+            record_seconds("$1")
         )))
         .bind(since)
         .bind(limits[0])
@@ -1078,4 +1078,10 @@ impl Db {
             .fetch_all(&self.pool)
             .await
     }
+}
+
+/// One record's compute seconds since the SQL expression `since`,
+/// counting an open record up to now.
+pub fn record_seconds(since: &str) -> String {
+    format!("EXTRACT(EPOCH FROM COALESCE(ended_at, now()) - GREATEST(started_at, {since}))")
 }

@@ -22,6 +22,7 @@ pub mod events;
 pub mod http;
 pub mod idle;
 pub mod metrics;
+pub mod observer;
 pub mod pg;
 pub mod plans;
 pub mod preview;
@@ -49,8 +50,8 @@ pub struct Hub {
     pub tokens: auth::Tokens,
     pub tunnels: Arc<tunnel::Tunnels>,
     pub compute: Arc<dyn compute::Compute>,
-    pub events: events::Events,
-    pub metrics: metrics::Metrics,
+    pub events: Arc<events::Events>,
+    pub metrics: Arc<metrics::Metrics>,
     /// Identifies this hub process in the `tunnels` table.
     pub instance_id: String,
     /// An argon2 hash to verify against for unknown emails (constant timing).
@@ -58,10 +59,10 @@ pub struct Hub {
     pub web_dir: Option<PathBuf>,
     /// Where users reach the hub, e.g. `http://127.0.0.1:8080`.
     pub public_url: String,
-    pub previews: preview::Previews,
+    pub previews: Arc<preview::Previews>,
     pub start_locks: projects::StartLocks,
     /// The SSH jump host's state: agent keys' sync, open channels.
-    pub ssh: ssh::Ssh,
+    pub ssh: Arc<ssh::Ssh>,
     /// Abuse limits of sign-in, sign-up and tickets.
     pub limits: rate::Limits,
     /// Stripe, when billing is on.
@@ -246,7 +247,8 @@ async fn serve(
     // presents the key agents pinned.
     let legacy_key = data_dir.join("secrets/ssh_host_ed25519_key");
     let host_key = ssh::keys::host_key(&legacy_key, |initial| db.hub_secret("ssh_host_ed25519_key", initial)).await?;
-    let ssh = ssh::Ssh::new(host_key, ssh_host, ssh_port)?;
+    let events = Arc::new(events::Events::default());
+    let ssh = Arc::new(ssh::Ssh::new(host_key, (ssh_host, ssh_port), db.clone(), tunnels.clone(), events.clone())?);
     let billing = config.stripe.as_ref().map(|s| billing::Billing::new(s, config.billing_grace)).transpose()?;
     match &config.stripe {
         Some(s) => tracing::info!(api = %s.api_base, "billing is on (Stripe)"),
@@ -266,7 +268,7 @@ async fn serve(
         limits: rate::Limits::default(),
         web_dir: web_dir(&config),
         public_url,
-        previews,
+        previews: Arc::new(previews),
         start_locks: projects::StartLocks::default(),
         dummy_hash: auth::hash_password(auth::random_token(16)).await?,
         config,
@@ -274,10 +276,12 @@ async fn serve(
         tokens,
         tunnels,
         compute,
-        events: events::Events::default(),
-        metrics: metrics::Metrics::default(),
+        events,
+        metrics: Arc::default(),
         instance_id: uuid::Uuid::new_v4().to_string(),
     });
+    let control = Arc::new(observer::ControlPlane::new(&hub));
+    hub.ssh.set_wake(control.clone());
     projects::reconcile(&hub).await.context("reconciling projects with their VMs")?;
     // What ran and stopped while no hub watched is metered before anything else.
     if let Err(e) = usage::audit(&hub).await {
@@ -288,9 +292,18 @@ async fn serve(
     std::fs::write(data_dir.join("hub.json"), serde_json::to_vec(&addresses)?)?;
     tracing::info!(http = %http_addr, tunnel = %tunnel_addr, data = %data_dir.display(), "aether hub listening");
 
+    let tunnel_side = Arc::new(tunnel::Endpoint {
+        tunnels: hub.tunnels.clone(),
+        previews: hub.previews.clone(),
+        db: hub.db.clone(),
+        metrics: hub.metrics.clone(),
+        heartbeat_interval: hub.config.heartbeat_interval,
+        instance_id: hub.instance_id.clone(),
+        observer: control,
+    });
     let tunnels =
-        tokio::spawn(tunnel::serve(endpoint.clone(), tunnel_server, hub.clone(), plane.placer(), shutdown.clone()));
-    let jump = tokio::spawn(ssh::serve(ssh_listener, hub.clone(), shutdown.clone()));
+        tokio::spawn(tunnel::serve(endpoint.clone(), tunnel_server, tunnel_side, plane.placer(), shutdown.clone()));
+    let jump = tokio::spawn(ssh::serve(ssh_listener, hub.ssh.clone(), shutdown.clone()));
     let reconciler = tokio::spawn(reconcile::run(hub.clone(), shutdown.clone()));
     tokio::spawn(usage::run(hub.clone(), shutdown.clone()));
     tokio::spawn(idle::run(hub.clone(), shutdown.clone()));

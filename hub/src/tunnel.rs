@@ -3,16 +3,23 @@
 //! A tunnel is admitted after its Hello carries a machine token whose SHA-256
 //! matches the one stored for the project (compared in constant time). A
 //! newer tunnel for the same project replaces the older. The control stream
-//! then carries heartbeats, recorded in Postgres; every other stream is
-//! opened by the hub (`open`).
+//! then carries heartbeats and port changes; every other stream is opened
+//! by the hub (`open`).
+//!
+//! This is the data plane's side: it admits tunnels, keeps the registry
+//! and the previews' port lists, and reports what happens (`TunnelEvent`:
+//! up, down, ports, heartbeats) to an `Observer`, which the control plane
+//! implements. It calls nothing of the control plane itself.
 
-use crate::Hub;
 use crate::auth::sha256;
 use crate::dataplane::Placer;
+use crate::db::Db;
+use crate::metrics::Metrics;
+use crate::preview::{ListeningPort, Previews};
 use aether_protocol::domain::{Hello, StreamKind};
 use aether_protocol::{ALPN, FrameCodec, FrameError, pb};
 use anyhow::Context;
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,6 +49,78 @@ pub mod close {
     pub const REPLACED: u32 = 3;
     pub const SHUTDOWN: u32 = 4;
     pub const STOPPED: u32 = 5;
+}
+
+/// What happens to a project's tunnel, in the order it happens.
+#[derive(Debug)]
+pub enum TunnelEvent {
+    /// Admitted and registered; its VM is up.
+    Up { project: Uuid, tunnel: Tunnel },
+    /// Gone, and no newer tunnel replaced it (its ports are cleared).
+    Down { project: Uuid },
+    /// The VM's listening ports changed (the previews know already).
+    Ports { project: Uuid },
+    /// aetherd's heartbeat.
+    Heartbeat { project: Uuid, heartbeat: Heartbeat },
+}
+
+/// One heartbeat, as aetherd reported it.
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    pub boot_id: String,
+    pub seq: u64,
+    pub uptime_ms: u64,
+    /// The last terminal input or agent session aetherd saw.
+    pub last_activity: Option<DateTime<Utc>>,
+    pub terminal_sessions: u32,
+    pub ssh_sessions: u32,
+    /// The VM's one-minute load average, times 100.
+    pub load_avg_centi: u32,
+}
+
+impl From<pb::Heartbeat> for Heartbeat {
+    fn from(hb: pb::Heartbeat) -> Self {
+        Self {
+            last_activity: (hb.last_activity_unix_ms > 0)
+                .then(|| Utc.timestamp_millis_opt(hb.last_activity_unix_ms).single())
+                .flatten(),
+            boot_id: hb.boot_id,
+            seq: hb.seq,
+            uptime_ms: hb.uptime_ms,
+            terminal_sessions: hb.terminal_sessions,
+            ssh_sessions: hb.ssh_sessions,
+            load_avg_centi: hb.load_avg_centi,
+        }
+    }
+}
+
+/// Who hears what happens to tunnels: the control plane. Each event is
+/// awaited before the tunnel reads on, so a project's events arrive in
+/// order; different projects' run concurrently.
+#[async_trait::async_trait]
+pub trait Observer: Send + Sync {
+    async fn on(&self, event: TunnelEvent);
+}
+
+/// What the data plane and the jump host ask of the control plane: start a
+/// project's stopped VM (as its owner would), and return once its tunnel is
+/// up or the start failed.
+#[async_trait::async_trait]
+pub trait Wake: Send + Sync {
+    async fn start(&self, project: Uuid) -> anyhow::Result<()>;
+}
+
+/// What the tunnel endpoint needs, and nothing more.
+pub struct Endpoint {
+    pub tunnels: Arc<Tunnels>,
+    pub previews: Arc<Previews>,
+    pub db: Db,
+    pub metrics: Arc<Metrics>,
+    /// How often aetherd heartbeats (told in the Welcome).
+    pub heartbeat_interval: Duration,
+    /// Identifies this hub process in the `tunnels` table.
+    pub instance_id: String,
+    pub observer: Arc<dyn Observer>,
 }
 
 /// A live tunnel to one project's VM.
@@ -234,7 +313,7 @@ impl quinn::ConnectionIdGenerator for RandomCids {
 pub async fn serve(
     endpoint: quinn::Endpoint,
     server: quinn::ServerConfig,
-    hub: Arc<Hub>,
+    hub: Arc<Endpoint>,
     placer: Arc<Placer>,
     shutdown: CancellationToken,
 ) {
@@ -270,7 +349,7 @@ pub async fn serve(
 }
 
 /// The project a Hello is admitted for, or why it is refused.
-async fn authenticate(hub: &Hub, hello: &Hello) -> anyhow::Result<Result<Uuid, &'static str>> {
+async fn authenticate(hub: &Endpoint, hello: &Hello) -> anyhow::Result<Result<Uuid, &'static str>> {
     const UNKNOWN: &str = "unknown project or wrong machine token";
     let Ok(project) = hello.project_id.parse::<Uuid>() else {
         return Ok(Err(UNKNOWN));
@@ -286,7 +365,7 @@ async fn authenticate(hub: &Hub, hello: &Hello) -> anyhow::Result<Result<Uuid, &
     // restarted aetherd (a new key) takes the token over once the old one's
     // tunnel is gone or silent; while it is connected and heartbeating,
     // another key is an impostor.
-    let silent_after = hub.config.heartbeat_interval * 3;
+    let silent_after = hub.heartbeat_interval * 3;
     let live = hub.tunnels.get(project).is_some_and(|t| t.heard_within(silent_after));
     if hub.db.bind_tunnel_key(project, &sha256(&hello.boot_key), !live).await? {
         return Ok(Ok(project));
@@ -296,7 +375,7 @@ async fn authenticate(hub: &Hub, hello: &Hello) -> anyhow::Result<Result<Uuid, &
     Ok(Err("another aetherd holds this machine token"))
 }
 
-async fn handle(hub: Arc<Hub>, conn: quinn::Connection, shard: usize) -> anyhow::Result<()> {
+async fn handle(hub: Arc<Endpoint>, conn: quinn::Connection, shard: usize) -> anyhow::Result<()> {
     let (send, recv) =
         tokio::time::timeout(Duration::from_secs(10), conn.accept_bi()).await.context("no control stream")??;
     let mut rx = FramedRead::with_capacity(
@@ -338,7 +417,7 @@ async fn handle(hub: Arc<Hub>, conn: quinn::Connection, shard: usize) -> anyhow:
 /// Serves an admitted tunnel's control stream until it ends.
 #[allow(clippy::too_many_arguments)]
 async fn serve_admitted(
-    hub: Arc<Hub>,
+    hub: Arc<Endpoint>,
     conn: quinn::Connection,
     shard: usize,
     project: Uuid,
@@ -350,12 +429,11 @@ async fn serve_admitted(
     if let Some(old) = old {
         old.conn.close(close::REPLACED.into(), b"replaced by a newer tunnel");
     }
-    let welcome = pb::Welcome { heartbeat_interval_ms: hub.config.heartbeat_interval.as_millis() as u32 };
+    let welcome = pb::Welcome { heartbeat_interval_ms: hub.heartbeat_interval.as_millis() as u32 };
     tx.send(pb::HubMessage { msg: Some(pb::hub_message::Msg::Welcome(welcome)) }).await?;
     hub.db.tunnel_connected(project, &hub.instance_id, &hello.boot_id).await?;
     tracing::info!(remote = %conn.remote_address(), version = %hello.agent_version, "tunnel up");
-    crate::projects::on_tunnel_up(&hub, project).await;
-    crate::ssh::sync::spawn(hub.clone(), project, tunnel.clone());
+    hub.observer.on(TunnelEvent::Up { project, tunnel: tunnel.clone() }).await;
 
     let result = loop {
         tokio::select! {
@@ -363,10 +441,12 @@ async fn serve_admitted(
                 *tunnel.heard.lock().expect("heard lock") = std::time::Instant::now();
                 match msg {
                     Some(Ok(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Heartbeat(hb)) })) => {
-                        record(&hub, project, &hb).await;
+                        hub.metrics.heartbeats.fetch_add(1, Ordering::Relaxed);
+                        hub.observer.on(TunnelEvent::Heartbeat { project, heartbeat: Heartbeat::from(hb) }).await;
                     }
                     Some(Ok(pb::AgentMessage { msg: Some(pb::agent_message::Msg::PortsChanged(p)) })) => {
-                        ports_changed(&hub, project, p).await;
+                        hub.previews.set_ports(project, listening(p));
+                        hub.observer.on(TunnelEvent::Ports { project }).await;
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => break Err(protocol_error(&conn, e)),
@@ -382,8 +462,7 @@ async fn serve_admitted(
             tracing::warn!(error = %e, "recording tunnel down");
         }
         hub.previews.clear_ports(project);
-        hub.events.publish(project, "ports", serde_json::json!([]));
-        crate::projects::on_tunnel_down(&hub, project).await;
+        hub.observer.on(TunnelEvent::Down { project }).await;
     }
     result
 }
@@ -397,9 +476,9 @@ fn protocol_error(conn: &quinn::Connection, e: FrameError) -> anyhow::Error {
     anyhow::Error::new(e).context("control stream")
 }
 
-async fn ports_changed(hub: &Hub, project: Uuid, p: pb::PortsChanged) {
-    let ports = p
-        .ports
+/// The ports aetherd reported, bounded: at most 1,024, with short names.
+fn listening(p: pb::PortsChanged) -> Vec<ListeningPort> {
+    p.ports
         .into_iter()
         .take(1024)
         .filter_map(|l| {
@@ -407,34 +486,7 @@ async fn ports_changed(hub: &Hub, project: Uuid, p: pb::PortsChanged) {
             let (mut address, mut process) = (l.address, l.process);
             address.truncate(64);
             process.truncate(64);
-            Some(crate::preview::ListeningPort { port, address, process })
+            Some(ListeningPort { port, address, process })
         })
-        .collect();
-    hub.previews.set_ports(project, ports);
-    match crate::api::ports_json(hub, project).await {
-        Ok(v) => hub.events.publish(project, "ports", v),
-        Err(e) => tracing::warn!(error = %e, "listing ports"),
-    }
-}
-
-async fn record(hub: &Hub, project: Uuid, hb: &pb::Heartbeat) {
-    hub.metrics.heartbeats.fetch_add(1, Ordering::Relaxed);
-    let last_activity =
-        (hb.last_activity_unix_ms > 0).then(|| Utc.timestamp_millis_opt(hb.last_activity_unix_ms).single()).flatten();
-    let rec = crate::db::HeartbeatRecord {
-        project_id: project,
-        boot_id: &hb.boot_id,
-        seq: i64::try_from(hb.seq).unwrap_or(i64::MAX),
-        uptime_ms: i64::try_from(hb.uptime_ms).unwrap_or(i64::MAX),
-        last_activity,
-        terminal_sessions: i32::try_from(hb.terminal_sessions).unwrap_or(i32::MAX),
-        ssh_sessions: i32::try_from(hb.ssh_sessions).unwrap_or(i32::MAX),
-    };
-    if let Err(e) = hub.db.record_heartbeat(&rec).await {
-        tracing::warn!(error = %e, "recording heartbeat");
-    }
-    if let Err(e) = hub.db.usage_heartbeat(project, &hb.boot_id, rec.seq).await {
-        tracing::warn!(error = %e, "ticking the usage record");
-    }
-    hub.activity.heartbeat(project, hb.ssh_sessions, hb.load_avg_centi);
+        .collect()
 }

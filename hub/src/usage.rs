@@ -396,9 +396,3 @@ impl Db {
         .await
     }
 }
-
-/// One record's compute seconds since the SQL expression `since`,
-/// counting an open record up to now.
-pub fn record_seconds(since: &str) -> String {
-    format!("EXTRACT(EPOCH FROM COALESCE(ended_at, now()) - GREATEST(started_at, {since}))")
-}

@@ -79,7 +79,7 @@ fn agent_id(s: &str) -> ApiResult<Uuid> {
 
 /// The `ssh` object for one agent of a project.
 async fn ssh_answer(hub: &crate::Hub, project: Uuid, agent_name: &str, dir: &str) -> ApiResult<Value> {
-    let (keys, user) = match hub.ssh.vm_ssh(hub, project, HOST_KEYS_WAIT).await? {
+    let (keys, user) = match hub.ssh.vm_ssh(project, HOST_KEYS_WAIT).await? {
         Some((keys, user)) => (keys.lines().map(str::to_owned).collect(), user),
         None => (vec![], "dev".to_owned()),
     };
@@ -133,7 +133,7 @@ async fn create(
         }
         r => r?,
     };
-    let synced = hub.ssh.sync_keys(&hub, project.id, SYNC_WAIT).await;
+    let synced = hub.ssh.sync_keys(project.id, SYNC_WAIT).await;
     tracing::info!(agent = %agent.name, %fingerprint, generated = private.is_some(), synced, "agent created");
     let mut out = json!({ "agent": agent, "ssh": ssh_answer(&hub, project.id, &agent.name, &dir).await? });
     if let Some(private) = &private {
@@ -173,7 +173,7 @@ async fn revoke(
     let project = owned(&hub, &user, &id).await?;
     let agent = hub.db.revoke_agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
     let closed = hub.ssh.revoke(agent.id);
-    let synced = hub.ssh.sync_keys(&hub, project.id, SYNC_WAIT).await;
+    let synced = hub.ssh.sync_keys(project.id, SYNC_WAIT).await;
     tracing::info!(agent = %agent.name, closed, synced, "agent revoked");
     let detail = format!("{} ({}) on project {}", agent.name, agent.fingerprint, project.name);
     crate::accounts::audit(&hub, user.id, "agent_key_revoked", None, &detail).await;

@@ -6,14 +6,18 @@
 //! `Ssh` is the shared state: who has to be told that a project's keys
 //! changed, which VMs have applied their keys on their current tunnel, and
 //! every open jump channel with the agent it runs for, so that revoking an
-//! agent (or its key expiring) closes its channels at once.
+//! agent (or its key expiring) closes its channels at once. It reaches the
+//! database, the tunnels and the event bus, and asks the control plane to
+//! start a stopped VM through `tunnel::Wake`; it calls nothing else of it.
 
 pub mod answer;
 pub mod keys;
 mod server;
 pub mod sync;
 
-use crate::Hub;
+use crate::db::Db;
+use crate::events::Events;
+use crate::tunnel::{Tunnels, Wake};
 use aether_protocol::agents::KeyLine;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -21,8 +25,8 @@ use russh::keys::PrivateKey;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -59,11 +63,22 @@ pub struct Ssh {
     next_channel: AtomicU64,
     /// Per project: bumped whenever the VM reports its sshd's host keys.
     reported: Mutex<HashMap<Uuid, watch::Sender<u64>>>,
+    db: Db,
+    tunnels: Arc<Tunnels>,
+    events: Arc<Events>,
+    /// Starts a stopped VM for an agent (set once the control plane exists).
+    wake: OnceLock<Arc<dyn Wake>>,
 }
 
 impl Ssh {
     /// The jump host's state with its host key.
-    pub fn new(host_key: PrivateKey, public_host: String, public_port: u16) -> anyhow::Result<Self> {
+    pub fn new(
+        host_key: PrivateKey,
+        (public_host, public_port): (String, u16),
+        db: Db,
+        tunnels: Arc<Tunnels>,
+        events: Arc<Events>,
+    ) -> anyhow::Result<Self> {
         let host_key_line = keys::key_line(host_key.public_key()).context("the jump host's key")?;
         Ok(Self {
             host_key,
@@ -75,7 +90,16 @@ impl Ssh {
             channels: Mutex::default(),
             next_channel: AtomicU64::new(1),
             reported: Mutex::default(),
+            db,
+            tunnels,
+            events,
+            wake: OnceLock::new(),
         })
+    }
+
+    /// Who starts a stopped VM when an agent connects to it.
+    pub fn set_wake(&self, wake: Arc<dyn Wake>) {
+        let _ = self.wake.set(wake);
     }
 
     fn changes_of(&self, project: Uuid) -> watch::Sender<u64> {
@@ -124,9 +148,9 @@ impl Ssh {
 
     /// Tells the VM that the project's keys changed and waits (up to
     /// `timeout`, and only while it is connected) until it has applied them.
-    pub async fn sync_keys(&self, hub: &Hub, project: Uuid, timeout: Duration) -> bool {
+    pub async fn sync_keys(&self, project: Uuid, timeout: Duration) -> bool {
         let generation = self.keys_changed(project);
-        if hub.tunnels.get(project).is_none() {
+        if self.tunnels.get(project).is_none() {
             return false;
         }
         let mut rx = self.applied_of(project).subscribe();
@@ -145,12 +169,12 @@ impl Ssh {
 
     /// The VM sshd's stored host keys and login user; when there are none
     /// yet and the VM is connected, waits up to `timeout` for its report.
-    pub async fn vm_ssh(&self, hub: &Hub, project: Uuid, timeout: Duration) -> sqlx::Result<Option<(String, String)>> {
+    pub async fn vm_ssh(&self, project: Uuid, timeout: Duration) -> sqlx::Result<Option<(String, String)>> {
         let mut rx = self.reported_of(project).subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let stored = hub.db.vm_ssh(project).await?;
-            if stored.is_some() || hub.tunnels.get(project).is_none() {
+            let stored = self.db.vm_ssh(project).await?;
+            if stored.is_some() || self.tunnels.get(project).is_none() {
                 return Ok(stored);
             }
             if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
@@ -216,14 +240,14 @@ pub fn public_address(configured: Option<&str>, public_url: Option<&str>, bound:
 }
 
 /// Serves the jump host on `listener` until `shutdown`.
-pub async fn serve(listener: tokio::net::TcpListener, hub: Arc<Hub>, shutdown: CancellationToken) {
-    let config = Arc::new(server::config(hub.ssh.host_key.clone()));
+pub async fn serve(listener: tokio::net::TcpListener, ssh: Arc<Ssh>, shutdown: CancellationToken) {
+    let config = Arc::new(server::config(ssh.host_key.clone()));
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         let (tcp, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             _ = sweep.tick() => {
-                hub.ssh.sweep_expired();
+                ssh.sweep_expired();
                 continue;
             }
             accepted = listener.accept() => match accepted {
@@ -236,7 +260,7 @@ pub async fn serve(listener: tokio::net::TcpListener, hub: Arc<Hub>, shutdown: C
             },
         };
         let _ = tcp.set_nodelay(true);
-        let handler = server::Conn::new(hub.clone(), peer);
+        let handler = server::Conn::new(ssh.clone(), peer);
         let config = config.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {

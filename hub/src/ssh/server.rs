@@ -9,7 +9,7 @@
 //! looking into them. A stopped VM is started first (within the hub's wait
 //! timeout), and the channel opens only once the VM has the project's keys.
 
-use crate::Hub;
+use super::Ssh;
 use crate::db::Agent;
 use crate::tunnel::Tunnel;
 use aether_protocol::domain::StreamKind;
@@ -56,15 +56,15 @@ pub fn config(host_key: PrivateKey) -> russh::server::Config {
 
 /// One client connection.
 pub struct Conn {
-    hub: Arc<Hub>,
+    ssh: Arc<Ssh>,
     peer: SocketAddr,
     /// The live agents of the key that authenticated (one per project it was added to).
     grants: Vec<Agent>,
 }
 
 impl Conn {
-    pub fn new(hub: Arc<Hub>, peer: SocketAddr) -> Self {
-        Self { hub, peer, grants: vec![] }
+    pub fn new(ssh: Arc<Ssh>, peer: SocketAddr) -> Self {
+        Self { ssh, peer, grants: vec![] }
     }
 
     async fn agents_of(&self, user: &str, key: &russh::keys::PublicKey) -> anyhow::Result<Vec<Agent>> {
@@ -72,7 +72,7 @@ impl Conn {
             return Ok(vec![]);
         }
         let fingerprint = super::keys::fingerprint(key);
-        Ok(self.hub.db.live_agents_by_fingerprint(&fingerprint).await?)
+        Ok(self.ssh.db.live_agents_by_fingerprint(&fingerprint).await?)
     }
 }
 
@@ -111,7 +111,7 @@ impl russh::server::Handler for Conn {
         match grant {
             Some(agent) => {
                 let span = tracing::info_span!("ssh", project = %agent.project_id, agent = %agent.name);
-                tokio::spawn(bridge(self.hub.clone(), agent, channel, reply).instrument(span));
+                tokio::spawn(bridge(self.ssh.clone(), agent, channel, reply).instrument(span));
             }
             None => {
                 tracing::info!(peer = %self.peer, %host, port, "refused a channel the key does not grant");
@@ -124,11 +124,11 @@ impl russh::server::Handler for Conn {
 
 /// Carries one channel to the VM's sshd until either side ends it, or the
 /// agent is revoked or its key expires.
-async fn bridge(hub: Arc<Hub>, agent: Agent, channel: Channel<Msg>, reply: ChannelOpenHandle) {
+async fn bridge(ssh: Arc<Ssh>, agent: Agent, channel: Channel<Msg>, reply: ChannelOpenHandle) {
     // Registered before the liveness check, so a revocation can't slip between.
-    let (id, cancel) = hub.ssh.open_channel(agent.id, agent.expires_at);
+    let (id, cancel) = ssh.open_channel(agent.id, agent.expires_at);
     let prepared = tokio::select! {
-        r = connect(&hub, &agent) => r,
+        r = connect(&ssh, &agent) => r,
         () = cancel.cancelled() => Err(anyhow::anyhow!("the agent's key was revoked")),
     };
     match prepared {
@@ -148,16 +148,16 @@ async fn bridge(hub: Arc<Hub>, agent: Agent, channel: Channel<Msg>, reply: Chann
             }
         }
     }
-    hub.ssh.close_channel(id);
+    ssh.close_channel(id);
 }
 
 /// The VM's sshd as a byte stream: starts the VM if needed, waits for its
 /// keys, opens `Tcp { port: 22 }`.
-async fn connect(hub: &Arc<Hub>, agent: &Agent) -> anyhow::Result<impl AsyncRead + AsyncWrite + Unpin + use<>> {
-    anyhow::ensure!(hub.db.agent_is_live(agent.id).await?, "the agent's key is no longer valid");
-    hub.db.touch_agent(agent.id).await?;
-    let tunnel = running(hub, agent.project_id).await?;
-    let applied = hub.ssh.wait_applied(agent.project_id, tunnel.conn.stable_id(), KEYS_WAIT).await;
+async fn connect(ssh: &Ssh, agent: &Agent) -> anyhow::Result<impl AsyncRead + AsyncWrite + Unpin + use<>> {
+    anyhow::ensure!(ssh.db.agent_is_live(agent.id).await?, "the agent's key is no longer valid");
+    ssh.db.touch_agent(agent.id).await?;
+    let tunnel = running(ssh, agent.project_id).await?;
+    let applied = ssh.wait_applied(agent.project_id, tunnel.conn.stable_id(), KEYS_WAIT).await;
     anyhow::ensure!(applied, "the VM has not applied the project's keys");
     let (send, recv) = tunnel.open(StreamKind::Tcp { port: 22 }).await?;
     let mut framed = FramedRead::new(recv, FrameCodec::<pb::Status>::with_max(64 * 1024));
@@ -171,12 +171,12 @@ async fn connect(hub: &Arc<Hub>, agent: &Agent) -> anyhow::Result<impl AsyncRead
 }
 
 /// The project's tunnel, starting its VM first when it is not running.
-async fn running(hub: &Arc<Hub>, project: Uuid) -> anyhow::Result<Tunnel> {
-    if let Some(t) = hub.tunnels.get(project) {
+async fn running(ssh: &Ssh, project: Uuid) -> anyhow::Result<Tunnel> {
+    if let Some(t) = ssh.tunnels.get(project) {
         return Ok(t);
     }
-    let p = hub.db.project_any(project).await?.context("the project is gone")?;
-    tracing::info!(status = %p.status, "starting the VM for an ssh connection");
-    crate::projects::start(hub, p, true).await.map_err(|e| anyhow::anyhow!("starting the VM: {e}"))?;
-    hub.tunnels.get(project).context("the VM's tunnel went away")
+    tracing::info!("starting the VM for an ssh connection");
+    let wake = ssh.wake.get().context("the hub is starting")?;
+    wake.start(project).await.map_err(|e| anyhow::anyhow!("starting the VM: {e}"))?;
+    ssh.tunnels.get(project).context("the VM's tunnel went away")
 }

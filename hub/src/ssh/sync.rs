@@ -8,7 +8,7 @@
 //! and records agent sessions as aetherd reports them, publishing each
 //! start and end as an `agent_session` event.
 
-use crate::Hub;
+use super::Ssh;
 use crate::db::AgentSessionRecord;
 use crate::tunnel::{QUIET_STREAM_BUFFER, Tunnel};
 use aether_protocol::agents::{AgentName, AgentsHub, AgentsVm, AuthorizedKey, KeyLine, SetAuthorizedKeys};
@@ -25,24 +25,24 @@ use uuid::Uuid;
 const MAX_FRAME: usize = 64 * 1024;
 
 /// Starts the agents stream of a tunnel that just came up.
-pub fn spawn(hub: Arc<Hub>, project: Uuid, tunnel: Tunnel) {
+pub fn spawn(ssh: Arc<Ssh>, project: Uuid, tunnel: Tunnel) {
     let span = tracing::info_span!("agents", %project);
     tokio::spawn(
         async move {
             let conn = tunnel.conn.stable_id();
-            if let Err(e) = run(&hub, project, &tunnel).await {
+            if let Err(e) = run(&ssh, project, &tunnel).await {
                 tracing::info!(error = format!("{e:#}"), "agents stream ended");
             }
-            hub.ssh.clear_applied(project, conn);
+            ssh.clear_applied(project, conn);
         }
         .instrument(span),
     );
 }
 
 /// The project's live keys as aetherd needs them.
-async fn key_set(hub: &Hub, project: Uuid, generation: u64) -> anyhow::Result<SetAuthorizedKeys> {
+async fn key_set(ssh: &Ssh, project: Uuid, generation: u64) -> anyhow::Result<SetAuthorizedKeys> {
     let mut keys = Vec::new();
-    for a in hub.db.live_agents(project).await? {
+    for a in ssh.db.live_agents(project).await? {
         let name = AgentName::parse(&a.name).map_err(|e| anyhow::anyhow!("stored agent {}: {e}", a.id))?;
         let key = KeyLine::parse(&a.public_key).map_err(|e| anyhow::anyhow!("stored agent {}: {e}", a.id))?;
         keys.push(AuthorizedKey {
@@ -55,9 +55,9 @@ async fn key_set(hub: &Hub, project: Uuid, generation: u64) -> anyhow::Result<Se
     Ok(SetAuthorizedKeys { generation, keys })
 }
 
-async fn run(hub: &Arc<Hub>, project: Uuid, tunnel: &Tunnel) -> anyhow::Result<()> {
+async fn run(ssh: &Arc<Ssh>, project: Uuid, tunnel: &Tunnel) -> anyhow::Result<()> {
     let conn = tunnel.conn.stable_id();
-    let mut changes = hub.ssh.subscribe(project);
+    let mut changes = ssh.subscribe(project);
     let (send, recv) = tunnel.open(StreamKind::Agents).await?;
     let mut rx = FramedRead::with_capacity(recv, FrameCodec::<pb::AgentsVm>::with_max(MAX_FRAME), QUIET_STREAM_BUFFER);
     let mut tx = FramedWrite::with_capacity(send, FrameCodec::<pb::AgentsHub>::default(), QUIET_STREAM_BUFFER);
@@ -65,7 +65,7 @@ async fn run(hub: &Arc<Hub>, project: Uuid, tunnel: &Tunnel) -> anyhow::Result<(
         // What changes is marked seen before the keys are read, so a change
         // during the read is sent again.
         let generation = *changes.borrow_and_update();
-        let set = key_set(hub, project, generation).await?;
+        let set = key_set(ssh, project, generation).await?;
         tx.send(AgentsHub::SetAuthorizedKeys(set).into()).await?;
         loop {
             tokio::select! {
@@ -75,7 +75,7 @@ async fn run(hub: &Arc<Hub>, project: Uuid, tunnel: &Tunnel) -> anyhow::Result<(
                 }
                 frame = rx.next() => match frame {
                     None => return Ok(()),
-                    Some(frame) => handle(hub, project, conn, AgentsVm::try_from(frame?)?).await,
+                    Some(frame) => handle(ssh, project, conn, AgentsVm::try_from(frame?)?).await,
                 },
                 _ = tunnel.conn.closed() => return Ok(()),
             }
@@ -87,16 +87,16 @@ fn time(ms: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms).single()
 }
 
-async fn handle(hub: &Hub, project: Uuid, conn: usize, msg: AgentsVm) {
+async fn handle(ssh: &Ssh, project: Uuid, conn: usize, msg: AgentsVm) {
     match msg {
-        AgentsVm::KeysApplied { generation, error: None } => hub.ssh.set_applied(project, conn, generation),
+        AgentsVm::KeysApplied { generation, error: None } => ssh.set_applied(project, conn, generation),
         AgentsVm::KeysApplied { generation, error: Some(e) } => {
             tracing::error!(generation, error = %e, "the VM could not write its agent keys");
         }
         AgentsVm::SshInfo { host_keys, user } => {
             let keys: Vec<_> = host_keys.iter().map(KeyLine::as_str).collect();
-            match hub.db.set_vm_ssh(project, &keys.join("\n"), &user).await {
-                Ok(()) => hub.ssh.host_keys_reported(project),
+            match ssh.db.set_vm_ssh(project, &keys.join("\n"), &user).await {
+                Ok(()) => ssh.host_keys_reported(project),
                 Err(e) => tracing::warn!(error = %e, "storing the VM's ssh host keys"),
             }
         }
@@ -117,12 +117,12 @@ async fn handle(hub: &Hub, project: Uuid, conn: usize, msg: AgentsVm) {
                 interactive: s.interactive,
                 session: s.session.as_ref().map(|n| n.as_str()),
             };
-            match hub.db.record_agent_session(project, &record).await {
+            match ssh.db.record_agent_session(project, &record).await {
                 Ok(Some(row)) => {
                     let event = if row.ended_at.is_some() { "end" } else { "start" };
                     let mut data = serde_json::to_value(&row).unwrap_or_default();
                     data["event"] = serde_json::json!(event);
-                    hub.events.publish(project, "agent_session", data);
+                    ssh.events.publish(project, "agent_session", data);
                 }
                 Ok(None) => tracing::warn!(%agent_id, "a session record for an agent not of this project"),
                 Err(e) => tracing::warn!(error = %e, "recording an agent session"),
