@@ -17,6 +17,7 @@ pub mod compute;
 pub mod config;
 pub mod dataplane;
 pub mod db;
+pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;

@@ -12,7 +12,7 @@
 //! ones then (`stop_over_limit`), saying why on the project.
 
 use crate::Hub;
-use crate::error::{ApiError, ApiResult};
+use crate::domain::{Error, Result};
 use chrono::{DateTime, Datelike, Utc};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -140,12 +140,12 @@ pub fn period_end(now: DateTime<Utc>) -> DateTime<Utc> {
 
 /// `Ok` if the user may start a VM: their plan's compute hours for this
 /// month are not used up.
-pub async fn may_start(hub: &Hub, user: Uuid) -> ApiResult<()> {
+pub async fn may_start(hub: &Hub, user: Uuid) -> Result<()> {
     let limits = of_user(&hub.db, user).await?;
     let (plan, hours) = (&limits.plan, limits.compute_seconds / 3600);
     let used = hub.db.compute_seconds(user, period_start(Utc::now())).await?;
     if used >= limits.compute_seconds {
-        return Err(ApiError::LimitReached(format!(
+        return Err(Error::LimitReached(format!(
             "this month's {hours} hours of compute on the {plan} plan are used up; upgrade the plan to start VMs again"
         )));
     }

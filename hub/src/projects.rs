@@ -8,7 +8,7 @@ use crate::Hub;
 use crate::auth::{random_token, sha256};
 use crate::compute::{MachineState, StartSpec};
 use crate::db::Project;
-use crate::error::{ApiError, ApiResult};
+use crate::domain::{Error, Result};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -38,13 +38,13 @@ impl StartLocks {
 
 /// Starts the project's VM; with `wait`, returns once its tunnel is up.
 /// `LimitReached` if its owner has used up the month's compute.
-pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Project> {
+pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> Result<Project> {
     let id = project.id;
     let lock = hub.start_locks.get(id);
     let guard = lock.lock().await;
     // Re-read: a start that held the lock may have changed everything.
-    let project = hub.db.project_any(id).await?.ok_or(ApiError::NotFound)?;
-    let stopping = || ApiError::Conflict("the project is stopping; start it again when it has stopped".into());
+    let project = hub.db.project_any(id).await?.ok_or(Error::NotFound)?;
+    let stopping = || Error::Conflict("the project is stopping; start it again when it has stopped".into());
     if project.status == "stopping" {
         return Err(stopping());
     }
@@ -62,9 +62,9 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pr
                 // The caller gets the reason the project shows, as the
                 // contract's 503, not an internal error.
                 tracing::warn!(project = %id, "{msg}");
-                return Err(ApiError::UnavailableBecause { status: "error".into(), message: msg });
+                return Err(Error::Unavailable(msg));
             }
-            return Err(ApiError::Internal(e.context("starting vm")));
+            return Err(Error::Internal(e.context("starting vm")));
         }
     } else if hub.tunnels.get(id).is_none() && project.status != "starting" {
         let starting = hub.db.transition(id, &["stopped", "error", "running"], "starting").await?;
@@ -77,11 +77,11 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Pr
     drop(guard);
     if wait {
         if hub.tunnels.wait_for(id, hub.config.wait_timeout).await.is_none() {
-            return Err(ApiError::Timeout("the VM did not come up in time".into()));
+            return Err(Error::Timeout("the VM did not come up in time".into()));
         }
         on_tunnel_up(hub, id).await;
     }
-    hub.db.project_any(id).await?.ok_or(ApiError::NotFound)
+    hub.db.project_any(id).await?.ok_or(Error::NotFound)
 }
 
 /// Boots the project's machine with a new machine token.
@@ -153,13 +153,13 @@ async fn metered_stop(hub: &Hub, id: Uuid) {
 }
 
 /// Stops the project's VM; with `wait`, returns once it has stopped.
-pub async fn stop(hub: &Arc<Hub>, project: Project, wait: bool) -> ApiResult<Project> {
+pub async fn stop(hub: &Arc<Hub>, project: Project, wait: bool) -> Result<Project> {
     stop_because(hub, project, wait, None).await
 }
 
 /// `stop`, leaving `reason` on the stopped project (`error_message`) when
 /// the hub stopped it rather than its user, with its code (`stop_reason`).
-pub async fn stop_because(hub: &Arc<Hub>, project: Project, wait: bool, reason: Option<String>) -> ApiResult<Project> {
+pub async fn stop_because(hub: &Arc<Hub>, project: Project, wait: bool, reason: Option<String>) -> Result<Project> {
     let code = reason.as_deref().map(|r| match r {
         crate::plans::STOPPED_AT_LIMIT => "compute_limit",
         crate::billing::STOPPED_GRACE_ENDED => "payment",
@@ -176,7 +176,7 @@ pub async fn stop_for(
     project: Project,
     wait: bool,
     reason: Option<(&'static str, String)>,
-) -> ApiResult<Project> {
+) -> Result<Project> {
     let id = project.id;
     let Some(stopping) = hub.db.transition(id, &["starting", "running", "error"], "stopping").await? else {
         return Ok(project);
@@ -188,7 +188,7 @@ pub async fn stop_for(
     };
     if wait {
         task.await.map_err(|e| anyhow::anyhow!(e))??;
-        return hub.db.project_any(id).await?.ok_or(ApiError::NotFound);
+        return hub.db.project_any(id).await?.ok_or(Error::NotFound);
     }
     Ok(stopping)
 }
@@ -223,7 +223,7 @@ async fn finish_stop(hub: &Hub, id: Uuid, reason: Option<(&str, &str)>) -> anyho
 }
 
 /// Destroys the VM and its disk, then the project.
-pub async fn delete(hub: &Hub, project: Project) -> ApiResult<()> {
+pub async fn delete(hub: &Hub, project: Project) -> Result<()> {
     hub.db.set_machine(project.id, &[], None).await?;
     hub.compute.destroy(project.id).await?;
     if let Err(e) = hub.db.usage_close(project.id, Some(chrono::Utc::now())).await {

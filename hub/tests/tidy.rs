@@ -103,3 +103,122 @@ fn protocol_does_no_io() {
         }
     }
 }
+
+/// The hub's layers, lowest first: each top-level module of `hub/src` and
+/// the layer it belongs to. A module may use its own layer and the ones
+/// below it, never one above: the data plane (HTTP listener, data-plane
+/// threads, tunnels, previews) knows nothing of the SSH jump host or the
+/// control plane, and reports to them through traits they implement
+/// (`tunnel::Observer`, `tunnel::Wake`). A new module must be placed here.
+const LAYERS: [(&str, &[&str]); 4] = [
+    ("core", &["auth", "db", "domain", "error", "events", "metrics", "pg", "rate", "secrets", "tls"]),
+    ("data plane", &["dataplane", "http", "preview", "tunnel"]),
+    ("ssh", &["ssh"]),
+    (
+        "control plane",
+        &[
+            "accounts",
+            "api",
+            "billing",
+            "compute",
+            "config",
+            "idle",
+            "observer",
+            "plans",
+            "projects",
+            "reconcile",
+            "site",
+            "usage",
+            "main",
+            "lib",
+        ],
+    ),
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|(_, modules)| modules.contains(&module))
+}
+
+/// The top-level modules a file names: `crate::x`, `crate::{x, y::z}` and
+/// the crate root's `Hub` (and `aether_hub::x` from the binary).
+fn modules_used(text: &str) -> std::collections::BTreeSet<String> {
+    let mut used = std::collections::BTreeSet::new();
+    for prefix in ["crate::", "aether_hub::"] {
+        for (i, _) in text.match_indices(prefix) {
+            let rest = &text[i + prefix.len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                // Names at the group's first level.
+                let (mut depth, mut start) = (0, 0);
+                for (j, c) in group.char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => {
+                            used.extend(first_segment(&group[start..j]));
+                            break;
+                        }
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => {
+                            used.extend(first_segment(&group[start..j]));
+                            start = j + 1;
+                        }
+                        _ => {}
+                    }
+                }
+            } else {
+                used.extend(first_segment(rest));
+            }
+        }
+    }
+    used
+}
+
+fn first_segment(path: &str) -> Option<String> {
+    let name: String = path.trim().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+    (!name.is_empty() && name != "self").then_some(name)
+}
+
+#[test]
+fn the_hubs_layers_depend_one_way() {
+    let src = workspace().join("hub/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let modules: Vec<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(&src).unwrap().components().next().unwrap().as_os_str().to_string_lossy().into_owned())
+        .map(|m| m.trim_end_matches(".rs").to_owned())
+        .collect();
+    let mut wrong = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&src).unwrap();
+        let first = rel.components().next().unwrap().as_os_str().to_string_lossy().into_owned();
+        let module = first.trim_end_matches(".rs");
+        let Some(mine) = layer_of(module) else {
+            wrong.push(format!("{}: module `{module}` is in no layer (add it to LAYERS)", rel.display()));
+            continue;
+        };
+        let text = std::fs::read_to_string(f).unwrap();
+        // Tests inside a file may reach further than its code.
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        for used in modules_used(code) {
+            // Anything else `crate::` names is an item of the crate's root.
+            let used = if modules.contains(&used) { used } else { "lib".to_owned() };
+            match layer_of(&used) {
+                Some(theirs) if theirs > mine => wrong.push(format!(
+                    "{}: the {} uses `{used}` of the {}",
+                    rel.display(),
+                    LAYERS[mine].0,
+                    LAYERS[theirs].0
+                )),
+                Some(_) => {}
+                None => wrong.push(format!("{}: uses `{used}`, which is in no layer", rel.display())),
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "layering broken:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_layer_check_sees_every_form_of_use() {
+    let used = modules_used("use crate::{api::AppState, db::{Db, X}, Hub};\nfn f() { crate::projects::start() }");
+    assert_eq!(used.into_iter().collect::<Vec<_>>(), ["Hub", "api", "db", "projects"]);
+}

@@ -116,13 +116,13 @@ pub async fn mail_link(hub: &Hub, user: Uuid, kind: Link, email: &str) -> ApiRes
 
 /// Refuses to start another project's VM for an account whose address is
 /// not verified, past `AETHER_UNVERIFIED_PROJECTS` running at once.
-pub async fn may_start(hub: &Hub, owner: Uuid, project: Uuid) -> ApiResult<()> {
+pub async fn may_start(hub: &Hub, owner: Uuid, project: Uuid) -> crate::domain::Result<()> {
     let limit = hub.config.accounts.unverified_projects;
     if limit < 0 || hub.db.email_verified(owner).await? {
         return Ok(());
     }
     if hub.db.count_active_projects(owner, project).await? >= limit {
-        return Err(ApiError::Forbidden(format!(
+        return Err(crate::domain::Error::Unverified(format!(
             "verify your email address (see the mail we sent) to run more than {limit} project(s) at once"
         )));
     }

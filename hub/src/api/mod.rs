@@ -6,6 +6,7 @@ mod activity;
 mod agents;
 mod auth;
 mod billing;
+mod errors;
 mod extract;
 mod files;
 mod ports;

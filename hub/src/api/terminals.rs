@@ -152,6 +152,7 @@ async fn wake(hub: &AppState, project: crate::db::Project, ws: &mut WebSocket) -
     match crate::projects::start(hub, project, true).await {
         Ok(_) => {}
         Err(e) => {
+            let e = ApiError::from(e);
             let (close, message) = match &e {
                 ApiError::LimitReached(m) => (CLOSE_POLICY, m.clone()),
                 ApiError::Internal(e) => {

@@ -335,11 +335,11 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
             // (without the owner's plan: the visitor may be anyone).
             match crate::plans::may_start(&hub, project.owner_id).await {
                 Ok(()) => {}
-                Err(ApiError::LimitReached(_)) => {
+                Err(crate::domain::Error::LimitReached(_)) => {
                     let why = "The project's VM is stopped, and its owner's compute hours for this month are used up.";
                     return refuse(html, ApiError::LimitReached(why.into()), "Compute limit reached", why);
                 }
-                Err(e) => return e.into_response(),
+                Err(e) => return ApiError::from(e).into_response(),
             }
             let hub2 = hub.clone();
             let span = tracing::info_span!("preview_start", project = %project_id);
