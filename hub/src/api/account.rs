@@ -2,7 +2,11 @@
 //! them, changing the password, mailed links (verification, reset, email
 //! change), the audit log, and deleting the account.
 
-use super::auth::body;
+use super::body::JsonBody;
+use super::model::{
+    self, AuditEntry, AuthResponse, DeleteAccount, EmailChange, EmailVerified, PasswordChange, RefreshRequest,
+    RefreshResponse, ResetConfirm, ResetRequest, SessionInfo, TokenBody,
+};
 use super::{AppState, ClientIp};
 use crate::accounts::{self, Link};
 use crate::auth::{AuthUser, email_ok, hash_password, password_problem, sha256, verify_password};
@@ -12,11 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
 use uuid::Uuid;
-
-type Raw = Result<Json<Value>, axum::extract::rejection::JsonRejection>;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -37,14 +37,9 @@ fn limited(l: crate::rate::Limited) -> ApiError {
     ApiError::Throttled(l.0)
 }
 
-#[derive(Deserialize)]
-struct RefreshRequest {
-    refresh_token: String,
-}
-
-async fn refresh(State(hub): State<AppState>, raw: Raw) -> ApiResult<Json<Value>> {
-    let r: RefreshRequest = body(raw)?;
-    Ok(Json(accounts::refresh(&hub, r.refresh_token.trim()).await?))
+async fn refresh(State(hub): State<AppState>, raw: JsonBody<RefreshRequest>) -> ApiResult<Json<RefreshResponse>> {
+    let r = raw.parse()?;
+    Ok(Json(model::from_value(accounts::refresh(&hub, r.refresh_token.trim()).await?)?))
 }
 
 async fn logout(State(hub): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
@@ -54,24 +49,22 @@ async fn logout(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Status
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn sessions(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
-    let list: Vec<Value> = hub
+async fn sessions(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<SessionInfo>>> {
+    let list = hub
         .db
         .sessions(user.id)
         .await?
         .into_iter()
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "created_at": s.created_at,
-                "last_used_at": s.last_used_at,
-                "address": s.address,
-                "client": s.client,
-                "current": Some(s.id) == user.session,
-            })
+        .map(|s| SessionInfo {
+            address: s.address,
+            client: s.client,
+            created_at: s.created_at,
+            current: Some(s.id) == user.session,
+            id: s.id,
+            last_used_at: s.last_used_at,
         })
         .collect();
-    Ok(Json(Value::Array(list)))
+    Ok(Json(list))
 }
 
 async fn revoke(
@@ -94,14 +87,8 @@ async fn revoke_others(State(hub): State<AppState>, user: AuthUser, ClientIp(ip)
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn audit(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
-    Ok(Json(serde_json::to_value(hub.db.audit(user.id, accounts::AUDIT_LIMIT).await?).map_err(anyhow::Error::from)?))
-}
-
-#[derive(Deserialize)]
-struct PasswordChange {
-    current_password: String,
-    new_password: String,
+async fn audit(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<AuditEntry>>> {
+    Ok(Json(hub.db.audit(user.id, accounts::AUDIT_LIMIT).await?.into_iter().map(AuditEntry::from).collect()))
 }
 
 /// Checks the caller's password (rate-limited like sign-in, as it is a
@@ -124,9 +111,9 @@ async fn change_password(
     State(hub): State<AppState>,
     user: AuthUser,
     ClientIp(ip): ClientIp,
-    raw: Raw,
+    raw: JsonBody<PasswordChange>,
 ) -> ApiResult<StatusCode> {
-    let p: PasswordChange = body(raw)?;
+    let p = raw.parse()?;
     if let Some(problem) = password_problem(&p.new_password, &user.email) {
         return Err(ApiError::bad_request(problem));
     }
@@ -138,13 +125,12 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct ResetRequest {
-    email: String,
-}
-
-async fn password_reset(State(hub): State<AppState>, ClientIp(ip): ClientIp, raw: Raw) -> ApiResult<StatusCode> {
-    let r: ResetRequest = body(raw)?;
+async fn password_reset(
+    State(hub): State<AppState>,
+    ClientIp(ip): ClientIp,
+    raw: JsonBody<ResetRequest>,
+) -> ApiResult<StatusCode> {
+    let r = raw.parse()?;
     hub.limits.password_reset(ip, &r.email).map_err(limited)?;
     // 202 whether or not the account exists: the answer tells nothing.
     if let Some(u) = hub.db.user_by_email(r.email.trim()).await?
@@ -156,19 +142,13 @@ async fn password_reset(State(hub): State<AppState>, ClientIp(ip): ClientIp, raw
     Ok(StatusCode::ACCEPTED)
 }
 
-#[derive(Deserialize)]
-struct ResetConfirm {
-    token: String,
-    password: String,
-}
-
 async fn password_reset_confirm(
     State(hub): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    raw: Raw,
-) -> ApiResult<Json<Value>> {
-    let c: ResetConfirm = body(raw)?;
+    raw: JsonBody<ResetConfirm>,
+) -> ApiResult<Json<AuthResponse>> {
+    let c = raw.parse()?;
     hub.limits.password_reset(ip, "").map_err(limited)?;
     // The password is checked before the link is used, so a weak one
     // doesn't spend it.
@@ -187,16 +167,15 @@ async fn password_reset_confirm(
     hub.db.mark_verified(user.id, &t.email).await?;
     accounts::audit(&hub, user.id, "password_reset", Some(ip), "every session signed out").await;
     let client = accounts::client_name(&headers);
-    Ok(Json(accounts::sign_in(&hub, user.id, &user.email, ip, &client).await?))
+    Ok(Json(model::from_value(accounts::sign_in(&hub, user.id, &user.email, ip, &client).await?)?))
 }
 
-#[derive(Deserialize)]
-struct TokenBody {
-    token: String,
-}
-
-async fn verify_email(State(hub): State<AppState>, ClientIp(ip): ClientIp, raw: Raw) -> ApiResult<Json<Value>> {
-    let t: TokenBody = body(raw)?;
+async fn verify_email(
+    State(hub): State<AppState>,
+    ClientIp(ip): ClientIp,
+    raw: JsonBody<TokenBody>,
+) -> ApiResult<Json<EmailVerified>> {
+    let t = raw.parse()?;
     let hash = sha256(t.token.trim().as_bytes());
     let link = hub
         .db
@@ -219,7 +198,7 @@ async fn verify_email(State(hub): State<AppState>, ClientIp(ip): ClientIp, raw: 
     } else {
         return Err(ApiError::bad_request("the account's address has changed since this link was sent"));
     }
-    Ok(Json(json!({ "email_verified": true, "email": link.email })))
+    Ok(Json(EmailVerified { email: link.email, email_verified: true }))
 }
 
 async fn resend_verification(
@@ -236,19 +215,13 @@ async fn resend_verification(
     Ok(StatusCode::ACCEPTED)
 }
 
-#[derive(Deserialize)]
-struct EmailChange {
-    email: String,
-    password: String,
-}
-
 async fn change_email(
     State(hub): State<AppState>,
     user: AuthUser,
     ClientIp(ip): ClientIp,
-    raw: Raw,
+    raw: JsonBody<EmailChange>,
 ) -> ApiResult<StatusCode> {
-    let c: EmailChange = body(raw)?;
+    let c = raw.parse()?;
     let email = c.email.trim().to_owned();
     if !email_ok(&email) {
         return Err(ApiError::bad_request("email address is not valid"));
@@ -262,20 +235,14 @@ async fn change_email(
     Ok(StatusCode::ACCEPTED)
 }
 
-#[derive(Deserialize)]
-struct DeleteRequest {
-    #[serde(default)]
-    password: String,
-}
-
 /// `DELETE /api/me`.
 pub(super) async fn delete_me(
     State(hub): State<AppState>,
     user: AuthUser,
     ClientIp(ip): ClientIp,
-    raw: Raw,
+    raw: JsonBody<DeleteAccount>,
 ) -> ApiResult<StatusCode> {
-    let d: DeleteRequest = body(raw)?;
+    let d = raw.parse()?;
     let has_password = hub.db.user(user.id).await?.ok_or(ApiError::NotFound)?.password_hash.is_some();
     // An account signed in elsewhere (Supabase) has no password here.
     if has_password {

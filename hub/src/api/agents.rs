@@ -8,7 +8,8 @@
 //! removed the key (at most a few seconds).
 
 use super::AppState;
-use super::auth::body;
+use super::body::JsonBody;
+use super::model::{self, ActivityLimit, Agent, AgentActivity, AgentSsh, CreatedAgent, NewAgent, SshDir};
 use super::projects::owned;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
@@ -22,7 +23,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration as Days, Utc};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -40,20 +40,6 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}/agents/activity/live", get(live))
         .route("/projects/{id}/agents/{agent_id}", get(show).delete(revoke))
         .route("/projects/{id}/agents/{agent_id}/ssh", get(ssh))
-}
-
-#[derive(Deserialize)]
-struct NewAgent {
-    name: String,
-    public_key: Option<String>,
-    expires_in_days: Option<i64>,
-    /// An exact expiry instead of `expires_in_days`.
-    expires_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Deserialize)]
-struct SshDir {
-    ssh_dir: Option<String>,
 }
 
 fn dir(q: &SshDir) -> ApiResult<String> {
@@ -78,12 +64,12 @@ fn agent_id(s: &str) -> ApiResult<Uuid> {
 }
 
 /// The `ssh` object for one agent of a project.
-async fn ssh_answer(hub: &crate::Hub, project: Uuid, agent_name: &str, dir: &str) -> ApiResult<Value> {
+async fn ssh_answer(hub: &crate::Hub, project: Uuid, agent_name: &str, dir: &str) -> ApiResult<AgentSsh> {
     let (keys, user) = match hub.ssh.vm_ssh(hub, project, HOST_KEYS_WAIT).await? {
         Some((keys, user)) => (keys.lines().map(str::to_owned).collect(), user),
         None => (vec![], "dev".to_owned()),
     };
-    Ok(answer(&Target {
+    model::from_value(answer(&Target {
         project,
         agent_name,
         jump_host: &hub.ssh.public_host,
@@ -95,9 +81,9 @@ async fn ssh_answer(hub: &crate::Hub, project: Uuid, agent_name: &str, dir: &str
     }))
 }
 
-async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Vec<Agent>>> {
     let project = owned(&hub, &user, &id).await?;
-    Ok(Json(json!(hub.db.list_agents(project.id).await?)))
+    Ok(Json(hub.db.list_agents(project.id).await?.into_iter().map(Agent::from).collect()))
 }
 
 async fn create(
@@ -105,10 +91,10 @@ async fn create(
     user: AuthUser,
     Path(id): Path<String>,
     Query(q): Query<SshDir>,
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    raw: JsonBody<NewAgent>,
+) -> ApiResult<(StatusCode, Json<CreatedAgent>)> {
     let project = owned(&hub, &user, &id).await?;
-    let new: NewAgent = body(raw)?;
+    let new = raw.parse()?;
     let name = AgentName::parse(new.name.trim()).map_err(|_| {
         ApiError::bad_request("name must be 1 to 40 of A-Z a-z 0-9 _ -, starting with a letter or a digit")
     })?;
@@ -135,11 +121,9 @@ async fn create(
     };
     let synced = hub.ssh.sync_keys(&hub, project.id, SYNC_WAIT).await;
     tracing::info!(agent = %agent.name, %fingerprint, generated = private.is_some(), synced, "agent created");
-    let mut out = json!({ "agent": agent, "ssh": ssh_answer(&hub, project.id, &agent.name, &dir).await? });
-    if let Some(private) = &private {
-        out["private_key"] = json!(private.expose());
-    }
+    let ssh = ssh_answer(&hub, project.id, &agent.name, &dir).await?;
     let detail = format!("{} ({fingerprint}) on project {}", agent.name, project.name);
+    let out = CreatedAgent { agent: agent.into(), private_key: private.as_ref().map(|p| p.expose().to_owned()), ssh };
     crate::accounts::audit(&hub, user.id, "agent_key_created", None, &detail).await;
     Ok((StatusCode::CREATED, Json(out)))
 }
@@ -148,10 +132,10 @@ async fn show(
     State(hub): State<AppState>,
     user: AuthUser,
     Path((id, agent)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Agent>> {
     let project = owned(&hub, &user, &id).await?;
     let agent = hub.db.agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(json!(agent)))
+    Ok(Json(agent.into()))
 }
 
 async fn ssh(
@@ -159,7 +143,7 @@ async fn ssh(
     user: AuthUser,
     Path((id, agent)): Path<(String, String)>,
     Query(q): Query<SshDir>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AgentSsh>> {
     let project = owned(&hub, &user, &id).await?;
     let agent = hub.db.agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(ssh_answer(&hub, project.id, &agent.name, &dir(&q)?).await?))
@@ -180,23 +164,18 @@ async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct Limit {
-    limit: Option<i64>,
-}
-
 async fn activity(
     State(hub): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
-    Query(q): Query<Limit>,
-) -> ApiResult<Json<Value>> {
+    Query(q): Query<ActivityLimit>,
+) -> ApiResult<Json<Vec<AgentActivity>>> {
     let project = owned(&hub, &user, &id).await?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request("limit must be 1 to 500"));
     }
-    Ok(Json(json!(hub.db.agent_activity(project.id, limit).await?)))
+    Ok(Json(hub.db.agent_activity(project.id, limit).await?.into_iter().map(AgentActivity::from).collect()))
 }
 
 #[derive(Deserialize)]

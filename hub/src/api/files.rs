@@ -6,9 +6,11 @@
 //! absolute paths elsewhere → 400 `invalid_path`) and again in aetherd.
 
 use super::AppState;
-use super::auth::body;
+use super::body::JsonBody;
+use super::model::{DirEntry, FileKind, FileStat, MkdirRequest, RenameRequest};
 use super::projects::owned;
 use super::terminals::{redeem, tunnel_of};
+use super::ws::{WatchEvent, WatchEventKind};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::tunnel::Tunnel;
@@ -25,8 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{TimeZone, Utc};
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio_util::codec::FramedRead;
 
@@ -107,28 +108,28 @@ fn fs_error(e: pb::Error) -> ApiError {
     }
 }
 
-fn kind_name(k: i32) -> &'static str {
+fn kind(k: i32) -> FileKind {
     match pb::FsKind::try_from(k).unwrap_or(pb::FsKind::Unknown) {
-        pb::FsKind::File => "file",
-        pb::FsKind::Dir => "dir",
-        pb::FsKind::Symlink => "symlink",
-        _ => "other",
+        pb::FsKind::File => FileKind::File,
+        pb::FsKind::Dir => FileKind::Dir,
+        pb::FsKind::Symlink => FileKind::Symlink,
+        _ => FileKind::Other,
     }
 }
 
-fn rfc3339(ms: i64) -> Value {
-    json!(Utc.timestamp_millis_opt(ms).single())
+fn rfc3339(ms: i64) -> Option<chrono::DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms).single()
 }
 
-fn stat_json(s: &pb::FsStat) -> Value {
-    json!({
-        "path": String::from_utf8_lossy(&s.path),
-        "type": kind_name(s.kind),
-        "size": s.size,
-        "mtime": rfc3339(s.mtime_ms),
-        "mode": s.mode,
-        "etag": s.etag,
-    })
+fn file_stat(s: &pb::FsStat) -> FileStat {
+    FileStat {
+        etag: s.etag.clone(),
+        mode: s.mode,
+        mtime: rfc3339(s.mtime_ms),
+        path: String::from_utf8_lossy(&s.path).into_owned(),
+        size: s.size,
+        kind: kind(s.kind),
+    }
 }
 
 /// Runs one file operation and returns aetherd's reply, plus the stream for
@@ -151,12 +152,12 @@ async fn stat(
     user: AuthUser,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FileStat>> {
     let project = owned(&hub, &user, &id).await?;
     let tunnel = tunnel_of(&hub, &project).await?;
     let path = path_param(&tunnel, q.as_deref(), "path")?;
     let (reply, _) = call(&tunnel, FsOp::Stat(path)).await?;
-    Ok(Json(stat_json(&reply.stat.unwrap_or_default())))
+    Ok(Json(file_stat(&reply.stat.unwrap_or_default())))
 }
 
 fn content_type(path: &[u8]) -> &'static str {
@@ -255,7 +256,7 @@ async fn get_path(
 async fn list(tunnel: &Tunnel, path: HomePath) -> ApiResult<Response> {
     let (_, rest) = call(tunnel, FsOp::List(path.clone())).await?;
     let frames = FramedRead::new(rest, FrameCodec::<pb::FsEntries>::default());
-    let head = format!("{{\"type\":\"dir\",\"path\":{},\"entries\":[", json!(path.display()));
+    let head = format!("{{\"type\":\"dir\",\"path\":{},\"entries\":[", Value::from(path.display()));
     let state = (frames, Some(head), false, false);
     let stream = futures_util::stream::unfold(state, |(mut frames, head, mut first_done, finished)| async move {
         if let Some(h) = head {
@@ -272,17 +273,15 @@ async fn list(tunnel: &Tunnel, path: HomePath) -> ApiResult<Response> {
                         out.push(',');
                     }
                     first_done = true;
-                    let mut v = json!({
-                        "name": String::from_utf8_lossy(&e.name),
-                        "type": kind_name(e.kind),
-                        "size": e.size,
-                        "mtime": rfc3339(e.mtime_ms),
-                        "mode": e.mode,
-                    });
-                    if std::str::from_utf8(&e.name).is_err() {
-                        v["raw_name"] = json!(percent_encode(&e.name));
-                    }
-                    out.push_str(&v.to_string());
+                    let entry = DirEntry {
+                        mode: e.mode,
+                        mtime: rfc3339(e.mtime_ms),
+                        name: String::from_utf8_lossy(&e.name).into_owned(),
+                        raw_name: std::str::from_utf8(&e.name).is_err().then(|| percent_encode(&e.name)),
+                        size: e.size,
+                        kind: kind(e.kind),
+                    };
+                    out.push_str(&serde_json::to_string(&entry).unwrap_or_default());
                 }
                 if batch.done {
                     out.push_str("]}");
@@ -361,7 +360,7 @@ async fn put_file(
     }
     let st = reply.stat.unwrap_or_default();
     let status = if reply.created { StatusCode::CREATED } else { StatusCode::OK };
-    let mut resp = (status, Json(stat_json(&st))).into_response();
+    let mut resp = (status, Json(file_stat(&st))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", st.etag)) {
         resp.headers_mut().insert(header::ETAG, v);
     }
@@ -384,47 +383,34 @@ async fn delete_path(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct MkdirBody {
-    path: String,
-}
-
 async fn mkdir(
     State(hub): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    raw: JsonBody<MkdirRequest>,
+) -> ApiResult<(StatusCode, Json<FileStat>)> {
     let project = owned(&hub, &user, &id).await?;
     hub.activity.touch(project.id, crate::idle::Signal::FileWrite);
-    let b: MkdirBody = body(raw)?;
+    let b = raw.parse()?;
     let tunnel = tunnel_of(&hub, &project).await?;
     let path = home_path(&tunnel, b.path.as_bytes())?;
     let (reply, _) = call(&tunnel, FsOp::Mkdir(path)).await?;
-    Ok((StatusCode::CREATED, Json(stat_json(&reply.stat.unwrap_or_default()))))
-}
-
-#[derive(Deserialize)]
-struct RenameBody {
-    from: String,
-    to: String,
-    #[serde(default)]
-    overwrite: bool,
+    Ok((StatusCode::CREATED, Json(file_stat(&reply.stat.unwrap_or_default()))))
 }
 
 async fn rename(
     State(hub): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Value>> {
+    raw: JsonBody<RenameRequest>,
+) -> ApiResult<Json<FileStat>> {
     let project = owned(&hub, &user, &id).await?;
     hub.activity.touch(project.id, crate::idle::Signal::FileWrite);
-    let b: RenameBody = body(raw)?;
+    let b = raw.parse()?;
     let tunnel = tunnel_of(&hub, &project).await?;
     let (from, to) = (home_path(&tunnel, b.from.as_bytes())?, home_path(&tunnel, b.to.as_bytes())?);
     let (reply, _) = call(&tunnel, FsOp::Rename { from, to, overwrite: b.overwrite }).await?;
-    Ok(Json(stat_json(&reply.stat.unwrap_or_default())))
+    Ok(Json(file_stat(&reply.stat.unwrap_or_default())))
 }
 
 async fn watch(
@@ -441,33 +427,33 @@ async fn watch(
     Ok(ws.on_upgrade(move |socket| forward_watch(socket, tunnel, path)))
 }
 
-fn event_json(e: &pb::FsEvent) -> Value {
+fn watch_event(e: &pb::FsEvent) -> WatchEvent {
     let kind = match pb::FsEventKind::try_from(e.kind).unwrap_or(pb::FsEventKind::Unknown) {
-        pb::FsEventKind::Created => "created",
-        pb::FsEventKind::Modified => "modified",
-        pb::FsEventKind::Removed => "removed",
-        pb::FsEventKind::Renamed => "renamed",
-        pb::FsEventKind::Resync => "resync",
-        pb::FsEventKind::Ready => "ready",
-        _ => "error",
+        pb::FsEventKind::Created => WatchEventKind::Created,
+        pb::FsEventKind::Modified => WatchEventKind::Modified,
+        pb::FsEventKind::Removed => WatchEventKind::Removed,
+        pb::FsEventKind::Renamed => WatchEventKind::Renamed,
+        pb::FsEventKind::Resync => WatchEventKind::Resync,
+        pb::FsEventKind::Ready => WatchEventKind::Ready,
+        _ => WatchEventKind::Error,
     };
-    let mut v = json!({ "type": kind, "path": String::from_utf8_lossy(&e.path) });
-    if !e.from.is_empty() {
-        v["from"] = json!(String::from_utf8_lossy(&e.from));
+    WatchEvent {
+        from: (!e.from.is_empty()).then(|| String::from_utf8_lossy(&e.from).into_owned()),
+        message: (!e.message.is_empty()).then(|| e.message.clone()),
+        path: Some(String::from_utf8_lossy(&e.path).into_owned()),
+        kind,
     }
-    if !e.message.is_empty() {
-        v["message"] = json!(e.message);
-    }
-    v
+}
+
+fn watch_message(e: &WatchEvent) -> Message {
+    Message::Text(serde_json::to_string(e).unwrap_or_default().into())
 }
 
 async fn forward_watch(socket: WebSocket, tunnel: Tunnel, path: HomePath) {
     let (mut ws_tx, mut ws_rx) = socket.split();
     let opened = tunnel.open(StreamKind::Fs(FsOp::Watch { path, exclude: vec![] })).await;
     let Ok((_send, recv)) = opened else {
-        let _ = ws_tx
-            .send(Message::Text(json!({"type":"error","message":"the VM is unreachable"}).to_string().into()))
-            .await;
+        let _ = ws_tx.send(watch_message(&WatchEvent::error("the VM is unreachable"))).await;
         return;
     };
     let mut events = FramedRead::new(recv, FrameCodec::<pb::FsEvent>::default());
@@ -475,15 +461,15 @@ async fn forward_watch(socket: WebSocket, tunnel: Tunnel, path: HomePath) {
         tokio::select! {
             ev = events.next() => match ev {
                 Some(Ok(e)) => {
-                    let v = event_json(&e);
-                    let end = v["type"] == "error";
-                    if ws_tx.send(Message::Text(v.to_string().into())).await.is_err() || end {
+                    let event = watch_event(&e);
+                    let end = event.kind == WatchEventKind::Error;
+                    if ws_tx.send(watch_message(&event)).await.is_err() || end {
                         return;
                     }
                 }
                 _ => {
-                    let v = json!({"type": "error", "message": "the connection to the VM was lost; watch again"});
-                    let _ = ws_tx.send(Message::Text(v.to_string().into())).await;
+                    let lost = WatchEvent::error("the connection to the VM was lost; watch again");
+                    let _ = ws_tx.send(watch_message(&lost)).await;
                     return;
                 }
             },

@@ -6,13 +6,17 @@ mod activity;
 mod agents;
 mod auth;
 mod billing;
+mod body;
 mod files;
+pub mod model;
+pub mod openapi;
 mod ports;
 pub use ports::ports_json;
 mod projects;
 mod service;
 mod site;
 mod terminals;
+pub mod ws;
 
 use crate::Hub;
 use axum::Router;
@@ -42,6 +46,7 @@ pub fn app(state: AppState) -> Router {
         .merge(agents::routes())
         .merge(billing::routes())
         .merge(activity::routes())
+        .merge(openapi::routes())
         .fallback(|| async { crate::error::ApiError::NotFound });
     Router::new()
         .nest("/api", api)

@@ -1,7 +1,8 @@
 //! Project CRUD, start/stop, and the project event stream.
 
 use super::AppState;
-use super::auth::body;
+use super::body::JsonBody;
+use super::model::{self, NewProject, ProjectPatch, Wait};
 use crate::auth::AuthUser;
 use crate::db::Project;
 use crate::error::{ApiError, ApiResult};
@@ -12,7 +13,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
-use serde::Deserialize;
 use serde_json::Value;
 use std::convert::Infallible;
 use uuid::Uuid;
@@ -67,25 +67,21 @@ fn check_env(env: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-async fn list(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<Project>>> {
-    Ok(Json(hub.db.list_projects(user.id).await?))
+/// A database project as the API shows it.
+fn shown(p: Project) -> ApiResult<model::Project> {
+    model::Project::try_from(p)
 }
 
-#[derive(Deserialize)]
-struct NewProject {
-    name: String,
-    #[serde(default)]
-    description: String,
-    base_image: Option<String>,
-    env_vars: Option<Value>,
+async fn list(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<model::Project>>> {
+    Ok(Json(hub.db.list_projects(user.id).await?.into_iter().map(shown).collect::<ApiResult<_>>()?))
 }
 
 async fn create(
     State(hub): State<AppState>,
     user: AuthUser,
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Project>)> {
-    let p: NewProject = body(raw)?;
+    raw: JsonBody<NewProject>,
+) -> ApiResult<(StatusCode, Json<model::Project>)> {
+    let p = raw.parse()?;
     let name = check_name(&p.name)?;
     check_description(&p.description)?;
     let env = p.env_vars.unwrap_or_else(|| Value::Object(Default::default()));
@@ -101,28 +97,21 @@ async fn create(
     }
     let project = hub.db.create_project(user.id, &name, p.description.trim(), &base_image, &env).await?;
     hub.compute.create(project.id).await?;
-    Ok((StatusCode::CREATED, Json(project)))
+    Ok((StatusCode::CREATED, Json(shown(project)?)))
 }
 
-async fn show(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Project>> {
-    Ok(Json(owned(&hub, &user, &id).await?))
-}
-
-#[derive(Deserialize)]
-struct ProjectPatch {
-    name: Option<String>,
-    description: Option<String>,
-    env_vars: Option<Value>,
+async fn show(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<model::Project>> {
+    Ok(Json(shown(owned(&hub, &user, &id).await?)?))
 }
 
 async fn update(
     State(hub): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Project>> {
+    raw: JsonBody<ProjectPatch>,
+) -> ApiResult<Json<model::Project>> {
     let project = owned(&hub, &user, &id).await?;
-    let p: ProjectPatch = body(raw)?;
+    let p = raw.parse()?;
     let name = p.name.as_deref().map(check_name).transpose()?;
     if let Some(d) = &p.description {
         check_description(d)?;
@@ -142,7 +131,7 @@ async fn update(
         .await?
         .ok_or(ApiError::NotFound)?;
     projects::publish(&hub, &updated);
-    Ok(Json(updated))
+    Ok(Json(shown(updated)?))
 }
 
 async fn remove(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
@@ -153,22 +142,16 @@ async fn remove(State(hub): State<AppState>, user: AuthUser, Path(id): Path<Stri
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct Wait {
-    #[serde(default)]
-    wait: bool,
-}
-
 async fn start(
     State(hub): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
     Query(q): Query<Wait>,
-) -> ApiResult<(StatusCode, Json<Project>)> {
+) -> ApiResult<(StatusCode, Json<model::Project>)> {
     let project = owned(&hub, &user, &id).await?;
     let p = projects::start(&hub, project, q.wait).await?;
     let code = if q.wait { StatusCode::OK } else { StatusCode::ACCEPTED };
-    Ok((code, Json(p)))
+    Ok((code, Json(shown(p)?)))
 }
 
 async fn stop(
@@ -176,11 +159,11 @@ async fn stop(
     user: AuthUser,
     Path(id): Path<String>,
     Query(q): Query<Wait>,
-) -> ApiResult<(StatusCode, Json<Project>)> {
+) -> ApiResult<(StatusCode, Json<model::Project>)> {
     let project = owned(&hub, &user, &id).await?;
     let p = projects::stop(&hub, project, q.wait).await?;
     let code = if q.wait { StatusCode::OK } else { StatusCode::ACCEPTED };
-    Ok((code, Json(p)))
+    Ok((code, Json(shown(p)?)))
 }
 
 async fn events(
@@ -190,7 +173,7 @@ async fn events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let project = owned(&hub, &user, &id).await?;
     let rx = hub.events.subscribe();
-    let first = Event::default().event("status").json_data(&project).map_err(anyhow::Error::from)?;
+    let first = Event::default().event("status").json_data(shown(project.clone())?).map_err(anyhow::Error::from)?;
     let stream = futures_util::stream::unfold((Some(first), rx), move |(first, mut rx)| async move {
         if let Some(ev) = first {
             return Some((Ok(ev), (None, rx)));

@@ -17,7 +17,9 @@
 //! woken again by a browser tab reconnecting.
 
 use super::AppState;
+use super::model::{ProjectStatus, TerminalInfo};
 use super::projects::owned;
+use super::ws::{TerminalClientMessage, TerminalServerMessage};
 use crate::Hub;
 use crate::auth::{AuthUser, sha256};
 use crate::error::{ApiError, ApiResult};
@@ -33,7 +35,6 @@ use axum::{Json, Router};
 use chrono::{TimeZone, Utc};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::Instrument;
@@ -105,7 +106,7 @@ async fn attach(
         TermSize::new(q.cols.unwrap_or(80), q.rows.unwrap_or(24)).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let readonly = matches!(q.readonly.as_deref(), Some("1" | "true" | "yes"));
     let project = redeem(&hub, q.ticket.as_deref(), "terminal", &id).await?;
-    let wakes = !readonly && q.since.is_none() && project.status != "stopping";
+    let wakes = !readonly && q.since.is_none() && ProjectStatus::parse(&project.status)? != ProjectStatus::Stopping;
     let tunnel = match hub.tunnels.get(project.id) {
         Some(tunnel) => Some(tunnel),
         None if wakes => None,
@@ -147,7 +148,7 @@ async fn attach(
 /// why not (the contract's error message, then a close).
 async fn wake(hub: &AppState, project: crate::db::Project, ws: &mut WebSocket) -> Option<Tunnel> {
     let id = project.id;
-    let _ = ws.send(text(json!({ "type": "starting", "status": "starting" }))).await;
+    let _ = ws.send(text(&TerminalServerMessage::Starting { status: "starting".into() })).await;
     tracing::info!(status = %project.status, "starting the VM for a terminal");
     match crate::projects::start(hub, project, true).await {
         Ok(_) => {}
@@ -173,14 +174,15 @@ async fn wake(hub: &AppState, project: crate::db::Project, ws: &mut WebSocket) -
     }
 }
 
-fn text(v: Value) -> Message {
-    Message::Text(v.to_string().into())
+fn text(m: &TerminalServerMessage) -> Message {
+    Message::Text(serde_json::to_string(m).unwrap_or_default().into())
 }
 
 /// Sends the contract's error message, then a close with `close` and the
 /// error's code as its reason.
 async fn close_with(ws: &mut (impl SinkExt<Message> + Unpin), close: u16, code: &str, message: &str) {
-    let _ = ws.send(text(json!({ "type": "error", "code": code, "message": message }))).await;
+    let error = TerminalServerMessage::Error { code: code.to_owned(), message: message.to_owned() };
+    let _ = ws.send(text(&error)).await;
     let _ = ws.send(Message::Close(Some(CloseFrame { code: close, reason: code.to_owned().into() }))).await;
 }
 
@@ -233,12 +235,12 @@ async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach, on_input: imp
             let sent = match event {
                 PtyEvent::Ready { session, start, gap } => {
                     ws_tx
-                        .send(text(json!({ "type": "ready", "session": session.as_str(), "start": start, "gap": gap })))
+                        .send(text(&TerminalServerMessage::Ready { session: session.as_str().to_owned(), start, gap }))
                         .await
                 }
                 PtyEvent::Output(bytes) => ws_tx.send(Message::Binary(bytes)).await,
                 PtyEvent::Exit(code) => {
-                    let _ = ws_tx.send(text(json!({ "type": "exit", "code": code }))).await;
+                    let _ = ws_tx.send(text(&TerminalServerMessage::Exit { code })).await;
                     let close = CloseFrame { code: CLOSE_NORMAL, reason: "exited".into() };
                     let _ = ws_tx.send(Message::Close(Some(close))).await;
                     return;
@@ -296,17 +298,19 @@ async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach, on_input: imp
     }
 }
 
-/// A `{"type":"resize","cols":C,"rows":R}` message, if that is what it is.
+/// A `{"type":"resize","cols":C,"rows":R}` message, if that is what it is
+/// (anything else is ignored).
 fn parse_control(t: &str) -> Option<TermSize> {
-    let v: Value = serde_json::from_str(t).ok()?;
-    if v.get("type")?.as_str()? != "resize" {
-        return None;
+    match serde_json::from_str(t).ok()? {
+        TerminalClientMessage::Resize { cols, rows } => TermSize::new(cols, rows).ok(),
     }
-    let dim = |k: &str| v.get(k)?.as_u64().and_then(|n| u32::try_from(n).ok());
-    TermSize::new(dim("cols")?, dim("rows")?).ok()
 }
 
-async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn list(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<TerminalInfo>>> {
     let project = owned(&hub, &user, &id).await?;
     let tunnel = tunnel_of(&hub, &project).await?;
     let (_send, recv) = tunnel.open(StreamKind::PtyList).await?;
@@ -316,16 +320,16 @@ async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String
     let mut out = Vec::new();
     for s in reply.sessions {
         let s = aether_protocol::domain::SessionInfo::try_from(s).map_err(anyhow::Error::from)?;
-        out.push(json!({
-            "session": s.session.as_str(),
-            "command": s.command,
-            "created_at": Utc.timestamp_millis_opt(s.created_unix_ms).single(),
-            "viewers": s.viewers,
-            "exited": s.exited,
-            "exit_code": s.exit_code,
-        }));
+        out.push(TerminalInfo {
+            command: s.command,
+            created_at: Utc.timestamp_millis_opt(s.created_unix_ms).single(),
+            exit_code: s.exit_code,
+            exited: s.exited,
+            session: s.session.as_str().to_owned(),
+            viewers: s.viewers,
+        });
     }
-    Ok(Json(Value::Array(out)))
+    Ok(Json(out))
 }
 
 async fn kill(
