@@ -2,6 +2,7 @@
 //! if nothing happens (`idle`).
 
 use super::AppState;
+use super::model::ErrorBody;
 use super::model::{Activity, ProjectStatus};
 use super::projects::owned;
 use crate::auth::AuthUser;
@@ -15,6 +16,12 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/projects/{id}/activity", get(activity))
 }
 
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(activity))]
+pub(super) struct Doc;
+
+#[utoipa::path(get, path = "/api/projects/{id}/activity", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Activity), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), tag = "projects")]
 async fn activity(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Activity>> {
     let project = owned(&hub, &user, &id).await?;
     let timeout = idle::timeout_of(&hub, project.owner_id).await?;

@@ -9,6 +9,7 @@
 
 use super::AppState;
 use super::body::JsonBody;
+use super::model::ErrorBody;
 use super::model::{self, ActivityLimit, Agent, AgentActivity, AgentSsh, CreatedAgent, NewAgent, SshDir};
 use super::projects::owned;
 use crate::auth::AuthUser;
@@ -41,6 +42,11 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}/agents/{agent_id}", get(show).delete(revoke))
         .route("/projects/{id}/agents/{agent_id}/ssh", get(ssh))
 }
+
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, create, activity, live, show, revoke, ssh))]
+pub(super) struct Doc;
 
 fn dir(q: &SshDir) -> ApiResult<String> {
     check_dir(q.ssh_dir.as_deref().unwrap_or(DEFAULT_DIR)).map_err(ApiError::BadRequest)
@@ -81,11 +87,13 @@ async fn ssh_answer(hub: &crate::Hub, project: Uuid, agent_name: &str, dir: &str
     }))
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/agents", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Vec<Agent>), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), tag = "agents")]
 async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Vec<Agent>>> {
     let project = owned(&hub, &user, &id).await?;
     Ok(Json(hub.db.list_agents(project.id).await?.into_iter().map(Agent::from).collect()))
 }
 
+#[utoipa::path(post, path = "/api/projects/{id}/agents", params(("id" = String, Path, description = "The project's id"), SshDir), request_body = NewAgent, responses((status = 201, body = CreatedAgent), (status = 400, description = "Invalid body or key", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 409, description = "The name or key is taken", body = ErrorBody), (status = 422, description = "At the agent limit", body = ErrorBody)), tag = "agents")]
 async fn create(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -128,6 +136,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/agents/{agent_id}", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path)), responses((status = 200, body = Agent), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), tag = "agents")]
 async fn show(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -138,6 +147,7 @@ async fn show(
     Ok(Json(agent.into()))
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/agents/{agent_id}/ssh", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path), SshDir), responses((status = 200, body = AgentSsh), (status = 400, description = "Invalid `ssh_dir`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), tag = "agents")]
 async fn ssh(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -149,6 +159,7 @@ async fn ssh(
     Ok(Json(ssh_answer(&hub, project.id, &agent.name, &dir(&q)?).await?))
 }
 
+#[utoipa::path(delete, path = "/api/projects/{id}/agents/{agent_id}", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path)), responses((status = 204, description = "Access ends at once at the jump host and within 5 s in the VM"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), tag = "agents")]
 async fn revoke(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -164,6 +175,7 @@ async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/agents/activity", params(("id" = String, Path, description = "The project's id"), ActivityLimit), responses((status = 200, description = "Newest first", body = Vec<AgentActivity>), (status = 400, description = "`limit` out of range", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), tag = "agents")]
 async fn activity(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -183,6 +195,7 @@ struct Ticket {
     ticket: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/agents/activity/live", security(()), params(("id" = String, Path, description = "The project's id"), ("ticket" = String, Query, description = "An `agent-activity` ticket")), responses((status = 101, description = "WebSocket of text messages: agent session starts and ends, as JSON"), (status = 400, description = "Not a WebSocket upgrade", body = ErrorBody), (status = 401, description = "No valid ticket", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), tag = "agents")]
 async fn live(
     State(hub): State<AppState>,
     Path(id): Path<String>,

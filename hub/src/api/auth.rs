@@ -1,6 +1,7 @@
 //! Sign-up, login, the caller's profile, and WebSocket tickets.
 
 use super::body::JsonBody;
+use super::model::ErrorBody;
 use super::model::{self, AuthResponse, BillingState, Credentials, Plan, Profile, ProfilePatch, Ticket, TicketRequest};
 use super::{AppState, ClientIp};
 use crate::accounts;
@@ -24,10 +25,16 @@ pub fn routes() -> Router<AppState> {
         .route("/tickets", post(ticket))
 }
 
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(signup, login, me, update_me, ticket))]
+pub(super) struct Doc;
+
 fn limited(l: crate::rate::Limited) -> ApiError {
     ApiError::Throttled(l.0)
 }
 
+#[utoipa::path(post, path = "/api/auth/signup", security(()), request_body = Credentials, responses((status = 201, body = AuthResponse), (status = 400, description = "A weak password or a bad email", body = ErrorBody), (status = 409, description = "The email has an account", body = ErrorBody), (status = 429, description = "Over the sign-up rate", body = ErrorBody)), tag = "auth")]
 async fn signup(
     State(hub): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -67,6 +74,7 @@ async fn signup(
     Ok((StatusCode::CREATED, Json(model::from_value(answer)?)))
 }
 
+#[utoipa::path(post, path = "/api/auth/login", security(()), request_body = Credentials, responses((status = 200, body = AuthResponse), (status = 401, description = "Wrong email or password", body = ErrorBody), (status = 429, description = "Over the sign-in rate", body = ErrorBody)), tag = "auth")]
 async fn login(
     State(hub): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -96,6 +104,7 @@ async fn login(
     }
 }
 
+#[utoipa::path(get, path = "/api/me", responses((status = 200, body = Profile), (status = 401, description = "Not signed in", body = ErrorBody)), tag = "auth")]
 async fn me(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Profile>> {
     profile(&hub, user.id).await
 }
@@ -123,6 +132,7 @@ async fn profile(hub: &crate::Hub, id: Uuid) -> ApiResult<Json<Profile>> {
     }))
 }
 
+#[utoipa::path(patch, path = "/api/me", request_body = ProfilePatch, responses((status = 200, body = Profile), (status = 400, description = "Invalid body", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody)), tag = "auth")]
 async fn update_me(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -137,6 +147,7 @@ async fn update_me(
     profile(&hub, user.id).await
 }
 
+#[utoipa::path(post, path = "/api/tickets", request_body = TicketRequest, responses((status = 200, description = "Single use, valid at most 60 s", body = Ticket), (status = 400, description = "Invalid body or purpose", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 429, description = "Over the ticket rate", body = ErrorBody)), tag = "auth")]
 async fn ticket(
     State(hub): State<AppState>,
     user: AuthUser,

@@ -3,6 +3,7 @@
 
 use super::AppState;
 use super::body::JsonBody;
+use super::model::ErrorBody;
 use super::model::{Port, PortPatch, PortVisibility, PreviewLink};
 use super::projects::owned;
 use crate::auth::{AuthUser, random_token, sha256};
@@ -21,6 +22,11 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}/ports/{port}", patch(update))
         .route("/projects/{id}/ports/{port}/open", post(open))
 }
+
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, update, open))]
+pub(super) struct Doc;
 
 fn port_number(raw: &str) -> ApiResult<u16> {
     raw.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| ApiError::bad_request("port must be 1 to 65535"))
@@ -60,11 +66,13 @@ pub async fn ports_json(hub: &crate::Hub, project: Uuid) -> ApiResult<Value> {
     Ok(serde_json::to_value(ports(hub, project).await?).map_err(anyhow::Error::from)?)
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/ports", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Vec<Port>), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), tag = "ports")]
 async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Vec<Port>>> {
     let project = owned(&hub, &user, &id).await?;
     Ok(Json(ports(&hub, project.id).await?))
 }
 
+#[utoipa::path(patch, path = "/api/projects/{id}/ports/{port}", params(("id" = String, Path, description = "The project's id"), ("port" = u16, Path)), request_body = PortPatch, responses((status = 200, body = Port), (status = 400, description = "Invalid body or port", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), tag = "ports")]
 async fn update(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -100,6 +108,7 @@ async fn update(
     })))
 }
 
+#[utoipa::path(post, path = "/api/projects/{id}/ports/{port}/open", params(("id" = String, Path, description = "The project's id"), ("port" = u16, Path)), responses((status = 200, description = "A one-time URL that sets the private-preview cookie and redirects to `/`", body = PreviewLink), (status = 400, description = "Invalid port", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), tag = "ports")]
 async fn open(
     State(hub): State<AppState>,
     user: AuthUser,

@@ -17,6 +17,7 @@
 //! woken again by a browser tab reconnecting.
 
 use super::AppState;
+use super::model::ErrorBody;
 use super::model::{ProjectStatus, TerminalInfo};
 use super::projects::owned;
 use super::ws::{TerminalClientMessage, TerminalServerMessage};
@@ -60,6 +61,11 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}/terminals/{session}", delete(kill))
 }
 
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(attach, list, kill))]
+pub(super) struct Doc;
+
 /// The live tunnel of a project, or 503 with its status.
 pub async fn tunnel_of(hub: &Hub, project: &crate::db::Project) -> ApiResult<Tunnel> {
     hub.tunnels.get(project.id).ok_or_else(|| ApiError::Unavailable { status: project.status.clone() })
@@ -93,6 +99,7 @@ pub async fn redeem(hub: &Hub, ticket: Option<&str>, purpose: &str, id: &str) ->
     hub.db.project(t.user_id, id).await?.ok_or(ApiError::NotFound)
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/terminal", security(()), params(("id" = String, Path, description = "The project's id"), ("ticket" = String, Query, description = "A `terminal` ticket"), ("session" = Option<String>, Query, description = "Default `main`"), ("cols" = Option<u32>, Query), ("rows" = Option<u32>, Query), ("readonly" = Option<String>, Query, description = "`1` to watch without typing"), ("since" = Option<u64>, Query, description = "Resume after this output offset")), responses((status = 101, description = "WebSocket. Binary messages both ways are terminal bytes; text messages are `TerminalServerMessage` (hub to client) and `TerminalClientMessage` (client to hub)"), (status = 400, description = "Not a WebSocket upgrade or a bad parameter", body = ErrorBody), (status = 401, description = "No valid ticket", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), tag = "terminals")]
 async fn attach(
     State(hub): State<AppState>,
     Path(id): Path<String>,
@@ -306,6 +313,7 @@ fn parse_control(t: &str) -> Option<TermSize> {
     }
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/terminals", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Vec<TerminalInfo>), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), tag = "terminals")]
 async fn list(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -332,6 +340,7 @@ async fn list(
     Ok(Json(out))
 }
 
+#[utoipa::path(delete, path = "/api/projects/{id}/terminals/{session}", params(("id" = String, Path, description = "The project's id"), ("session" = String, Path)), responses((status = 204, description = "The session ended"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or session", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), tag = "terminals")]
 async fn kill(
     State(hub): State<AppState>,
     user: AuthUser,
