@@ -57,13 +57,13 @@ fn limited(l: crate::rate::Limited) -> ApiError {
     ApiError::Throttled(l.0)
 }
 
-#[utoipa::path(post, path = "/api/auth/refresh", security(()), request_body = RefreshRequest, responses((status = 200, description = "The refresh token is rotated", body = RefreshResponse), (status = 401, description = "Invalid, expired or reused refresh token", body = ErrorBody)), tag = "account")]
+#[utoipa::path(post, path = "/api/auth/refresh", security(()), request_body = RefreshRequest, responses((status = 200, description = "The refresh token is rotated", body = RefreshResponse), (status = 401, description = "Invalid, expired or reused refresh token", body = ErrorBody)), operation_id = "account_refresh", tag = "account")]
 async fn refresh(State(hub): State<AppState>, raw: JsonBody<RefreshRequest>) -> ApiResult<Json<RefreshResponse>> {
     let r = raw.parse()?;
     Ok(Json(model::from_value(accounts::refresh(&hub, r.refresh_token.trim()).await?)?))
 }
 
-#[utoipa::path(post, path = "/api/auth/logout", responses((status = 204, description = "The current session ended"), (status = 401, description = "Not signed in", body = ErrorBody)), tag = "account")]
+#[utoipa::path(post, path = "/api/auth/logout", responses((status = 204, description = "The current session ended"), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "account_logout", tag = "account")]
 async fn logout(State(hub): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
     if let Some(session) = user.session {
         hub.db.delete_session(user.id, session).await?;
@@ -71,7 +71,7 @@ async fn logout(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Status
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/me/sessions", responses((status = 200, body = Vec<SessionInfo>), (status = 401, description = "Not signed in", body = ErrorBody)), tag = "account")]
+#[utoipa::path(get, path = "/api/me/sessions", responses((status = 200, body = Vec<SessionInfo>), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "account_sessions", tag = "account")]
 async fn sessions(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<SessionInfo>>> {
     let list = hub
         .db
@@ -90,7 +90,7 @@ async fn sessions(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json
     Ok(Json(list))
 }
 
-#[utoipa::path(delete, path = "/api/me/sessions/{id}", params(("id" = String, Path, description = "The session's id")), responses((status = 204, description = "The session ended"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such session of the caller's", body = ErrorBody)), tag = "account")]
+#[utoipa::path(delete, path = "/api/me/sessions/{id}", params(("id" = String, Path, description = "The session's id")), responses((status = 204, description = "The session ended"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such session of the caller's", body = ErrorBody)), operation_id = "account_revoke", tag = "account")]
 async fn revoke(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -105,14 +105,14 @@ async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(delete, path = "/api/me/sessions", responses((status = 204, description = "Every session but the current one ended"), (status = 401, description = "Not signed in", body = ErrorBody)), tag = "account")]
+#[utoipa::path(delete, path = "/api/me/sessions", responses((status = 204, description = "Every session but the current one ended"), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "account_revoke_others", tag = "account")]
 async fn revoke_others(State(hub): State<AppState>, user: AuthUser, ClientIp(ip): ClientIp) -> ApiResult<StatusCode> {
     let n = hub.db.delete_other_sessions(user.id, user.session).await?;
     accounts::audit(&hub, user.id, "sessions_revoked", Some(ip), &format!("{n} other session(s) signed out")).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/me/audit", responses((status = 200, description = "Newest first", body = Vec<AuditEntry>), (status = 401, description = "Not signed in", body = ErrorBody)), tag = "account")]
+#[utoipa::path(get, path = "/api/me/audit", responses((status = 200, description = "Newest first", body = Vec<AuditEntry>), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "account_audit", tag = "account")]
 async fn audit(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<AuditEntry>>> {
     Ok(Json(hub.db.audit(user.id, accounts::AUDIT_LIMIT).await?.into_iter().map(AuditEntry::from).collect()))
 }
@@ -133,7 +133,7 @@ async fn check_password(hub: &crate::Hub, user: &AuthUser, ip: std::net::IpAddr,
     Ok(())
 }
 
-#[utoipa::path(post, path = "/api/me/password", request_body = PasswordChange, responses((status = 204, description = "Changed; other sessions ended"), (status = 400, description = "A weak new password", body = ErrorBody), (status = 401, description = "Wrong current password", body = ErrorBody)), tag = "account")]
+#[utoipa::path(post, path = "/api/me/password", request_body = PasswordChange, responses((status = 204, description = "Changed; other sessions ended"), (status = 400, description = "A weak new password", body = ErrorBody), (status = 401, description = "Wrong current password", body = ErrorBody)), operation_id = "account_change_password", tag = "account")]
 async fn change_password(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -152,7 +152,7 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/auth/password-reset", security(()), request_body = ResetRequest, responses((status = 202, description = "Always (no enumeration); mails a one-time link"), (status = 429, description = "Over the reset rate", body = ErrorBody)), tag = "account")]
+#[utoipa::path(post, path = "/api/auth/password-reset", security(()), request_body = ResetRequest, responses((status = 202, description = "Always (no enumeration); mails a one-time link"), (status = 429, description = "Over the reset rate", body = ErrorBody)), operation_id = "account_password_reset", tag = "account")]
 async fn password_reset(
     State(hub): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -170,7 +170,7 @@ async fn password_reset(
     Ok(StatusCode::ACCEPTED)
 }
 
-#[utoipa::path(post, path = "/api/auth/password-reset/confirm", security(()), request_body = ResetConfirm, responses((status = 200, description = "Signed in; every other session ended", body = AuthResponse), (status = 400, description = "A used or expired token, or a weak password", body = ErrorBody)), tag = "account")]
+#[utoipa::path(post, path = "/api/auth/password-reset/confirm", security(()), request_body = ResetConfirm, responses((status = 200, description = "Signed in; every other session ended", body = AuthResponse), (status = 400, description = "A used or expired token, or a weak password", body = ErrorBody)), operation_id = "account_password_reset_confirm", tag = "account")]
 async fn password_reset_confirm(
     State(hub): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -199,7 +199,7 @@ async fn password_reset_confirm(
     Ok(Json(model::from_value(accounts::sign_in(&hub, user.id, &user.email, ip, &client).await?)?))
 }
 
-#[utoipa::path(post, path = "/api/auth/verify-email", security(()), request_body = TokenBody, responses((status = 200, body = EmailVerified), (status = 400, description = "A used or expired token", body = ErrorBody), (status = 409, description = "Another account has the address", body = ErrorBody)), tag = "account")]
+#[utoipa::path(post, path = "/api/auth/verify-email", security(()), request_body = TokenBody, responses((status = 200, body = EmailVerified), (status = 400, description = "A used or expired token", body = ErrorBody), (status = 409, description = "Another account has the address", body = ErrorBody)), operation_id = "account_verify_email", tag = "account")]
 async fn verify_email(
     State(hub): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -231,7 +231,7 @@ async fn verify_email(
     Ok(Json(EmailVerified { email: link.email, email_verified: true }))
 }
 
-#[utoipa::path(post, path = "/api/me/verify-email", responses((status = 202, description = "A new verification link is mailed"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 409, description = "Already verified", body = ErrorBody)), tag = "account")]
+#[utoipa::path(post, path = "/api/me/verify-email", responses((status = 202, description = "A new verification link is mailed"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 409, description = "Already verified", body = ErrorBody)), operation_id = "account_resend_verification", tag = "account")]
 async fn resend_verification(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -246,7 +246,7 @@ async fn resend_verification(
     Ok(StatusCode::ACCEPTED)
 }
 
-#[utoipa::path(post, path = "/api/me/email", request_body = EmailChange, responses((status = 202, description = "A confirmation link is mailed to the new address"), (status = 400, description = "Not an email address", body = ErrorBody), (status = 401, description = "Wrong password", body = ErrorBody), (status = 409, description = "The address has an account", body = ErrorBody)), tag = "account")]
+#[utoipa::path(post, path = "/api/me/email", request_body = EmailChange, responses((status = 202, description = "A confirmation link is mailed to the new address"), (status = 400, description = "Not an email address", body = ErrorBody), (status = 401, description = "Wrong password", body = ErrorBody), (status = 409, description = "The address has an account", body = ErrorBody)), operation_id = "account_change_email", tag = "account")]
 async fn change_email(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -268,7 +268,7 @@ async fn change_email(
 }
 
 /// `DELETE /api/me`.
-#[utoipa::path(delete, path = "/api/me", request_body = DeleteAccount, responses((status = 204, description = "VMs, volumes, keys and the subscription end; the account is gone"), (status = 401, description = "Not signed in", body = ErrorBody)), tag = "account")]
+#[utoipa::path(delete, path = "/api/me", request_body = DeleteAccount, responses((status = 204, description = "VMs, volumes, keys and the subscription end; the account is gone"), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "account_delete_me", tag = "account")]
 pub(super) async fn delete_me(
     State(hub): State<AppState>,
     user: AuthUser,

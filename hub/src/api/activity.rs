@@ -21,7 +21,7 @@ pub fn routes() -> Router<AppState> {
 #[openapi(paths(activity))]
 pub(super) struct Doc;
 
-#[utoipa::path(get, path = "/api/projects/{id}/activity", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Activity), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), tag = "projects")]
+#[utoipa::path(get, path = "/api/projects/{id}/activity", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Activity), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_activity", tag = "projects")]
 async fn activity(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Activity>> {
     let project = owned(&hub, &user, &id).await?;
     let timeout = idle::timeout_of(&hub, project.owner_id).await?;

@@ -87,13 +87,13 @@ async fn ssh_answer(hub: &crate::Hub, project: Uuid, agent_name: &str, dir: &str
     }))
 }
 
-#[utoipa::path(get, path = "/api/projects/{id}/agents", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Vec<Agent>), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), tag = "agents")]
+#[utoipa::path(get, path = "/api/projects/{id}/agents", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Vec<Agent>), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "agents_list", tag = "agents")]
 async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Vec<Agent>>> {
     let project = owned(&hub, &user, &id).await?;
     Ok(Json(hub.db.list_agents(project.id).await?.into_iter().map(Agent::from).collect()))
 }
 
-#[utoipa::path(post, path = "/api/projects/{id}/agents", params(("id" = String, Path, description = "The project's id"), SshDir), request_body = NewAgent, responses((status = 201, body = CreatedAgent), (status = 400, description = "Invalid body or key", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 409, description = "The name or key is taken", body = ErrorBody), (status = 422, description = "At the agent limit", body = ErrorBody)), tag = "agents")]
+#[utoipa::path(post, path = "/api/projects/{id}/agents", params(("id" = String, Path, description = "The project's id"), SshDir), request_body = NewAgent, responses((status = 201, body = CreatedAgent), (status = 400, description = "Invalid body or key", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 409, description = "The name or key is taken", body = ErrorBody), (status = 422, description = "At the agent limit", body = ErrorBody)), operation_id = "agents_create", tag = "agents")]
 async fn create(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -136,7 +136,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-#[utoipa::path(get, path = "/api/projects/{id}/agents/{agent_id}", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path)), responses((status = 200, body = Agent), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), tag = "agents")]
+#[utoipa::path(get, path = "/api/projects/{id}/agents/{agent_id}", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path)), responses((status = 200, body = Agent), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), operation_id = "agents_show", tag = "agents")]
 async fn show(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -147,7 +147,7 @@ async fn show(
     Ok(Json(agent.into()))
 }
 
-#[utoipa::path(get, path = "/api/projects/{id}/agents/{agent_id}/ssh", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path), SshDir), responses((status = 200, body = AgentSsh), (status = 400, description = "Invalid `ssh_dir`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), tag = "agents")]
+#[utoipa::path(get, path = "/api/projects/{id}/agents/{agent_id}/ssh", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path), SshDir), responses((status = 200, body = AgentSsh), (status = 400, description = "Invalid `ssh_dir`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), operation_id = "agents_ssh", tag = "agents")]
 async fn ssh(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -159,7 +159,7 @@ async fn ssh(
     Ok(Json(ssh_answer(&hub, project.id, &agent.name, &dir(&q)?).await?))
 }
 
-#[utoipa::path(delete, path = "/api/projects/{id}/agents/{agent_id}", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path)), responses((status = 204, description = "Access ends at once at the jump host and within 5 s in the VM"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), tag = "agents")]
+#[utoipa::path(delete, path = "/api/projects/{id}/agents/{agent_id}", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path)), responses((status = 204, description = "Access ends at once at the jump host and within 5 s in the VM"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), operation_id = "agents_revoke", tag = "agents")]
 async fn revoke(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -175,7 +175,7 @@ async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/projects/{id}/agents/activity", params(("id" = String, Path, description = "The project's id"), ActivityLimit), responses((status = 200, description = "Newest first", body = Vec<AgentActivity>), (status = 400, description = "`limit` out of range", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), tag = "agents")]
+#[utoipa::path(get, path = "/api/projects/{id}/agents/activity", params(("id" = String, Path, description = "The project's id"), ActivityLimit), responses((status = 200, description = "Newest first", body = Vec<AgentActivity>), (status = 400, description = "`limit` out of range", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "agents_activity", tag = "agents")]
 async fn activity(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -195,7 +195,7 @@ struct Ticket {
     ticket: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/projects/{id}/agents/activity/live", security(()), params(("id" = String, Path, description = "The project's id"), ("ticket" = String, Query, description = "An `agent-activity` ticket")), responses((status = 101, description = "WebSocket of text messages: agent session starts and ends, as JSON"), (status = 400, description = "Not a WebSocket upgrade", body = ErrorBody), (status = 401, description = "No valid ticket", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), tag = "agents")]
+#[utoipa::path(get, path = "/api/projects/{id}/agents/activity/live", security(()), params(("id" = String, Path, description = "The project's id"), ("ticket" = String, Query, description = "An `agent-activity` ticket")), responses((status = 101, description = "WebSocket of text messages: agent session starts and ends, as JSON"), (status = 400, description = "Not a WebSocket upgrade", body = ErrorBody), (status = 401, description = "No valid ticket", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "agents_live", tag = "agents")]
 async fn live(
     State(hub): State<AppState>,
     Path(id): Path<String>,

@@ -34,7 +34,7 @@ fn limited(l: crate::rate::Limited) -> ApiError {
     ApiError::Throttled(l.0)
 }
 
-#[utoipa::path(post, path = "/api/auth/signup", security(()), request_body = Credentials, responses((status = 201, body = AuthResponse), (status = 400, description = "A weak password or a bad email", body = ErrorBody), (status = 409, description = "The email has an account", body = ErrorBody), (status = 429, description = "Over the sign-up rate", body = ErrorBody)), tag = "auth")]
+#[utoipa::path(post, path = "/api/auth/signup", security(()), request_body = Credentials, responses((status = 201, body = AuthResponse), (status = 400, description = "A weak password or a bad email", body = ErrorBody), (status = 409, description = "The email has an account", body = ErrorBody), (status = 429, description = "Over the sign-up rate", body = ErrorBody)), operation_id = "auth_signup", tag = "auth")]
 async fn signup(
     State(hub): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -74,7 +74,7 @@ async fn signup(
     Ok((StatusCode::CREATED, Json(model::from_value(answer)?)))
 }
 
-#[utoipa::path(post, path = "/api/auth/login", security(()), request_body = Credentials, responses((status = 200, body = AuthResponse), (status = 401, description = "Wrong email or password", body = ErrorBody), (status = 429, description = "Over the sign-in rate", body = ErrorBody)), tag = "auth")]
+#[utoipa::path(post, path = "/api/auth/login", security(()), request_body = Credentials, responses((status = 200, body = AuthResponse), (status = 401, description = "Wrong email or password", body = ErrorBody), (status = 429, description = "Over the sign-in rate", body = ErrorBody)), operation_id = "auth_login", tag = "auth")]
 async fn login(
     State(hub): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -104,7 +104,7 @@ async fn login(
     }
 }
 
-#[utoipa::path(get, path = "/api/me", responses((status = 200, body = Profile), (status = 401, description = "Not signed in", body = ErrorBody)), tag = "auth")]
+#[utoipa::path(get, path = "/api/me", responses((status = 200, body = Profile), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "auth_me", tag = "auth")]
 async fn me(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Profile>> {
     profile(&hub, user.id).await
 }
@@ -132,7 +132,7 @@ async fn profile(hub: &crate::Hub, id: Uuid) -> ApiResult<Json<Profile>> {
     }))
 }
 
-#[utoipa::path(patch, path = "/api/me", request_body = ProfilePatch, responses((status = 200, body = Profile), (status = 400, description = "Invalid body", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody)), tag = "auth")]
+#[utoipa::path(patch, path = "/api/me", request_body = ProfilePatch, responses((status = 200, body = Profile), (status = 400, description = "Invalid body", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "auth_update_me", tag = "auth")]
 async fn update_me(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -147,7 +147,7 @@ async fn update_me(
     profile(&hub, user.id).await
 }
 
-#[utoipa::path(post, path = "/api/tickets", request_body = TicketRequest, responses((status = 200, description = "Single use, valid at most 60 s", body = Ticket), (status = 400, description = "Invalid body or purpose", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 429, description = "Over the ticket rate", body = ErrorBody)), tag = "auth")]
+#[utoipa::path(post, path = "/api/tickets", request_body = TicketRequest, responses((status = 200, description = "Single use, valid at most 60 s", body = Ticket), (status = 400, description = "Invalid body or purpose", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 429, description = "Over the ticket rate", body = ErrorBody)), operation_id = "auth_ticket", tag = "auth")]
 async fn ticket(
     State(hub): State<AppState>,
     user: AuthUser,

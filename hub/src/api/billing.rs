@@ -48,7 +48,7 @@ fn stripe_failed(e: anyhow::Error) -> ApiError {
 /// A Checkout Session for a subscription to the plan, for the user's Stripe
 /// customer (made at their first checkout); Stripe sends them back to the
 /// projects page, which shows the plan once the webhook has moved it.
-#[utoipa::path(post, path = "/api/billing/checkout", request_body = CheckoutRequest, responses((status = 200, body = Redirect), (status = 400, description = "Not a paid plan", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 409, description = "A subscription exists", body = ErrorBody), (status = 502, description = "Stripe failed", body = ErrorBody), (status = 503, description = "Billing is off", body = ErrorBody)), tag = "billing")]
+#[utoipa::path(post, path = "/api/billing/checkout", request_body = CheckoutRequest, responses((status = 200, body = Redirect), (status = 400, description = "Not a paid plan", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 409, description = "A subscription exists", body = ErrorBody), (status = 502, description = "Stripe failed", body = ErrorBody), (status = 503, description = "Billing is off", body = ErrorBody)), operation_id = "billing_checkout", tag = "billing")]
 async fn checkout(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -88,7 +88,7 @@ async fn checkout(
 }
 
 /// A customer portal session, which comes back to the projects page.
-#[utoipa::path(post, path = "/api/billing/portal", responses((status = 200, body = Redirect), (status = 401, description = "Not signed in", body = ErrorBody), (status = 409, description = "Nothing to manage yet", body = ErrorBody), (status = 502, description = "Stripe failed", body = ErrorBody), (status = 503, description = "Billing is off", body = ErrorBody)), tag = "billing")]
+#[utoipa::path(post, path = "/api/billing/portal", responses((status = 200, body = Redirect), (status = 401, description = "Not signed in", body = ErrorBody), (status = 409, description = "Nothing to manage yet", body = ErrorBody), (status = 502, description = "Stripe failed", body = ErrorBody), (status = 503, description = "Billing is off", body = ErrorBody)), operation_id = "billing_portal", tag = "billing")]
 async fn portal(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Redirect>> {
     let billing = on(&hub)?;
     let row =
@@ -104,7 +104,7 @@ async fn portal(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<R
 /// anything is parsed (400 if it fails); then the event is applied once
 /// (`billing::webhook`). 200 for events that change nothing; 500 when
 /// applying failed, so that Stripe delivers it again.
-#[utoipa::path(post, path = "/api/billing/webhook", security(()), params(("Stripe-Signature" = String, Header)), request_body(content = String, content_type = "application/json", description = "A Stripe event, verified by its signature (5 min tolerance) and applied once"), responses((status = 200, body = WebhookReceived), (status = 400, description = "A bad signature", body = ErrorBody), (status = 500, description = "Applying failed: Stripe sends it again", body = ErrorBody), (status = 503, description = "Billing is off", body = ErrorBody)), tag = "billing")]
+#[utoipa::path(post, path = "/api/billing/webhook", security(()), params(("Stripe-Signature" = String, Header)), request_body(content = String, content_type = "application/json", description = "A Stripe event, verified by its signature (5 min tolerance) and applied once"), responses((status = 200, body = WebhookReceived), (status = 400, description = "A bad signature", body = ErrorBody), (status = 500, description = "Applying failed: Stripe sends it again", body = ErrorBody), (status = 503, description = "Billing is off", body = ErrorBody)), operation_id = "billing_stripe_webhook", tag = "billing")]
 async fn stripe_webhook(
     State(hub): State<AppState>,
     headers: HeaderMap,
@@ -125,7 +125,7 @@ async fn stripe_webhook(
 /// by day; storage as the projects' disks (a volume is made at a project's
 /// first start); projects as they stand; the plan's limits and every plan's
 /// (what a higher one gives) from `plan_limits`.
-#[utoipa::path(get, path = "/api/billing/usage", responses((status = 200, body = Usage), (status = 401, description = "Not signed in", body = ErrorBody)), tag = "billing")]
+#[utoipa::path(get, path = "/api/billing/usage", responses((status = 200, body = Usage), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "billing_usage", tag = "billing")]
 async fn usage(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Usage>> {
     let u = hub.db.user(user.id).await?.ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
     let limits = plans::of_user(&hub.db, user.id).await?;
@@ -171,7 +171,7 @@ async fn usage(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Us
 
 /// The caller's monthly roll-up: compute seconds by month (UTC) and
 /// machine size, newest first, from the usage records as they stand.
-#[utoipa::path(get, path = "/api/billing/usage/monthly", responses((status = 200, description = "Newest first", body = Vec<MonthlyUsage>), (status = 401, description = "Not signed in", body = ErrorBody)), tag = "billing")]
+#[utoipa::path(get, path = "/api/billing/usage/monthly", responses((status = 200, description = "Newest first", body = Vec<MonthlyUsage>), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "billing_monthly", tag = "billing")]
 async fn monthly(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<MonthlyUsage>>> {
     let rows = hub.db.usage_monthly(user.id).await?;
     Ok(Json(
@@ -188,7 +188,7 @@ async fn monthly(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<
 
 /// The caller's storage roll-up: GB-hours of project disks by month (UTC),
 /// newest first, from the storage records as they stand.
-#[utoipa::path(get, path = "/api/billing/storage/monthly", responses((status = 200, description = "Newest first", body = Vec<MonthlyStorage>), (status = 401, description = "Not signed in", body = ErrorBody)), tag = "billing")]
+#[utoipa::path(get, path = "/api/billing/storage/monthly", responses((status = 200, description = "Newest first", body = Vec<MonthlyStorage>), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "billing_storage_monthly", tag = "billing")]
 async fn storage_monthly(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<MonthlyStorage>>> {
     let rows = hub.db.storage_monthly(user.id).await?;
     Ok(Json(rows.into_iter().map(|(month, gb_hours)| MonthlyStorage { gb_hours, month: month.and_utc() }).collect()))

@@ -153,7 +153,7 @@ async fn call(tunnel: &Tunnel, op: FsOp) -> ApiResult<(pb::FsReply, impl tokio::
     Ok((reply, rest))
 }
 
-#[utoipa::path(get, path = "/api/projects/{id}/files/stat", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query)), responses((status = 200, body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), tag = "files")]
+#[utoipa::path(get, path = "/api/projects/{id}/files/stat", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query)), responses((status = 200, body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_stat", tag = "files")]
 async fn stat(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -204,7 +204,7 @@ fn parse_range(h: &str, size: u64) -> Option<(u64, u64)> {
     (start <= end && start < size).then(|| (start, end - start + 1))
 }
 
-#[utoipa::path(get, path = "/api/projects/{id}/files", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query, description = "Relative to the home or absolute inside it")), responses((status = 200, description = "A folder's listing, or a file's bytes (with `ETag`; `Range` honoured)", content((DirListing = "application/json"), (String = "application/octet-stream"))), (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = String), (status = 400, description = "`invalid_path`: outside the home", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 416, description = "An unsatisfiable range", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), tag = "files")]
+#[utoipa::path(get, path = "/api/projects/{id}/files", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query, description = "Relative to the home or absolute inside it")), responses((status = 200, description = "A folder's listing, or a file's bytes (with `ETag`; `Range` honoured)", content((DirListing = "application/json"), (String = "application/octet-stream"))), (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = String), (status = 400, description = "`invalid_path`: outside the home", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 416, description = "An unsatisfiable range", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_get_path", tag = "files")]
 async fn get_path(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -310,7 +310,7 @@ fn if_match(headers: &HeaderMap) -> Option<String> {
     Some(v.trim_start_matches("W/").trim_matches('"').to_owned())
 }
 
-#[utoipa::path(put, path = "/api/projects/{id}/files", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query), ("If-Match" = Option<String>, Header, description = "Write only over this ETag")), request_body(content = String, content_type = "application/octet-stream", description = "The file's bytes (written atomically)"), responses((status = 201, description = "Created", body = FileStat), (status = 200, description = "Replaced", body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 412, description = "A stale `If-Match`", body = ErrorBody), (status = 413, description = "Over the upload limit", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), tag = "files")]
+#[utoipa::path(put, path = "/api/projects/{id}/files", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query), ("If-Match" = Option<String>, Header, description = "Write only over this ETag")), request_body(content = String, content_type = "application/octet-stream", description = "The file's bytes (written atomically)"), responses((status = 201, description = "Created", body = FileStat), (status = 200, description = "Replaced", body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 412, description = "A stale `If-Match`", body = ErrorBody), (status = 413, description = "Over the upload limit", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_put_file", tag = "files")]
 async fn put_file(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -376,7 +376,7 @@ async fn put_file(
     Ok(resp)
 }
 
-#[utoipa::path(delete, path = "/api/projects/{id}/files", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query), ("recursive" = Option<bool>, Query)), responses((status = 204, description = "Deleted"), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 409, description = "A non-empty folder without `recursive`", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), tag = "files")]
+#[utoipa::path(delete, path = "/api/projects/{id}/files", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query), ("recursive" = Option<bool>, Query)), responses((status = 204, description = "Deleted"), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 409, description = "A non-empty folder without `recursive`", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_delete_path", tag = "files")]
 async fn delete_path(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -393,7 +393,7 @@ async fn delete_path(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/projects/{id}/files/mkdir", params(("id" = String, Path, description = "The project's id")), request_body = MkdirRequest, responses((status = 201, description = "Made, with its parents", body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), tag = "files")]
+#[utoipa::path(post, path = "/api/projects/{id}/files/mkdir", params(("id" = String, Path, description = "The project's id")), request_body = MkdirRequest, responses((status = 201, description = "Made, with its parents", body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_mkdir", tag = "files")]
 async fn mkdir(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -409,7 +409,7 @@ async fn mkdir(
     Ok((StatusCode::CREATED, Json(file_stat(&reply.stat.unwrap_or_default()))))
 }
 
-#[utoipa::path(post, path = "/api/projects/{id}/files/rename", params(("id" = String, Path, description = "The project's id")), request_body = RenameRequest, responses((status = 200, body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 409, description = "`to` exists and not `overwrite`", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), tag = "files")]
+#[utoipa::path(post, path = "/api/projects/{id}/files/rename", params(("id" = String, Path, description = "The project's id")), request_body = RenameRequest, responses((status = 200, body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 409, description = "`to` exists and not `overwrite`", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_rename", tag = "files")]
 async fn rename(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -425,7 +425,7 @@ async fn rename(
     Ok(Json(file_stat(&reply.stat.unwrap_or_default())))
 }
 
-#[utoipa::path(get, path = "/api/projects/{id}/files/watch", security(()), params(("id" = String, Path, description = "The project's id"), ("ticket" = String, Query, description = "A `watch` ticket"), ("path" = String, Query)), responses((status = 101, description = "WebSocket of text messages, each a `WatchEvent`"), (status = 400, description = "Not a WebSocket upgrade, or `invalid_path`", body = ErrorBody), (status = 401, description = "No valid ticket", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), tag = "files")]
+#[utoipa::path(get, path = "/api/projects/{id}/files/watch", security(()), params(("id" = String, Path, description = "The project's id"), ("ticket" = String, Query, description = "A `watch` ticket"), ("path" = String, Query)), responses((status = 101, description = "WebSocket of text messages, each a `WatchEvent`"), (status = 400, description = "Not a WebSocket upgrade, or `invalid_path`", body = ErrorBody), (status = 401, description = "No valid ticket", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_watch", tag = "files")]
 async fn watch(
     State(hub): State<AppState>,
     Path(id): Path<String>,

@@ -182,18 +182,22 @@ pub struct Profile {
     pub id: Uuid,
     pub plan: Plan,
     /// The user's Stripe subscription, once they have had one.
+    #[schema(required = true)]
     pub subscription: Option<Subscription>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Subscription {
+    #[schema(required = true)]
     pub current_period_end: Option<DateTime<Utc>>,
     /// Set while a failed payment's grace runs (the plan stays until then).
+    #[schema(required = true)]
     pub grace_until: Option<DateTime<Utc>>,
     /// The plan it pays for.
-    #[schema(value_type = Option<PaidPlan>)]
+    #[schema(required = true, value_type = Option<PaidPlan>)]
     pub plan: Option<String>,
     /// Stripe's status: active, trialing, past_due, unpaid, canceled, …
+    #[schema(required = true)]
     pub status: Option<String>,
 }
 
@@ -300,6 +304,7 @@ pub struct Project {
     pub error_message: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub last_accessed_at: Option<DateTime<Utc>>,
     pub base_image: String,
     /// Why the hub stopped it by itself (`idle`, `compute_limit`,
@@ -366,10 +371,13 @@ pub struct Activity {
     /// `preview`, `cpu`.
     pub awake_because: Vec<&'static str>,
     /// When it stops if nothing happens; null when not running.
+    #[schema(required = true)]
     pub idle_stop_at: Option<DateTime<Utc>>,
     pub idle_timeout_s: u64,
     pub status: ProjectStatus,
+    #[schema(required = true)]
     pub stop_reason: Option<String>,
+    #[schema(required = true)]
     pub stopped_at: Option<DateTime<Utc>>,
 }
 
@@ -379,7 +387,9 @@ pub struct Activity {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TerminalInfo {
     pub command: String,
+    #[schema(required = true)]
     pub created_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub exit_code: Option<i32>,
     pub exited: bool,
     pub session: String,
@@ -404,6 +414,7 @@ pub struct FileStat {
     /// Unquoted here; the `ETag` header quotes it.
     pub etag: String,
     pub mode: u32,
+    #[schema(required = true)]
     pub mtime: Option<DateTime<Utc>>,
     pub path: String,
     pub size: u64,
@@ -415,6 +426,7 @@ pub struct FileStat {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DirEntry {
     pub mode: u32,
+    #[schema(required = true)]
     pub mtime: Option<DateTime<Utc>>,
     /// The name as UTF-8 (lossy for names that are not).
     pub name: String,
@@ -496,9 +508,11 @@ pub struct PreviewLink {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Agent {
     pub created_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub expires_at: Option<DateTime<Utc>>,
     pub fingerprint: String,
     pub id: Uuid,
+    #[schema(required = true)]
     pub last_used_at: Option<DateTime<Utc>>,
     pub name: String,
     pub public_key: String,
@@ -570,10 +584,13 @@ pub struct AgentActivity {
     /// The key's name when the session ran (it may be revoked since).
     pub agent_name: String,
     pub command: String,
+    #[schema(required = true)]
     pub ended_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub exit_code: Option<i32>,
     pub id: Uuid,
     pub interactive: bool,
+    #[schema(required = true)]
     pub session: Option<String>,
     pub started_at: DateTime<Utc>,
 }
@@ -638,6 +655,7 @@ pub struct DayUsage {
 pub struct ProjectUsage {
     pub compute_seconds: i64,
     /// Null for a deleted project.
+    #[schema(required = true)]
     pub name: Option<String>,
     pub project_id: Uuid,
 }

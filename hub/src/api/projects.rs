@@ -78,12 +78,12 @@ fn shown(p: Project) -> ApiResult<model::Project> {
     model::Project::try_from(p)
 }
 
-#[utoipa::path(get, path = "/api/projects", responses((status = 200, description = "Newest first", body = Vec<model::Project>), (status = 401, description = "Not signed in", body = ErrorBody)), tag = "projects")]
+#[utoipa::path(get, path = "/api/projects", responses((status = 200, description = "Newest first", body = Vec<model::Project>), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "projects_list", tag = "projects")]
 async fn list(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<model::Project>>> {
     Ok(Json(hub.db.list_projects(user.id).await?.into_iter().map(shown).collect::<ApiResult<_>>()?))
 }
 
-#[utoipa::path(post, path = "/api/projects", request_body = NewProject, responses((status = 201, body = model::Project), (status = 400, description = "Invalid body", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 422, description = "At the plan's project limit", body = ErrorBody)), tag = "projects")]
+#[utoipa::path(post, path = "/api/projects", request_body = NewProject, responses((status = 201, body = model::Project), (status = 400, description = "Invalid body", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 422, description = "At the plan's project limit", body = ErrorBody)), operation_id = "projects_create", tag = "projects")]
 async fn create(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -108,12 +108,12 @@ async fn create(
     Ok((StatusCode::CREATED, Json(shown(project)?)))
 }
 
-#[utoipa::path(get, path = "/api/projects/{id}", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = model::Project), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), tag = "projects")]
+#[utoipa::path(get, path = "/api/projects/{id}", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = model::Project), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_show", tag = "projects")]
 async fn show(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<model::Project>> {
     Ok(Json(shown(owned(&hub, &user, &id).await?)?))
 }
 
-#[utoipa::path(patch, path = "/api/projects/{id}", params(("id" = String, Path, description = "The project's id")), request_body = ProjectPatch, responses((status = 200, body = model::Project), (status = 400, description = "Invalid body", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), tag = "projects")]
+#[utoipa::path(patch, path = "/api/projects/{id}", params(("id" = String, Path, description = "The project's id")), request_body = ProjectPatch, responses((status = 200, body = model::Project), (status = 400, description = "Invalid body", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_update", tag = "projects")]
 async fn update(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -144,7 +144,7 @@ async fn update(
     Ok(Json(shown(updated)?))
 }
 
-#[utoipa::path(delete, path = "/api/projects/{id}", params(("id" = String, Path, description = "The project's id")), responses((status = 204, description = "The VM and its volume are destroyed"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), tag = "projects")]
+#[utoipa::path(delete, path = "/api/projects/{id}", params(("id" = String, Path, description = "The project's id")), responses((status = 204, description = "The VM and its volume are destroyed"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_remove", tag = "projects")]
 async fn remove(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let project = owned(&hub, &user, &id).await?;
     let name = project.name.clone();
@@ -153,7 +153,7 @@ async fn remove(State(hub): State<AppState>, user: AuthUser, Path(id): Path<Stri
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/projects/{id}/start", params(("id" = String, Path, description = "The project's id"), Wait), responses((status = 202, description = "Starting", body = model::Project), (status = 200, description = "With `wait`: running", body = model::Project), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 422, description = "At the compute limit", body = ErrorBody), (status = 504, description = "With `wait`: not up within 60 s", body = ErrorBody)), tag = "projects")]
+#[utoipa::path(post, path = "/api/projects/{id}/start", params(("id" = String, Path, description = "The project's id"), Wait), responses((status = 202, description = "Starting", body = model::Project), (status = 200, description = "With `wait`: running", body = model::Project), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 422, description = "At the compute limit", body = ErrorBody), (status = 504, description = "With `wait`: not up within 60 s", body = ErrorBody)), operation_id = "projects_start", tag = "projects")]
 async fn start(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -166,7 +166,7 @@ async fn start(
     Ok((code, Json(shown(p)?)))
 }
 
-#[utoipa::path(post, path = "/api/projects/{id}/stop", params(("id" = String, Path, description = "The project's id"), Wait), responses((status = 202, description = "Stopping", body = model::Project), (status = 200, description = "With `wait`: stopped", body = model::Project), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 504, description = "With `wait`: not stopped within 60 s", body = ErrorBody)), tag = "projects")]
+#[utoipa::path(post, path = "/api/projects/{id}/stop", params(("id" = String, Path, description = "The project's id"), Wait), responses((status = 202, description = "Stopping", body = model::Project), (status = 200, description = "With `wait`: stopped", body = model::Project), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 504, description = "With `wait`: not stopped within 60 s", body = ErrorBody)), operation_id = "projects_stop", tag = "projects")]
 async fn stop(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -179,7 +179,7 @@ async fn stop(
     Ok((code, Json(shown(p)?)))
 }
 
-#[utoipa::path(get, path = "/api/projects/{id}/events", params(("id" = String, Path, description = "The project's id")), responses((status = 200, content_type = "text/event-stream", description = "Server-Sent Events: `status` (a Project), `ports` (the ports), `agent_session`", body = String), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), tag = "projects")]
+#[utoipa::path(get, path = "/api/projects/{id}/events", params(("id" = String, Path, description = "The project's id")), responses((status = 200, content_type = "text/event-stream", description = "Server-Sent Events: `status` (a Project), `ports` (the ports), `agent_session`", body = String), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_events", tag = "projects")]
 async fn events(
     State(hub): State<AppState>,
     user: AuthUser,
