@@ -61,7 +61,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         agents::Doc::openapi(),
         billing::Doc::openapi(),
     ] {
-        doc.merge(part);
+        utoipa::openapi::OpenApi::merge(&mut doc, part);
     }
     doc
 }
