@@ -26,6 +26,7 @@ const PUBLIC: &[(&str, &str, &str)] = &[
     ("GET", "/docs", "the docs' index: static, no user's data"),
     ("GET", "/docs/{page}", "a page of the docs: static, no user's data"),
     ("POST", "/api/billing/webhook", "Stripe's events: the Stripe-Signature over the body stands for the caller"),
+    ("GET", "/api/openapi.json", "the API's description, built from the code: no user's data"),
     ("POST", "/api/auth/refresh", "the refresh token in the body stands for the caller"),
     ("POST", "/api/auth/password-reset", "mails a link to the address's owner; answers 202 whoever asks"),
     ("POST", "/api/auth/password-reset/confirm", "the mailed one-time token in the body stands for the caller"),

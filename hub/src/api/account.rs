@@ -2,7 +2,12 @@
 //! them, changing the password, mailed links (verification, reset, email
 //! change), the audit log, and deleting the account.
 
-use super::auth::body;
+use super::body::JsonBody;
+use super::model::ErrorBody;
+use super::model::{
+    self, AuditEntry, AuthResponse, DeleteAccount, EmailChange, EmailVerified, PasswordChange, RefreshRequest,
+    RefreshResponse, ResetConfirm, ResetRequest, SessionInfo, TokenBody,
+};
 use super::{AppState, ClientIp};
 use crate::accounts::{self, Link};
 use crate::auth::{AuthUser, email_ok, hash_password, password_problem, sha256, verify_password};
@@ -12,11 +17,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
 use uuid::Uuid;
-
-type Raw = Result<Json<Value>, axum::extract::rejection::JsonRejection>;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -33,20 +34,36 @@ pub fn routes() -> Router<AppState> {
         .route("/me/audit", get(audit))
 }
 
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    refresh,
+    logout,
+    password_reset,
+    password_reset_confirm,
+    verify_email,
+    resend_verification,
+    change_password,
+    change_email,
+    sessions,
+    revoke_others,
+    revoke,
+    audit,
+    delete_me
+))]
+pub(super) struct Doc;
+
 fn limited(l: crate::rate::Limited) -> ApiError {
     ApiError::Throttled(l.0)
 }
 
-#[derive(Deserialize)]
-struct RefreshRequest {
-    refresh_token: String,
+#[utoipa::path(post, path = "/api/auth/refresh", security(()), request_body = RefreshRequest, responses((status = 200, description = "The refresh token is rotated", body = RefreshResponse), (status = 401, description = "Invalid, expired or reused refresh token", body = ErrorBody)), operation_id = "account_refresh", tag = "account")]
+async fn refresh(State(hub): State<AppState>, raw: JsonBody<RefreshRequest>) -> ApiResult<Json<RefreshResponse>> {
+    let r = raw.parse()?;
+    Ok(Json(model::from_value(accounts::refresh(&hub, r.refresh_token.trim()).await?)?))
 }
 
-async fn refresh(State(hub): State<AppState>, raw: Raw) -> ApiResult<Json<Value>> {
-    let r: RefreshRequest = body(raw)?;
-    Ok(Json(accounts::refresh(&hub, r.refresh_token.trim()).await?))
-}
-
+#[utoipa::path(post, path = "/api/auth/logout", responses((status = 204, description = "The current session ended"), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "account_logout", tag = "account")]
 async fn logout(State(hub): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
     if let Some(session) = user.session {
         hub.db.delete_session(user.id, session).await?;
@@ -54,26 +71,26 @@ async fn logout(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Status
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn sessions(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
-    let list: Vec<Value> = hub
+#[utoipa::path(get, path = "/api/me/sessions", responses((status = 200, body = Vec<SessionInfo>), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "account_sessions", tag = "account")]
+async fn sessions(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<SessionInfo>>> {
+    let list = hub
         .db
         .sessions(user.id)
         .await?
         .into_iter()
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "created_at": s.created_at,
-                "last_used_at": s.last_used_at,
-                "address": s.address,
-                "client": s.client,
-                "current": Some(s.id) == user.session,
-            })
+        .map(|s| SessionInfo {
+            address: s.address,
+            client: s.client,
+            created_at: s.created_at,
+            current: Some(s.id) == user.session,
+            id: s.id,
+            last_used_at: s.last_used_at,
         })
         .collect();
-    Ok(Json(Value::Array(list)))
+    Ok(Json(list))
 }
 
+#[utoipa::path(delete, path = "/api/me/sessions/{id}", params(("id" = String, Path, description = "The session's id")), responses((status = 204, description = "The session ended"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such session of the caller's", body = ErrorBody)), operation_id = "account_revoke", tag = "account")]
 async fn revoke(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -88,20 +105,16 @@ async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(delete, path = "/api/me/sessions", responses((status = 204, description = "Every session but the current one ended"), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "account_revoke_others", tag = "account")]
 async fn revoke_others(State(hub): State<AppState>, user: AuthUser, ClientIp(ip): ClientIp) -> ApiResult<StatusCode> {
     let n = hub.db.delete_other_sessions(user.id, user.session).await?;
     accounts::audit(&hub, user.id, "sessions_revoked", Some(ip), &format!("{n} other session(s) signed out")).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn audit(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
-    Ok(Json(serde_json::to_value(hub.db.audit(user.id, accounts::AUDIT_LIMIT).await?).map_err(anyhow::Error::from)?))
-}
-
-#[derive(Deserialize)]
-struct PasswordChange {
-    current_password: String,
-    new_password: String,
+#[utoipa::path(get, path = "/api/me/audit", responses((status = 200, description = "Newest first", body = Vec<AuditEntry>), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "account_audit", tag = "account")]
+async fn audit(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<AuditEntry>>> {
+    Ok(Json(hub.db.audit(user.id, accounts::AUDIT_LIMIT).await?.into_iter().map(AuditEntry::from).collect()))
 }
 
 /// Checks the caller's password (rate-limited like sign-in, as it is a
@@ -120,13 +133,14 @@ async fn check_password(hub: &crate::Hub, user: &AuthUser, ip: std::net::IpAddr,
     Ok(())
 }
 
+#[utoipa::path(post, path = "/api/me/password", request_body = PasswordChange, responses((status = 204, description = "Changed; other sessions ended"), (status = 400, description = "A weak new password", body = ErrorBody), (status = 401, description = "Wrong current password", body = ErrorBody)), operation_id = "account_change_password", tag = "account")]
 async fn change_password(
     State(hub): State<AppState>,
     user: AuthUser,
     ClientIp(ip): ClientIp,
-    raw: Raw,
+    raw: JsonBody<PasswordChange>,
 ) -> ApiResult<StatusCode> {
-    let p: PasswordChange = body(raw)?;
+    let p = raw.parse()?;
     if let Some(problem) = password_problem(&p.new_password, &user.email) {
         return Err(ApiError::bad_request(problem));
     }
@@ -138,13 +152,13 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct ResetRequest {
-    email: String,
-}
-
-async fn password_reset(State(hub): State<AppState>, ClientIp(ip): ClientIp, raw: Raw) -> ApiResult<StatusCode> {
-    let r: ResetRequest = body(raw)?;
+#[utoipa::path(post, path = "/api/auth/password-reset", security(()), request_body = ResetRequest, responses((status = 202, description = "Always (no enumeration); mails a one-time link"), (status = 429, description = "Over the reset rate", body = ErrorBody)), operation_id = "account_password_reset", tag = "account")]
+async fn password_reset(
+    State(hub): State<AppState>,
+    ClientIp(ip): ClientIp,
+    raw: JsonBody<ResetRequest>,
+) -> ApiResult<StatusCode> {
+    let r = raw.parse()?;
     hub.limits.password_reset(ip, &r.email).map_err(limited)?;
     // 202 whether or not the account exists: the answer tells nothing.
     if let Some(u) = hub.db.user_by_email(r.email.trim()).await?
@@ -156,19 +170,14 @@ async fn password_reset(State(hub): State<AppState>, ClientIp(ip): ClientIp, raw
     Ok(StatusCode::ACCEPTED)
 }
 
-#[derive(Deserialize)]
-struct ResetConfirm {
-    token: String,
-    password: String,
-}
-
+#[utoipa::path(post, path = "/api/auth/password-reset/confirm", security(()), request_body = ResetConfirm, responses((status = 200, description = "Signed in; every other session ended", body = AuthResponse), (status = 400, description = "A used or expired token, or a weak password", body = ErrorBody)), operation_id = "account_password_reset_confirm", tag = "account")]
 async fn password_reset_confirm(
     State(hub): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    raw: Raw,
-) -> ApiResult<Json<Value>> {
-    let c: ResetConfirm = body(raw)?;
+    raw: JsonBody<ResetConfirm>,
+) -> ApiResult<Json<AuthResponse>> {
+    let c = raw.parse()?;
     hub.limits.password_reset(ip, "").map_err(limited)?;
     // The password is checked before the link is used, so a weak one
     // doesn't spend it.
@@ -187,16 +196,16 @@ async fn password_reset_confirm(
     hub.db.mark_verified(user.id, &t.email).await?;
     accounts::audit(&hub, user.id, "password_reset", Some(ip), "every session signed out").await;
     let client = accounts::client_name(&headers);
-    Ok(Json(accounts::sign_in(&hub, user.id, &user.email, ip, &client).await?))
+    Ok(Json(model::from_value(accounts::sign_in(&hub, user.id, &user.email, ip, &client).await?)?))
 }
 
-#[derive(Deserialize)]
-struct TokenBody {
-    token: String,
-}
-
-async fn verify_email(State(hub): State<AppState>, ClientIp(ip): ClientIp, raw: Raw) -> ApiResult<Json<Value>> {
-    let t: TokenBody = body(raw)?;
+#[utoipa::path(post, path = "/api/auth/verify-email", security(()), request_body = TokenBody, responses((status = 200, body = EmailVerified), (status = 400, description = "A used or expired token", body = ErrorBody), (status = 409, description = "Another account has the address", body = ErrorBody)), operation_id = "account_verify_email", tag = "account")]
+async fn verify_email(
+    State(hub): State<AppState>,
+    ClientIp(ip): ClientIp,
+    raw: JsonBody<TokenBody>,
+) -> ApiResult<Json<EmailVerified>> {
+    let t = raw.parse()?;
     let hash = sha256(t.token.trim().as_bytes());
     let link = hub
         .db
@@ -219,9 +228,10 @@ async fn verify_email(State(hub): State<AppState>, ClientIp(ip): ClientIp, raw: 
     } else {
         return Err(ApiError::bad_request("the account's address has changed since this link was sent"));
     }
-    Ok(Json(json!({ "email_verified": true, "email": link.email })))
+    Ok(Json(EmailVerified { email: link.email, email_verified: true }))
 }
 
+#[utoipa::path(post, path = "/api/me/verify-email", responses((status = 202, description = "A new verification link is mailed"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 409, description = "Already verified", body = ErrorBody)), operation_id = "account_resend_verification", tag = "account")]
 async fn resend_verification(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -236,19 +246,14 @@ async fn resend_verification(
     Ok(StatusCode::ACCEPTED)
 }
 
-#[derive(Deserialize)]
-struct EmailChange {
-    email: String,
-    password: String,
-}
-
+#[utoipa::path(post, path = "/api/me/email", request_body = EmailChange, responses((status = 202, description = "A confirmation link is mailed to the new address"), (status = 400, description = "Not an email address", body = ErrorBody), (status = 401, description = "Wrong password", body = ErrorBody), (status = 409, description = "The address has an account", body = ErrorBody)), operation_id = "account_change_email", tag = "account")]
 async fn change_email(
     State(hub): State<AppState>,
     user: AuthUser,
     ClientIp(ip): ClientIp,
-    raw: Raw,
+    raw: JsonBody<EmailChange>,
 ) -> ApiResult<StatusCode> {
-    let c: EmailChange = body(raw)?;
+    let c = raw.parse()?;
     let email = c.email.trim().to_owned();
     if !email_ok(&email) {
         return Err(ApiError::bad_request("email address is not valid"));
@@ -262,20 +267,15 @@ async fn change_email(
     Ok(StatusCode::ACCEPTED)
 }
 
-#[derive(Deserialize)]
-struct DeleteRequest {
-    #[serde(default)]
-    password: String,
-}
-
 /// `DELETE /api/me`.
+#[utoipa::path(delete, path = "/api/me", request_body = DeleteAccount, responses((status = 204, description = "VMs, volumes, keys and the subscription end; the account is gone"), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "account_delete_me", tag = "account")]
 pub(super) async fn delete_me(
     State(hub): State<AppState>,
     user: AuthUser,
     ClientIp(ip): ClientIp,
-    raw: Raw,
+    raw: JsonBody<DeleteAccount>,
 ) -> ApiResult<StatusCode> {
-    let d: DeleteRequest = body(raw)?;
+    let d = raw.parse()?;
     let has_password = hub.db.user(user.id).await?.ok_or(ApiError::NotFound)?.password_hash.is_some();
     // An account signed in elsewhere (Supabase) has no password here.
     if has_password {

@@ -8,7 +8,9 @@
 //! removed the key (at most a few seconds).
 
 use super::AppState;
-use super::auth::body;
+use super::body::JsonBody;
+use super::model::ErrorBody;
+use super::model::{self, ActivityLimit, Agent, AgentActivity, AgentSsh, CreatedAgent, NewAgent, SshDir};
 use super::projects::owned;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
@@ -22,7 +24,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration as Days, Utc};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -42,19 +43,10 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}/agents/{agent_id}/ssh", get(ssh))
 }
 
-#[derive(Deserialize)]
-struct NewAgent {
-    name: String,
-    public_key: Option<String>,
-    expires_in_days: Option<i64>,
-    /// An exact expiry instead of `expires_in_days`.
-    expires_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Deserialize)]
-struct SshDir {
-    ssh_dir: Option<String>,
-}
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, create, activity, live, show, revoke, ssh))]
+pub(super) struct Doc;
 
 fn dir(q: &SshDir) -> ApiResult<String> {
     check_dir(q.ssh_dir.as_deref().unwrap_or(DEFAULT_DIR)).map_err(ApiError::BadRequest)
@@ -78,12 +70,12 @@ fn agent_id(s: &str) -> ApiResult<Uuid> {
 }
 
 /// The `ssh` object for one agent of a project.
-async fn ssh_answer(hub: &crate::Hub, project: Uuid, agent_name: &str, dir: &str) -> ApiResult<Value> {
+async fn ssh_answer(hub: &crate::Hub, project: Uuid, agent_name: &str, dir: &str) -> ApiResult<AgentSsh> {
     let (keys, user) = match hub.ssh.vm_ssh(project, HOST_KEYS_WAIT).await? {
         Some((keys, user)) => (keys.lines().map(str::to_owned).collect(), user),
         None => (vec![], "dev".to_owned()),
     };
-    Ok(answer(&Target {
+    model::from_value(answer(&Target {
         project,
         agent_name,
         jump_host: &hub.ssh.public_host,
@@ -95,20 +87,22 @@ async fn ssh_answer(hub: &crate::Hub, project: Uuid, agent_name: &str, dir: &str
     }))
 }
 
-async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/projects/{id}/agents", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Vec<Agent>), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "agents_list", tag = "agents")]
+async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Vec<Agent>>> {
     let project = owned(&hub, &user, &id).await?;
-    Ok(Json(json!(hub.db.list_agents(project.id).await?)))
+    Ok(Json(hub.db.list_agents(project.id).await?.into_iter().map(Agent::from).collect()))
 }
 
+#[utoipa::path(post, path = "/api/projects/{id}/agents", params(("id" = String, Path, description = "The project's id"), SshDir), request_body = NewAgent, responses((status = 201, body = CreatedAgent), (status = 400, description = "Invalid body or key", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 409, description = "The name or key is taken", body = ErrorBody), (status = 422, description = "At the agent limit", body = ErrorBody)), operation_id = "agents_create", tag = "agents")]
 async fn create(
     State(hub): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
     Query(q): Query<SshDir>,
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    raw: JsonBody<NewAgent>,
+) -> ApiResult<(StatusCode, Json<CreatedAgent>)> {
     let project = owned(&hub, &user, &id).await?;
-    let new: NewAgent = body(raw)?;
+    let new = raw.parse()?;
     let name = AgentName::parse(new.name.trim()).map_err(|_| {
         ApiError::bad_request("name must be 1 to 40 of A-Z a-z 0-9 _ -, starting with a letter or a digit")
     })?;
@@ -135,36 +129,37 @@ async fn create(
     };
     let synced = hub.ssh.sync_keys(project.id, SYNC_WAIT).await;
     tracing::info!(agent = %agent.name, %fingerprint, generated = private.is_some(), synced, "agent created");
-    let mut out = json!({ "agent": agent, "ssh": ssh_answer(&hub, project.id, &agent.name, &dir).await? });
-    if let Some(private) = &private {
-        out["private_key"] = json!(private.expose());
-    }
+    let ssh = ssh_answer(&hub, project.id, &agent.name, &dir).await?;
     let detail = format!("{} ({fingerprint}) on project {}", agent.name, project.name);
+    let out = CreatedAgent { agent: agent.into(), private_key: private.as_ref().map(|p| p.expose().to_owned()), ssh };
     crate::accounts::audit(&hub, user.id, "agent_key_created", None, &detail).await;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/agents/{agent_id}", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path)), responses((status = 200, body = Agent), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), operation_id = "agents_show", tag = "agents")]
 async fn show(
     State(hub): State<AppState>,
     user: AuthUser,
     Path((id, agent)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Agent>> {
     let project = owned(&hub, &user, &id).await?;
     let agent = hub.db.agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(json!(agent)))
+    Ok(Json(agent.into()))
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/agents/{agent_id}/ssh", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path), SshDir), responses((status = 200, body = AgentSsh), (status = 400, description = "Invalid `ssh_dir`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), operation_id = "agents_ssh", tag = "agents")]
 async fn ssh(
     State(hub): State<AppState>,
     user: AuthUser,
     Path((id, agent)): Path<(String, String)>,
     Query(q): Query<SshDir>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AgentSsh>> {
     let project = owned(&hub, &user, &id).await?;
     let agent = hub.db.agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(ssh_answer(&hub, project.id, &agent.name, &dir(&q)?).await?))
 }
 
+#[utoipa::path(delete, path = "/api/projects/{id}/agents/{agent_id}", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path)), responses((status = 204, description = "Access ends at once at the jump host and within 5 s in the VM"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), operation_id = "agents_revoke", tag = "agents")]
 async fn revoke(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -180,23 +175,19 @@ async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct Limit {
-    limit: Option<i64>,
-}
-
+#[utoipa::path(get, path = "/api/projects/{id}/agents/activity", params(("id" = String, Path, description = "The project's id"), ActivityLimit), responses((status = 200, description = "Newest first", body = Vec<AgentActivity>), (status = 400, description = "`limit` out of range", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "agents_activity", tag = "agents")]
 async fn activity(
     State(hub): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
-    Query(q): Query<Limit>,
-) -> ApiResult<Json<Value>> {
+    Query(q): Query<ActivityLimit>,
+) -> ApiResult<Json<Vec<AgentActivity>>> {
     let project = owned(&hub, &user, &id).await?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request("limit must be 1 to 500"));
     }
-    Ok(Json(json!(hub.db.agent_activity(project.id, limit).await?)))
+    Ok(Json(hub.db.agent_activity(project.id, limit).await?.into_iter().map(AgentActivity::from).collect()))
 }
 
 #[derive(Deserialize)]
@@ -204,6 +195,7 @@ struct Ticket {
     ticket: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/agents/activity/live", security(()), params(("id" = String, Path, description = "The project's id"), ("ticket" = String, Query, description = "An `agent-activity` ticket")), responses((status = 101, description = "WebSocket of text messages: agent session starts and ends, as JSON"), (status = 400, description = "Not a WebSocket upgrade", body = ErrorBody), (status = 401, description = "No valid ticket", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "agents_live", tag = "agents")]
 async fn live(
     State(hub): State<AppState>,
     Path(id): Path<String>,

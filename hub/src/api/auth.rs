@@ -1,5 +1,8 @@
 //! Sign-up, login, the caller's profile, and WebSocket tickets.
 
+use super::body::JsonBody;
+use super::model::ErrorBody;
+use super::model::{self, AuthResponse, BillingState, Credentials, Plan, Profile, ProfilePatch, Ticket, TicketRequest};
 use super::{AppState, ClientIp};
 use crate::accounts;
 use crate::auth::{
@@ -12,8 +15,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub fn routes() -> Router<AppState> {
@@ -24,35 +25,23 @@ pub fn routes() -> Router<AppState> {
         .route("/tickets", post(ticket))
 }
 
-#[derive(Deserialize)]
-struct Credentials {
-    email: String,
-    password: String,
-}
-
-/// Parses a JSON body, answering the contract's 413 for one over the body
-/// limit and 400 for anything malformed.
-pub(crate) fn body<T: serde::de::DeserializeOwned>(
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<T> {
-    let Json(v) = raw.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge("the JSON body is over the 2 MiB limit".into()),
-        _ => ApiError::bad_request(e.body_text()),
-    })?;
-    serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
-}
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(signup, login, me, update_me, ticket))]
+pub(super) struct Doc;
 
 fn limited(l: crate::rate::Limited) -> ApiError {
     ApiError::Throttled(l.0)
 }
 
+#[utoipa::path(post, path = "/api/auth/signup", security(()), request_body = Credentials, responses((status = 201, body = AuthResponse), (status = 400, description = "A weak password or a bad email", body = ErrorBody), (status = 409, description = "The email has an account", body = ErrorBody), (status = 429, description = "Over the sign-up rate", body = ErrorBody)), operation_id = "auth_signup", tag = "auth")]
 async fn signup(
     State(hub): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let c: Credentials = body(raw)?;
+    raw: JsonBody<Credentials>,
+) -> ApiResult<(StatusCode, Json<AuthResponse>)> {
+    let c = raw.parse()?;
     let email = c.email.trim().to_owned();
     if !email_ok(&email) {
         return Err(ApiError::bad_request("email address is not valid"));
@@ -81,16 +70,18 @@ async fn signup(
     let client = accounts::client_name(&headers);
     accounts::audit(&hub, user.id, "signed_up", Some(ip), &client).await;
     accounts::mail_link(&hub, user.id, accounts::Link::Verify, &user.email).await?;
-    Ok((StatusCode::CREATED, Json(accounts::sign_in(&hub, user.id, &user.email, ip, &client).await?)))
+    let answer = accounts::sign_in(&hub, user.id, &user.email, ip, &client).await?;
+    Ok((StatusCode::CREATED, Json(model::from_value(answer)?)))
 }
 
+#[utoipa::path(post, path = "/api/auth/login", security(()), request_body = Credentials, responses((status = 200, body = AuthResponse), (status = 401, description = "Wrong email or password", body = ErrorBody), (status = 429, description = "Over the sign-in rate", body = ErrorBody)), operation_id = "auth_login", tag = "auth")]
 async fn login(
     State(hub): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Value>> {
-    let c: Credentials = body(raw)?;
+    raw: JsonBody<Credentials>,
+) -> ApiResult<Json<AuthResponse>> {
+    let c = raw.parse()?;
     // Before the hash: a refused guess costs the hub nothing. Unknown
     // emails count like known ones, so the limit doesn't tell them apart.
     let attempt = hub.limits.login(ip, &c.email).map_err(limited)?;
@@ -103,7 +94,7 @@ async fn login(
             attempt.succeeded();
             let client = accounts::client_name(&headers);
             accounts::audit(&hub, u.id, "signed_in", Some(ip), &client).await;
-            Ok(Json(accounts::sign_in(&hub, u.id, &u.email, ip, &client).await?))
+            Ok(Json(model::from_value(accounts::sign_in(&hub, u.id, &u.email, ip, &client).await?)?))
         }
         Some(u) => {
             accounts::audit(&hub, u.id, "sign_in_failed", Some(ip), &accounts::client_name(&headers)).await;
@@ -113,46 +104,41 @@ async fn login(
     }
 }
 
-async fn me(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/me", responses((status = 200, body = Profile), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "auth_me", tag = "auth")]
+async fn me(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Profile>> {
     profile(&hub, user.id).await
 }
 
 /// The caller as `/api/me` shows them: with whether billing is on and their
 /// subscription, if they have one.
-async fn profile(hub: &crate::Hub, id: Uuid) -> ApiResult<Json<Value>> {
+async fn profile(hub: &crate::Hub, id: Uuid) -> ApiResult<Json<Profile>> {
     let u = hub.db.user(id).await?.ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
     let b = hub.db.billing(id).await?.ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
-    let subscription = b.stripe_subscription_id.as_ref().map(|_| {
-        json!({
-            "plan": b.subscription_plan,
-            "status": b.subscription_status,
-            "current_period_end": b.current_period_end,
-            "grace_until": b.grace_until,
-        })
+    let subscription = b.stripe_subscription_id.as_ref().map(|_| model::Subscription {
+        current_period_end: b.current_period_end,
+        grace_until: b.grace_until,
+        plan: b.subscription_plan,
+        status: b.subscription_status,
     });
     let email_verified = hub.db.email_verified(id).await?;
-    Ok(Json(json!({
-        "id": u.id,
-        "email": u.email,
-        "email_verified": email_verified,
-        "display_name": u.display_name,
-        "plan": u.plan,
-        "billing": if hub.billing.is_some() { "on" } else { "off" },
-        "subscription": subscription,
-    })))
+    Ok(Json(Profile {
+        billing: if hub.billing.is_some() { BillingState::On } else { BillingState::Off },
+        display_name: u.display_name,
+        email: u.email,
+        email_verified,
+        id: u.id,
+        plan: Plan::parse(&u.plan)?,
+        subscription,
+    }))
 }
 
-#[derive(Deserialize)]
-struct ProfilePatch {
-    display_name: String,
-}
-
+#[utoipa::path(patch, path = "/api/me", request_body = ProfilePatch, responses((status = 200, body = Profile), (status = 400, description = "Invalid body", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "auth_update_me", tag = "auth")]
 async fn update_me(
     State(hub): State<AppState>,
     user: AuthUser,
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Value>> {
-    let p: ProfilePatch = body(raw)?;
+    raw: JsonBody<ProfilePatch>,
+) -> ApiResult<Json<Profile>> {
+    let p = raw.parse()?;
     let name = p.display_name.trim();
     if name.chars().count() > 100 {
         return Err(ApiError::bad_request("display_name must be at most 100 characters"));
@@ -161,20 +147,15 @@ async fn update_me(
     profile(&hub, user.id).await
 }
 
-#[derive(Deserialize)]
-struct TicketRequest {
-    project_id: Uuid,
-    purpose: String,
-}
-
+#[utoipa::path(post, path = "/api/tickets", request_body = TicketRequest, responses((status = 200, description = "Single use, valid at most 60 s", body = Ticket), (status = 400, description = "Invalid body or purpose", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 429, description = "Over the ticket rate", body = ErrorBody)), operation_id = "auth_ticket", tag = "auth")]
 async fn ticket(
     State(hub): State<AppState>,
     user: AuthUser,
     ClientIp(ip): ClientIp,
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Value>> {
+    raw: JsonBody<TicketRequest>,
+) -> ApiResult<Json<Ticket>> {
     hub.limits.ticket(ip, user.id).map_err(limited)?;
-    let t: TicketRequest = body(raw)?;
+    let t = raw.parse()?;
     if !matches!(t.purpose.as_str(), "terminal" | "watch" | "agent-activity") {
         return Err(ApiError::bad_request("purpose must be terminal, watch or agent-activity"));
     }
@@ -182,5 +163,5 @@ async fn ticket(
     let ticket = random_token(32);
     let expires = Utc::now() + TICKET_TTL;
     hub.db.create_ticket(&sha256(ticket.as_bytes()), user.id, t.project_id, &t.purpose, expires).await?;
-    Ok(Json(json!({ "ticket": ticket, "expires_at": expires })))
+    Ok(Json(Ticket { expires_at: expires, ticket }))
 }

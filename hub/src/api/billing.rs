@@ -3,7 +3,12 @@
 //! only route here without a user: Stripe's signature stands for one).
 
 use super::AppState;
-use super::auth::body;
+use super::body::JsonBody;
+use super::model::ErrorBody;
+use super::model::{
+    CheckoutRequest, DayUsage, Machine, MonthlyStorage, MonthlyUsage, Plan, PlanLimits, ProjectUsage, Redirect, Usage,
+    WebhookReceived,
+};
 use crate::auth::AuthUser;
 use crate::billing::{self, Billing, Checkout, signature, webhook};
 use crate::error::{ApiError, ApiResult};
@@ -14,8 +19,6 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -27,6 +30,11 @@ pub fn routes() -> Router<AppState> {
         .route("/billing/webhook", post(stripe_webhook))
 }
 
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(usage, monthly, storage_monthly, checkout, portal, stripe_webhook))]
+pub(super) struct Doc;
+
 fn on(hub: &crate::Hub) -> ApiResult<&Billing> {
     hub.billing.as_ref().ok_or_else(|| ApiError::Off("billing is off on this hub".into()))
 }
@@ -37,21 +45,17 @@ fn stripe_failed(e: anyhow::Error) -> ApiError {
     ApiError::BadGateway("Stripe could not be reached; try again shortly".into())
 }
 
-#[derive(Deserialize)]
-struct CheckoutRequest {
-    plan: String,
-}
-
 /// A Checkout Session for a subscription to the plan, for the user's Stripe
 /// customer (made at their first checkout); Stripe sends them back to the
 /// projects page, which shows the plan once the webhook has moved it.
+#[utoipa::path(post, path = "/api/billing/checkout", request_body = CheckoutRequest, responses((status = 200, body = Redirect), (status = 400, description = "Not a paid plan", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 409, description = "A subscription exists", body = ErrorBody), (status = 502, description = "Stripe failed", body = ErrorBody), (status = 503, description = "Billing is off", body = ErrorBody)), operation_id = "billing_checkout", tag = "billing")]
 async fn checkout(
     State(hub): State<AppState>,
     user: AuthUser,
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Value>> {
+    raw: JsonBody<CheckoutRequest>,
+) -> ApiResult<Json<Redirect>> {
     let billing = on(&hub)?;
-    let req: CheckoutRequest = body(raw)?;
+    let req = raw.parse()?;
     let price = billing.price(&req.plan).ok_or_else(|| ApiError::bad_request("plan must be \"pro\" or \"team\""))?;
     let row =
         hub.db.billing(user.id).await?.ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
@@ -80,11 +84,12 @@ async fn checkout(
         cancel_url: &cancel_url,
     };
     let url = billing.payments.checkout(&session).await.map_err(stripe_failed)?;
-    Ok(Json(json!({ "url": url })))
+    Ok(Json(Redirect { url }))
 }
 
 /// A customer portal session, which comes back to the projects page.
-async fn portal(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
+#[utoipa::path(post, path = "/api/billing/portal", responses((status = 200, body = Redirect), (status = 401, description = "Not signed in", body = ErrorBody), (status = 409, description = "Nothing to manage yet", body = ErrorBody), (status = 502, description = "Stripe failed", body = ErrorBody), (status = 503, description = "Billing is off", body = ErrorBody)), operation_id = "billing_portal", tag = "billing")]
+async fn portal(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Redirect>> {
     let billing = on(&hub)?;
     let row =
         hub.db.billing(user.id).await?.ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
@@ -92,14 +97,19 @@ async fn portal(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<V
         .stripe_customer_id
         .ok_or_else(|| ApiError::Conflict("there is no billing to manage yet: upgrade to a plan first".into()))?;
     let url = billing.payments.portal(&customer, &format!("{}/", hub.public_url)).await.map_err(stripe_failed)?;
-    Ok(Json(json!({ "url": url })))
+    Ok(Json(Redirect { url }))
 }
 
 /// Stripe's events: the signature is checked on the raw body before
 /// anything is parsed (400 if it fails); then the event is applied once
 /// (`billing::webhook`). 200 for events that change nothing; 500 when
 /// applying failed, so that Stripe delivers it again.
-async fn stripe_webhook(State(hub): State<AppState>, headers: HeaderMap, raw: Bytes) -> ApiResult<Json<Value>> {
+#[utoipa::path(post, path = "/api/billing/webhook", security(()), params(("Stripe-Signature" = String, Header)), request_body(content = String, content_type = "application/json", description = "A Stripe event, verified by its signature (5 min tolerance) and applied once"), responses((status = 200, body = WebhookReceived), (status = 400, description = "A bad signature", body = ErrorBody), (status = 500, description = "Applying failed: Stripe sends it again", body = ErrorBody), (status = 503, description = "Billing is off", body = ErrorBody)), operation_id = "billing_stripe_webhook", tag = "billing")]
+async fn stripe_webhook(
+    State(hub): State<AppState>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> ApiResult<Json<WebhookReceived>> {
     let billing = on(&hub)?;
     let now = Utc::now();
     let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
@@ -108,14 +118,15 @@ async fn stripe_webhook(State(hub): State<AppState>, headers: HeaderMap, raw: By
     let event = billing::stripe::parse_event(text, header.unwrap_or_default(), &billing.webhook_secret, now)?;
     let outcome = webhook::apply(&hub, billing, &event).await?;
     tracing::debug!(event = %event.id, kind = %event.kind, ?outcome, "stripe event");
-    Ok(Json(json!({ "received": true })))
+    Ok(Json(WebhookReceived { received: true }))
 }
 
 /// Compute from the usage records (deleted projects' too), by project and
 /// by day; storage as the projects' disks (a volume is made at a project's
 /// first start); projects as they stand; the plan's limits and every plan's
 /// (what a higher one gives) from `plan_limits`.
-async fn usage(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/billing/usage", responses((status = 200, body = Usage), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "billing_usage", tag = "billing")]
+async fn usage(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Usage>> {
     let u = hub.db.user(user.id).await?.ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
     let limits = plans::of_user(&hub.db, user.id).await?;
     let now = Utc::now();
@@ -132,49 +143,53 @@ async fn usage(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Va
     let storage_gb_hours =
         hub.db.storage_monthly(user.id).await?.into_iter().find(|(m, _)| *m == this_month).map_or(0.0, |(_, h)| h);
     let idle_timeout_s = hub.config.idle_timeout.map_or(limits.idle_timeout_s, |d| d.as_secs() as i64);
-    Ok(Json(json!({
-        "plan": u.plan,
-        "period_start": start,
-        "period_end": plans::period_end(now),
-        "compute_seconds_used": used,
-        "compute_seconds_limit": limits.compute_seconds,
-        "storage_gb_used": volumes * i64::from(hub.compute.volume_gb()),
-        "storage_gb_limit": limits.storage_gb,
-        "storage_gb_hours": storage_gb_hours,
-        "projects_used": projects,
-        "projects_limit": limits.projects,
-        "idle_timeout_s": idle_timeout_s,
-        "machine": { "cpus": limits.cpus, "memory_mb": limits.memory_mb },
-        "by_project": by_project
-            .iter()
-            .map(|(id, s)| json!({ "project_id": id, "name": names.get(id), "compute_seconds": s }))
-            .collect::<Vec<_>>(),
-        "by_day": by_day
-            .iter()
-            .map(|(d, s)| json!({ "date": d, "compute_seconds": s }))
-            .collect::<Vec<_>>(),
-        "plans": plans::all(&hub.db).await?,
-    })))
+    Ok(Json(Usage {
+        by_day: by_day.into_iter().map(|(date, compute_seconds)| DayUsage { compute_seconds, date }).collect(),
+        by_project: by_project
+            .into_iter()
+            .map(|(project_id, compute_seconds)| ProjectUsage {
+                compute_seconds,
+                name: names.get(&project_id).cloned(),
+                project_id,
+            })
+            .collect(),
+        compute_seconds_limit: limits.compute_seconds,
+        compute_seconds_used: used,
+        idle_timeout_s,
+        machine: Machine { cpus: limits.cpus, memory_mb: limits.memory_mb },
+        period_end: plans::period_end(now),
+        period_start: start,
+        plan: Plan::parse(&u.plan)?,
+        plans: plans::all(&hub.db).await?.into_iter().map(PlanLimits::from).collect(),
+        projects_limit: limits.projects,
+        projects_used: projects,
+        storage_gb_hours,
+        storage_gb_limit: limits.storage_gb,
+        storage_gb_used: volumes * i64::from(hub.compute.volume_gb()),
+    }))
 }
 
 /// The caller's monthly roll-up: compute seconds by month (UTC) and
 /// machine size, newest first, from the usage records as they stand.
-async fn monthly(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/billing/usage/monthly", responses((status = 200, description = "Newest first", body = Vec<MonthlyUsage>), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "billing_monthly", tag = "billing")]
+async fn monthly(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<MonthlyUsage>>> {
     let rows = hub.db.usage_monthly(user.id).await?;
-    Ok(Json(Value::Array(
+    Ok(Json(
         rows.into_iter()
-            .map(|(month, cpus, memory_mb, seconds)| {
-                json!({ "month": month.and_utc(), "cpus": cpus, "memory_mb": memory_mb, "compute_seconds": seconds })
+            .map(|(month, cpus, memory_mb, compute_seconds)| MonthlyUsage {
+                compute_seconds,
+                cpus,
+                memory_mb,
+                month: month.and_utc(),
             })
             .collect(),
-    )))
+    ))
 }
 
 /// The caller's storage roll-up: GB-hours of project disks by month (UTC),
 /// newest first, from the storage records as they stand.
-async fn storage_monthly(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/billing/storage/monthly", responses((status = 200, description = "Newest first", body = Vec<MonthlyStorage>), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "billing_storage_monthly", tag = "billing")]
+async fn storage_monthly(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<MonthlyStorage>>> {
     let rows = hub.db.storage_monthly(user.id).await?;
-    Ok(Json(Value::Array(
-        rows.into_iter().map(|(month, gb_hours)| json!({ "month": month.and_utc(), "gb_hours": gb_hours })).collect(),
-    )))
+    Ok(Json(rows.into_iter().map(|(month, gb_hours)| MonthlyStorage { gb_hours, month: month.and_utc() }).collect()))
 }

@@ -6,9 +6,12 @@
 //! absolute paths elsewhere → 400 `invalid_path`) and again in aetherd.
 
 use super::AppState;
-use super::auth::body;
+use super::body::JsonBody;
+use super::model::ErrorBody;
+use super::model::{DirEntry, DirListing, FileKind, FileStat, MkdirRequest, RenameRequest};
 use super::projects::owned;
 use super::terminals::{redeem, tunnel_of};
+use super::ws::{WatchEvent, WatchEventKind};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::tunnel::Tunnel;
@@ -25,8 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{TimeZone, Utc};
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio_util::codec::FramedRead;
 
@@ -38,6 +40,11 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}/files/rename", post(rename))
         .route("/projects/{id}/files/watch", get(watch))
 }
+
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get_path, put_file, delete_path, stat, mkdir, rename, watch))]
+pub(super) struct Doc;
 
 /// Percent-decodes one query parameter to raw bytes (so names that are not
 /// UTF-8 can be addressed).
@@ -107,28 +114,28 @@ fn fs_error(e: pb::Error) -> ApiError {
     }
 }
 
-fn kind_name(k: i32) -> &'static str {
+fn kind(k: i32) -> FileKind {
     match pb::FsKind::try_from(k).unwrap_or(pb::FsKind::Unknown) {
-        pb::FsKind::File => "file",
-        pb::FsKind::Dir => "dir",
-        pb::FsKind::Symlink => "symlink",
-        _ => "other",
+        pb::FsKind::File => FileKind::File,
+        pb::FsKind::Dir => FileKind::Dir,
+        pb::FsKind::Symlink => FileKind::Symlink,
+        _ => FileKind::Other,
     }
 }
 
-fn rfc3339(ms: i64) -> Value {
-    json!(Utc.timestamp_millis_opt(ms).single())
+fn rfc3339(ms: i64) -> Option<chrono::DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms).single()
 }
 
-fn stat_json(s: &pb::FsStat) -> Value {
-    json!({
-        "path": String::from_utf8_lossy(&s.path),
-        "type": kind_name(s.kind),
-        "size": s.size,
-        "mtime": rfc3339(s.mtime_ms),
-        "mode": s.mode,
-        "etag": s.etag,
-    })
+fn file_stat(s: &pb::FsStat) -> FileStat {
+    FileStat {
+        etag: s.etag.clone(),
+        mode: s.mode,
+        mtime: rfc3339(s.mtime_ms),
+        path: String::from_utf8_lossy(&s.path).into_owned(),
+        size: s.size,
+        kind: kind(s.kind),
+    }
 }
 
 /// Runs one file operation and returns aetherd's reply, plus the stream for
@@ -146,17 +153,18 @@ async fn call(tunnel: &Tunnel, op: FsOp) -> ApiResult<(pb::FsReply, impl tokio::
     Ok((reply, rest))
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/files/stat", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query)), responses((status = 200, body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_stat", tag = "files")]
 async fn stat(
     State(hub): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FileStat>> {
     let project = owned(&hub, &user, &id).await?;
     let tunnel = tunnel_of(&hub, &project).await?;
     let path = path_param(&tunnel, q.as_deref(), "path")?;
     let (reply, _) = call(&tunnel, FsOp::Stat(path)).await?;
-    Ok(Json(stat_json(&reply.stat.unwrap_or_default())))
+    Ok(Json(file_stat(&reply.stat.unwrap_or_default())))
 }
 
 fn content_type(path: &[u8]) -> &'static str {
@@ -196,6 +204,7 @@ fn parse_range(h: &str, size: u64) -> Option<(u64, u64)> {
     (start <= end && start < size).then(|| (start, end - start + 1))
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/files", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query, description = "Relative to the home or absolute inside it")), responses((status = 200, description = "A folder's listing, or a file's bytes (with `ETag`; `Range` honoured)", content((DirListing = "application/json"), (String = "application/octet-stream"))), (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = String), (status = 400, description = "`invalid_path`: outside the home", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 416, description = "An unsatisfiable range", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_get_path", tag = "files")]
 async fn get_path(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -255,7 +264,7 @@ async fn get_path(
 async fn list(tunnel: &Tunnel, path: HomePath) -> ApiResult<Response> {
     let (_, rest) = call(tunnel, FsOp::List(path.clone())).await?;
     let frames = FramedRead::new(rest, FrameCodec::<pb::FsEntries>::default());
-    let head = format!("{{\"type\":\"dir\",\"path\":{},\"entries\":[", json!(path.display()));
+    let head = format!("{{\"type\":\"dir\",\"path\":{},\"entries\":[", Value::from(path.display()));
     let state = (frames, Some(head), false, false);
     let stream = futures_util::stream::unfold(state, |(mut frames, head, mut first_done, finished)| async move {
         if let Some(h) = head {
@@ -272,17 +281,15 @@ async fn list(tunnel: &Tunnel, path: HomePath) -> ApiResult<Response> {
                         out.push(',');
                     }
                     first_done = true;
-                    let mut v = json!({
-                        "name": String::from_utf8_lossy(&e.name),
-                        "type": kind_name(e.kind),
-                        "size": e.size,
-                        "mtime": rfc3339(e.mtime_ms),
-                        "mode": e.mode,
-                    });
-                    if std::str::from_utf8(&e.name).is_err() {
-                        v["raw_name"] = json!(percent_encode(&e.name));
-                    }
-                    out.push_str(&v.to_string());
+                    let entry = DirEntry {
+                        mode: e.mode,
+                        mtime: rfc3339(e.mtime_ms),
+                        name: String::from_utf8_lossy(&e.name).into_owned(),
+                        raw_name: std::str::from_utf8(&e.name).is_err().then(|| percent_encode(&e.name)),
+                        size: e.size,
+                        kind: kind(e.kind),
+                    };
+                    out.push_str(&serde_json::to_string(&entry).unwrap_or_default());
                 }
                 if batch.done {
                     out.push_str("]}");
@@ -303,6 +310,7 @@ fn if_match(headers: &HeaderMap) -> Option<String> {
     Some(v.trim_start_matches("W/").trim_matches('"').to_owned())
 }
 
+#[utoipa::path(put, path = "/api/projects/{id}/files", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query), ("If-Match" = Option<String>, Header, description = "Write only over this ETag")), request_body(content = String, content_type = "application/octet-stream", description = "The file's bytes (written atomically)"), responses((status = 201, description = "Created", body = FileStat), (status = 200, description = "Replaced", body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 412, description = "A stale `If-Match`", body = ErrorBody), (status = 413, description = "Over the upload limit", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_put_file", tag = "files")]
 async fn put_file(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -361,13 +369,14 @@ async fn put_file(
     }
     let st = reply.stat.unwrap_or_default();
     let status = if reply.created { StatusCode::CREATED } else { StatusCode::OK };
-    let mut resp = (status, Json(stat_json(&st))).into_response();
+    let mut resp = (status, Json(file_stat(&st))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", st.etag)) {
         resp.headers_mut().insert(header::ETAG, v);
     }
     Ok(resp)
 }
 
+#[utoipa::path(delete, path = "/api/projects/{id}/files", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query), ("recursive" = Option<bool>, Query)), responses((status = 204, description = "Deleted"), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 409, description = "A non-empty folder without `recursive`", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_delete_path", tag = "files")]
 async fn delete_path(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -384,49 +393,39 @@ async fn delete_path(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct MkdirBody {
-    path: String,
-}
-
+#[utoipa::path(post, path = "/api/projects/{id}/files/mkdir", params(("id" = String, Path, description = "The project's id")), request_body = MkdirRequest, responses((status = 201, description = "Made, with its parents", body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_mkdir", tag = "files")]
 async fn mkdir(
     State(hub): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    raw: JsonBody<MkdirRequest>,
+) -> ApiResult<(StatusCode, Json<FileStat>)> {
     let project = owned(&hub, &user, &id).await?;
     hub.activity.touch(project.id, crate::idle::Signal::FileWrite);
-    let b: MkdirBody = body(raw)?;
+    let b = raw.parse()?;
     let tunnel = tunnel_of(&hub, &project).await?;
     let path = home_path(&tunnel, b.path.as_bytes())?;
     let (reply, _) = call(&tunnel, FsOp::Mkdir(path)).await?;
-    Ok((StatusCode::CREATED, Json(stat_json(&reply.stat.unwrap_or_default()))))
+    Ok((StatusCode::CREATED, Json(file_stat(&reply.stat.unwrap_or_default()))))
 }
 
-#[derive(Deserialize)]
-struct RenameBody {
-    from: String,
-    to: String,
-    #[serde(default)]
-    overwrite: bool,
-}
-
+#[utoipa::path(post, path = "/api/projects/{id}/files/rename", params(("id" = String, Path, description = "The project's id")), request_body = RenameRequest, responses((status = 200, body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 409, description = "`to` exists and not `overwrite`", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_rename", tag = "files")]
 async fn rename(
     State(hub): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Value>> {
+    raw: JsonBody<RenameRequest>,
+) -> ApiResult<Json<FileStat>> {
     let project = owned(&hub, &user, &id).await?;
     hub.activity.touch(project.id, crate::idle::Signal::FileWrite);
-    let b: RenameBody = body(raw)?;
+    let b = raw.parse()?;
     let tunnel = tunnel_of(&hub, &project).await?;
     let (from, to) = (home_path(&tunnel, b.from.as_bytes())?, home_path(&tunnel, b.to.as_bytes())?);
     let (reply, _) = call(&tunnel, FsOp::Rename { from, to, overwrite: b.overwrite }).await?;
-    Ok(Json(stat_json(&reply.stat.unwrap_or_default())))
+    Ok(Json(file_stat(&reply.stat.unwrap_or_default())))
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/files/watch", security(()), params(("id" = String, Path, description = "The project's id"), ("ticket" = String, Query, description = "A `watch` ticket"), ("path" = String, Query)), responses((status = 101, description = "WebSocket of text messages, each a `WatchEvent`"), (status = 400, description = "Not a WebSocket upgrade, or `invalid_path`", body = ErrorBody), (status = 401, description = "No valid ticket", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_watch", tag = "files")]
 async fn watch(
     State(hub): State<AppState>,
     Path(id): Path<String>,
@@ -441,33 +440,33 @@ async fn watch(
     Ok(ws.on_upgrade(move |socket| forward_watch(socket, tunnel, path)))
 }
 
-fn event_json(e: &pb::FsEvent) -> Value {
+fn watch_event(e: &pb::FsEvent) -> WatchEvent {
     let kind = match pb::FsEventKind::try_from(e.kind).unwrap_or(pb::FsEventKind::Unknown) {
-        pb::FsEventKind::Created => "created",
-        pb::FsEventKind::Modified => "modified",
-        pb::FsEventKind::Removed => "removed",
-        pb::FsEventKind::Renamed => "renamed",
-        pb::FsEventKind::Resync => "resync",
-        pb::FsEventKind::Ready => "ready",
-        _ => "error",
+        pb::FsEventKind::Created => WatchEventKind::Created,
+        pb::FsEventKind::Modified => WatchEventKind::Modified,
+        pb::FsEventKind::Removed => WatchEventKind::Removed,
+        pb::FsEventKind::Renamed => WatchEventKind::Renamed,
+        pb::FsEventKind::Resync => WatchEventKind::Resync,
+        pb::FsEventKind::Ready => WatchEventKind::Ready,
+        _ => WatchEventKind::Error,
     };
-    let mut v = json!({ "type": kind, "path": String::from_utf8_lossy(&e.path) });
-    if !e.from.is_empty() {
-        v["from"] = json!(String::from_utf8_lossy(&e.from));
+    WatchEvent {
+        from: (!e.from.is_empty()).then(|| String::from_utf8_lossy(&e.from).into_owned()),
+        message: (!e.message.is_empty()).then(|| e.message.clone()),
+        path: Some(String::from_utf8_lossy(&e.path).into_owned()),
+        kind,
     }
-    if !e.message.is_empty() {
-        v["message"] = json!(e.message);
-    }
-    v
+}
+
+fn watch_message(e: &WatchEvent) -> Message {
+    Message::Text(serde_json::to_string(e).unwrap_or_default().into())
 }
 
 async fn forward_watch(socket: WebSocket, tunnel: Tunnel, path: HomePath) {
     let (mut ws_tx, mut ws_rx) = socket.split();
     let opened = tunnel.open(StreamKind::Fs(FsOp::Watch { path, exclude: vec![] })).await;
     let Ok((_send, recv)) = opened else {
-        let _ = ws_tx
-            .send(Message::Text(json!({"type":"error","message":"the VM is unreachable"}).to_string().into()))
-            .await;
+        let _ = ws_tx.send(watch_message(&WatchEvent::error("the VM is unreachable"))).await;
         return;
     };
     let mut events = FramedRead::new(recv, FrameCodec::<pb::FsEvent>::default());
@@ -475,15 +474,15 @@ async fn forward_watch(socket: WebSocket, tunnel: Tunnel, path: HomePath) {
         tokio::select! {
             ev = events.next() => match ev {
                 Some(Ok(e)) => {
-                    let v = event_json(&e);
-                    let end = v["type"] == "error";
-                    if ws_tx.send(Message::Text(v.to_string().into())).await.is_err() || end {
+                    let event = watch_event(&e);
+                    let end = event.kind == WatchEventKind::Error;
+                    if ws_tx.send(watch_message(&event)).await.is_err() || end {
                         return;
                     }
                 }
                 _ => {
-                    let v = json!({"type": "error", "message": "the connection to the VM was lost; watch again"});
-                    let _ = ws_tx.send(Message::Text(v.to_string().into())).await;
+                    let lost = WatchEvent::error("the connection to the VM was lost; watch again");
+                    let _ = ws_tx.send(watch_message(&lost)).await;
                     return;
                 }
             },

@@ -6,15 +6,19 @@ mod activity;
 mod agents;
 mod auth;
 mod billing;
+mod body;
 mod errors;
 mod extract;
 mod files;
+pub mod model;
+pub mod openapi;
 mod ports;
 pub use ports::ports_json;
 mod projects;
 mod service;
 mod site;
 mod terminals;
+pub mod ws;
 
 use crate::Hub;
 use axum::Router;
@@ -44,6 +48,7 @@ pub fn app(state: AppState) -> Router {
         .merge(agents::routes())
         .merge(billing::routes())
         .merge(activity::routes())
+        .merge(openapi::routes())
         .fallback(|| async { crate::error::ApiError::NotFound });
     Router::new()
         .nest("/api", api)

@@ -2,7 +2,9 @@
 //! port's preview, and the one-time links that open private ones.
 
 use super::AppState;
-use super::auth::body;
+use super::body::JsonBody;
+use super::model::ErrorBody;
+use super::model::{Port, PortPatch, PortVisibility, PreviewLink};
 use super::projects::owned;
 use crate::auth::{AuthUser, random_token, sha256};
 use crate::error::{ApiError, ApiResult};
@@ -10,8 +12,7 @@ use crate::preview::Visibility;
 use axum::extract::{Path, State};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -22,63 +23,66 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}/ports/{port}/open", post(open))
 }
 
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, update, open))]
+pub(super) struct Doc;
+
 fn port_number(raw: &str) -> ApiResult<u16> {
     raw.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| ApiError::bad_request("port must be 1 to 65535"))
 }
 
 /// The project's ports as the API shows them.
-pub async fn ports_json(hub: &crate::Hub, project: Uuid) -> ApiResult<Value> {
+async fn ports(hub: &crate::Hub, project: Uuid) -> ApiResult<Vec<Port>> {
     let settings: HashMap<i32, String> = hub.db.port_visibilities(project).await?.into_iter().collect();
     let flags: HashMap<i32, (bool, bool)> =
         hub.db.port_flags(project).await?.into_iter().map(|(p, k, w)| (p, (k, w))).collect();
-    let list: Vec<Value> = hub
+    let list = hub
         .previews
         .ports(project)
         .into_iter()
         .map(|p| {
-            let visibility = settings.get(&i32::from(p.port)).map_or("private", String::as_str);
+            let visibility = match settings.get(&i32::from(p.port)).map(String::as_str) {
+                Some("public") => PortVisibility::Public,
+                _ => PortVisibility::Private,
+            };
             let (keeps_awake, wakes_on_visit) = flags.get(&i32::from(p.port)).copied().unwrap_or_default();
-            let mut v = json!({
-                "port": p.port,
-                "address": p.address,
-                "visibility": visibility,
-                "keeps_awake": keeps_awake,
-                "wakes_on_visit": wakes_on_visit,
-                "preview_url": hub.previews.url(project, p.port),
-            });
-            if !p.process.is_empty() {
-                v["process"] = json!(p.process);
+            Port {
+                address: Some(p.address),
+                keeps_awake: Some(keeps_awake),
+                port: p.port,
+                preview_url: hub.previews.url(project, p.port),
+                process: (!p.process.is_empty()).then_some(p.process),
+                visibility,
+                wakes_on_visit: Some(wakes_on_visit),
             }
-            v
         })
         .collect();
-    Ok(Value::Array(list))
+    Ok(list)
 }
 
-async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// The project's ports as the API shows them, as the `ports` event carries them.
+pub async fn ports_json(hub: &crate::Hub, project: Uuid) -> ApiResult<Value> {
+    Ok(serde_json::to_value(ports(hub, project).await?).map_err(anyhow::Error::from)?)
+}
+
+#[utoipa::path(get, path = "/api/projects/{id}/ports", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Vec<Port>), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "ports_list", tag = "ports")]
+async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Vec<Port>>> {
     let project = owned(&hub, &user, &id).await?;
-    Ok(Json(ports_json(&hub, project.id).await?))
+    Ok(Json(ports(&hub, project.id).await?))
 }
 
-#[derive(Deserialize)]
-struct PortPatch {
-    visibility: Option<Visibility>,
-    /// A public visitor's requests keep the VM awake.
-    keeps_awake: Option<bool>,
-    /// A public visitor's request starts the stopped VM.
-    wakes_on_visit: Option<bool>,
-}
-
+#[utoipa::path(patch, path = "/api/projects/{id}/ports/{port}", params(("id" = String, Path, description = "The project's id"), ("port" = u16, Path)), request_body = PortPatch, responses((status = 200, body = Port), (status = 400, description = "Invalid body or port", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "ports_update", tag = "ports")]
 async fn update(
     State(hub): State<AppState>,
     user: AuthUser,
     Path((id, port)): Path<(String, String)>,
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Value>> {
+    raw: JsonBody<PortPatch>,
+) -> ApiResult<Json<Port>> {
     let project = owned(&hub, &user, &id).await?;
     let port = port_number(&port)?;
-    let p: PortPatch = body(raw)?;
-    if let Some(visibility) = p.visibility {
+    let p = raw.parse()?;
+    if let Some(visibility) = p.visibility.map(Visibility::from) {
         hub.db.set_port_visibility(project.id, port, visibility.as_str()).await?;
         hub.previews.remember_visibility(project.id, port, visibility);
     }
@@ -90,24 +94,31 @@ async fn update(
         Some("public") => Visibility::Public,
         _ => Visibility::Private,
     };
-    let all = ports_json(&hub, project.id).await?;
-    hub.events.publish(project.id, "ports", all.clone());
-    let listed = all.as_array().and_then(|a| a.iter().find(|v| v["port"] == port).cloned());
-    Ok(Json(listed.unwrap_or_else(|| {
-        json!({ "port": port, "visibility": visibility.as_str(), "preview_url": hub.previews.url(project.id, port) })
+    let all = ports(&hub, project.id).await?;
+    hub.events.publish(project.id, "ports", serde_json::to_value(&all).map_err(anyhow::Error::from)?);
+    let listed = all.into_iter().find(|p| p.port == port);
+    Ok(Json(listed.unwrap_or_else(|| Port {
+        address: None,
+        keeps_awake: None,
+        port,
+        preview_url: hub.previews.url(project.id, port),
+        process: None,
+        visibility: visibility.into(),
+        wakes_on_visit: None,
     })))
 }
 
+#[utoipa::path(post, path = "/api/projects/{id}/ports/{port}/open", params(("id" = String, Path, description = "The project's id"), ("port" = u16, Path)), responses((status = 200, description = "A one-time URL that sets the private-preview cookie and redirects to `/`", body = PreviewLink), (status = 400, description = "Invalid port", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "ports_open", tag = "ports")]
 async fn open(
     State(hub): State<AppState>,
     user: AuthUser,
     Path((id, port)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PreviewLink>> {
     let project = owned(&hub, &user, &id).await?;
     let port = port_number(&port)?;
     let token = random_token(32);
     let expires = chrono::Utc::now() + chrono::Duration::seconds(60);
     hub.db.create_preview_token(&sha256(token.as_bytes()), user.id, project.id, port, expires).await?;
     let url = format!("{}{}?token={token}", hub.previews.url(project.id, port), &crate::preview::AUTH_PATH[1..]);
-    Ok(Json(json!({ "url": url, "expires_at": expires })))
+    Ok(Json(PreviewLink { expires_at: expires, url }))
 }

@@ -1,7 +1,9 @@
 //! Project CRUD, start/stop, and the project event stream.
 
 use super::AppState;
-use super::auth::body;
+use super::body::JsonBody;
+use super::model::ErrorBody;
+use super::model::{self, NewProject, ProjectPatch, Wait};
 use crate::auth::AuthUser;
 use crate::db::Project;
 use crate::error::{ApiError, ApiResult};
@@ -12,7 +14,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
-use serde::Deserialize;
 use serde_json::Value;
 use std::convert::Infallible;
 use uuid::Uuid;
@@ -25,6 +26,11 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}/stop", post(stop))
         .route("/projects/{id}/events", get(events))
 }
+
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, create, show, update, remove, start, stop, events))]
+pub(super) struct Doc;
 
 /// The caller's project `id`, or 404 (also for another user's project).
 pub async fn owned(hub: &crate::Hub, user: &AuthUser, id: &str) -> ApiResult<Project> {
@@ -67,25 +73,23 @@ fn check_env(env: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-async fn list(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<Project>>> {
-    Ok(Json(hub.db.list_projects(user.id).await?))
+/// A database project as the API shows it.
+fn shown(p: Project) -> ApiResult<model::Project> {
+    model::Project::try_from(p)
 }
 
-#[derive(Deserialize)]
-struct NewProject {
-    name: String,
-    #[serde(default)]
-    description: String,
-    base_image: Option<String>,
-    env_vars: Option<Value>,
+#[utoipa::path(get, path = "/api/projects", responses((status = 200, description = "Newest first", body = Vec<model::Project>), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "projects_list", tag = "projects")]
+async fn list(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<model::Project>>> {
+    Ok(Json(hub.db.list_projects(user.id).await?.into_iter().map(shown).collect::<ApiResult<_>>()?))
 }
 
+#[utoipa::path(post, path = "/api/projects", request_body = NewProject, responses((status = 201, body = model::Project), (status = 400, description = "Invalid body", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 422, description = "At the plan's project limit", body = ErrorBody)), operation_id = "projects_create", tag = "projects")]
 async fn create(
     State(hub): State<AppState>,
     user: AuthUser,
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Project>)> {
-    let p: NewProject = body(raw)?;
+    raw: JsonBody<NewProject>,
+) -> ApiResult<(StatusCode, Json<model::Project>)> {
+    let p = raw.parse()?;
     let name = check_name(&p.name)?;
     check_description(&p.description)?;
     let env = p.env_vars.unwrap_or_else(|| Value::Object(Default::default()));
@@ -101,28 +105,23 @@ async fn create(
     }
     let project = hub.db.create_project(user.id, &name, p.description.trim(), &base_image, &env).await?;
     hub.compute.create(project.id).await?;
-    Ok((StatusCode::CREATED, Json(project)))
+    Ok((StatusCode::CREATED, Json(shown(project)?)))
 }
 
-async fn show(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Project>> {
-    Ok(Json(owned(&hub, &user, &id).await?))
+#[utoipa::path(get, path = "/api/projects/{id}", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = model::Project), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_show", tag = "projects")]
+async fn show(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<model::Project>> {
+    Ok(Json(shown(owned(&hub, &user, &id).await?)?))
 }
 
-#[derive(Deserialize)]
-struct ProjectPatch {
-    name: Option<String>,
-    description: Option<String>,
-    env_vars: Option<Value>,
-}
-
+#[utoipa::path(patch, path = "/api/projects/{id}", params(("id" = String, Path, description = "The project's id")), request_body = ProjectPatch, responses((status = 200, body = model::Project), (status = 400, description = "Invalid body", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_update", tag = "projects")]
 async fn update(
     State(hub): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
-    raw: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Project>> {
+    raw: JsonBody<ProjectPatch>,
+) -> ApiResult<Json<model::Project>> {
     let project = owned(&hub, &user, &id).await?;
-    let p: ProjectPatch = body(raw)?;
+    let p = raw.parse()?;
     let name = p.name.as_deref().map(check_name).transpose()?;
     if let Some(d) = &p.description {
         check_description(d)?;
@@ -142,9 +141,10 @@ async fn update(
         .await?
         .ok_or(ApiError::NotFound)?;
     projects::publish(&hub, &updated);
-    Ok(Json(updated))
+    Ok(Json(shown(updated)?))
 }
 
+#[utoipa::path(delete, path = "/api/projects/{id}", params(("id" = String, Path, description = "The project's id")), responses((status = 204, description = "The VM and its volume are destroyed"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_remove", tag = "projects")]
 async fn remove(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let project = owned(&hub, &user, &id).await?;
     let name = project.name.clone();
@@ -153,36 +153,33 @@ async fn remove(State(hub): State<AppState>, user: AuthUser, Path(id): Path<Stri
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct Wait {
-    #[serde(default)]
-    wait: bool,
-}
-
+#[utoipa::path(post, path = "/api/projects/{id}/start", params(("id" = String, Path, description = "The project's id"), Wait), responses((status = 202, description = "Starting", body = model::Project), (status = 200, description = "With `wait`: running", body = model::Project), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 422, description = "At the compute limit", body = ErrorBody), (status = 504, description = "With `wait`: not up within 60 s", body = ErrorBody)), operation_id = "projects_start", tag = "projects")]
 async fn start(
     State(hub): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
     Query(q): Query<Wait>,
-) -> ApiResult<(StatusCode, Json<Project>)> {
+) -> ApiResult<(StatusCode, Json<model::Project>)> {
     let project = owned(&hub, &user, &id).await?;
     let p = projects::start(&hub, project, q.wait).await?;
     let code = if q.wait { StatusCode::OK } else { StatusCode::ACCEPTED };
-    Ok((code, Json(p)))
+    Ok((code, Json(shown(p)?)))
 }
 
+#[utoipa::path(post, path = "/api/projects/{id}/stop", params(("id" = String, Path, description = "The project's id"), Wait), responses((status = 202, description = "Stopping", body = model::Project), (status = 200, description = "With `wait`: stopped", body = model::Project), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 504, description = "With `wait`: not stopped within 60 s", body = ErrorBody)), operation_id = "projects_stop", tag = "projects")]
 async fn stop(
     State(hub): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
     Query(q): Query<Wait>,
-) -> ApiResult<(StatusCode, Json<Project>)> {
+) -> ApiResult<(StatusCode, Json<model::Project>)> {
     let project = owned(&hub, &user, &id).await?;
     let p = projects::stop(&hub, project, q.wait).await?;
     let code = if q.wait { StatusCode::OK } else { StatusCode::ACCEPTED };
-    Ok((code, Json(p)))
+    Ok((code, Json(shown(p)?)))
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/events", params(("id" = String, Path, description = "The project's id")), responses((status = 200, content_type = "text/event-stream", description = "Server-Sent Events: `status` (a Project), `ports` (the ports), `agent_session`", body = String), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_events", tag = "projects")]
 async fn events(
     State(hub): State<AppState>,
     user: AuthUser,
@@ -190,7 +187,7 @@ async fn events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let project = owned(&hub, &user, &id).await?;
     let rx = hub.events.subscribe();
-    let first = Event::default().event("status").json_data(&project).map_err(anyhow::Error::from)?;
+    let first = Event::default().event("status").json_data(shown(project.clone())?).map_err(anyhow::Error::from)?;
     let stream = futures_util::stream::unfold((Some(first), rx), move |(first, mut rx)| async move {
         if let Some(ev) = first {
             return Some((Ok(ev), (None, rx)));

@@ -17,7 +17,10 @@
 //! woken again by a browser tab reconnecting.
 
 use super::AppState;
+use super::model::ErrorBody;
+use super::model::{ProjectStatus, TerminalInfo};
 use super::projects::owned;
+use super::ws::{TerminalClientMessage, TerminalServerMessage};
 use crate::Hub;
 use crate::auth::{AuthUser, sha256};
 use crate::error::{ApiError, ApiResult};
@@ -33,7 +36,6 @@ use axum::{Json, Router};
 use chrono::{TimeZone, Utc};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::Instrument;
@@ -58,6 +60,11 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}/terminals", get(list))
         .route("/projects/{id}/terminals/{session}", delete(kill))
 }
+
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(attach, list, kill))]
+pub(super) struct Doc;
 
 /// The live tunnel of a project, or 503 with its status.
 pub async fn tunnel_of(hub: &Hub, project: &crate::db::Project) -> ApiResult<Tunnel> {
@@ -92,6 +99,7 @@ pub async fn redeem(hub: &Hub, ticket: Option<&str>, purpose: &str, id: &str) ->
     hub.db.project(t.user_id, id).await?.ok_or(ApiError::NotFound)
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/terminal", security(()), params(("id" = String, Path, description = "The project's id"), ("ticket" = String, Query, description = "A `terminal` ticket"), ("session" = Option<String>, Query, description = "Default `main`"), ("cols" = Option<u32>, Query), ("rows" = Option<u32>, Query), ("readonly" = Option<String>, Query, description = "`1` to watch without typing"), ("since" = Option<u64>, Query, description = "Resume after this output offset")), responses((status = 101, description = "WebSocket. Binary messages both ways are terminal bytes; text messages are `TerminalServerMessage` (hub to client) and `TerminalClientMessage` (client to hub)"), (status = 400, description = "Not a WebSocket upgrade or a bad parameter", body = ErrorBody), (status = 401, description = "No valid ticket", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "terminals_attach", tag = "terminals")]
 async fn attach(
     State(hub): State<AppState>,
     Path(id): Path<String>,
@@ -105,7 +113,7 @@ async fn attach(
         TermSize::new(q.cols.unwrap_or(80), q.rows.unwrap_or(24)).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let readonly = matches!(q.readonly.as_deref(), Some("1" | "true" | "yes"));
     let project = redeem(&hub, q.ticket.as_deref(), "terminal", &id).await?;
-    let wakes = !readonly && q.since.is_none() && project.status != "stopping";
+    let wakes = !readonly && q.since.is_none() && ProjectStatus::parse(&project.status)? != ProjectStatus::Stopping;
     let tunnel = match hub.tunnels.get(project.id) {
         Some(tunnel) => Some(tunnel),
         None if wakes => None,
@@ -147,7 +155,7 @@ async fn attach(
 /// why not (the contract's error message, then a close).
 async fn wake(hub: &AppState, project: crate::db::Project, ws: &mut WebSocket) -> Option<Tunnel> {
     let id = project.id;
-    let _ = ws.send(text(json!({ "type": "starting", "status": "starting" }))).await;
+    let _ = ws.send(text(&TerminalServerMessage::Starting { status: "starting".into() })).await;
     tracing::info!(status = %project.status, "starting the VM for a terminal");
     match crate::projects::start(hub, project, true).await {
         Ok(_) => {}
@@ -174,14 +182,15 @@ async fn wake(hub: &AppState, project: crate::db::Project, ws: &mut WebSocket) -
     }
 }
 
-fn text(v: Value) -> Message {
-    Message::Text(v.to_string().into())
+fn text(m: &TerminalServerMessage) -> Message {
+    Message::Text(serde_json::to_string(m).unwrap_or_default().into())
 }
 
 /// Sends the contract's error message, then a close with `close` and the
 /// error's code as its reason.
 async fn close_with(ws: &mut (impl SinkExt<Message> + Unpin), close: u16, code: &str, message: &str) {
-    let _ = ws.send(text(json!({ "type": "error", "code": code, "message": message }))).await;
+    let error = TerminalServerMessage::Error { code: code.to_owned(), message: message.to_owned() };
+    let _ = ws.send(text(&error)).await;
     let _ = ws.send(Message::Close(Some(CloseFrame { code: close, reason: code.to_owned().into() }))).await;
 }
 
@@ -234,12 +243,12 @@ async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach, on_input: imp
             let sent = match event {
                 PtyEvent::Ready { session, start, gap } => {
                     ws_tx
-                        .send(text(json!({ "type": "ready", "session": session.as_str(), "start": start, "gap": gap })))
+                        .send(text(&TerminalServerMessage::Ready { session: session.as_str().to_owned(), start, gap }))
                         .await
                 }
                 PtyEvent::Output(bytes) => ws_tx.send(Message::Binary(bytes)).await,
                 PtyEvent::Exit(code) => {
-                    let _ = ws_tx.send(text(json!({ "type": "exit", "code": code }))).await;
+                    let _ = ws_tx.send(text(&TerminalServerMessage::Exit { code })).await;
                     let close = CloseFrame { code: CLOSE_NORMAL, reason: "exited".into() };
                     let _ = ws_tx.send(Message::Close(Some(close))).await;
                     return;
@@ -297,17 +306,20 @@ async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach, on_input: imp
     }
 }
 
-/// A `{"type":"resize","cols":C,"rows":R}` message, if that is what it is.
+/// A `{"type":"resize","cols":C,"rows":R}` message, if that is what it is
+/// (anything else is ignored).
 fn parse_control(t: &str) -> Option<TermSize> {
-    let v: Value = serde_json::from_str(t).ok()?;
-    if v.get("type")?.as_str()? != "resize" {
-        return None;
+    match serde_json::from_str(t).ok()? {
+        TerminalClientMessage::Resize { cols, rows } => TermSize::new(cols, rows).ok(),
     }
-    let dim = |k: &str| v.get(k)?.as_u64().and_then(|n| u32::try_from(n).ok());
-    TermSize::new(dim("cols")?, dim("rows")?).ok()
 }
 
-async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/projects/{id}/terminals", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Vec<TerminalInfo>), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "terminals_list", tag = "terminals")]
+async fn list(
+    State(hub): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<TerminalInfo>>> {
     let project = owned(&hub, &user, &id).await?;
     let tunnel = tunnel_of(&hub, &project).await?;
     let (_send, recv) = tunnel.open(StreamKind::PtyList).await?;
@@ -317,18 +329,19 @@ async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String
     let mut out = Vec::new();
     for s in reply.sessions {
         let s = aether_protocol::domain::SessionInfo::try_from(s).map_err(anyhow::Error::from)?;
-        out.push(json!({
-            "session": s.session.as_str(),
-            "command": s.command,
-            "created_at": Utc.timestamp_millis_opt(s.created_unix_ms).single(),
-            "viewers": s.viewers,
-            "exited": s.exited,
-            "exit_code": s.exit_code,
-        }));
+        out.push(TerminalInfo {
+            command: s.command,
+            created_at: Utc.timestamp_millis_opt(s.created_unix_ms).single(),
+            exit_code: s.exit_code,
+            exited: s.exited,
+            session: s.session.as_str().to_owned(),
+            viewers: s.viewers,
+        });
     }
-    Ok(Json(Value::Array(out)))
+    Ok(Json(out))
 }
 
+#[utoipa::path(delete, path = "/api/projects/{id}/terminals/{session}", params(("id" = String, Path, description = "The project's id"), ("session" = String, Path)), responses((status = 204, description = "The session ended"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or session", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "terminals_kill", tag = "terminals")]
 async fn kill(
     State(hub): State<AppState>,
     user: AuthUser,

@@ -1,49 +1,33 @@
 /**
- * The shapes of the hub's HTTP contract (shared/design/API.md) that this
- * app uses: Auth, Projects, Tickets and Terminals. Field names are the
- * contract's, snake_case included, so a response is used as it arrives.
+ * The shapes of the hub's HTTP contract (docs/contract/API.md), as the
+ * hub's OpenAPI document describes them: each type here is an alias of a
+ * schema generated into openapi.d.ts (`npm run gen:api`), so a change on
+ * the hub that the app doesn't follow fails `npm run typecheck`. Field
+ * names are the contract's, snake_case included.
  */
+
+import type { components } from "./openapi";
+
+type Schemas = components["schemas"];
 
 /** An id as the hub writes it (a UUID string). */
 export type Id = string;
 /** An RFC 3339 UTC timestamp. */
 export type Timestamp = string;
 
-export interface User {
-  id: Id;
-  email: string;
-}
+export type User = Schemas["UserRef"];
 
 /** What signup and login answer. */
-export interface AuthResponse {
-  user: User;
-  access_token: string;
-  expires_at: Timestamp;
-  refresh_token?: string;
-}
+export type AuthResponse = Schemas["AuthResponse"];
 
-export interface RefreshResponse {
-  access_token: string;
-  expires_at: Timestamp;
-  refresh_token: string;
-}
+export type RefreshResponse = Schemas["RefreshResponse"];
 
-export interface Session {
-  id: string;
-  created_at: Timestamp;
-  last_used_at: Timestamp;
-  address: string;
-  client: string;
-  current: boolean;
-}
+export type Session = Schemas["SessionInfo"];
 
-export interface AuditEntry {
-  at: Timestamp;
-  action: string;
-  address: string;
-  detail: string;
-}
+export type AuditEntry = Schemas["AuditEntry"];
 
+// Hand-kept: the app's fixtures and code read this shape more loosely than
+// the schema (see ARCHITECTURE.md); checked only by use.
 export interface Profile {
   id: Id;
   email: string;
@@ -58,24 +42,14 @@ export interface Profile {
 }
 
 /** A paid plan Checkout sells. */
-export type PaidPlan = "pro" | "team";
+export type PaidPlan = Schemas["PaidPlan"];
 
-export interface Subscription {
-  /** The plan it pays for. */
-  plan: PaidPlan | null;
-  /** Stripe's status: active, trialing, past_due, unpaid, canceled, ... */
-  status: string | null;
-  current_period_end: Timestamp | null;
-  /** Set while a failed payment's grace runs (the plan stays until then). */
-  grace_until: Timestamp | null;
-}
+export type Subscription = Schemas["Subscription"];
 
 /** Where `POST /api/billing/checkout` and `/portal` send the browser. */
-export interface BillingRedirect {
-  url: string;
-}
+export type BillingRedirect = Schemas["Redirect"];
 
-export type ProjectStatus = "stopped" | "starting" | "running" | "stopping" | "error";
+export type ProjectStatus = Schemas["ProjectStatus"];
 
 export const PROJECT_STATUSES: readonly ProjectStatus[] = [
   "stopped",
@@ -85,6 +59,8 @@ export const PROJECT_STATUSES: readonly ProjectStatus[] = [
   "error",
 ];
 
+// Hand-kept: the app's fixtures and code read this shape more loosely than
+// the schema (see ARCHITECTURE.md); checked only by use.
 export interface Project {
   id: Id;
   name: string;
@@ -102,26 +78,16 @@ export interface Project {
   stopped_at?: Timestamp | null;
 }
 
-export interface CreateProjectRequest {
-  name: string;
-  description?: string;
-  base_image?: string;
-  env_vars?: Record<string, string>;
-}
+export type CreateProjectRequest = Schemas["NewProject"];
 
-export interface UpdateProjectRequest {
-  name?: string;
-  description?: string;
-  env_vars?: Record<string, string>;
-}
+export type UpdateProjectRequest = Schemas["ProjectPatch"];
 
-export type TicketPurpose = "terminal" | "watch" | "agent-activity";
+export type TicketPurpose = Schemas["TicketPurpose"];
 
-export interface Ticket {
-  ticket: string;
-  expires_at: Timestamp;
-}
+export type Ticket = Schemas["Ticket"];
 
+// Hand-kept: the app's fixtures and code read this shape more loosely than
+// the schema (see ARCHITECTURE.md); checked only by use.
 export interface TerminalInfo {
   session: string;
   command: string;
@@ -131,13 +97,7 @@ export interface TerminalInfo {
 }
 
 /** The body of every error answer: `{"error": {"code", "message", ...}}`. */
-export interface ErrorBody {
-  error: {
-    code: string;
-    message: string;
-    [extra: string]: unknown;
-  };
-}
+export type ErrorBody = Schemas["ErrorBody"];
 
 /** Text messages the terminal WebSocket sends. */
 export type TerminalServerMessage =
@@ -146,11 +106,7 @@ export type TerminalServerMessage =
   | { type: "error"; code: string; message: string };
 
 /** Text messages the client sends on the terminal WebSocket. */
-export interface TerminalResizeMessage {
-  type: "resize";
-  cols: number;
-  rows: number;
-}
+export type TerminalResizeMessage = Schemas["TerminalClientMessage"];
 
 /** An event from `GET /api/projects/{id}/events`. */
 export type ProjectEvent =
@@ -160,41 +116,22 @@ export type ProjectEvent =
 // --- Files -------------------------------------------------------------
 
 /** What a directory entry or a stat is; `other` covers sockets, FIFOs and devices. */
-export type FileKind = "file" | "dir" | "symlink" | "other";
+export type FileKind = Schemas["FileKind"];
 
 /** One entry of a folder listing. */
-export interface DirEntry {
-  /** The name as UTF-8 (lossy for names that are not UTF-8). */
-  name: string;
-  type: FileKind;
-  size: number;
-  mtime: Timestamp | null;
-  mode: number;
-  /** Present only for names that are not UTF-8: the bytes percent-encoded, usable as-is in `?path=`. */
-  raw_name?: string;
-}
+export type DirEntry = Schemas["DirEntry"];
 
 /** `GET …/files?path=<folder>`. */
-export interface DirListing {
-  type: "dir";
-  /** Relative to the project home; "" is the home itself. */
-  path: string;
-  entries: DirEntry[];
-}
+export type DirListing = Schemas["DirListing"] & { type: "dir" };
 
 /** `GET …/files/stat`, and the body of a successful PUT. `etag` is unquoted here. */
-export interface FileStat {
-  path: string;
-  type: FileKind;
-  size: number;
-  mtime: Timestamp | null;
-  mode: number;
-  etag: string;
-}
+export type FileStat = Schemas["FileStat"];
 
 /** Text messages the files watch WebSocket sends; paths relative to the project home. */
-export type WatchEventType = "ready" | "created" | "modified" | "removed" | "renamed" | "resync" | "error";
+export type WatchEventType = Schemas["WatchEventKind"];
 
+// Hand-kept: the app's fixtures and code read this shape more loosely than
+// the schema (see ARCHITECTURE.md); checked only by use.
 export interface WatchEvent {
   type: WatchEventType;
   path: string;
@@ -206,18 +143,14 @@ export interface WatchEvent {
 
 // --- Ports -------------------------------------------------------------
 
-export type PortVisibility = "private" | "public";
+export type PortVisibility = Schemas["PortVisibility"];
 
 /** A port listening in the VM, from `GET …/ports` or a `ports` event. */
-export interface ForwardedPort {
-  port: number;
-  address?: string;
-  process?: string | null;
-  visibility: PortVisibility;
-  preview_url: string;
-}
+export type ForwardedPort = Schemas["Port"];
 
 /** `POST …/ports/{port}/open`: a one-time link that lets this browser into a private preview. */
+// Hand-kept: the app's fixtures and code read this shape more loosely than
+// the schema (see ARCHITECTURE.md); checked only by use.
 export interface PreviewLink {
   url: string;
   expires_at?: Timestamp;
@@ -226,6 +159,8 @@ export interface PreviewLink {
 // --- Agents ------------------------------------------------------------
 
 /** An SSH key that lets an agent into the project's VM. */
+// Hand-kept: the app's fixtures and code read this shape more loosely than
+// the schema (see ARCHITECTURE.md); checked only by use.
 export interface Agent {
   id: Id;
   name: string;
@@ -236,13 +171,11 @@ export interface Agent {
   expires_at: Timestamp | null;
 }
 
-export interface CreateAgentRequest {
-  name: string;
-  public_key?: string;
-  expires_in_days?: number;
-}
+export type CreateAgentRequest = Schemas["NewAgent"];
 
 /** How to reach the VM with an agent key. */
+// Hand-kept: the app's fixtures and code read this shape more loosely than
+// the schema (see ARCHITECTURE.md); checked only by use.
 export interface AgentSsh {
   host?: string;
   port?: number;
@@ -260,6 +193,8 @@ export interface AgentSsh {
 }
 
 /** `POST …/agents` (201): `private_key` only when the hub made the key, and never again. */
+// Hand-kept: the app's fixtures and code read this shape more loosely than
+// the schema (see ARCHITECTURE.md); checked only by use.
 export interface CreateAgentResponse {
   agent: Agent;
   private_key?: string;
@@ -267,6 +202,8 @@ export interface CreateAgentResponse {
 }
 
 /** One command or session an agent ran. */
+// Hand-kept: the app's fixtures and code read this shape more loosely than
+// the schema (see ARCHITECTURE.md); checked only by use.
 export interface AgentActivity {
   /** The session's id (the hub sends it; older fixtures may lack it). */
   id?: Id;
@@ -282,6 +219,8 @@ export interface AgentActivity {
 }
 
 /** What the caller has used of their plan this month (`GET /api/billing/usage`). */
+// Hand-kept: the app's fixtures and code read this shape more loosely than
+// the schema (see ARCHITECTURE.md); checked only by use.
 export interface Usage {
   plan: string;
   period_start: Timestamp;
@@ -304,19 +243,11 @@ export interface Usage {
 }
 
 /** One plan's limits (`plan_limits`). */
-export interface PlanLimits {
-  plan: string;
-  rank: number;
-  projects: number;
-  compute_seconds: number;
-  storage_gb: number;
-  idle_timeout_s: number;
-  cpus: number;
-  memory_mb: number;
-  pids: number;
-}
+export type PlanLimits = Schemas["PlanLimits"];
 
 /** Why a VM is awake and when it stops (`GET /api/projects/{id}/activity`). */
+// Hand-kept: the app's fixtures and code read this shape more loosely than
+// the schema (see ARCHITECTURE.md); checked only by use.
 export interface Activity {
   status: ProjectStatus;
   idle_timeout_s: number;
