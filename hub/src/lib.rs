@@ -48,7 +48,9 @@ use tokio_util::sync::CancellationToken;
 pub struct Hub {
     pub config: Config,
     pub db: db::Db,
-    pub tokens: auth::Tokens,
+    pub tokens: Arc<auth::Tokens>,
+    /// The caller's projects and their tunnels, as the API's extractors see them.
+    pub access: api::Access,
     pub tunnels: Arc<tunnel::Tunnels>,
     pub compute: Arc<dyn compute::Compute>,
     pub events: Arc<events::Events>,
@@ -71,7 +73,7 @@ pub struct Hub {
     /// The hub's outgoing mail (SMTP, or the outbox folder).
     pub mailer: Arc<accounts::mail::Mailer>,
     /// What keeps each VM awake (`idle`).
-    pub activity: idle::Activity,
+    pub activity: Arc<idle::Activity>,
 }
 
 /// Where a running hub listens, written to `{data_dir}/hub.json` at start.
@@ -184,7 +186,7 @@ async fn serve(
         Some(s) => s.as_bytes().to_vec(),
         None => tls::persistent_secret(&data_dir.join("secrets/jwt.key"), 32)?,
     };
-    let tokens = auth::Tokens::new(&jwt_secret, config.supabase_jwt_secret.as_deref().map(str::as_bytes));
+    let tokens = Arc::new(auth::Tokens::new(&jwt_secret, config.supabase_jwt_secret.as_deref().map(str::as_bytes)));
     let identity = tls::local_identity(&data_dir.join("tls"), &[])?;
     let ca_file = identity.ca_file.clone();
     let reset_key = tls::persistent_secret(&data_dir.join("secrets/quic-reset.key"), 32)?;
@@ -261,10 +263,16 @@ async fn serve(
         &config.accounts.mail_from,
     )?;
     tracing::info!("mail goes to {}", mailer.describe());
+    let access = api::Access {
+        tokens: tokens.clone(),
+        db: db.clone(),
+        tunnels: tunnels.clone(),
+        default_plan: config.default_plan.as_str().into(),
+    };
     let hub = Arc::new(Hub {
         mailer: Arc::new(mailer),
         billing,
-        activity: idle::Activity::default(),
+        activity: Arc::default(),
         ssh,
         limits: rate::Limits::default(),
         web_dir: web_dir(&config),
@@ -273,6 +281,7 @@ async fn serve(
         start_locks: projects::StartLocks::default(),
         dummy_hash: auth::hash_password(auth::random_token(16)).await?,
         config,
+        access,
         db,
         tokens,
         tunnels,

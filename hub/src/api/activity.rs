@@ -2,13 +2,12 @@
 //! if nothing happens (`idle`).
 
 use super::AppState;
+use super::OwnedProject;
 use super::model::ErrorBody;
 use super::model::{Activity, ProjectStatus};
-use super::projects::owned;
-use crate::auth::AuthUser;
 use crate::error::ApiResult;
 use crate::idle;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 
@@ -22,8 +21,10 @@ pub fn routes() -> Router<AppState> {
 pub(super) struct Doc;
 
 #[utoipa::path(get, path = "/api/projects/{id}/activity", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Activity), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_activity", tag = "projects")]
-async fn activity(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Activity>> {
-    let project = owned(&hub, &user, &id).await?;
+async fn activity(
+    State(hub): State<AppState>,
+    OwnedProject { project, .. }: OwnedProject,
+) -> ApiResult<Json<Activity>> {
     let timeout = idle::timeout_of(&hub, project.owner_id).await?;
     let status = ProjectStatus::parse(&project.status)?;
     let running = status == ProjectStatus::Running;

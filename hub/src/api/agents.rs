@@ -8,11 +8,10 @@
 //! removed the key (at most a few seconds).
 
 use super::AppState;
+use super::OwnedProject;
 use super::body::JsonBody;
 use super::model::ErrorBody;
 use super::model::{self, ActivityLimit, Agent, AgentActivity, AgentSsh, CreatedAgent, NewAgent, SshDir};
-use super::projects::owned;
-use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::ssh::answer::{DEFAULT_DIR, Target, answer, check_dir};
 use aether_protocol::agents::AgentName;
@@ -88,20 +87,17 @@ async fn ssh_answer(hub: &crate::Hub, project: Uuid, agent_name: &str, dir: &str
 }
 
 #[utoipa::path(get, path = "/api/projects/{id}/agents", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Vec<Agent>), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "agents_list", tag = "agents")]
-async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Vec<Agent>>> {
-    let project = owned(&hub, &user, &id).await?;
+async fn list(State(hub): State<AppState>, OwnedProject { project, .. }: OwnedProject) -> ApiResult<Json<Vec<Agent>>> {
     Ok(Json(hub.db.list_agents(project.id).await?.into_iter().map(Agent::from).collect()))
 }
 
 #[utoipa::path(post, path = "/api/projects/{id}/agents", params(("id" = String, Path, description = "The project's id"), SshDir), request_body = NewAgent, responses((status = 201, body = CreatedAgent), (status = 400, description = "Invalid body or key", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 409, description = "The name or key is taken", body = ErrorBody), (status = 422, description = "At the agent limit", body = ErrorBody)), operation_id = "agents_create", tag = "agents")]
 async fn create(
     State(hub): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
+    OwnedProject { user, project }: OwnedProject,
     Query(q): Query<SshDir>,
     raw: JsonBody<NewAgent>,
 ) -> ApiResult<(StatusCode, Json<CreatedAgent>)> {
-    let project = owned(&hub, &user, &id).await?;
     let new = raw.parse()?;
     let name = AgentName::parse(new.name.trim()).map_err(|_| {
         ApiError::bad_request("name must be 1 to 40 of A-Z a-z 0-9 _ -, starting with a letter or a digit")
@@ -139,10 +135,9 @@ async fn create(
 #[utoipa::path(get, path = "/api/projects/{id}/agents/{agent_id}", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path)), responses((status = 200, body = Agent), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), operation_id = "agents_show", tag = "agents")]
 async fn show(
     State(hub): State<AppState>,
-    user: AuthUser,
-    Path((id, agent)): Path<(String, String)>,
+    OwnedProject { project, .. }: OwnedProject,
+    Path((_, agent)): Path<(String, String)>,
 ) -> ApiResult<Json<Agent>> {
-    let project = owned(&hub, &user, &id).await?;
     let agent = hub.db.agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(agent.into()))
 }
@@ -150,11 +145,10 @@ async fn show(
 #[utoipa::path(get, path = "/api/projects/{id}/agents/{agent_id}/ssh", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path), SshDir), responses((status = 200, body = AgentSsh), (status = 400, description = "Invalid `ssh_dir`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), operation_id = "agents_ssh", tag = "agents")]
 async fn ssh(
     State(hub): State<AppState>,
-    user: AuthUser,
-    Path((id, agent)): Path<(String, String)>,
+    OwnedProject { project, .. }: OwnedProject,
+    Path((_, agent)): Path<(String, String)>,
     Query(q): Query<SshDir>,
 ) -> ApiResult<Json<AgentSsh>> {
-    let project = owned(&hub, &user, &id).await?;
     let agent = hub.db.agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(ssh_answer(&hub, project.id, &agent.name, &dir(&q)?).await?))
 }
@@ -162,10 +156,9 @@ async fn ssh(
 #[utoipa::path(delete, path = "/api/projects/{id}/agents/{agent_id}", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path)), responses((status = 204, description = "Access ends at once at the jump host and within 5 s in the VM"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), operation_id = "agents_revoke", tag = "agents")]
 async fn revoke(
     State(hub): State<AppState>,
-    user: AuthUser,
-    Path((id, agent)): Path<(String, String)>,
+    OwnedProject { user, project }: OwnedProject,
+    Path((_, agent)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let project = owned(&hub, &user, &id).await?;
     let agent = hub.db.revoke_agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
     let closed = hub.ssh.revoke(agent.id);
     let synced = hub.ssh.sync_keys(project.id, SYNC_WAIT).await;
@@ -178,11 +171,9 @@ async fn revoke(
 #[utoipa::path(get, path = "/api/projects/{id}/agents/activity", params(("id" = String, Path, description = "The project's id"), ActivityLimit), responses((status = 200, description = "Newest first", body = Vec<AgentActivity>), (status = 400, description = "`limit` out of range", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "agents_activity", tag = "agents")]
 async fn activity(
     State(hub): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
+    OwnedProject { project, .. }: OwnedProject,
     Query(q): Query<ActivityLimit>,
 ) -> ApiResult<Json<Vec<AgentActivity>>> {
-    let project = owned(&hub, &user, &id).await?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request("limit must be 1 to 500"));
@@ -203,7 +194,7 @@ async fn live(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let ws = ws.map_err(|e| ApiError::bad_request(format!("expected a WebSocket upgrade: {e}")))?;
-    let project = super::terminals::redeem(&hub, q.ticket.as_deref(), "agent-activity", &id).await?;
+    let project = super::terminals::redeem(&hub.access, q.ticket.as_deref(), "agent-activity", &id).await?;
     let rx = hub.events.subscribe();
     Ok(ws.on_upgrade(move |socket| forward(socket, project.id, rx)))
 }

@@ -5,14 +5,13 @@
 //! file or listing. Paths are checked here (NUL, `..` escaping the home,
 //! absolute paths elsewhere → 400 `invalid_path`) and again in aetherd.
 
-use super::AppState;
 use super::body::JsonBody;
+use super::extract::Access;
 use super::model::ErrorBody;
 use super::model::{DirEntry, DirListing, FileKind, FileStat, MkdirRequest, RenameRequest};
-use super::projects::owned;
-use super::terminals::{redeem, tunnel_of};
+use super::terminals::redeem;
 use super::ws::{WatchEvent, WatchEventKind};
-use crate::auth::AuthUser;
+use super::{LiveTunnel, OwnedProject};
 use crate::error::{ApiError, ApiResult};
 use crate::tunnel::Tunnel;
 use aether_protocol::domain::StreamKind;
@@ -22,17 +21,45 @@ use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRef, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{TimeZone, Utc};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 use tokio_util::codec::FramedRead;
 
-pub fn routes() -> Router<AppState> {
+/// What the files API needs: the caller's projects and their tunnels,
+/// where file writes count as activity, and how large a write may be.
+#[derive(Clone)]
+pub struct FilesState {
+    pub access: Access,
+    pub activity: Arc<crate::idle::Activity>,
+    pub max_write_bytes: u64,
+}
+
+impl FromRef<FilesState> for Access {
+    fn from_ref(state: &FilesState) -> Self {
+        state.access.clone()
+    }
+}
+
+impl FromRef<super::AppState> for FilesState {
+    fn from_ref(hub: &super::AppState) -> Self {
+        Self { access: hub.access.clone(), activity: hub.activity.clone(), max_write_bytes: hub.config.max_write_bytes }
+    }
+}
+
+/// The files routes, on any state that holds a `FilesState`.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    FilesState: FromRef<S>,
+    Access: FromRef<S>,
+{
     Router::new()
         .route("/projects/{id}/files", get(get_path).put(put_file).delete(delete_path))
         .route("/projects/{id}/files/stat", get(stat))
@@ -154,14 +181,7 @@ async fn call(tunnel: &Tunnel, op: FsOp) -> ApiResult<(pb::FsReply, impl tokio::
 }
 
 #[utoipa::path(get, path = "/api/projects/{id}/files/stat", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query)), responses((status = 200, body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_stat", tag = "files")]
-async fn stat(
-    State(hub): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Json<FileStat>> {
-    let project = owned(&hub, &user, &id).await?;
-    let tunnel = tunnel_of(&hub, &project).await?;
+async fn stat(LiveTunnel { tunnel, .. }: LiveTunnel, RawQuery(q): RawQuery) -> ApiResult<Json<FileStat>> {
     let path = path_param(&tunnel, q.as_deref(), "path")?;
     let (reply, _) = call(&tunnel, FsOp::Stat(path)).await?;
     Ok(Json(file_stat(&reply.stat.unwrap_or_default())))
@@ -206,14 +226,10 @@ fn parse_range(h: &str, size: u64) -> Option<(u64, u64)> {
 
 #[utoipa::path(get, path = "/api/projects/{id}/files", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query, description = "Relative to the home or absolute inside it")), responses((status = 200, description = "A folder's listing, or a file's bytes (with `ETag`; `Range` honoured)", content((DirListing = "application/json"), (String = "application/octet-stream"))), (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = String), (status = 400, description = "`invalid_path`: outside the home", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 416, description = "An unsatisfiable range", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_get_path", tag = "files")]
 async fn get_path(
-    State(hub): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
+    LiveTunnel { tunnel, .. }: LiveTunnel,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let project = owned(&hub, &user, &id).await?;
-    let tunnel = tunnel_of(&hub, &project).await?;
     let path = path_param(&tunnel, q.as_deref(), "path")?;
     let (reply, _) = call(&tunnel, FsOp::Stat(path.clone())).await?;
     let st = reply.stat.unwrap_or_default();
@@ -312,18 +328,16 @@ fn if_match(headers: &HeaderMap) -> Option<String> {
 
 #[utoipa::path(put, path = "/api/projects/{id}/files", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query), ("If-Match" = Option<String>, Header, description = "Write only over this ETag")), request_body(content = String, content_type = "application/octet-stream", description = "The file's bytes (written atomically)"), responses((status = 201, description = "Created", body = FileStat), (status = 200, description = "Replaced", body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 412, description = "A stale `If-Match`", body = ErrorBody), (status = 413, description = "Over the upload limit", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_put_file", tag = "files")]
 async fn put_file(
-    State(hub): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
+    State(state): State<FilesState>,
+    OwnedProject { project, .. }: OwnedProject,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let project = owned(&hub, &user, &id).await?;
-    hub.activity.touch(project.id, crate::idle::Signal::FileWrite);
-    let tunnel = tunnel_of(&hub, &project).await?;
+    state.activity.touch(project.id, crate::idle::Signal::FileWrite);
+    let tunnel = state.access.tunnel(&project)?;
     let path = path_param(&tunnel, q.as_deref(), "path")?;
-    let max = hub.config.max_write_bytes;
+    let max = state.max_write_bytes;
     let too_large = || ApiError::TooLarge(format!("uploads are limited to {max} bytes"));
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -378,15 +392,13 @@ async fn put_file(
 
 #[utoipa::path(delete, path = "/api/projects/{id}/files", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query), ("recursive" = Option<bool>, Query)), responses((status = 204, description = "Deleted"), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 409, description = "A non-empty folder without `recursive`", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_delete_path", tag = "files")]
 async fn delete_path(
-    State(hub): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
+    State(state): State<FilesState>,
+    OwnedProject { project, .. }: OwnedProject,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    let project = owned(&hub, &user, &id).await?;
-    hub.activity.touch(project.id, crate::idle::Signal::FileWrite);
-    let tunnel = tunnel_of(&hub, &project).await?;
+    state.activity.touch(project.id, crate::idle::Signal::FileWrite);
+    let tunnel = state.access.tunnel(&project)?;
     let path = path_param(&tunnel, q.as_deref(), "path")?;
     let recursive = matches!(query_bytes(q.as_deref(), "recursive").as_deref(), Some(b"true" | b"1"));
     call(&tunnel, FsOp::Delete { path, recursive, if_match: if_match(&headers) }).await?;
@@ -395,15 +407,13 @@ async fn delete_path(
 
 #[utoipa::path(post, path = "/api/projects/{id}/files/mkdir", params(("id" = String, Path, description = "The project's id")), request_body = MkdirRequest, responses((status = 201, description = "Made, with its parents", body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_mkdir", tag = "files")]
 async fn mkdir(
-    State(hub): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
+    State(state): State<FilesState>,
+    OwnedProject { project, .. }: OwnedProject,
     raw: JsonBody<MkdirRequest>,
 ) -> ApiResult<(StatusCode, Json<FileStat>)> {
-    let project = owned(&hub, &user, &id).await?;
-    hub.activity.touch(project.id, crate::idle::Signal::FileWrite);
+    state.activity.touch(project.id, crate::idle::Signal::FileWrite);
     let b = raw.parse()?;
-    let tunnel = tunnel_of(&hub, &project).await?;
+    let tunnel = state.access.tunnel(&project)?;
     let path = home_path(&tunnel, b.path.as_bytes())?;
     let (reply, _) = call(&tunnel, FsOp::Mkdir(path)).await?;
     Ok((StatusCode::CREATED, Json(file_stat(&reply.stat.unwrap_or_default()))))
@@ -411,15 +421,13 @@ async fn mkdir(
 
 #[utoipa::path(post, path = "/api/projects/{id}/files/rename", params(("id" = String, Path, description = "The project's id")), request_body = RenameRequest, responses((status = 200, body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 409, description = "`to` exists and not `overwrite`", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_rename", tag = "files")]
 async fn rename(
-    State(hub): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
+    State(state): State<FilesState>,
+    OwnedProject { project, .. }: OwnedProject,
     raw: JsonBody<RenameRequest>,
 ) -> ApiResult<Json<FileStat>> {
-    let project = owned(&hub, &user, &id).await?;
-    hub.activity.touch(project.id, crate::idle::Signal::FileWrite);
+    state.activity.touch(project.id, crate::idle::Signal::FileWrite);
     let b = raw.parse()?;
-    let tunnel = tunnel_of(&hub, &project).await?;
+    let tunnel = state.access.tunnel(&project)?;
     let (from, to) = (home_path(&tunnel, b.from.as_bytes())?, home_path(&tunnel, b.to.as_bytes())?);
     let (reply, _) = call(&tunnel, FsOp::Rename { from, to, overwrite: b.overwrite }).await?;
     Ok(Json(file_stat(&reply.stat.unwrap_or_default())))
@@ -427,15 +435,15 @@ async fn rename(
 
 #[utoipa::path(get, path = "/api/projects/{id}/files/watch", security(()), params(("id" = String, Path, description = "The project's id"), ("ticket" = String, Query, description = "A `watch` ticket"), ("path" = String, Query)), responses((status = 101, description = "WebSocket of text messages, each a `WatchEvent`"), (status = 400, description = "Not a WebSocket upgrade, or `invalid_path`", body = ErrorBody), (status = 401, description = "No valid ticket", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_watch", tag = "files")]
 async fn watch(
-    State(hub): State<AppState>,
+    State(state): State<FilesState>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let ws = ws.map_err(|e| ApiError::bad_request(format!("expected a WebSocket upgrade: {e}")))?;
     let ticket = query_bytes(q.as_deref(), "ticket").map(|t| String::from_utf8_lossy(&t).into_owned());
-    let project = redeem(&hub, ticket.as_deref(), "watch", &id).await?;
-    let tunnel = tunnel_of(&hub, &project).await?;
+    let project = redeem(&state.access, ticket.as_deref(), "watch", &id).await?;
+    let tunnel = state.access.tunnel(&project)?;
     let path = path_param(&tunnel, q.as_deref(), "path")?;
     Ok(ws.on_upgrade(move |socket| forward_watch(socket, tunnel, path)))
 }

@@ -2,11 +2,11 @@
 //! port's preview, and the one-time links that open private ones.
 
 use super::AppState;
+use super::OwnedProject;
 use super::body::JsonBody;
 use super::model::ErrorBody;
 use super::model::{Port, PortPatch, PortVisibility, PreviewLink};
-use super::projects::owned;
-use crate::auth::{AuthUser, random_token, sha256};
+use crate::auth::{random_token, sha256};
 use crate::error::{ApiError, ApiResult};
 use crate::preview::Visibility;
 use axum::extract::{Path, State};
@@ -67,19 +67,17 @@ pub async fn ports_json(hub: &crate::Hub, project: Uuid) -> ApiResult<Value> {
 }
 
 #[utoipa::path(get, path = "/api/projects/{id}/ports", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Vec<Port>), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "ports_list", tag = "ports")]
-async fn list(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Vec<Port>>> {
-    let project = owned(&hub, &user, &id).await?;
+async fn list(State(hub): State<AppState>, OwnedProject { project, .. }: OwnedProject) -> ApiResult<Json<Vec<Port>>> {
     Ok(Json(ports(&hub, project.id).await?))
 }
 
 #[utoipa::path(patch, path = "/api/projects/{id}/ports/{port}", params(("id" = String, Path, description = "The project's id"), ("port" = u16, Path)), request_body = PortPatch, responses((status = 200, body = Port), (status = 400, description = "Invalid body or port", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "ports_update", tag = "ports")]
 async fn update(
     State(hub): State<AppState>,
-    user: AuthUser,
-    Path((id, port)): Path<(String, String)>,
+    OwnedProject { project, .. }: OwnedProject,
+    Path((_, port)): Path<(String, String)>,
     raw: JsonBody<PortPatch>,
 ) -> ApiResult<Json<Port>> {
-    let project = owned(&hub, &user, &id).await?;
     let port = port_number(&port)?;
     let p = raw.parse()?;
     if let Some(visibility) = p.visibility.map(Visibility::from) {
@@ -111,10 +109,9 @@ async fn update(
 #[utoipa::path(post, path = "/api/projects/{id}/ports/{port}/open", params(("id" = String, Path, description = "The project's id"), ("port" = u16, Path)), responses((status = 200, description = "A one-time URL that sets the private-preview cookie and redirects to `/`", body = PreviewLink), (status = 400, description = "Invalid port", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "ports_open", tag = "ports")]
 async fn open(
     State(hub): State<AppState>,
-    user: AuthUser,
-    Path((id, port)): Path<(String, String)>,
+    OwnedProject { user, project }: OwnedProject,
+    Path((_, port)): Path<(String, String)>,
 ) -> ApiResult<Json<PreviewLink>> {
-    let project = owned(&hub, &user, &id).await?;
     let port = port_number(&port)?;
     let token = random_token(32);
     let expires = chrono::Utc::now() + chrono::Duration::seconds(60);

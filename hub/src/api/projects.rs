@@ -1,14 +1,14 @@
 //! Project CRUD, start/stop, and the project event stream.
 
-use super::AppState;
 use super::body::JsonBody;
 use super::model::ErrorBody;
 use super::model::{self, NewProject, ProjectPatch, Wait};
+use super::{AppState, OwnedProject};
 use crate::auth::AuthUser;
 use crate::db::Project;
 use crate::error::{ApiError, ApiResult};
 use crate::projects;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
@@ -16,7 +16,6 @@ use axum::{Json, Router};
 use futures_util::Stream;
 use serde_json::Value;
 use std::convert::Infallible;
-use uuid::Uuid;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -31,12 +30,6 @@ pub fn routes() -> Router<AppState> {
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(list, create, show, update, remove, start, stop, events))]
 pub(super) struct Doc;
-
-/// The caller's project `id`, or 404 (also for another user's project).
-pub async fn owned(hub: &crate::Hub, user: &AuthUser, id: &str) -> ApiResult<Project> {
-    let id: Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
-    hub.db.project(user.id, id).await?.ok_or(ApiError::NotFound)
-}
 
 fn check_name(name: &str) -> ApiResult<String> {
     let name = name.trim();
@@ -109,18 +102,16 @@ async fn create(
 }
 
 #[utoipa::path(get, path = "/api/projects/{id}", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = model::Project), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_show", tag = "projects")]
-async fn show(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<model::Project>> {
-    Ok(Json(shown(owned(&hub, &user, &id).await?)?))
+async fn show(OwnedProject { project, .. }: OwnedProject) -> ApiResult<Json<model::Project>> {
+    Ok(Json(shown(project)?))
 }
 
 #[utoipa::path(patch, path = "/api/projects/{id}", params(("id" = String, Path, description = "The project's id")), request_body = ProjectPatch, responses((status = 200, body = model::Project), (status = 400, description = "Invalid body", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_update", tag = "projects")]
 async fn update(
     State(hub): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
+    OwnedProject { user, project }: OwnedProject,
     raw: JsonBody<ProjectPatch>,
 ) -> ApiResult<Json<model::Project>> {
-    let project = owned(&hub, &user, &id).await?;
     let p = raw.parse()?;
     let name = p.name.as_deref().map(check_name).transpose()?;
     if let Some(d) = &p.description {
@@ -145,8 +136,7 @@ async fn update(
 }
 
 #[utoipa::path(delete, path = "/api/projects/{id}", params(("id" = String, Path, description = "The project's id")), responses((status = 204, description = "The VM and its volume are destroyed"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_remove", tag = "projects")]
-async fn remove(State(hub): State<AppState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    let project = owned(&hub, &user, &id).await?;
+async fn remove(State(hub): State<AppState>, OwnedProject { user, project }: OwnedProject) -> ApiResult<StatusCode> {
     let name = project.name.clone();
     projects::delete(&hub, project).await?;
     crate::accounts::audit(&hub, user.id, "project_deleted", None, &name).await;
@@ -156,11 +146,9 @@ async fn remove(State(hub): State<AppState>, user: AuthUser, Path(id): Path<Stri
 #[utoipa::path(post, path = "/api/projects/{id}/start", params(("id" = String, Path, description = "The project's id"), Wait), responses((status = 202, description = "Starting", body = model::Project), (status = 200, description = "With `wait`: running", body = model::Project), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 422, description = "At the compute limit", body = ErrorBody), (status = 504, description = "With `wait`: not up within 60 s", body = ErrorBody)), operation_id = "projects_start", tag = "projects")]
 async fn start(
     State(hub): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
+    OwnedProject { project, .. }: OwnedProject,
     Query(q): Query<Wait>,
 ) -> ApiResult<(StatusCode, Json<model::Project>)> {
-    let project = owned(&hub, &user, &id).await?;
     let p = projects::start(&hub, project, q.wait).await?;
     let code = if q.wait { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((code, Json(shown(p)?)))
@@ -169,11 +157,9 @@ async fn start(
 #[utoipa::path(post, path = "/api/projects/{id}/stop", params(("id" = String, Path, description = "The project's id"), Wait), responses((status = 202, description = "Stopping", body = model::Project), (status = 200, description = "With `wait`: stopped", body = model::Project), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 504, description = "With `wait`: not stopped within 60 s", body = ErrorBody)), operation_id = "projects_stop", tag = "projects")]
 async fn stop(
     State(hub): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
+    OwnedProject { project, .. }: OwnedProject,
     Query(q): Query<Wait>,
 ) -> ApiResult<(StatusCode, Json<model::Project>)> {
-    let project = owned(&hub, &user, &id).await?;
     let p = projects::stop(&hub, project, q.wait).await?;
     let code = if q.wait { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((code, Json(shown(p)?)))
@@ -182,10 +168,8 @@ async fn stop(
 #[utoipa::path(get, path = "/api/projects/{id}/events", params(("id" = String, Path, description = "The project's id")), responses((status = 200, content_type = "text/event-stream", description = "Server-Sent Events: `status` (a Project), `ports` (the ports), `agent_session`", body = String), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_events", tag = "projects")]
 async fn events(
     State(hub): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
+    OwnedProject { project, .. }: OwnedProject,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let project = owned(&hub, &user, &id).await?;
     let rx = hub.events.subscribe();
     let first = Event::default().event("status").json_data(shown(project.clone())?).map_err(anyhow::Error::from)?;
     let stream = futures_util::stream::unfold((Some(first), rx), move |(first, mut rx)| async move {

@@ -19,10 +19,9 @@
 use super::AppState;
 use super::model::ErrorBody;
 use super::model::{ProjectStatus, TerminalInfo};
-use super::projects::owned;
 use super::ws::{TerminalClientMessage, TerminalServerMessage};
-use crate::Hub;
-use crate::auth::{AuthUser, sha256};
+use super::{LiveTunnel, OwnedProject};
+use crate::auth::sha256;
 use crate::error::{ApiError, ApiResult};
 use crate::tunnel::Tunnel;
 use aether_protocol::domain::{PtyAttach, PtyEvent, PtyInput, SessionName, StreamKind, TermSize};
@@ -66,11 +65,6 @@ pub fn routes() -> Router<AppState> {
 #[openapi(paths(attach, list, kill))]
 pub(super) struct Doc;
 
-/// The live tunnel of a project, or 503 with its status.
-pub async fn tunnel_of(hub: &Hub, project: &crate::db::Project) -> ApiResult<Tunnel> {
-    hub.tunnels.get(project.id).ok_or_else(|| ApiError::Unavailable { status: project.status.clone() })
-}
-
 #[derive(Deserialize)]
 struct AttachQuery {
     ticket: Option<String>,
@@ -82,9 +76,14 @@ struct AttachQuery {
 }
 
 /// Redeems a WebSocket ticket for `purpose` on project `id`; returns the project.
-pub async fn redeem(hub: &Hub, ticket: Option<&str>, purpose: &str, id: &str) -> ApiResult<crate::db::Project> {
+pub async fn redeem(
+    access: &super::extract::Access,
+    ticket: Option<&str>,
+    purpose: &str,
+    id: &str,
+) -> ApiResult<crate::db::Project> {
     let ticket = ticket.ok_or_else(|| ApiError::Unauthenticated("a ticket is required".into()))?;
-    let t = hub
+    let t = access
         .db
         .redeem_ticket(&sha256(ticket.as_bytes()))
         .await?
@@ -96,7 +95,7 @@ pub async fn redeem(hub: &Hub, ticket: Option<&str>, purpose: &str, id: &str) ->
     if t.project_id != id {
         return Err(ApiError::NotFound);
     }
-    hub.db.project(t.user_id, id).await?.ok_or(ApiError::NotFound)
+    access.db.project(t.user_id, id).await?.ok_or(ApiError::NotFound)
 }
 
 #[utoipa::path(get, path = "/api/projects/{id}/terminal", security(()), params(("id" = String, Path, description = "The project's id"), ("ticket" = String, Query, description = "A `terminal` ticket"), ("session" = Option<String>, Query, description = "Default `main`"), ("cols" = Option<u32>, Query), ("rows" = Option<u32>, Query), ("readonly" = Option<String>, Query, description = "`1` to watch without typing"), ("since" = Option<u64>, Query, description = "Resume after this output offset")), responses((status = 101, description = "WebSocket. Binary messages both ways are terminal bytes; text messages are `TerminalServerMessage` (hub to client) and `TerminalClientMessage` (client to hub)"), (status = 400, description = "Not a WebSocket upgrade or a bad parameter", body = ErrorBody), (status = 401, description = "No valid ticket", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "terminals_attach", tag = "terminals")]
@@ -112,7 +111,7 @@ async fn attach(
     let size =
         TermSize::new(q.cols.unwrap_or(80), q.rows.unwrap_or(24)).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let readonly = matches!(q.readonly.as_deref(), Some("1" | "true" | "yes"));
-    let project = redeem(&hub, q.ticket.as_deref(), "terminal", &id).await?;
+    let project = redeem(&hub.access, q.ticket.as_deref(), "terminal", &id).await?;
     let wakes = !readonly && q.since.is_none() && ProjectStatus::parse(&project.status)? != ProjectStatus::Stopping;
     let tunnel = match hub.tunnels.get(project.id) {
         Some(tunnel) => Some(tunnel),
@@ -315,13 +314,7 @@ fn parse_control(t: &str) -> Option<TermSize> {
 }
 
 #[utoipa::path(get, path = "/api/projects/{id}/terminals", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Vec<TerminalInfo>), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "terminals_list", tag = "terminals")]
-async fn list(
-    State(hub): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Vec<TerminalInfo>>> {
-    let project = owned(&hub, &user, &id).await?;
-    let tunnel = tunnel_of(&hub, &project).await?;
+async fn list(LiveTunnel { tunnel, .. }: LiveTunnel) -> ApiResult<Json<Vec<TerminalInfo>>> {
     let (_send, recv) = tunnel.open(StreamKind::PtyList).await?;
     let mut frames = FramedRead::new(recv, FrameCodec::<pb::PtySessions>::default());
     let reply =
@@ -344,12 +337,11 @@ async fn list(
 #[utoipa::path(delete, path = "/api/projects/{id}/terminals/{session}", params(("id" = String, Path, description = "The project's id"), ("session" = String, Path)), responses((status = 204, description = "The session ended"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or session", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "terminals_kill", tag = "terminals")]
 async fn kill(
     State(hub): State<AppState>,
-    user: AuthUser,
-    Path((id, session)): Path<(String, String)>,
+    OwnedProject { project, .. }: OwnedProject,
+    Path((_, session)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let project = owned(&hub, &user, &id).await?;
     let session = SessionName::parse(&session).map_err(|_| ApiError::NotFound)?;
-    let tunnel = tunnel_of(&hub, &project).await?;
+    let tunnel = hub.access.tunnel(&project)?;
     let (_send, recv) = tunnel.open(StreamKind::PtyKill(session)).await?;
     let mut frames = FramedRead::new(recv, FrameCodec::<pb::Status>::default());
     let status =
