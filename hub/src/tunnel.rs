@@ -11,6 +11,10 @@
 //! up, down, ports, heartbeats) to an `Observer`, which the control plane
 //! implements. It calls nothing of the control plane itself.
 
+pub mod fs;
+pub mod pty;
+pub mod tcp;
+
 use crate::auth::sha256;
 use crate::dataplane::Placer;
 use crate::db::Db;

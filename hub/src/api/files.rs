@@ -14,9 +14,8 @@ use super::ws::{WatchEvent, WatchEventKind};
 use super::{LiveTunnel, OwnedProject};
 use crate::error::{ApiError, ApiResult};
 use crate::tunnel::Tunnel;
-use aether_protocol::domain::StreamKind;
+use crate::tunnel::fs::{Event, EventKind, FsError, Kind, Reply, Stat, Write};
 use aether_protocol::fs::{FsOp, HomePath};
-use aether_protocol::{FrameCodec, pb};
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -29,8 +28,6 @@ use chrono::{TimeZone, Utc};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::sync::Arc;
-use tokio::io::AsyncReadExt;
-use tokio_util::codec::FramedRead;
 
 /// What the files API needs: the caller's projects and their tunnels,
 /// where file writes count as activity, and how large a write may be.
@@ -127,8 +124,12 @@ fn path_param(tunnel: &Tunnel, query: Option<&str>, key: &str) -> ApiResult<Home
     home_path(tunnel, &raw)
 }
 
-/// The contract's error for an error reported by aetherd.
-fn fs_error(e: pb::Error) -> ApiError {
+/// The contract's error for a file operation that failed.
+fn fs_error(e: FsError) -> ApiError {
+    let e = match e {
+        FsError::Vm(e) => e,
+        FsError::Tunnel(e) => return ApiError::Internal(e),
+    };
     match e.code.as_str() {
         "not_found" => ApiError::NotFound,
         "invalid_path" => ApiError::InvalidPath(e.message),
@@ -141,12 +142,12 @@ fn fs_error(e: pb::Error) -> ApiError {
     }
 }
 
-fn kind(k: i32) -> FileKind {
-    match pb::FsKind::try_from(k).unwrap_or(pb::FsKind::Unknown) {
-        pb::FsKind::File => FileKind::File,
-        pb::FsKind::Dir => FileKind::Dir,
-        pb::FsKind::Symlink => FileKind::Symlink,
-        _ => FileKind::Other,
+fn kind(k: Kind) -> FileKind {
+    match k {
+        Kind::File => FileKind::File,
+        Kind::Dir => FileKind::Dir,
+        Kind::Symlink => FileKind::Symlink,
+        Kind::Other => FileKind::Other,
     }
 }
 
@@ -154,37 +155,28 @@ fn rfc3339(ms: i64) -> Option<chrono::DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms).single()
 }
 
-fn file_stat(s: &pb::FsStat) -> FileStat {
+fn file_stat(s: &Stat) -> FileStat {
     FileStat {
         etag: s.etag.clone(),
         mode: s.mode,
         mtime: rfc3339(s.mtime_ms),
         path: String::from_utf8_lossy(&s.path).into_owned(),
         size: s.size,
-        kind: kind(s.kind),
+        kind: kind(s.kind.unwrap_or(Kind::Other)),
     }
 }
 
 /// Runs one file operation and returns aetherd's reply, plus the stream for
 /// whatever follows it (file bytes, listing frames).
-async fn call(tunnel: &Tunnel, op: FsOp) -> ApiResult<(pb::FsReply, impl tokio::io::AsyncRead + Unpin + use<>)> {
-    let (_send, recv) = tunnel.open(StreamKind::Fs(op)).await?;
-    let mut framed = FramedRead::new(recv, FrameCodec::<pb::FsReply>::default());
-    let reply =
-        framed.next().await.ok_or_else(|| anyhow::anyhow!("no answer from the VM"))?.map_err(anyhow::Error::from)?;
-    if let Some(e) = reply.error {
-        return Err(fs_error(e));
-    }
-    let parts = framed.into_parts();
-    let rest = std::io::Cursor::new(parts.read_buf.freeze()).chain(parts.io);
-    Ok((reply, rest))
+async fn call(tunnel: &Tunnel, op: FsOp) -> ApiResult<(Reply, impl tokio::io::AsyncRead + Unpin + use<>)> {
+    tunnel.fs(op).await.map_err(fs_error)
 }
 
 #[utoipa::path(get, path = "/api/projects/{id}/files/stat", params(("id" = String, Path, description = "The project's id"), ("path" = String, Query)), responses((status = 200, body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_stat", tag = "files")]
 async fn stat(LiveTunnel { tunnel, .. }: LiveTunnel, RawQuery(q): RawQuery) -> ApiResult<Json<FileStat>> {
     let path = path_param(&tunnel, q.as_deref(), "path")?;
     let (reply, _) = call(&tunnel, FsOp::Stat(path)).await?;
-    Ok(Json(file_stat(&reply.stat.unwrap_or_default())))
+    Ok(Json(file_stat(&reply.stat)))
 }
 
 fn content_type(path: &[u8]) -> &'static str {
@@ -232,8 +224,8 @@ async fn get_path(
 ) -> ApiResult<Response> {
     let path = path_param(&tunnel, q.as_deref(), "path")?;
     let (reply, _) = call(&tunnel, FsOp::Stat(path.clone())).await?;
-    let st = reply.stat.unwrap_or_default();
-    if st.kind == pb::FsKind::Dir as i32 {
+    let st = reply.stat;
+    if st.is_dir() {
         return list(&tunnel, path).await;
     }
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
@@ -255,7 +247,7 @@ async fn get_path(
     let (reply, rest) = call(&tunnel, FsOp::Read { path: path.clone(), offset, length: Some(length) }).await?;
     // The size aetherd will send is fixed by the file it opened, which may
     // differ from the stat above if the file changed in between.
-    let st = reply.stat.unwrap_or_default();
+    let st = reply.stat;
     let length = length.min(st.size.saturating_sub(offset));
     let stream = tokio_util::io::ReaderStream::with_capacity(rest, 256 * 1024);
     let mut resp = Response::new(Body::from_stream(stream));
@@ -279,7 +271,7 @@ async fn get_path(
 /// Streams a folder listing as JSON, batch by batch.
 async fn list(tunnel: &Tunnel, path: HomePath) -> ApiResult<Response> {
     let (_, rest) = call(tunnel, FsOp::List(path.clone())).await?;
-    let frames = FramedRead::new(rest, FrameCodec::<pb::FsEntries>::default());
+    let frames = Tunnel::entries(rest);
     let head = format!("{{\"type\":\"dir\",\"path\":{},\"entries\":[", Value::from(path.display()));
     let state = (frames, Some(head), false, false);
     let stream = futures_util::stream::unfold(state, |(mut frames, head, mut first_done, finished)| async move {
@@ -290,9 +282,9 @@ async fn list(tunnel: &Tunnel, path: HomePath) -> ApiResult<Response> {
             return None;
         }
         match frames.next().await {
-            Some(Ok(batch)) => {
+            Some(Ok((entries, done))) => {
                 let mut out = String::new();
-                for e in &batch.entries {
+                for e in &entries {
                     if first_done {
                         out.push(',');
                     }
@@ -307,10 +299,10 @@ async fn list(tunnel: &Tunnel, path: HomePath) -> ApiResult<Response> {
                     };
                     out.push_str(&serde_json::to_string(&entry).unwrap_or_default());
                 }
-                if batch.done {
+                if done {
                     out.push_str("]}");
                 }
-                Some((Ok(Bytes::from(out)), (frames, None, first_done, batch.done)))
+                Some((Ok(Bytes::from(out)), (frames, None, first_done, done)))
             }
             Some(Err(e)) => Some((Err(std::io::Error::other(e.to_string())), (frames, None, first_done, true))),
             None => Some((Err(std::io::Error::other("listing cut short")), (frames, None, first_done, true))),
@@ -345,14 +337,13 @@ async fn put_file(
         return Err(too_large());
     }
     let op = FsOp::Write { path, if_match: if_match(&headers), max_bytes: max };
-    let (mut send, recv) = tunnel.open(StreamKind::Fs(op)).await?;
-    let mut replies = FramedRead::new(recv, FrameCodec::<pb::FsReply>::default());
+    let Write { mut send, reply: mut replies } = tunnel.write(op).await?;
     let mut chunks = body.into_data_stream();
     let mut total = 0u64;
     let early = loop {
         tokio::select! {
             biased;
-            early = replies.next() => break Some(early),
+            early = replies.get() => break Some(early),
             chunk = chunks.next() => match chunk {
                 Some(Ok(bytes)) => {
                     total += bytes.len() as u64;
@@ -375,13 +366,10 @@ async fn put_file(
     let _ = send.finish();
     let reply = match early {
         Some(r) => r,
-        None => replies.next().await,
+        None => replies.get().await,
     };
-    let reply = reply.ok_or_else(|| anyhow::anyhow!("no answer from the VM"))?.map_err(anyhow::Error::from)?;
-    if let Some(e) = reply.error {
-        return Err(fs_error(e));
-    }
-    let st = reply.stat.unwrap_or_default();
+    let reply = reply.map_err(fs_error)?;
+    let st = reply.stat;
     let status = if reply.created { StatusCode::CREATED } else { StatusCode::OK };
     let mut resp = (status, Json(file_stat(&st))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", st.etag)) {
@@ -416,7 +404,7 @@ async fn mkdir(
     let tunnel = state.access.tunnel(&project)?;
     let path = home_path(&tunnel, b.path.as_bytes())?;
     let (reply, _) = call(&tunnel, FsOp::Mkdir(path)).await?;
-    Ok((StatusCode::CREATED, Json(file_stat(&reply.stat.unwrap_or_default()))))
+    Ok((StatusCode::CREATED, Json(file_stat(&reply.stat))))
 }
 
 #[utoipa::path(post, path = "/api/projects/{id}/files/rename", params(("id" = String, Path, description = "The project's id")), request_body = RenameRequest, responses((status = 200, body = FileStat), (status = 400, description = "`invalid_path`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or path", body = ErrorBody), (status = 409, description = "`to` exists and not `overwrite`", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_rename", tag = "files")]
@@ -430,7 +418,7 @@ async fn rename(
     let tunnel = state.access.tunnel(&project)?;
     let (from, to) = (home_path(&tunnel, b.from.as_bytes())?, home_path(&tunnel, b.to.as_bytes())?);
     let (reply, _) = call(&tunnel, FsOp::Rename { from, to, overwrite: b.overwrite }).await?;
-    Ok(Json(file_stat(&reply.stat.unwrap_or_default())))
+    Ok(Json(file_stat(&reply.stat)))
 }
 
 #[utoipa::path(get, path = "/api/projects/{id}/files/watch", security(()), params(("id" = String, Path, description = "The project's id"), ("ticket" = String, Query, description = "A `watch` ticket"), ("path" = String, Query)), responses((status = 101, description = "WebSocket of text messages, each a `WatchEvent`"), (status = 400, description = "Not a WebSocket upgrade, or `invalid_path`", body = ErrorBody), (status = 401, description = "No valid ticket", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "files_watch", tag = "files")]
@@ -448,15 +436,15 @@ async fn watch(
     Ok(ws.on_upgrade(move |socket| forward_watch(socket, tunnel, path)))
 }
 
-fn watch_event(e: &pb::FsEvent) -> WatchEvent {
-    let kind = match pb::FsEventKind::try_from(e.kind).unwrap_or(pb::FsEventKind::Unknown) {
-        pb::FsEventKind::Created => WatchEventKind::Created,
-        pb::FsEventKind::Modified => WatchEventKind::Modified,
-        pb::FsEventKind::Removed => WatchEventKind::Removed,
-        pb::FsEventKind::Renamed => WatchEventKind::Renamed,
-        pb::FsEventKind::Resync => WatchEventKind::Resync,
-        pb::FsEventKind::Ready => WatchEventKind::Ready,
-        _ => WatchEventKind::Error,
+fn watch_event(e: &Event) -> WatchEvent {
+    let kind = match e.kind {
+        EventKind::Created => WatchEventKind::Created,
+        EventKind::Modified => WatchEventKind::Modified,
+        EventKind::Removed => WatchEventKind::Removed,
+        EventKind::Renamed => WatchEventKind::Renamed,
+        EventKind::Resync => WatchEventKind::Resync,
+        EventKind::Ready => WatchEventKind::Ready,
+        EventKind::Error => WatchEventKind::Error,
     };
     WatchEvent {
         from: (!e.from.is_empty()).then(|| String::from_utf8_lossy(&e.from).into_owned()),
@@ -472,12 +460,11 @@ fn watch_message(e: &WatchEvent) -> Message {
 
 async fn forward_watch(socket: WebSocket, tunnel: Tunnel, path: HomePath) {
     let (mut ws_tx, mut ws_rx) = socket.split();
-    let opened = tunnel.open(StreamKind::Fs(FsOp::Watch { path, exclude: vec![] })).await;
-    let Ok((_send, recv)) = opened else {
+    let opened = tunnel.watch(FsOp::Watch { path, exclude: vec![] }).await;
+    let Ok(mut events) = opened else {
         let _ = ws_tx.send(watch_message(&WatchEvent::error("the VM is unreachable"))).await;
         return;
     };
-    let mut events = FramedRead::new(recv, FrameCodec::<pb::FsEvent>::default());
     loop {
         tokio::select! {
             ev = events.next() => match ev {

@@ -24,8 +24,8 @@ use super::{LiveTunnel, OwnedProject};
 use crate::auth::sha256;
 use crate::error::{ApiError, ApiResult};
 use crate::tunnel::Tunnel;
-use aether_protocol::domain::{PtyAttach, PtyEvent, PtyInput, SessionName, StreamKind, TermSize};
-use aether_protocol::{FrameCodec, MAX_FRAME_LEN, pb};
+use aether_protocol::MAX_FRAME_LEN;
+use aether_protocol::domain::{PtyAttach, PtyEvent, PtyInput, SessionName, TermSize};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -36,7 +36,6 @@ use chrono::{TimeZone, Utc};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
-use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -220,19 +219,17 @@ fn refusal(e: &axum::Error) -> Refused {
 
 async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach, on_input: impl Fn()) {
     let (mut ws_tx, mut ws_rx) = socket.split();
-    let (send, recv) = match tunnel.open(StreamKind::PtyAttach(req)).await {
+    let (mut events, mut inputs) = match tunnel.attach(req).await {
         Ok(s) => s,
         Err(e) => {
             close_with_error(&mut ws_tx, "tunnel_lost", &format!("{e:#}")).await;
             return;
         }
     };
-    let mut events = FramedRead::new(recv, FrameCodec::<pb::PtyServer>::default());
-    let mut inputs = FramedWrite::new(send, FrameCodec::<pb::PtyClient>::default());
 
     let down = async {
-        while let Some(frame) = events.next().await {
-            let event = match frame.map_err(anyhow::Error::from).and_then(|f| Ok(PtyEvent::try_from(f)?)) {
+        while let Some(event) = events.next().await {
+            let event = match event {
                 Ok(e) => e,
                 Err(e) => {
                     close_with_error(&mut ws_tx, "tunnel_lost", &format!("{e:#}")).await;
@@ -275,15 +272,15 @@ async fn bridge(socket: WebSocket, tunnel: Tunnel, req: PtyAttach, on_input: imp
                     on_input();
                     let mut fed = Ok(());
                     while b.len() > INPUT_PIECE && fed.is_ok() {
-                        fed = inputs.feed(pb::PtyClient::from(PtyInput::Input(b.split_to(INPUT_PIECE)))).await;
+                        fed = inputs.feed(PtyInput::Input(b.split_to(INPUT_PIECE))).await;
                     }
                     match fed {
-                        Ok(()) => inputs.send(pb::PtyClient::from(PtyInput::Input(b))).await,
+                        Ok(()) => inputs.send(PtyInput::Input(b)).await,
                         Err(e) => Err(e),
                     }
                 }
                 Message::Text(t) => match parse_control(&t) {
-                    Some(size) => inputs.send(pb::PtyClient::from(PtyInput::Resize(size))).await,
+                    Some(size) => inputs.send(PtyInput::Resize(size)).await,
                     None => continue,
                 },
                 Message::Close(_) => break,
@@ -315,13 +312,8 @@ fn parse_control(t: &str) -> Option<TermSize> {
 
 #[utoipa::path(get, path = "/api/projects/{id}/terminals", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Vec<TerminalInfo>), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "terminals_list", tag = "terminals")]
 async fn list(LiveTunnel { tunnel, .. }: LiveTunnel) -> ApiResult<Json<Vec<TerminalInfo>>> {
-    let (_send, recv) = tunnel.open(StreamKind::PtyList).await?;
-    let mut frames = FramedRead::new(recv, FrameCodec::<pb::PtySessions>::default());
-    let reply =
-        frames.next().await.ok_or_else(|| anyhow::anyhow!("no answer from the VM"))?.map_err(anyhow::Error::from)?;
     let mut out = Vec::new();
-    for s in reply.sessions {
-        let s = aether_protocol::domain::SessionInfo::try_from(s).map_err(anyhow::Error::from)?;
+    for s in tunnel.sessions().await? {
         out.push(TerminalInfo {
             command: s.command,
             created_at: Utc.timestamp_millis_opt(s.created_unix_ms).single(),
@@ -342,13 +334,9 @@ async fn kill(
 ) -> ApiResult<StatusCode> {
     let session = SessionName::parse(&session).map_err(|_| ApiError::NotFound)?;
     let tunnel = hub.access.tunnel(&project)?;
-    let (_send, recv) = tunnel.open(StreamKind::PtyKill(session)).await?;
-    let mut frames = FramedRead::new(recv, FrameCodec::<pb::Status>::default());
-    let status =
-        frames.next().await.ok_or_else(|| anyhow::anyhow!("no answer from the VM"))?.map_err(anyhow::Error::from)?;
-    match status.error {
-        None => Ok(StatusCode::NO_CONTENT),
-        Some(e) if e.code == "not_found" => Err(ApiError::NotFound),
-        Some(e) => Err(ApiError::Internal(anyhow::anyhow!("{}: {}", e.code, e.message))),
+    match tunnel.kill_session(session).await? {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(e) if e.code == "not_found" => Err(ApiError::NotFound),
+        Err(e) => Err(ApiError::Internal(anyhow::anyhow!("{}: {}", e.code, e.message))),
     }
 }

@@ -12,18 +12,14 @@
 use super::Ssh;
 use crate::db::Agent;
 use crate::tunnel::Tunnel;
-use aether_protocol::domain::StreamKind;
-use aether_protocol::{FrameCodec, pb};
 use anyhow::Context;
-use futures_util::StreamExt;
 use russh::keys::PrivateKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelOpenFailure, MethodKind, MethodSet, SshId};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio_util::codec::FramedRead;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -159,15 +155,10 @@ async fn connect(ssh: &Ssh, agent: &Agent) -> anyhow::Result<impl AsyncRead + As
     let tunnel = running(ssh, agent.project_id).await?;
     let applied = ssh.wait_applied(agent.project_id, tunnel.conn.stable_id(), KEYS_WAIT).await;
     anyhow::ensure!(applied, "the VM has not applied the project's keys");
-    let (send, recv) = tunnel.open(StreamKind::Tcp { port: 22 }).await?;
-    let mut framed = FramedRead::new(recv, FrameCodec::<pb::Status>::with_max(64 * 1024));
-    let status = framed.next().await.context("no answer from the VM")??;
-    if let Some(e) = status.error {
-        anyhow::bail!("the VM refused: {}: {}", e.code, e.message);
+    match tunnel.tcp(22).await? {
+        Ok(stream) => Ok(stream.into_io()),
+        Err(e) => anyhow::bail!("the VM refused: {}: {}", e.code, e.message),
     }
-    let parts = framed.into_parts();
-    let recv = std::io::Cursor::new(parts.read_buf.freeze()).chain(parts.io);
-    Ok(tokio::io::join(recv, send))
 }
 
 /// The project's tunnel, starting its VM first when it is not running.

@@ -10,14 +10,10 @@
 
 use super::Ssh;
 use crate::db::AgentSessionRecord;
-use crate::tunnel::{QUIET_STREAM_BUFFER, Tunnel};
+use crate::tunnel::Tunnel;
 use aether_protocol::agents::{AgentName, AgentsHub, AgentsVm, AuthorizedKey, KeyLine, SetAuthorizedKeys};
-use aether_protocol::domain::StreamKind;
-use aether_protocol::{FrameCodec, pb};
 use chrono::{DateTime, TimeZone, Utc};
-use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
-use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -58,15 +54,13 @@ async fn key_set(ssh: &Ssh, project: Uuid, generation: u64) -> anyhow::Result<Se
 async fn run(ssh: &Arc<Ssh>, project: Uuid, tunnel: &Tunnel) -> anyhow::Result<()> {
     let conn = tunnel.conn.stable_id();
     let mut changes = ssh.subscribe(project);
-    let (send, recv) = tunnel.open(StreamKind::Agents).await?;
-    let mut rx = FramedRead::with_capacity(recv, FrameCodec::<pb::AgentsVm>::with_max(MAX_FRAME), QUIET_STREAM_BUFFER);
-    let mut tx = FramedWrite::with_capacity(send, FrameCodec::<pb::AgentsHub>::default(), QUIET_STREAM_BUFFER);
+    let (mut rx, mut tx) = tunnel.agents(MAX_FRAME).await?;
     loop {
         // What changes is marked seen before the keys are read, so a change
         // during the read is sent again.
         let generation = *changes.borrow_and_update();
         let set = key_set(ssh, project, generation).await?;
-        tx.send(AgentsHub::SetAuthorizedKeys(set).into()).await?;
+        tx.send(AgentsHub::SetAuthorizedKeys(set)).await?;
         loop {
             tokio::select! {
                 changed = changes.changed() => {
@@ -75,7 +69,7 @@ async fn run(ssh: &Arc<Ssh>, project: Uuid, tunnel: &Tunnel) -> anyhow::Result<(
                 }
                 frame = rx.next() => match frame {
                     None => return Ok(()),
-                    Some(frame) => handle(ssh, project, conn, AgentsVm::try_from(frame?)?).await,
+                    Some(msg) => handle(ssh, project, conn, msg?).await,
                 },
                 _ = tunnel.conn.closed() => return Ok(()),
             }
