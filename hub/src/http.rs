@@ -1,12 +1,13 @@
-//! The HTTP listener. The connection's first request head is read here, once,
-//! and says where the connection goes, with the bytes read handed on
-//! unchanged: a preview host to the data plane's express lane (then hyper for
+//! The HTTP listener. The connection's first request head is read here and
+//! says where the connection goes, with the bytes read handed on unchanged
+//! (the lane that serves it parses that head again; later heads are parsed
+//! once): a preview host to the data plane's express lane (then hyper for
 //! what it leaves); a WebSocket upgrade to the API (terminals, the files
 //! watch, agent activity) straight to hyper and the API router, but on the
 //! data plane, so a terminal keystroke goes from its WebSocket to quinn's
 //! driver and back without a cross-thread wake-up; anything else straight to
-//! hyper and the API router on the main runtime. Only preview traffic meets
-//! preview code.
+//! hyper and the API router on the main runtime. Only requests for a preview
+//! host reach the express lane or the preview handler.
 //!
 //! A later request on the same connection may name another host; it is
 //! routed like any request, just from the thread the connection lives on.
