@@ -40,7 +40,10 @@ fn nginx_conf(dir: &Path, port: u16, body: &str) -> anyhow::Result<std::path::Pa
     std::fs::write(
         &conf,
         format!(
-            "worker_processes 1;\ndaemon off;\nenv AETHER_PROJECT_ID;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
+            // `user`: run as root (CI, a fresh machine), nginx's workers
+            // would otherwise drop to `nobody`, who can't read the VM's home;
+            // as anyone else nginx ignores it.
+            "user root;\nworker_processes 1;\ndaemon off;\nenv AETHER_PROJECT_ID;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
              events {{ worker_connections 1024; }}\nhttp {{\n access_log off;\n client_body_temp_path {d}/tmp;\n\
              proxy_temp_path {d}/tmp;\n fastcgi_temp_path {d}/tmp;\n uwsgi_temp_path {d}/tmp;\n scgi_temp_path {d}/tmp;\n\
              keepalive_requests 1000000;\n server {{\n  listen 127.0.0.1:{port};\n{body}\n }}\n}}\n",

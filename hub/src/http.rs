@@ -1,11 +1,13 @@
-//! The HTTP listener. Every connection is served the same way (previews by
-//! Host, then the API and web app), on the main runtime, or on the data
-//! plane when its traffic is mostly tunnel traffic: the connection's first
-//! request head is read here, and a preview host or a WebSocket upgrade
-//! (terminals, the files watch, agent activity, an app's own WebSockets)
-//! sends the connection to the data plane, with the bytes read handed on
-//! unchanged. A terminal keystroke then goes from its WebSocket to quinn's
-//! driver and back without a cross-thread wake-up.
+//! The HTTP listener. The connection's first request head is read here and
+//! says where the connection goes, with the bytes read handed on unchanged
+//! (the lane that serves it parses that head again; later heads are parsed
+//! once): a preview host to the data plane's express lane (then hyper for
+//! what it leaves); a WebSocket upgrade to the API (terminals, the files
+//! watch, agent activity) straight to hyper and the API router, but on the
+//! data plane, so a terminal keystroke goes from its WebSocket to quinn's
+//! driver and back without a cross-thread wake-up; anything else straight to
+//! hyper and the API router on the main runtime. Only requests for a preview
+//! host reach the express lane or the preview handler.
 //!
 //! A later request on the same connection may name another host; it is
 //! routed like any request, just from the thread the connection lives on.
@@ -86,9 +88,12 @@ struct Conn {
 enum FirstRequest {
     /// The client went away (or never sent a request).
     Gone,
-    /// Tunnel traffic, for the data plane: a preview's or a WebSocket's,
-    /// with the project it names if it names one.
-    Tunnel(Option<Uuid>),
+    /// A preview host: the data plane, on the project's tunnel's thread.
+    Preview(Uuid),
+    /// A WebSocket to the API: the data plane, with the project it names if
+    /// it names one, served by the API router.
+    WebSocket(Option<Uuid>),
+    /// The API or the web app, on the main runtime.
     Other,
 }
 
@@ -105,23 +110,42 @@ async fn route(mut tcp: TcpStream, conn: Conn, plane: Arc<Placer>, tasks: TaskTr
         FirstRequest::Other => {
             serve_connection(Prefixed::new(head.freeze(), tcp, conn.hub.config.send_timeout), conn, Vec::new()).await
         }
-        FirstRequest::Tunnel(project) => match tcp.into_std() {
-            Ok(std) => {
-                // On the project's tunnel's thread (any, if it has none yet).
-                let shard = project.and_then(|p| conn.hub.tunnels.shard_of(p)).unwrap_or(0);
-                tasks.spawn_on(
-                    async move {
-                        match TcpStream::from_std(std) {
-                            Ok(tcp) => serve_tunnel_traffic(tcp, head, conn).await,
-                            Err(e) => tracing::debug!(error = %e, "moving a connection to the data plane"),
-                        }
-                    },
-                    plane.handle(shard),
-                );
-            }
-            Err(e) => tracing::debug!(error = %e, "moving a connection to the data plane"),
-        },
+        FirstRequest::Preview(project) => to_data_plane(tcp, Some(project), head, conn, &plane, &tasks, true),
+        FirstRequest::WebSocket(project) => to_data_plane(tcp, project, head, conn, &plane, &tasks, false),
     }
+}
+
+/// Moves a connection to the project's tunnel's thread (any, if it has none
+/// yet), to the express lane first if it is a preview's (`express`).
+fn to_data_plane(
+    tcp: TcpStream,
+    project: Option<Uuid>,
+    head: BytesMut,
+    conn: Conn,
+    plane: &Placer,
+    tasks: &TaskTracker,
+    express: bool,
+) {
+    let std = match tcp.into_std() {
+        Ok(std) => std,
+        Err(e) => return tracing::debug!(error = %e, "moving a connection to the data plane"),
+    };
+    let shard = project.and_then(|p| conn.hub.tunnels.shard_of(p)).unwrap_or(0);
+    tasks.spawn_on(
+        async move {
+            let tcp = match TcpStream::from_std(std) {
+                Ok(tcp) => tcp,
+                Err(e) => return tracing::debug!(error = %e, "moving a connection to the data plane"),
+            };
+            if express {
+                serve_preview(tcp, head, conn).await;
+            } else {
+                let io = Prefixed::new(head.freeze(), tcp, conn.hub.config.send_timeout);
+                serve_connection(io, conn, Vec::new()).await;
+            }
+        },
+        plane.handle(shard),
+    );
 }
 
 /// Reads until the first request head is complete and says where it goes.
@@ -148,10 +172,10 @@ async fn first_request(tcp: &mut TcpStream, head: &mut BytesMut, previews: &Prev
                     return FirstRequest::Other;
                 }
                 if let Some((_, project)) = header("host").and_then(|h| previews.parse_host(h)) {
-                    return FirstRequest::Tunnel(Some(project));
+                    return FirstRequest::Preview(project);
                 }
                 if header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
-                    return FirstRequest::Tunnel(req.path.and_then(api_project));
+                    return FirstRequest::WebSocket(req.path.and_then(api_project));
                 }
                 return FirstRequest::Other;
             }
@@ -168,9 +192,9 @@ fn api_project(path: &str) -> Option<Uuid> {
     rest.split(['/', '?']).next()?.parse().ok()
 }
 
-/// Serves a data-plane connection: previews' plain requests on the express
-/// lane for as long as they come, then the rest like any connection.
-async fn serve_tunnel_traffic(mut tcp: TcpStream, mut buf: BytesMut, conn: Conn) {
+/// Serves a preview's connection: plain requests on the express lane for as
+/// long as they come, then the rest like any connection.
+async fn serve_preview(mut tcp: TcpStream, mut buf: BytesMut, conn: Conn) {
     match express::serve(&conn.hub, conn.remote, &mut tcp, &mut buf, &conn.shutdown, IDLE_TIMEOUT).await {
         express::Next::General(kept) => {
             let io = Prefixed::new(buf.freeze(), tcp, conn.hub.config.send_timeout);
@@ -416,19 +440,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn previews_and_websockets_go_to_the_data_plane_with_every_byte() {
+    async fn previews_and_websockets_go_to_the_data_plane_and_the_api_does_not() {
         let id = uuid::Uuid::new_v4();
         let preview = format!("GET /a HTTP/1.1\r\nHost: 3000-{id}.preview.localhost:8080\r\n\r\nbody");
         let (first, bytes) = sniff(&[&preview.as_bytes()[..20], &preview.as_bytes()[20..]]).await;
-        assert_eq!(first, FirstRequest::Tunnel(Some(id)), "a head split across reads");
+        assert_eq!(first, FirstRequest::Preview(id), "a head split across reads");
         assert_eq!(bytes, preview.as_bytes(), "the server reads everything, from the first byte");
 
         let ws = format!(
             "GET /api/projects/{id}/terminal?ticket=t HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUpgrade: WebSocket\r\n\r\n"
         );
-        assert_eq!(sniff(&[ws.as_bytes()]).await.0, FirstRequest::Tunnel(Some(id)));
+        assert_eq!(sniff(&[ws.as_bytes()]).await.0, FirstRequest::WebSocket(Some(id)));
         let ws = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUpgrade: websocket\r\n\r\n";
-        assert_eq!(sniff(&[ws]).await.0, FirstRequest::Tunnel(None));
+        assert_eq!(sniff(&[ws]).await.0, FirstRequest::WebSocket(None));
 
         let api = b"GET /api/projects HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
         assert_eq!(sniff(&[api]).await, (FirstRequest::Other, api.to_vec()));

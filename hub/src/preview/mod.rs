@@ -3,13 +3,16 @@
 //! Requests whose Host names a preview never reach the API router: they are
 //! authorised here (public ports for anyone; private ones by a cookie scoped
 //! to that one host, set through a one-time URL) and forwarded through a
-//! `Tcp { port }` tunnel stream by `proxy`. aether's own cookie and access
-//! tokens (`Bearer` in any case) are stripped before the user's app sees
-//! the request. A visit to a stopped project's preview boots its VM only
-//! when it is the owner's: anyone else's would spend the owner's compute
-//! hours.
+//! `Tcp { port }` tunnel stream by `proxy`, or by `express` for plain
+//! requests. aether's own cookie and access tokens (`Bearer` in any case)
+//! are stripped before the user's app sees the request: that, and every
+//! other header edit either lane makes, is `policy`'s. A visit to a
+//! stopped project's preview boots its VM only when it is the owner's:
+//! anyone else's would spend the owner's compute hours.
 
 pub mod express;
+pub mod framing;
+pub mod policy;
 pub mod proxy;
 
 use crate::Hub;
@@ -20,13 +23,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+pub use policy::COOKIE;
+use policy::our_cookie;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tracing::Instrument;
 use uuid::Uuid;
 
-/// Name of the private-preview cookie (host-only, HttpOnly).
-pub const COOKIE: &str = "aether_preview";
 /// Path on a preview host that trades a one-time token for the cookie.
 pub const AUTH_PATH: &str = "/__aether/auth";
 /// How long a preview cookie is good for.
@@ -182,11 +185,6 @@ fn cookie_lines(req: &Request) -> impl Iterator<Item = &str> {
     req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok())
 }
 
-/// Whether an `Authorization` line carries one of aether's access tokens.
-fn is_aether_token(hub: &Hub, value: &HeaderValue) -> bool {
-    value.to_str().ok().and_then(bearer).is_some_and(|t| hub.tokens.verify(t).is_some())
-}
-
 /// Whether the request comes from the project's owner: with a valid cookie
 /// for this preview (only the owner can get one, through `ports/open`) or
 /// with the owner's access token, whose session must still be alive (a
@@ -221,40 +219,8 @@ fn token_users(hub: &Hub, req: &Request) -> Vec<Uuid> {
         .collect()
 }
 
-/// A `Set-Cookie` value from the app without its `Domain` attribute, so the
-/// cookie stays on the preview's own host: an app must not set cookies for
-/// the domain every user's previews share (nor for `localhost`, which a
-/// browser refuses on a preview host). `None` if it has no `Domain`.
-/// Works on bytes, as browsers do: a value that isn't UTF-8 loses its
-/// `Domain` too.
-pub(crate) fn host_only_cookie(value: &[u8]) -> Option<Vec<u8>> {
-    let is_domain = |attr: &&[u8]| {
-        let name = attr.split(|&b| b == b'=').next().unwrap_or_default();
-        attr.contains(&b'=') && name.trim_ascii().eq_ignore_ascii_case(b"domain")
-    };
-    let parts = || value.split(|&b| b == b';');
-    if !parts().skip(1).any(|a| is_domain(&a)) {
-        return None;
-    }
-    let mut kept = Vec::with_capacity(value.len());
-    for (i, part) in parts().enumerate() {
-        if i == 0 || !is_domain(&part) {
-            if i > 0 {
-                kept.push(b';');
-            }
-            kept.extend_from_slice(part);
-        }
-    }
-    Some(kept)
-}
-
-/// The value of one `name=value` pair of a Cookie header, if it is ours.
-pub(crate) fn our_cookie(pair: &str) -> Option<&str> {
-    pair.trim().strip_prefix(COOKIE)?.strip_prefix('=')
-}
-
 fn wants_html(req: &Request) -> bool {
-    req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
+    req.headers().get(header::ACCEPT).is_some_and(|v| policy::wants_html(v.as_bytes()))
 }
 
 fn page(status: StatusCode, title: &str, body: &str, refresh: bool) -> Response {
@@ -280,7 +246,7 @@ pub(crate) fn refuse(html: bool, err: ApiError, title: &str, body: &str) -> Resp
 }
 
 /// Serves a request addressed to a preview host.
-pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid) -> Response {
+pub async fn handle(hub: Arc<Hub>, req: Request, port: u16, project_id: Uuid) -> Response {
     let html = wants_html(&req);
     if req.uri().path() == AUTH_PATH {
         let query = req.uri().query().map(str::to_owned);
@@ -301,7 +267,9 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
         Ok(v) => v,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    if visibility == Visibility::Private && !hub.previews.any_cookie_ok(cookie_lines(&req), project_id, port) {
+    // Only the owner can get a good cookie (through `ports/open`).
+    let cookie_ok = hub.previews.any_cookie_ok(cookie_lines(&req), project_id, port);
+    if policy::access(visibility, cookie_ok) == policy::Access::SignInFirst {
         if html {
             let base = &hub.public_url;
             let to = format!("{base}/__aether/preview-auth?project={project_id}&port={port}");
@@ -312,11 +280,12 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
     }
     if let Some(project) = project {
         let stopped = matches!(project.status.as_str(), "stopped" | "error");
+        // The database is asked only what the decision needs.
         let invited = stopped
             && visibility == Visibility::Public
             && hub.db.wakes_on_visit(project_id, port).await.unwrap_or(false);
-        let cookie_ok = hub.previews.any_cookie_ok(cookie_lines(&req), project_id, port);
-        if stopped && !invited && !from_owner(&hub, req.headers(), cookie_ok, project.owner_id).await {
+        let owner = stopped && !invited && from_owner(&hub, req.headers(), cookie_ok, project.owner_id).await;
+        if stopped && !policy::wakes(visibility, invited, owner) {
             // A visitor doesn't boot the VM on its owner's compute hours,
             // unless the owner said visits to this port may.
             if html {
@@ -364,13 +333,12 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
     }
     // The owner's requests keep the VM awake: the cookie needs no lookup,
     // an access token is checked against the project's owner.
-    let by_cookie = hub.previews.any_cookie_ok(cookie_lines(&req), project_id, port);
+    let by_cookie = cookie_ok;
     let users = if by_cookie { vec![] } else { token_users(&hub, &req) };
     let owner = by_cookie
         || (!users.is_empty()
             && matches!(hub.db.project_any(project_id).await, Ok(Some(p)) if users.contains(&p.owner_id)));
     hub.activity.preview(project_id, port, owner);
-    strip_credentials(&hub, &mut req);
     match proxy::forward(&hub, req, project_id, port).await {
         Ok(resp) => resp,
         Err(proxy::ProxyError::Refused) => {
@@ -387,76 +355,6 @@ pub async fn handle(hub: Arc<Hub>, mut req: Request, port: u16, project_id: Uuid
         }
         Err(proxy::ProxyError::Other(e)) => ApiError::BadGateway(format!("the preview failed: {e:#}")).into_response(),
     }
-}
-
-/// Removes aether's cookie and aether access tokens from what the app sees.
-fn strip_credentials(hub: &Hub, req: &mut Request) {
-    let ours = |line: &str| line.split(';').any(|c| our_cookie(c).is_some());
-    if req.headers().get_all(header::COOKIE).iter().any(|v| v.to_str().map_or(true, ours)) {
-        strip_cookie(req);
-    }
-    // Every line that carries one (a request may have several); the app's
-    // own credentials stay.
-    let lines = req.headers().get_all(header::AUTHORIZATION);
-    if lines.iter().any(|v| is_aether_token(hub, v)) {
-        let kept: Vec<HeaderValue> = lines.iter().filter(|v| !is_aether_token(hub, v)).cloned().collect();
-        req.headers_mut().remove(header::AUTHORIZATION);
-        for v in kept {
-            req.headers_mut().append(header::AUTHORIZATION, v);
-        }
-    }
-}
-
-/// Removes aether's cookie from the request's Cookie headers, keeping the app's.
-fn strip_cookie(req: &mut Request) {
-    let cookies: Vec<String> = req
-        .headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(without_ours)
-        .filter(|l| !l.is_empty())
-        .collect();
-    req.headers_mut().remove(header::COOKIE);
-    for c in cookies {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            req.headers_mut().append(header::COOKIE, v);
-        }
-    }
-}
-
-/// Where a preview's app is as it sees itself (`localhost:{port}`) and as
-/// the browser sees it (`{proto}://{host}`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Seen<'a> {
-    pub port: u16,
-    pub proto: &'a str,
-    pub host: &'a [u8],
-}
-
-impl Seen<'_> {
-    /// A `Location` that points the browser at the app as the app sees
-    /// itself (`http(s)://localhost:{port}` or `127.0.0.1:{port}`, then a
-    /// path, a query, a fragment or nothing), pointed at the preview instead,
-    /// as nginx's `proxy_redirect default` does. `None` for anything else.
-    pub fn rebase(&self, location: &[u8]) -> Option<Vec<u8>> {
-        let rest = location.strip_prefix(b"http://").or_else(|| location.strip_prefix(b"https://"))?;
-        let after = [&b"localhost:"[..], b"127.0.0.1:"].iter().find_map(|own| {
-            rest.get(..own.len()).filter(|h| h.eq_ignore_ascii_case(own)).map(|_| &rest[own.len()..])
-        })?;
-        let digits = after.iter().take_while(|b| b.is_ascii_digit()).count();
-        let port: u16 = std::str::from_utf8(&after[..digits]).ok()?.parse().ok()?;
-        let path = &after[digits..];
-        if port != self.port || !(path.is_empty() || matches!(path[0], b'/' | b'?' | b'#')) {
-            return None;
-        }
-        Some([self.proto.as_bytes(), b"://", self.host, path].concat())
-    }
-}
-
-/// A Cookie header's value without aether's cookie (empty if it was all).
-pub(crate) fn without_ours(line: &str) -> String {
-    line.split(';').filter(|c| our_cookie(c).is_none()).map(str::trim).collect::<Vec<_>>().join("; ")
 }
 
 /// Trades a one-time token for the preview cookie, then goes to `/`.
@@ -521,33 +419,6 @@ pub fn auth_page() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redirects_to_the_app_come_back_and_its_cookies_stay_on_its_host() {
-        let host_only = |v: &[u8]| host_only_cookie(v);
-        assert_eq!(host_only(b"a=1; Domain=preview.example.com; Path=/").as_deref(), Some(&b"a=1; Path=/"[..]));
-        assert_eq!(host_only(b"a=1;path=/; DOMAIN =localhost;Secure").as_deref(), Some(&b"a=1;path=/;Secure"[..]));
-        assert_eq!(host_only(b"a=\xff; Domain=example.com").as_deref(), Some(&b"a=\xff"[..]), "not UTF-8");
-        assert_eq!(host_only(b"a=1; Path=/; HttpOnly"), None);
-        assert_eq!(host_only(b"domain=x; Path=/"), None, "a cookie named domain is not the attribute");
-
-        let seen = Seen { port: 3000, proto: "https", host: b"3000-abc.preview.example.com" };
-        for (location, rebased) in [
-            ("http://localhost:3000", Some("https://3000-abc.preview.example.com")),
-            ("http://localhost:3000/login?next=/a#b", Some("https://3000-abc.preview.example.com/login?next=/a#b")),
-            ("https://LOCALHOST:3000/x", Some("https://3000-abc.preview.example.com/x")),
-            ("http://127.0.0.1:3000?q", Some("https://3000-abc.preview.example.com?q")),
-            ("http://localhost:30001/x", None),
-            ("http://localhost:3001/x", None),
-            ("http://localhost/x", None),
-            ("http://localhost:3000.evil.com/", None),
-            ("http://example.com:3000/", None),
-            ("/relative", None),
-        ] {
-            let rebased = rebased.map(str::as_bytes);
-            assert_eq!(seen.rebase(location.as_bytes()).as_deref(), rebased, "{location}");
-        }
-    }
 
     fn previews() -> Previews {
         Previews::new("preview.localhost".into(), "http://127.0.0.1:8080", b"secret")

@@ -8,17 +8,20 @@
 //! drivers run in the client connection's own task (see `http`), so a
 //! request and its answer cross no task or thread boundary in the hub and
 //! take no lock of a shared pool. An upstream unused for `UPSTREAM_IDLE` is
-//! let go, and with it its tunnel stream. Bodies stream both ways (so Server-Sent Events arrive as
-//! sent), and `Upgrade` requests (WebSockets, dev-server hot reload) get an
-//! upstream of their own that becomes a raw byte pipe.
+//! let go, and with it its tunnel stream. Bodies stream both ways (so
+//! Server-Sent Events arrive as sent), and `Upgrade` requests (WebSockets,
+//! dev-server hot reload) get an upstream of their own that becomes a raw
+//! byte pipe. Which headers go either way, and how they change, is
+//! `policy`'s decision; hyper frames.
 
+use super::policy;
 use crate::Hub;
 use crate::tunnel::Tunnels;
 use aether_protocol::domain::StreamKind;
 use aether_protocol::{FrameCodec, pb};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use futures_util::StreamExt;
 use hyper::client::conn::http1;
@@ -278,22 +281,10 @@ impl AsyncWrite for TunnelIo {
     }
 }
 
-/// Headers for one hop only, never forwarded (both lanes; `Upgrade` too,
-/// except on an upgrade).
-pub(super) const HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-];
-
 /// Sends `req` to `port` in the project's VM and streams the answer back.
 pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> Result<Response, ProxyError> {
     let upgrading = req.headers().contains_key(header::UPGRADE);
-    let original_host = req.headers().get(header::HOST).cloned();
+    let preview_host = req.headers().get(header::HOST).cloned();
     let client_ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     if req.uri().authority().is_some() {
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -301,23 +292,10 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
     }
 
     let proto = if hub.public_url.starts_with("https://") { "https" } else { "http" };
-    let preview_host = original_host.clone();
-    let headers = req.headers_mut();
-    if !upgrading {
-        remove_hop_by_hop(headers, true);
-    }
-    headers.insert(header::HOST, HeaderValue::from_str(&format!("localhost:{port}")).map_err(anyhow::Error::from)?);
-    if let Some(h) = original_host {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), h);
-    }
-    headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(proto));
-    if let Some(ip) = client_ip {
-        let prior: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
-        let value = if prior.is_empty() { ip.to_string() } else { format!("{}, {ip}", prior.join(", ")) };
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static("x-forwarded-for"), v);
-        }
-    }
+    let client = client_ip.map(|ip| ip.to_string());
+    let aether_token = |t: &str| hub.tokens.verify(t).is_some();
+    *req.headers_mut() =
+        policy::request_headers(req.headers(), port, proto, client.as_deref(), upgrading, aether_token);
 
     let upstream = req
         .extensions_mut()
@@ -341,83 +319,8 @@ pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> R
             }
         });
     } else {
-        remove_hop_by_hop(resp.headers_mut(), false);
-        if let Some(host) = &preview_host {
-            rebase_locations(resp.headers_mut(), super::Seen { port, proto, host: host.as_bytes() });
-        }
-        host_only_cookies(resp.headers_mut());
+        let host = preview_host.as_ref().map_or(&b""[..], HeaderValue::as_bytes);
+        policy::answer_headers(resp.headers_mut(), &policy::Seen { port, proto, host });
     }
     Ok(resp.map(Body::new))
-}
-
-/// Drops the `Domain` of the app's cookies (`host_only_cookie`).
-fn host_only_cookies(headers: &mut HeaderMap) {
-    if let header::Entry::Occupied(mut set) = headers.entry(header::SET_COOKIE) {
-        for v in set.iter_mut() {
-            if let Some(c) = super::host_only_cookie(v.as_bytes()).and_then(|c| HeaderValue::from_bytes(&c).ok()) {
-                *v = c;
-            }
-        }
-    }
-}
-
-/// Points `Location` and `Content-Location` at the preview where they point
-/// at the app as it sees itself (`rebase_location`).
-fn rebase_locations(headers: &mut HeaderMap, seen: super::Seen<'_>) {
-    for name in [header::LOCATION, header::CONTENT_LOCATION] {
-        if let Some(v) = headers.get_mut(&name)
-            && let Some(rebased) = seen.rebase(v.as_bytes()).and_then(|r| HeaderValue::from_bytes(&r).ok())
-        {
-            *v = rebased;
-        }
-    }
-}
-
-/// Removes hop-by-hop headers (and `Upgrade` if asked). Most messages have
-/// none, and one scan of the names costs less than a removal of each.
-fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let hop = |name: &HeaderName| HOP_BY_HOP.contains(name) || (upgrade && name == header::UPGRADE);
-    if headers.keys().any(hop) {
-        for h in &HOP_BY_HOP {
-            headers.remove(h);
-        }
-        if upgrade {
-            headers.remove(header::UPGRADE);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs.iter().map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v))).collect()
-    }
-
-    #[test]
-    fn hop_by_hop_headers_stop_at_the_proxy() {
-        let mut h = headers(&[
-            ("connection", "keep-alive, upgrade"),
-            ("keep-alive", "timeout=5"),
-            ("te", "trailers"),
-            ("upgrade", "h2c"),
-            ("x-app", "1"),
-            ("cookie", "a=b"),
-        ]);
-        remove_hop_by_hop(&mut h, false);
-        let names = |h: &HeaderMap| {
-            let mut names: Vec<String> = h.keys().map(|k| k.as_str().to_owned()).collect();
-            names.sort();
-            names
-        };
-        assert_eq!(names(&h), ["cookie", "upgrade", "x-app"], "Upgrade stays unless asked");
-        remove_hop_by_hop(&mut h, true);
-        assert_eq!(names(&h), ["cookie", "x-app"]);
-
-        let end_to_end = headers(&[("x-app", "1"), ("content-type", "text/plain")]);
-        let mut h = end_to_end.clone();
-        remove_hop_by_hop(&mut h, true);
-        assert_eq!(h, end_to_end);
-    }
 }
