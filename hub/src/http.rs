@@ -14,8 +14,8 @@
 //! A request with more than one Host is routed by neither: it gets a 400
 //! (RFC 9112 §3.2) and the connection closes.
 
-use crate::Hub;
 use crate::dataplane::Placer;
+use crate::preview::PreviewHub;
 use crate::preview::proxy::{UPSTREAM_IDLE, Upstream};
 use crate::preview::{Previews, express};
 use axum::Router;
@@ -52,7 +52,13 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Accepts connections until `shutdown`, then lets requests in flight finish.
-pub async fn serve(listener: TcpListener, app: Router, hub: Arc<Hub>, plane: Arc<Placer>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    hub: Arc<PreviewHub>,
+    plane: Arc<Placer>,
+    shutdown: CancellationToken,
+) {
     let connections = TaskTracker::new();
     loop {
         let (tcp, remote) = tokio::select! {
@@ -78,7 +84,7 @@ pub async fn serve(listener: TcpListener, app: Router, hub: Arc<Hub>, plane: Arc
 
 struct Conn {
     app: Router,
-    hub: Arc<Hub>,
+    hub: Arc<PreviewHub>,
     remote: SocketAddr,
     shutdown: CancellationToken,
 }
@@ -108,7 +114,7 @@ async fn route(mut tcp: TcpStream, conn: Conn, plane: Arc<Placer>, tasks: TaskTr
     match first {
         FirstRequest::Gone => {}
         FirstRequest::Other => {
-            serve_connection(Prefixed::new(head.freeze(), tcp, conn.hub.config.send_timeout), conn, Vec::new()).await
+            serve_connection(Prefixed::new(head.freeze(), tcp, conn.hub.send_timeout), conn, Vec::new()).await
         }
         FirstRequest::Preview(project) => to_data_plane(tcp, Some(project), head, conn, &plane, &tasks, true),
         FirstRequest::WebSocket(project) => to_data_plane(tcp, project, head, conn, &plane, &tasks, false),
@@ -140,7 +146,7 @@ fn to_data_plane(
             if express {
                 serve_preview(tcp, head, conn).await;
             } else {
-                let io = Prefixed::new(head.freeze(), tcp, conn.hub.config.send_timeout);
+                let io = Prefixed::new(head.freeze(), tcp, conn.hub.send_timeout);
                 serve_connection(io, conn, Vec::new()).await;
             }
         },
@@ -197,7 +203,7 @@ fn api_project(path: &str) -> Option<Uuid> {
 async fn serve_preview(mut tcp: TcpStream, mut buf: BytesMut, conn: Conn) {
     match express::serve(&conn.hub, conn.remote, &mut tcp, &mut buf, &conn.shutdown, IDLE_TIMEOUT).await {
         express::Next::General(kept) => {
-            let io = Prefixed::new(buf.freeze(), tcp, conn.hub.config.send_timeout);
+            let io = Prefixed::new(buf.freeze(), tcp, conn.hub.send_timeout);
             serve_connection(io, conn, kept).await
         }
         // Dropped, it closes with a lingering close.

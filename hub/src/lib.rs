@@ -309,7 +309,7 @@ async fn serve(
         metrics: hub.metrics.clone(),
         heartbeat_interval: hub.config.heartbeat_interval,
         instance_id: hub.instance_id.clone(),
-        observer: control,
+        observer: control.clone(),
     });
     let tunnels =
         tokio::spawn(tunnel::serve(endpoint.clone(), tunnel_server, tunnel_side, plane.placer(), shutdown.clone()));
@@ -320,7 +320,16 @@ async fn serve(
     if let Some(local) = local {
         tokio::spawn(local.supervise(shutdown.clone()));
     }
-    http::serve(listener, api::app(hub.clone()), hub.clone(), plane.placer(), shutdown.clone()).await;
+    let preview_side = Arc::new(preview::PreviewHub {
+        previews: hub.previews.clone(),
+        tunnels: hub.tunnels.clone(),
+        db: hub.db.clone(),
+        tokens: hub.tokens.clone(),
+        public_url: hub.public_url.clone(),
+        send_timeout: hub.config.send_timeout,
+        control: control.clone(),
+    });
+    http::serve(listener, api::app(hub.clone()), preview_side, plane.placer(), shutdown.clone()).await;
     shutdown.cancel();
     let _ = tunnels.await;
     let _ = jump.await;

@@ -1,7 +1,8 @@
 //! The control plane's side of the tunnel: what it does when the data
 //! plane reports a tunnel up or down, a VM's ports changing, or a
-//! heartbeat (`tunnel::TunnelEvent`). The tunnel calls nothing of the
-//! control plane; it reports here.
+//! heartbeat (`tunnel::TunnelEvent`), and what the data plane and the jump
+//! host ask of it (`tunnel::Wake`, `preview::Control`: starts, plan checks,
+//! activity). Neither calls the control plane otherwise.
 
 use crate::Hub;
 use crate::tunnel::{Heartbeat, Observer, TunnelEvent, Wake};
@@ -51,6 +52,25 @@ impl Wake for ControlPlane {
         let p = hub.db.project_any(project).await?.ok_or_else(|| anyhow::anyhow!("the project is gone"))?;
         crate::projects::start(&hub, p, true).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::preview::Control for ControlPlane {
+    fn visited(&self, project: Uuid, port: u16, owner: bool) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.activity.preview(project, port, owner);
+        }
+    }
+
+    async fn may_start(&self, owner: Uuid) -> crate::domain::Result<()> {
+        let hub = self.hub.upgrade().ok_or_else(|| anyhow::anyhow!("the hub is stopping"))?;
+        crate::plans::may_start(&hub, owner).await
+    }
+
+    async fn start(&self, project: crate::db::Project) -> crate::domain::Result<()> {
+        let hub = self.hub.upgrade().ok_or_else(|| anyhow::anyhow!("the hub is stopping"))?;
+        crate::projects::start(&hub, project, false).await.map(drop)
     }
 }
 

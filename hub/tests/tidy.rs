@@ -1,6 +1,7 @@
 //! Checks of the code base itself: every Rust module starts with a `//!`
 //! paragraph saying why it exists, no placeholder macros are left, no span
-//! is entered with a guard, and `protocol` stays free of I/O.
+//! is entered with a guard, `protocol` stays free of I/O, the hub's layers
+//! depend one way, and `pb` stays inside the hub's `tunnel`.
 
 use std::path::{Path, PathBuf};
 
@@ -221,4 +222,21 @@ fn the_hubs_layers_depend_one_way() {
 fn the_layer_check_sees_every_form_of_use() {
     let used = modules_used("use crate::{api::AppState, db::{Db, X}, Hub};\nfn f() { crate::projects::start() }");
     assert_eq!(used.into_iter().collect::<Vec<_>>(), ["Hub", "api", "db", "projects"]);
+}
+
+/// The protocol's generated `pb` types stay inside the hub's `tunnel`
+/// module, whose typed clients (`tunnel::fs`, `pty`, `tcp`) the rest uses.
+#[test]
+fn pb_types_stay_inside_the_tunnel() {
+    let src = workspace().join("hub/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    for f in files {
+        let rel = f.strip_prefix(&src).unwrap();
+        if rel.starts_with("tunnel") || rel == Path::new("tunnel.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(!text.contains("pb::"), "{} uses `pb`: add a typed client to `tunnel`", rel.display());
+    }
 }

@@ -25,10 +25,10 @@
 //! What a request or answer head loses or gains on the way is `policy`'s
 //! decision; where an answer ends is `framing`'s.
 
+use super::PreviewHub;
 use super::framing::{Answer, Framing, parse_answer};
 use super::policy;
 use super::proxy::{self, UPSTREAM_IDLE};
-use crate::Hub;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt;
 use std::net::SocketAddr;
@@ -77,7 +77,7 @@ struct Upstream {
 /// Serves a connection's preview requests, starting with what is in `buf`,
 /// for as long as they qualify.
 pub async fn serve(
-    hub: &Hub,
+    hub: &PreviewHub,
     remote: SocketAddr,
     tcp: &mut TcpStream,
     buf: &mut BytesMut,
@@ -93,7 +93,7 @@ pub async fn serve(
     loop {
         let request = match prepare(buf, &hub.previews, |p| hub.tunnels.contains(p), proto, &client) {
             Prepared::Express(r) => {
-                hub.activity.preview(r.project, r.port, r.owner);
+                hub.control.visited(r.project, r.port, r.owner);
                 r
             }
             Prepared::Partial if buf.len() < MAX_HEAD => {
@@ -305,7 +305,7 @@ enum Failed {
 }
 
 async fn exchange(
-    hub: &Hub,
+    hub: &PreviewHub,
     tcp: &mut TcpStream,
     buf: &mut BytesMut,
     req: &Request,
@@ -381,7 +381,7 @@ async fn exchange(
     // The request is the app's now.
     buf.advance(req.len);
     up.pending.advance(answer.len);
-    if up.forward(tcp, answer.head, answer.framing, hub.config.send_timeout).await.is_err() {
+    if up.forward(tcp, answer.head, answer.framing, hub.send_timeout).await.is_err() {
         return Exchanged::Close;
     }
     if answer.reusable && up.pending.is_empty() {

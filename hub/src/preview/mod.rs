@@ -15,9 +15,11 @@ pub mod framing;
 pub mod policy;
 pub mod proxy;
 
-use crate::Hub;
+use crate::auth::Tokens;
 use crate::auth::{bearer, sha256};
+use crate::db::{Db, Project};
 use crate::error::ApiError;
+use crate::tunnel::Tunnels;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -34,6 +36,33 @@ use uuid::Uuid;
 pub const AUTH_PATH: &str = "/__aether/auth";
 /// How long a preview cookie is good for.
 const COOKIE_TTL: chrono::Duration = chrono::Duration::hours(12);
+
+/// What previews need of the hub, and no more: the previews' and
+/// tunnels' registries, the database and token keys (who may see a port),
+/// where users reach the hub, and the control plane's side (`Control`).
+pub struct PreviewHub {
+    pub previews: Arc<Previews>,
+    pub tunnels: Arc<Tunnels>,
+    pub db: Db,
+    pub tokens: Arc<Tokens>,
+    /// Where users reach the hub, e.g. `http://127.0.0.1:8080`.
+    pub public_url: String,
+    /// How long a client may take no bytes before it is let go.
+    pub send_timeout: std::time::Duration,
+    pub control: Arc<dyn Control>,
+}
+
+/// What previews ask of the control plane, which implements it.
+#[async_trait::async_trait]
+pub trait Control: Send + Sync {
+    /// A request reached a project's port (from its owner, or not): it may
+    /// keep the VM awake.
+    fn visited(&self, project: Uuid, port: u16, owner: bool);
+    /// Whether the owner's plan lets a visit start their stopped VM.
+    async fn may_start(&self, owner: Uuid) -> crate::domain::Result<()>;
+    /// Starts the project's stopped VM (without waiting for its tunnel).
+    async fn start(&self, project: Project) -> crate::domain::Result<()>;
+}
 
 /// A port seen listening in a VM.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -118,11 +147,11 @@ impl Previews {
     }
 
     /// A port's visibility (cached; private unless set otherwise).
-    pub async fn visibility(&self, hub: &Hub, project: Uuid, port: u16) -> Result<Visibility, sqlx::Error> {
+    pub async fn visibility(&self, db: &Db, project: Uuid, port: u16) -> Result<Visibility, sqlx::Error> {
         if let Some(v) = self.cached_visibility(project, port) {
             return Ok(v);
         }
-        let v = match hub.db.port_visibility(project, port).await?.as_deref() {
+        let v = match db.port_visibility(project, port).await?.as_deref() {
             Some("public") => Visibility::Public,
             _ => Visibility::Private,
         };
@@ -189,7 +218,7 @@ fn cookie_lines(req: &Request) -> impl Iterator<Item = &str> {
 /// for this preview (only the owner can get one, through `ports/open`) or
 /// with the owner's access token, whose session must still be alive (a
 /// signed-out or revoked session's token wakes nothing).
-async fn from_owner(hub: &Hub, headers: &axum::http::HeaderMap, cookie_ok: bool, owner: Uuid) -> bool {
+async fn from_owner(hub: &PreviewHub, headers: &axum::http::HeaderMap, cookie_ok: bool, owner: Uuid) -> bool {
     if cookie_ok {
         return true;
     }
@@ -210,7 +239,7 @@ async fn from_owner(hub: &Hub, headers: &axum::http::HeaderMap, cookie_ok: bool,
 }
 
 /// The users whose aether access tokens the request carries.
-fn token_users(hub: &Hub, req: &Request) -> Vec<Uuid> {
+fn token_users(hub: &PreviewHub, req: &Request) -> Vec<Uuid> {
     req.headers()
         .get_all(header::AUTHORIZATION)
         .iter()
@@ -246,7 +275,7 @@ pub(crate) fn refuse(html: bool, err: ApiError, title: &str, body: &str) -> Resp
 }
 
 /// Serves a request addressed to a preview host.
-pub async fn handle(hub: Arc<Hub>, req: Request, port: u16, project_id: Uuid) -> Response {
+pub async fn handle(hub: Arc<PreviewHub>, req: Request, port: u16, project_id: Uuid) -> Response {
     let html = wants_html(&req);
     if req.uri().path() == AUTH_PATH {
         let query = req.uri().query().map(str::to_owned);
@@ -263,7 +292,7 @@ pub async fn handle(hub: Arc<Hub>, req: Request, port: u16, project_id: Uuid) ->
             Err(e) => return ApiError::from(e).into_response(),
         }
     };
-    let visibility = match hub.previews.visibility(&hub, project_id, port).await {
+    let visibility = match hub.previews.visibility(&hub.db, project_id, port).await {
         Ok(v) => v,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -302,7 +331,7 @@ pub async fn handle(hub: Arc<Hub>, req: Request, port: u16, project_id: Uuid) ->
         if stopped {
             // Checked here too, so the page says why instead of "starting"
             // (without the owner's plan: the visitor may be anyone).
-            match crate::plans::may_start(&hub, project.owner_id).await {
+            match hub.control.may_start(project.owner_id).await {
                 Ok(()) => {}
                 Err(crate::domain::Error::LimitReached(_)) => {
                     let why = "The project's VM is stopped, and its owner's compute hours for this month are used up.";
@@ -310,11 +339,11 @@ pub async fn handle(hub: Arc<Hub>, req: Request, port: u16, project_id: Uuid) ->
                 }
                 Err(e) => return ApiError::from(e).into_response(),
             }
-            let hub2 = hub.clone();
+            let control = hub.control.clone();
             let span = tracing::info_span!("preview_start", project = %project_id);
             tokio::spawn(
                 async move {
-                    if let Err(e) = crate::projects::start(&hub2, project, false).await {
+                    if let Err(e) = control.start(project).await {
                         tracing::warn!(error = %e, "starting a VM for its preview");
                     }
                 }
@@ -338,7 +367,7 @@ pub async fn handle(hub: Arc<Hub>, req: Request, port: u16, project_id: Uuid) ->
     let owner = by_cookie
         || (!users.is_empty()
             && matches!(hub.db.project_any(project_id).await, Ok(Some(p)) if users.contains(&p.owner_id)));
-    hub.activity.preview(project_id, port, owner);
+    hub.control.visited(project_id, port, owner);
     match proxy::forward(&hub, req, project_id, port).await {
         Ok(resp) => resp,
         Err(proxy::ProxyError::Refused) => {
@@ -358,7 +387,7 @@ pub async fn handle(hub: Arc<Hub>, req: Request, port: u16, project_id: Uuid) ->
 }
 
 /// Trades a one-time token for the preview cookie, then goes to `/`.
-async fn authorise(hub: &Hub, query: Option<String>, html: bool, port: u16, project: Uuid) -> Response {
+async fn authorise(hub: &PreviewHub, query: Option<String>, html: bool, port: u16, project: Uuid) -> Response {
     let token = query.as_deref().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
     let Some(token) = token else {
         return refuse(

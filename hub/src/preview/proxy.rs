@@ -14,16 +14,13 @@
 //! byte pipe. Which headers go either way, and how they change, is
 //! `policy`'s decision; hyper frames.
 
+use super::PreviewHub;
 use super::policy;
-use crate::Hub;
 use crate::tunnel::Tunnels;
-use aether_protocol::domain::StreamKind;
-use aether_protocol::{FrameCodec, pb};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use futures_util::StreamExt;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
@@ -34,7 +31,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
-use tokio_util::codec::FramedRead;
 use uuid::Uuid;
 
 /// Why a preview could not be forwarded.
@@ -233,15 +229,10 @@ pub struct Stream {
 pub async fn open(tunnels: &Tunnels, project: Uuid, port: u16) -> Result<Stream, ProxyError> {
     let tunnel = tunnels.get(project).ok_or_else(|| anyhow::anyhow!("the project's VM is not connected"))?;
     let permit = tunnel.preview_streams.clone().try_acquire_owned().map_err(|_| ProxyError::Busy)?;
-    let (send, recv) = tunnel.open(StreamKind::Tcp { port }).await?;
-    let mut framed = FramedRead::new(recv, FrameCodec::<pb::Status>::default());
-    let status =
-        framed.next().await.ok_or_else(|| anyhow::anyhow!("no answer from the VM"))?.map_err(anyhow::Error::from)?;
-    if status.error.is_some() {
-        return Err(ProxyError::Refused);
+    match tunnel.tcp(port).await? {
+        Ok(t) => Ok(Stream { send: t.send, recv: t.recv, early: t.early, permit }),
+        Err(_) => Err(ProxyError::Refused),
     }
-    let parts = framed.into_parts();
-    Ok(Stream { send, recv: parts.io, early: parts.read_buf.freeze(), permit })
 }
 
 async fn connect(tunnels: &Tunnels, project: Uuid, port: u16) -> Result<TokioIo<TunnelIo>, ProxyError> {
@@ -282,7 +273,7 @@ impl AsyncWrite for TunnelIo {
 }
 
 /// Sends `req` to `port` in the project's VM and streams the answer back.
-pub async fn forward(hub: &Hub, mut req: Request, project: Uuid, port: u16) -> Result<Response, ProxyError> {
+pub async fn forward(hub: &PreviewHub, mut req: Request, project: Uuid, port: u16) -> Result<Response, ProxyError> {
     let upgrading = req.headers().contains_key(header::UPGRADE);
     let preview_host = req.headers().get(header::HOST).cloned();
     let client_ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
