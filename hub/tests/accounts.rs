@@ -275,7 +275,11 @@ async fn without_smtp_mail_lands_in_the_outbox() {
     })
     .await;
     assert!(text.contains(&email) && text.contains("/verify-email?token="), "{text}");
-    assert!(hub.log().contains("mail written to the outbox"), "the log says where");
+    // The log line follows the file.
+    support::eventually("the log saying where the mail went", Duration::from_secs(10), || async {
+        hub.log().contains("mail written to the outbox").then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
