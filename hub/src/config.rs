@@ -71,6 +71,10 @@ pub struct Config {
     /// aetherd accepts `MAX_HUB_STREAMS` per tunnel; the rest stay free for
     /// terminals, files and SSH.
     pub preview_streams: usize,
+    /// Whether plain preview requests take the express lane (on by
+    /// default); off, every preview request goes through hyper. For
+    /// measuring what the lane buys, or working around a fault in it.
+    pub preview_express: bool,
     /// How long a client may accept none of a response's bytes before its
     /// connection is closed (nginx's `send_timeout`): a preview client that
     /// stops reading then lets go of its tunnel stream and what the stream
@@ -249,6 +253,7 @@ impl Config {
             wait_timeout: Duration::from_secs(60),
             max_write_bytes: 100 << 20,
             preview_streams: DEFAULT_PREVIEW_STREAMS,
+            preview_express: true,
             send_timeout: Duration::from_secs(60),
             default_plan: "free".into(),
             data_plane_threads: 2,

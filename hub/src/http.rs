@@ -116,7 +116,10 @@ async fn route(mut tcp: TcpStream, conn: Conn, plane: Arc<Placer>, tasks: TaskTr
         FirstRequest::Other => {
             serve_connection(Prefixed::new(head.freeze(), tcp, conn.hub.send_timeout), conn, Vec::new()).await
         }
-        FirstRequest::Preview(project) => to_data_plane(tcp, Some(project), head, conn, &plane, &tasks, true),
+        FirstRequest::Preview(project) => {
+            let express = conn.hub.express;
+            to_data_plane(tcp, Some(project), head, conn, &plane, &tasks, express)
+        }
         FirstRequest::WebSocket(project) => to_data_plane(tcp, project, head, conn, &plane, &tasks, false),
     }
 }

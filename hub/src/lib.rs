@@ -327,6 +327,7 @@ async fn serve(
         tokens: hub.tokens.clone(),
         public_url: hub.public_url.clone(),
         send_timeout: hub.config.send_timeout,
+        express: hub.config.preview_express,
         control: control.clone(),
     });
     http::serve(listener, api::app(hub.clone()), preview_side, plane.placer(), shutdown.clone()).await;

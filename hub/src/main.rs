@@ -83,6 +83,9 @@ struct Args {
     #[arg(long, env = "AETHER_PREVIEW_STREAMS", default_value_t = DEFAULT_PREVIEW_STREAMS as u32,
           value_parser = clap::value_parser!(u32).range(1..i64::from(MAX_HUB_STREAMS)))]
     preview_streams: u32,
+    /// Plain preview requests take the express lane (`false`: all go through hyper).
+    #[arg(long, env = "AETHER_PREVIEW_EXPRESS", default_value_t = true, action = clap::ArgAction::Set)]
+    preview_express: bool,
     /// Seconds a client may accept none of a response's bytes before its connection is closed.
     #[arg(long, env = "AETHER_SEND_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     send_timeout: u64,
@@ -274,6 +277,7 @@ fn main() -> anyhow::Result<()> {
         wait_timeout: Duration::from_secs(60),
         max_write_bytes: a.max_write_bytes,
         preview_streams: a.preview_streams as usize,
+        preview_express: a.preview_express,
         send_timeout: Duration::from_secs(a.send_timeout),
         default_plan: a.default_plan,
         data_plane_threads: a

@@ -840,3 +840,17 @@ async fn a_request_with_two_hosts_is_refused() {
         assert_eq!(s, 400, "after {first:?}: {body}");
     }
 }
+
+#[tokio::test]
+async fn with_the_express_lane_off_previews_are_served_by_hyper_alike() {
+    let hub = TestHub::start_with(&[("AETHER_PREVIEW_EXPRESS", "false")]).await;
+    let (_api, id, port, _app) = public_app(&hub).await;
+    let p = Preview::new(&hub, &id, port);
+    let r = p.get("/").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "<h1>hello from the vm</h1>");
+    let mut a = ClientConn::open(&hub).await;
+    let (s, headers, body) = a.send("HEAD", &p.host, "/", "").await;
+    assert_eq!((s, headers["content-length"].to_str().unwrap(), body.as_str()), (200, "26", ""));
+    assert_eq!(a.get(&p.host, "/hints").await, (200, "after hints".into()));
+}

@@ -49,6 +49,8 @@ pub struct PreviewHub {
     pub public_url: String,
     /// How long a client may take no bytes before it is let go.
     pub send_timeout: std::time::Duration,
+    /// Whether plain requests take the express lane (else hyper's).
+    pub express: bool,
     pub control: Arc<dyn Control>,
 }
 
