@@ -26,8 +26,8 @@ export type Session = Schemas["SessionInfo"];
 
 export type AuditEntry = Schemas["AuditEntry"];
 
-// Hand-kept: the app's fixtures and code read this shape more loosely than
-// the schema (see ARCHITECTURE.md); checked only by use.
+// Hand-kept: the app's fixtures read this shape more loosely than the
+// schema; types.check.ts checks that it accepts what the hub sends.
 export interface Profile {
   id: Id;
   email: string;
@@ -59,8 +59,8 @@ export const PROJECT_STATUSES: readonly ProjectStatus[] = [
   "error",
 ];
 
-// Hand-kept: the app's fixtures and code read this shape more loosely than
-// the schema (see ARCHITECTURE.md); checked only by use.
+// Hand-kept: the app's fixtures read this shape more loosely than the
+// schema; types.check.ts checks that it accepts what the hub sends.
 export interface Project {
   id: Id;
   name: string;
@@ -86,12 +86,12 @@ export type TicketPurpose = Schemas["TicketPurpose"];
 
 export type Ticket = Schemas["Ticket"];
 
-// Hand-kept: the app's fixtures and code read this shape more loosely than
-// the schema (see ARCHITECTURE.md); checked only by use.
+// Hand-kept: the app's fixtures read this shape more loosely than the
+// schema; types.check.ts checks that it accepts what the hub sends.
 export interface TerminalInfo {
   session: string;
   command: string;
-  created_at: Timestamp;
+  created_at: Timestamp | null;
   viewers: number;
   exited: boolean;
 }
@@ -130,8 +130,8 @@ export type FileStat = Schemas["FileStat"];
 /** Text messages the files watch WebSocket sends; paths relative to the project home. */
 export type WatchEventType = Schemas["WatchEventKind"];
 
-// Hand-kept: the app's fixtures and code read this shape more loosely than
-// the schema (see ARCHITECTURE.md); checked only by use.
+// The app's own shape: files/watch.ts builds it from each message (the
+// schema's `WatchEvent`), filling in a missing path.
 export interface WatchEvent {
   type: WatchEventType;
   path: string;
@@ -149,8 +149,8 @@ export type PortVisibility = Schemas["PortVisibility"];
 export type ForwardedPort = Schemas["Port"];
 
 /** `POST …/ports/{port}/open`: a one-time link that lets this browser into a private preview. */
-// Hand-kept: the app's fixtures and code read this shape more loosely than
-// the schema (see ARCHITECTURE.md); checked only by use.
+// Hand-kept: the app's fixtures read this shape more loosely than the
+// schema; types.check.ts checks that it accepts what the hub sends.
 export interface PreviewLink {
   url: string;
   expires_at?: Timestamp;
@@ -159,8 +159,8 @@ export interface PreviewLink {
 // --- Agents ------------------------------------------------------------
 
 /** An SSH key that lets an agent into the project's VM. */
-// Hand-kept: the app's fixtures and code read this shape more loosely than
-// the schema (see ARCHITECTURE.md); checked only by use.
+// Hand-kept: the app's fixtures read this shape more loosely than the
+// schema; types.check.ts checks that it accepts what the hub sends.
 export interface Agent {
   id: Id;
   name: string;
@@ -174,8 +174,8 @@ export interface Agent {
 export type CreateAgentRequest = Schemas["NewAgent"];
 
 /** How to reach the VM with an agent key. */
-// Hand-kept: the app's fixtures and code read this shape more loosely than
-// the schema (see ARCHITECTURE.md); checked only by use.
+// Hand-kept: the app's fixtures read this shape more loosely than the
+// schema; types.check.ts checks that it accepts what the hub sends.
 export interface AgentSsh {
   host?: string;
   port?: number;
@@ -193,17 +193,17 @@ export interface AgentSsh {
 }
 
 /** `POST …/agents` (201): `private_key` only when the hub made the key, and never again. */
-// Hand-kept: the app's fixtures and code read this shape more loosely than
-// the schema (see ARCHITECTURE.md); checked only by use.
+// Hand-kept: the app's fixtures read this shape more loosely than the
+// schema; types.check.ts checks that it accepts what the hub sends.
 export interface CreateAgentResponse {
   agent: Agent;
-  private_key?: string;
+  private_key?: string | null;
   ssh: AgentSsh;
 }
 
 /** One command or session an agent ran. */
-// Hand-kept: the app's fixtures and code read this shape more loosely than
-// the schema (see ARCHITECTURE.md); checked only by use.
+// Hand-kept: the app's fixtures read this shape more loosely than the
+// schema; types.check.ts checks that it accepts what the hub sends.
 export interface AgentActivity {
   /** The session's id (the hub sends it; older fixtures may lack it). */
   id?: Id;
@@ -219,8 +219,8 @@ export interface AgentActivity {
 }
 
 /** What the caller has used of their plan this month (`GET /api/billing/usage`). */
-// Hand-kept: the app's fixtures and code read this shape more loosely than
-// the schema (see ARCHITECTURE.md); checked only by use.
+// Hand-kept: the app's fixtures read this shape more loosely than the
+// schema; types.check.ts checks that it accepts what the hub sends.
 export interface Usage {
   plan: string;
   period_start: Timestamp;
@@ -246,8 +246,8 @@ export interface Usage {
 export type PlanLimits = Schemas["PlanLimits"];
 
 /** Why a VM is awake and when it stops (`GET /api/projects/{id}/activity`). */
-// Hand-kept: the app's fixtures and code read this shape more loosely than
-// the schema (see ARCHITECTURE.md); checked only by use.
+// Hand-kept: the app's fixtures read this shape more loosely than the
+// schema; types.check.ts checks that it accepts what the hub sends.
 export interface Activity {
   status: ProjectStatus;
   idle_timeout_s: number;
