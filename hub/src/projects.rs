@@ -14,7 +14,14 @@ use uuid::Uuid;
 
 /// Publishes a project's new state to its event stream.
 pub fn publish(hub: &Hub, project: &Project) {
-    hub.events.publish(project.id, "status", serde_json::to_value(project).unwrap_or_default());
+    // As the API shows it, so the event and `GET …/{id}` agree.
+    let shown = crate::api::model::Project::try_from(project.clone())
+        .map_err(|e| e.to_string())
+        .and_then(|p| serde_json::to_value(p).map_err(|e| e.to_string()));
+    match shown {
+        Ok(v) => hub.events.publish(project.id, "status", v),
+        Err(e) => tracing::warn!(error = %e, "publishing a project's status"),
+    }
 }
 
 async fn set_status(hub: &Hub, id: Uuid, status: &str, error: Option<&str>) -> anyhow::Result<Option<Project>> {

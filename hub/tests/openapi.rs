@@ -42,6 +42,11 @@ fn without_query(path: &str) -> String {
     path.split(['?', '[']).next().unwrap_or(path).to_owned()
 }
 
+/// The `` `code` `` spans of a line of Markdown.
+fn code_spans(line: &str) -> impl Iterator<Item = &str> {
+    line.split('`').skip(1).step_by(2)
+}
+
 /// The routes a contract names: the rows of its route tables (`GET (WS)`
 /// counts as `GET`; a path cell may name two paths) and any `` `METHOD
 /// /path` `` in its text (such as the terminal's WebSocket). Only paths
@@ -49,8 +54,7 @@ fn without_query(path: &str) -> String {
 fn contract_routes(md: &str) -> BTreeSet<Route> {
     let mut routes = BTreeSet::new();
     for line in md.lines() {
-        let code: Vec<&str> = line.split('`').skip(1).step_by(2).collect();
-        for c in &code {
+        for c in code_spans(line) {
             if let Some((method, path)) = c.split_once(' ')
                 && METHODS.contains(&method)
                 && path.starts_with("/api/")
@@ -66,7 +70,7 @@ fn contract_routes(md: &str) -> BTreeSet<Route> {
         if !METHODS.contains(&method) {
             continue;
         }
-        for c in cells[2].split('`').skip(1).step_by(2) {
+        for c in code_spans(cells[2]) {
             if c.starts_with("/api/") {
                 routes.insert((method.to_owned(), without_query(c)));
             }

@@ -5,7 +5,6 @@
 
 use crate::secrets::Sealer;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -42,16 +41,15 @@ pub struct User {
     pub plan: String,
 }
 
-/// A project as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// A project's row (`api::model::Project` is what the API and the event
+/// stream show of it).
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Project {
     pub id: Uuid,
-    #[serde(skip)]
     pub owner_id: Uuid,
     pub name: String,
     pub description: String,
     pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -59,14 +57,11 @@ pub struct Project {
     pub base_image: String,
     /// Why the hub stopped the project by itself (`idle`, `compute_limit`,
     /// `payment`), until it starts again.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<DateTime<Utc>>,
     /// Opened from `env_sealed` by `Db`.
     #[sqlx(skip)]
     pub env_vars: serde_json::Value,
-    #[serde(skip)]
     pub env_sealed: Option<Vec<u8>>,
 }
 
