@@ -52,6 +52,20 @@ impl<T> FrameCodec<T> {
     pub fn with_max(max: usize) -> Self {
         Self { max, _marker: PhantomData }
     }
+
+    /// How many more bytes the frame that `buf` begins needs before it is
+    /// whole: one while its length is incomplete, then the rest of it, then
+    /// zero. For a reader that must take one frame and not a byte beyond it
+    /// (a stream's header, followed by raw bytes).
+    pub fn missing(&self, buf: &[u8]) -> Result<usize, FrameError> {
+        let Some((len, header)) = peek_varint(buf)? else {
+            return Ok(1);
+        };
+        if len > self.max as u64 {
+            return Err(FrameError::TooLarge { len, max: self.max });
+        }
+        Ok((header + len as usize).saturating_sub(buf.len()))
+    }
 }
 
 /// Reads a varint prefix from `buf` without consuming it.
@@ -167,6 +181,28 @@ mod tests {
         let err = codec.decode(&mut src).unwrap_err();
         assert!(matches!(err, FrameError::TooLarge { len: 4294967296, max: 1024 }), "{err}");
         assert!(src.capacity() < 1 << 20, "reserved {} bytes", src.capacity());
+    }
+
+    #[test]
+    fn missing_counts_to_the_frames_end_and_no_further() {
+        let frame = encode_frame(&hello());
+        let codec = FrameCodec::<pb::AgentMessage>::default();
+        let mut buf = BytesMut::new();
+        let mut reads = 0;
+        loop {
+            let need = codec.missing(&buf).unwrap();
+            if need == 0 {
+                break;
+            }
+            buf.extend_from_slice(&frame[buf.len()..buf.len() + need]);
+            reads += 1;
+        }
+        assert_eq!(buf.len(), frame.len(), "exactly the frame");
+        assert_eq!(reads, 2, "the length, then the body");
+        assert_eq!(FrameCodec::<pb::AgentMessage>::default().decode(&mut buf).unwrap(), Some(hello()));
+        let small = FrameCodec::<pb::AgentMessage>::with_max(4);
+        assert!(matches!(small.missing(&frame[..1]), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(codec.missing(&[0xff; 10]), Err(FrameError::BadLength)));
     }
 
     #[test]

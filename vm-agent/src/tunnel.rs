@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::{Decoder, FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 /// Where and how to reach the hub.
@@ -263,23 +263,18 @@ async fn serve_connection(
 /// Reads one length-delimited message directly from the stream, leaving
 /// everything after it unread.
 pub async fn read_header<M: Message + Default, R: AsyncRead + Unpin>(recv: &mut R, max: usize) -> anyhow::Result<M> {
-    let mut len: u64 = 0;
-    for i in 0..10 {
-        let b = recv.read_u8().await.context("reading frame length")?;
-        len |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            break;
+    let mut codec = FrameCodec::<M>::with_max(max);
+    let mut buf = bytes::BytesMut::new();
+    // Only what the frame still needs: the stream's raw bytes follow it.
+    loop {
+        let need = codec.missing(&buf)?;
+        if need == 0 {
+            return codec.decode(&mut buf)?.context("a whole frame decodes");
         }
-        if i == 9 {
-            bail!("malformed frame length");
-        }
+        let have = buf.len();
+        buf.resize(have + need, 0);
+        recv.read_exact(&mut buf[have..]).await.context("reading a stream's header")?;
     }
-    if len > max as u64 {
-        bail!("header of {len} bytes exceeds {max}");
-    }
-    let mut buf = vec![0u8; len as usize];
-    recv.read_exact(&mut buf).await.context("reading header")?;
-    Ok(M::decode(buf.as_slice())?)
 }
 
 async fn reply<M: Message, W: AsyncWrite + Unpin>(send: W, msg: M) -> anyhow::Result<()> {
