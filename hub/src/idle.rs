@@ -17,6 +17,7 @@
 //! timeout again.
 
 use crate::Hub;
+use crate::db::Db;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -211,13 +212,9 @@ pub fn wall(at: Instant) -> DateTime<Utc> {
 }
 
 /// Each plan's idle timeout, from `plan_limits`, or the override.
-pub async fn timeouts(hub: &Hub) -> anyhow::Result<impl Fn(&str) -> Duration + use<>> {
-    let table: HashMap<String, i64> = sqlx::query_as("SELECT plan, idle_timeout_s FROM plan_limits")
-        .fetch_all(&hub.db.pool)
-        .await?
-        .into_iter()
-        .collect();
-    let fixed = hub.config.idle_timeout;
+/// (`fixed`: `AETHER_IDLE_TIMEOUT_S`, for every plan).
+pub async fn timeouts(db: &Db, fixed: Option<Duration>) -> anyhow::Result<impl Fn(&str) -> Duration + use<>> {
+    let table: HashMap<String, i64> = db.idle_timeouts().await?.into_iter().collect();
     Ok(move |plan: &str| {
         fixed.unwrap_or_else(|| {
             let s = table.get(plan).or_else(|| table.get("free")).copied().unwrap_or(30 * 60);
@@ -227,22 +224,16 @@ pub async fn timeouts(hub: &Hub) -> anyhow::Result<impl Fn(&str) -> Duration + u
 }
 
 /// The idle timeout of the user's plan.
-pub async fn timeout_of(hub: &Hub, owner: Uuid) -> anyhow::Result<Duration> {
-    let plan = hub.db.user(owner).await?.map(|u| u.plan).unwrap_or_default();
-    Ok(timeouts(hub).await?(&plan))
+pub async fn timeout_of(db: &Db, fixed: Option<Duration>, owner: Uuid) -> anyhow::Result<Duration> {
+    let plan = db.user(owner).await?.map(|u| u.plan).unwrap_or_default();
+    Ok(timeouts(db, fixed).await?(&plan))
 }
 
 /// One sweep: reads each running VM's CPU, warns VMs close to their stop,
 /// and stops the idle ones.
 pub async fn sweep(hub: &Arc<Hub>) -> anyhow::Result<()> {
-    let timeout_of = timeouts(hub).await?;
-    let plans: HashMap<Uuid, String> = sqlx::query_as(
-        "SELECT p.id, u.plan FROM projects p JOIN users u ON u.id = p.owner_id WHERE p.status = 'running'",
-    )
-    .fetch_all(&hub.db.pool)
-    .await?
-    .into_iter()
-    .collect();
+    let timeout_of = timeouts(&hub.db, hub.config.idle_timeout).await?;
+    let plans: HashMap<Uuid, String> = hub.db.running_plans().await?.into_iter().collect();
     {
         // Stopped VMs' signals go.
         let mut map = hub.activity.map.lock().expect("activity lock");
@@ -261,7 +252,7 @@ pub async fn sweep(hub: &Arc<Hub>) -> anyhow::Result<()> {
             tracing::info!(project = %id, timeout_s = timeout.as_secs(), "stopping an idle VM");
             hub.activity.forget(id);
             let reason = Some(("idle", STOPPED_IDLE.to_owned()));
-            if let Err(e) = crate::projects::stop_for(hub, project, false, reason).await {
+            if let Err(e) = crate::projects::stop_for(&hub.lifecycle, project, false, reason).await {
                 tracing::warn!(project = %id, error = %e, "stopping an idle VM");
             }
         } else if hub.activity.warn_due(id, awake.stop_at, timeout) {

@@ -57,21 +57,18 @@ pub struct Hub {
     pub metrics: Arc<metrics::Metrics>,
     /// Identifies this hub process in the `tunnels` table.
     pub instance_id: String,
-    /// An argon2 hash to verify against for unknown emails (constant timing).
-    pub dummy_hash: String,
     pub web_dir: Option<PathBuf>,
     /// Where users reach the hub, e.g. `http://127.0.0.1:8080`.
     pub public_url: String,
     pub previews: Arc<preview::Previews>,
-    pub start_locks: projects::StartLocks,
+    /// Starts, stops and deletes projects' VMs.
+    pub lifecycle: Arc<projects::Lifecycle>,
     /// The SSH jump host's state: agent keys' sync, open channels.
     pub ssh: Arc<ssh::Ssh>,
-    /// Abuse limits of sign-in, sign-up and tickets.
-    pub limits: rate::Limits,
     /// Stripe, when billing is on.
-    pub billing: Option<billing::Billing>,
-    /// The hub's outgoing mail (SMTP, or the outbox folder).
-    pub mailer: Arc<accounts::mail::Mailer>,
+    pub billing: Option<Arc<billing::Billing>>,
+    /// Accounts: sessions, mailed links, abuse limits, deletion.
+    pub accounts: accounts::Accounts,
     /// What keeps each VM awake (`idle`).
     pub activity: Arc<idle::Activity>,
 }
@@ -252,7 +249,8 @@ async fn serve(
     let host_key = ssh::keys::host_key(&legacy_key, |initial| db.hub_secret("ssh_host_ed25519_key", initial)).await?;
     let events = Arc::new(events::Events::default());
     let ssh = Arc::new(ssh::Ssh::new(host_key, (ssh_host, ssh_port), db.clone(), tunnels.clone(), events.clone())?);
-    let billing = config.stripe.as_ref().map(|s| billing::Billing::new(s, config.billing_grace)).transpose()?;
+    let billing =
+        config.stripe.as_ref().map(|s| billing::Billing::new(s, config.billing_grace).map(Arc::new)).transpose()?;
     match &config.stripe {
         Some(s) => tracing::info!(api = %s.api_base, "billing is on (Stripe)"),
         None => tracing::info!("billing is off: STRIPE_SECRET_KEY is not set"),
@@ -269,17 +267,37 @@ async fn serve(
         tunnels: tunnels.clone(),
         default_plan: config.default_plan.as_str().into(),
     };
-    let hub = Arc::new(Hub {
+    let activity = Arc::<idle::Activity>::default();
+    let lifecycle = Arc::new(projects::Lifecycle::new(
+        db.clone(),
+        compute.clone(),
+        tunnels.clone(),
+        events.clone(),
+        activity.clone(),
+        &config,
+    ));
+    let accounts = accounts::Accounts {
+        db: db.clone(),
+        tokens: tokens.clone(),
+        limits: Arc::default(),
         mailer: Arc::new(mailer),
+        config: Arc::new(config.accounts.clone()),
+        public_url: public_url.as_str().into(),
+        default_plan: config.default_plan.as_str().into(),
+        dummy_hash: auth::hash_password(auth::random_token(16)).await?.into(),
+        unisolated: compute.unisolated().map(Arc::from),
+        billing: billing.clone(),
+        lifecycle: lifecycle.clone(),
+    };
+    let hub = Arc::new(Hub {
+        accounts,
         billing,
-        activity: Arc::default(),
+        activity,
+        lifecycle,
         ssh,
-        limits: rate::Limits::default(),
         web_dir: web_dir(&config),
         public_url,
         previews: Arc::new(previews),
-        start_locks: projects::StartLocks::default(),
-        dummy_hash: auth::hash_password(auth::random_token(16)).await?,
         config,
         access,
         db,
@@ -292,7 +310,7 @@ async fn serve(
     });
     let control = Arc::new(observer::ControlPlane::new(&hub));
     hub.ssh.set_wake(control.clone());
-    projects::reconcile(&hub).await.context("reconciling projects with their VMs")?;
+    projects::reconcile(&hub.lifecycle).await.context("reconciling projects with their VMs")?;
     // What ran and stopped while no hub watched is metered before anything else.
     if let Err(e) = usage::audit(&hub).await {
         tracing::warn!(error = format!("{e:#}"), "usage audit at start failed");

@@ -29,14 +29,14 @@ impl Observer for ControlPlane {
         };
         match event {
             TunnelEvent::Up { project, tunnel } => {
-                crate::projects::on_tunnel_up(&hub, project).await;
+                crate::projects::on_tunnel_up(&hub.lifecycle, project).await;
                 crate::ssh::sync::spawn(hub.ssh.clone(), project, tunnel);
             }
             TunnelEvent::Down { project } => {
                 hub.events.publish(project, "ports", serde_json::json!([]));
-                crate::projects::on_tunnel_down(&hub, project).await;
+                crate::projects::on_tunnel_down(&hub.lifecycle, project).await;
             }
-            TunnelEvent::Ports { project } => match crate::api::ports_json(&hub, project).await {
+            TunnelEvent::Ports { project } => match crate::api::ports_json(&hub.db, &hub.previews, project).await {
                 Ok(v) => hub.events.publish(project, "ports", v),
                 Err(e) => tracing::warn!(error = %e, "listing ports"),
             },
@@ -50,7 +50,7 @@ impl Wake for ControlPlane {
     async fn start(&self, project: Uuid) -> anyhow::Result<()> {
         let hub = self.hub.upgrade().ok_or_else(|| anyhow::anyhow!("the hub is stopping"))?;
         let p = hub.db.project_any(project).await?.ok_or_else(|| anyhow::anyhow!("the project is gone"))?;
-        crate::projects::start(&hub, p, true).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        crate::projects::start(&hub.lifecycle, p, true).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }
 }
@@ -65,12 +65,12 @@ impl crate::preview::Control for ControlPlane {
 
     async fn may_start(&self, owner: Uuid) -> crate::domain::Result<()> {
         let hub = self.hub.upgrade().ok_or_else(|| anyhow::anyhow!("the hub is stopping"))?;
-        crate::plans::may_start(&hub, owner).await
+        crate::plans::may_start(&hub.db, owner).await
     }
 
     async fn start(&self, project: crate::db::Project) -> crate::domain::Result<()> {
         let hub = self.hub.upgrade().ok_or_else(|| anyhow::anyhow!("the hub is stopping"))?;
-        crate::projects::start(&hub, project, false).await.map(drop)
+        crate::projects::start(&hub.lifecycle, project, false).await.map(drop)
     }
 }
 

@@ -12,6 +12,7 @@
 //! ones then (`stop_over_limit`), saying why on the project.
 
 use crate::Hub;
+use crate::db::Db;
 use crate::domain::{Error, Result};
 use chrono::{DateTime, Datelike, Utc};
 use std::sync::Arc;
@@ -34,20 +35,7 @@ pub struct Limits {
     pub storage_gb: i64,
 }
 
-/// A plan's row of `plan_limits`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
-pub struct Plan {
-    pub plan: String,
-    /// Plans are shown (and "higher") in this order.
-    pub rank: i32,
-    pub projects: i64,
-    pub compute_seconds: i64,
-    pub storage_gb: i64,
-    pub idle_timeout_s: i64,
-    pub cpus: i32,
-    pub memory_mb: i64,
-    pub pids: i32,
-}
+pub use crate::db::Plan;
 
 impl Plan {
     /// The built-in values of `plan`, where the table lacks it.
@@ -83,17 +71,12 @@ impl Plan {
 
 /// Every plan in `plan_limits`, lowest first.
 pub async fn all(db: &crate::db::Db) -> sqlx::Result<Vec<Plan>> {
-    sqlx::query_as("SELECT * FROM plan_limits ORDER BY rank, plan").fetch_all(&db.pool).await
+    db.plans().await
 }
 
 /// `plan`'s row of `plan_limits` (an unknown plan gets free's).
 pub async fn plan(db: &crate::db::Db, plan: &str) -> sqlx::Result<Plan> {
-    let found: Option<Plan> =
-        sqlx::query_as("SELECT * FROM plan_limits WHERE plan = $1 OR plan = 'free' ORDER BY plan = $1 DESC LIMIT 1")
-            .bind(plan)
-            .fetch_optional(&db.pool)
-            .await?;
-    Ok(found.unwrap_or_else(|| Plan::builtin(plan)))
+    Ok(db.plan_or_free(plan).await?.unwrap_or_else(|| Plan::builtin(plan)))
 }
 
 /// The plan of `user` and its limits.
@@ -140,10 +123,10 @@ pub fn period_end(now: DateTime<Utc>) -> DateTime<Utc> {
 
 /// `Ok` if the user may start a VM: their plan's compute hours for this
 /// month are not used up.
-pub async fn may_start(hub: &Hub, user: Uuid) -> Result<()> {
-    let limits = of_user(&hub.db, user).await?;
+pub async fn may_start(db: &Db, user: Uuid) -> Result<()> {
+    let limits = of_user(db, user).await?;
     let (plan, hours) = (&limits.plan, limits.compute_seconds / 3600);
-    let used = hub.db.compute_seconds(user, period_start(Utc::now())).await?;
+    let used = db.compute_seconds(user, period_start(Utc::now())).await?;
     if used >= limits.compute_seconds {
         return Err(Error::LimitReached(format!(
             "this month's {hours} hours of compute on the {plan} plan are used up; upgrade the plan to start VMs again"
@@ -164,7 +147,9 @@ pub async fn stop_over_limit(hub: &Arc<Hub>) -> anyhow::Result<()> {
         let stopped = match hub.db.project_any(id).await {
             Ok(Some(project)) => {
                 tracing::info!(project = %id, "stopping a VM at its owner's compute limit");
-                crate::projects::stop_because(hub, project, false, Some(STOPPED_AT_LIMIT.to_owned())).await.map(drop)
+                crate::projects::stop_because(&hub.lifecycle, project, false, Some(STOPPED_AT_LIMIT.to_owned()))
+                    .await
+                    .map(drop)
             }
             Ok(None) => Ok(()),
             Err(e) => Err(e.into()),

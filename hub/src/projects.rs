@@ -4,16 +4,62 @@
 //! Status moves `stopped → starting → running → stopping → stopped`, or to
 //! `error` with a message. `running` is set only when the VM's tunnel is up.
 
-use crate::Hub;
 use crate::auth::{random_token, sha256};
-use crate::compute::{MachineState, StartSpec};
-use crate::db::Project;
+use crate::compute::{Compute, MachineState, StartSpec};
+use crate::db::{Db, Project};
 use crate::domain::{Error, Result};
+use crate::events::Events;
+use crate::idle::Activity;
+use crate::tunnel::Tunnels;
 use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
+/// What a project's life cycle reaches: its row, its machine, its tunnel,
+/// its event stream and what keeps it awake. The API's project routes, the
+/// idle sweep, billing and the tunnel's observer all drive VMs through one
+/// of these, shared.
+pub struct Lifecycle {
+    pub db: Db,
+    pub compute: Arc<dyn Compute>,
+    pub tunnels: Arc<Tunnels>,
+    pub events: Arc<Events>,
+    pub activity: Arc<Activity>,
+    /// How long a `wait`ing start waits for the VM's tunnel.
+    pub wait_timeout: Duration,
+    /// How long a running VM's tunnel may stay away before it is restarted.
+    pub revive_after: Duration,
+    /// How many projects an unverified account may run at once (negative:
+    /// no limit).
+    pub unverified_projects: i64,
+    locks: StartLocks,
+}
+
+impl Lifecycle {
+    pub fn new(
+        db: Db,
+        compute: Arc<dyn Compute>,
+        tunnels: Arc<Tunnels>,
+        events: Arc<Events>,
+        activity: Arc<Activity>,
+        config: &crate::config::Config,
+    ) -> Self {
+        Self {
+            db,
+            compute,
+            tunnels,
+            events,
+            activity,
+            wait_timeout: config.wait_timeout,
+            revive_after: config.revive_after,
+            unverified_projects: config.accounts.unverified_projects,
+            locks: StartLocks::default(),
+        }
+    }
+}
+
 /// Publishes a project's new state to its event stream.
-pub fn publish(hub: &Hub, project: &Project) {
+pub fn publish(hub: &Lifecycle, project: &Project) {
     // As the API shows it, so the event and `GET …/{id}` agree.
     let shown = crate::api::model::Project::try_from(project.clone())
         .map_err(|e| e.to_string())
@@ -24,7 +70,7 @@ pub fn publish(hub: &Hub, project: &Project) {
     }
 }
 
-async fn set_status(hub: &Hub, id: Uuid, status: &str, error: Option<&str>) -> anyhow::Result<Option<Project>> {
+async fn set_status(hub: &Lifecycle, id: Uuid, status: &str, error: Option<&str>) -> anyhow::Result<Option<Project>> {
     let p = hub.db.set_status(id, status, error).await?;
     if let Some(p) = &p {
         publish(hub, p);
@@ -35,7 +81,7 @@ async fn set_status(hub: &Hub, id: Uuid, status: &str, error: Option<&str>) -> a
 /// One lock per project, so that two starts racing (a click and a preview
 /// request, say) boot one VM, not two.
 #[derive(Default)]
-pub struct StartLocks(std::sync::Mutex<std::collections::HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>);
+struct StartLocks(std::sync::Mutex<std::collections::HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>);
 
 impl StartLocks {
     fn get(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
@@ -45,9 +91,9 @@ impl StartLocks {
 
 /// Starts the project's VM; with `wait`, returns once its tunnel is up.
 /// `LimitReached` if its owner has used up the month's compute.
-pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> Result<Project> {
+pub async fn start(hub: &Arc<Lifecycle>, project: Project, wait: bool) -> Result<Project> {
     let id = project.id;
-    let lock = hub.start_locks.get(id);
+    let lock = hub.locks.get(id);
     let guard = lock.lock().await;
     // Re-read: a start that held the lock may have changed everything.
     let project = hub.db.project_any(id).await?.ok_or(Error::NotFound)?;
@@ -57,8 +103,8 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> Result<Proje
     }
     let booted = hub.compute.status(id).await? == MachineState::Running;
     if !booted {
-        crate::plans::may_start(hub, project.owner_id).await?;
-        crate::accounts::may_start(hub, project.owner_id, id).await?;
+        crate::plans::may_start(&hub.db, project.owner_id).await?;
+        crate::accounts::may_start(&hub.db, hub.unverified_projects, project.owner_id, id).await?;
         // Only from a status a stop hasn't taken over meanwhile.
         let starting = hub.db.transition(id, &["stopped", "error", "starting", "running"], "starting").await?;
         publish(hub, starting.as_ref().ok_or_else(stopping)?);
@@ -83,7 +129,7 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> Result<Proje
     hub.db.touch_project(id).await?;
     drop(guard);
     if wait {
-        if hub.tunnels.wait_for(id, hub.config.wait_timeout).await.is_none() {
+        if hub.tunnels.wait_for(id, hub.wait_timeout).await.is_none() {
             return Err(Error::Timeout("the VM did not come up in time".into()));
         }
         on_tunnel_up(hub, id).await;
@@ -92,7 +138,7 @@ pub async fn start(hub: &Arc<Hub>, project: Project, wait: bool) -> Result<Proje
 }
 
 /// Boots the project's machine with a new machine token.
-async fn boot(hub: &Hub, project: &Project) -> anyhow::Result<()> {
+async fn boot(hub: &Lifecycle, project: &Project) -> anyhow::Result<()> {
     let id = project.id;
     let token = random_token(32);
     hub.db.set_machine(id, &sha256(token.as_bytes()), None).await?;
@@ -101,7 +147,7 @@ async fn boot(hub: &Hub, project: &Project) -> anyhow::Result<()> {
     let limits = crate::plans::of_user(&hub.db, project.owner_id).await?.vm();
     let began = chrono::Utc::now();
     hub.compute.start(&StartSpec { project_id: id, machine_token: token, env, limits }).await?;
-    if let Err(e) = crate::usage::started(hub, id, began).await {
+    if let Err(e) = crate::usage::started(&hub.db, hub.compute.as_ref(), id, began).await {
         // The audit opens it from the provider's view.
         tracing::warn!(project = %id, error = format!("{e:#}"), "opening the VM's usage record");
     }
@@ -122,10 +168,10 @@ async fn boot(hub: &Hub, project: &Project) -> anyhow::Result<()> {
 /// tunnel comes back within `revive_after` (its aetherd was killed, is
 /// frozen or hangs), the machine is restarted. The project stays active
 /// meanwhile: the machine runs, and the hub knows it.
-fn revive_if_silent(hub: &Arc<Hub>, id: Uuid) {
+fn revive_if_silent(hub: &Arc<Lifecycle>, id: Uuid) {
     let hub = hub.clone();
     tokio::spawn(async move {
-        if hub.tunnels.wait_for(id, hub.config.revive_after).await.is_some() {
+        if hub.tunnels.wait_for(id, hub.revive_after).await.is_some() {
             return;
         }
         if let Err(e) = revive(&hub, id).await {
@@ -135,8 +181,8 @@ fn revive_if_silent(hub: &Arc<Hub>, id: Uuid) {
     });
 }
 
-async fn revive(hub: &Arc<Hub>, id: Uuid) -> anyhow::Result<()> {
-    let lock = hub.start_locks.get(id);
+async fn revive(hub: &Arc<Lifecycle>, id: Uuid) -> anyhow::Result<()> {
+    let lock = hub.locks.get(id);
     let _guard = lock.lock().await;
     let Some(project) = hub.db.project_any(id).await? else { return Ok(()) };
     let active = matches!(project.status.as_str(), "running" | "starting");
@@ -153,20 +199,25 @@ async fn revive(hub: &Arc<Hub>, id: Uuid) -> anyhow::Result<()> {
 }
 
 /// The provider stopped the machine: its usage record closes.
-async fn metered_stop(hub: &Hub, id: Uuid) {
-    if let Err(e) = crate::usage::stopped(hub, id, chrono::Utc::now()).await {
+async fn metered_stop(hub: &Lifecycle, id: Uuid) {
+    if let Err(e) = crate::usage::stopped(&hub.db, hub.compute.as_ref(), id, chrono::Utc::now()).await {
         tracing::warn!(project = %id, error = format!("{e:#}"), "closing the VM's usage record");
     }
 }
 
 /// Stops the project's VM; with `wait`, returns once it has stopped.
-pub async fn stop(hub: &Arc<Hub>, project: Project, wait: bool) -> Result<Project> {
+pub async fn stop(hub: &Arc<Lifecycle>, project: Project, wait: bool) -> Result<Project> {
     stop_because(hub, project, wait, None).await
 }
 
 /// `stop`, leaving `reason` on the stopped project (`error_message`) when
 /// the hub stopped it rather than its user, with its code (`stop_reason`).
-pub async fn stop_because(hub: &Arc<Hub>, project: Project, wait: bool, reason: Option<String>) -> Result<Project> {
+pub async fn stop_because(
+    hub: &Arc<Lifecycle>,
+    project: Project,
+    wait: bool,
+    reason: Option<String>,
+) -> Result<Project> {
     let code = reason.as_deref().map(|r| match r {
         crate::plans::STOPPED_AT_LIMIT => "compute_limit",
         crate::billing::STOPPED_GRACE_ENDED => "payment",
@@ -179,7 +230,7 @@ pub async fn stop_because(hub: &Arc<Hub>, project: Project, wait: bool, reason: 
 /// it by itself: the code as `stop_reason` (with `stopped_at`), the
 /// message as `error_message`.
 pub async fn stop_for(
-    hub: &Arc<Hub>,
+    hub: &Arc<Lifecycle>,
     project: Project,
     wait: bool,
     reason: Option<(&'static str, String)>,
@@ -200,11 +251,11 @@ pub async fn stop_for(
     Ok(stopping)
 }
 
-async fn finish_stop(hub: &Hub, id: Uuid, reason: Option<(&str, &str)>) -> anyhow::Result<()> {
+async fn finish_stop(hub: &Lifecycle, id: Uuid, reason: Option<(&str, &str)>) -> anyhow::Result<()> {
     // After a start under way, so the provider isn't told to stop a machine
     // it is still starting (a start that comes after the stop finds
     // `stopping` and yields).
-    let lock = hub.start_locks.get(id);
+    let lock = hub.locks.get(id);
     let _started = lock.lock().await;
     // A stopped VM's token is void, so a straggler can't reconnect.
     hub.db.set_machine(id, &[], None).await?;
@@ -230,7 +281,7 @@ async fn finish_stop(hub: &Hub, id: Uuid, reason: Option<(&str, &str)>) -> anyho
 }
 
 /// Destroys the VM and its disk, then the project.
-pub async fn delete(hub: &Hub, project: Project) -> Result<()> {
+pub async fn delete(hub: &Lifecycle, project: Project) -> Result<()> {
     hub.db.set_machine(project.id, &[], None).await?;
     hub.compute.destroy(project.id).await?;
     if let Err(e) = hub.db.usage_close(project.id, Some(chrono::Utc::now())).await {
@@ -246,7 +297,7 @@ pub async fn delete(hub: &Hub, project: Project) -> Result<()> {
 }
 
 /// A VM's tunnel came up: the project is running.
-pub async fn on_tunnel_up(hub: &Hub, id: Uuid) {
+pub async fn on_tunnel_up(hub: &Lifecycle, id: Uuid) {
     match hub.db.transition(id, &["starting", "stopped", "error"], "running").await {
         Ok(Some(p)) => publish(hub, &p),
         Ok(None) => {}
@@ -255,7 +306,7 @@ pub async fn on_tunnel_up(hub: &Hub, id: Uuid) {
 }
 
 /// A VM's tunnel went away and no newer one replaced it.
-pub async fn on_tunnel_down(hub: &Arc<Hub>, id: Uuid) {
+pub async fn on_tunnel_down(hub: &Arc<Lifecycle>, id: Uuid) {
     match hub.compute.status(id).await {
         // It will reconnect, or be restarted.
         Ok(MachineState::Running) => revive_if_silent(hub, id),
@@ -273,7 +324,7 @@ pub async fn on_tunnel_down(hub: &Arc<Hub>, id: Uuid) {
 }
 
 /// At start: align each active project's status with its machine.
-pub async fn reconcile(hub: &Arc<Hub>) -> anyhow::Result<()> {
+pub async fn reconcile(hub: &Arc<Lifecycle>) -> anyhow::Result<()> {
     for p in hub.db.active_projects().await? {
         let state = hub.compute.status(p.id).await?;
         match (p.status.as_str(), state) {

@@ -194,7 +194,7 @@ async fn apply(hub: &Hub, action: Action) -> anyhow::Result<()> {
             }
             if let Some(p) = hub.db.fail_if_unchanged(project, &status, since, &message).await? {
                 tracing::warn!(%project, %message, "reconciliation marked the project failed");
-                projects::publish(hub, &p);
+                projects::publish(&hub.lifecycle, &p);
                 if vanished {
                     hub.db.set_compute_ids(project, None, volume_id.as_deref()).await?;
                 }

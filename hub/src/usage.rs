@@ -30,7 +30,7 @@
 //! none.
 
 use crate::Hub;
-use crate::compute::{MachineState, Run};
+use crate::compute::{Compute, MachineState, Run};
 use crate::db::Db;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
@@ -40,13 +40,13 @@ use uuid::Uuid;
 
 /// The hub started the project's machine (its start call began at
 /// `began`): the record of this run is opened.
-pub async fn started(hub: &Hub, project: Uuid, began: DateTime<Utc>) -> anyhow::Result<()> {
-    match hub.compute.runs(project).await? {
-        Some(runs) => sync(&hub.db, project, &runs).await,
+pub async fn started(db: &Db, compute: &dyn Compute, project: Uuid, began: DateTime<Utc>) -> anyhow::Result<()> {
+    match compute.runs(project).await? {
+        Some(runs) => sync(db, project, &runs).await,
         None => {
             // Whatever the hub left open belongs to a run before this one.
-            hub.db.usage_close(project, Some(began)).await?;
-            hub.db.usage_open(project, &format!("hub-{}", Uuid::new_v4()), began).await?;
+            db.usage_close(project, Some(began)).await?;
+            db.usage_open(project, &format!("hub-{}", Uuid::new_v4()), began).await?;
             Ok(())
         }
     }
@@ -54,11 +54,11 @@ pub async fn started(hub: &Hub, project: Uuid, began: DateTime<Utc>) -> anyhow::
 
 /// The provider has stopped the project's machine (its stop call returned
 /// at `at`): its record is closed.
-pub async fn stopped(hub: &Hub, project: Uuid, at: DateTime<Utc>) -> anyhow::Result<()> {
-    if let Some(runs) = hub.compute.runs(project).await? {
-        sync(&hub.db, project, &runs).await?;
+pub async fn stopped(db: &Db, compute: &dyn Compute, project: Uuid, at: DateTime<Utc>) -> anyhow::Result<()> {
+    if let Some(runs) = compute.runs(project).await? {
+        sync(db, project, &runs).await?;
     }
-    hub.db.usage_close(project, Some(at)).await?;
+    db.usage_close(project, Some(at)).await?;
     Ok(())
 }
 

@@ -34,6 +34,14 @@ const BEYOND_CONTRACT: &[(&str, &str)] = &[
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 
+/// The contract's routes outside `/api/` that the document describes.
+const SERVICE: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+/// A path the document describes: the API's, or a service route.
+fn documented(path: &str) -> bool {
+    path.starts_with("/api/") || SERVICE.contains(&path)
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -49,15 +57,15 @@ fn code_spans(line: &str) -> impl Iterator<Item = &str> {
 
 /// The routes a contract names: the rows of its route tables (`GET (WS)`
 /// counts as `GET`; a path cell may name two paths) and any `` `METHOD
-/// /path` `` in its text (such as the terminal's WebSocket). Only paths
-/// under `/api/`.
+/// /path` `` in its text (such as the terminal's WebSocket). Paths under
+/// `/api/`, and the service routes (`SERVICE`); not the web app's pages.
 fn contract_routes(md: &str) -> BTreeSet<Route> {
     let mut routes = BTreeSet::new();
     for line in md.lines() {
         for c in code_spans(line) {
             if let Some((method, path)) = c.split_once(' ')
                 && METHODS.contains(&method)
-                && path.starts_with("/api/")
+                && documented(path)
             {
                 routes.insert((method.to_owned(), without_query(path)));
             }
@@ -71,7 +79,7 @@ fn contract_routes(md: &str) -> BTreeSet<Route> {
             continue;
         }
         for c in code_spans(cells[2]) {
-            if c.starts_with("/api/") {
+            if documented(c) {
                 routes.insert((method.to_owned(), without_query(c)));
             }
         }
@@ -120,6 +128,7 @@ fn every_contract_route_is_documented_and_nothing_else() {
         ("DELETE", "/api/me/sessions"),
         ("GET", "/api/projects/{id}/terminal"),
         ("POST", "/api/billing/webhook"),
+        ("GET", "/readyz"),
     ] {
         assert!(contract.contains(&(r.0.to_owned(), r.1.to_owned())), "{r:?} not parsed from the contract");
     }

@@ -1,7 +1,8 @@
 //! Checks of the code base itself: every Rust module starts with a `//!`
 //! paragraph saying why it exists, no placeholder macros are left, no span
 //! is entered with a guard, `protocol` stays free of I/O, the hub's layers
-//! depend one way, and `pb` stays inside the hub's `tunnel`.
+//! depend one way, `pb` stays inside the hub's `tunnel`, the API's
+//! handlers take narrow state, not the whole `Hub`, and SQL stays in `db`.
 
 use std::path::{Path, PathBuf};
 
@@ -238,5 +239,63 @@ fn pb_types_stay_inside_the_tunnel() {
         }
         let text = std::fs::read_to_string(&f).unwrap();
         assert!(!text.contains("pb::"), "{} uses `pb`: add a typed client to `tunnel`", rel.display());
+    }
+}
+
+/// Whether a line of `hub/src/api` names the whole hub: `Hub` or its
+/// `AppState` alias as a word.
+fn names_the_hub(line: &str) -> bool {
+    let words = line.split(|c: char| !(c.is_alphanumeric() || c == '_'));
+    words.into_iter().any(|w| w == "Hub" || w == "AppState")
+}
+
+#[test]
+fn handlers_take_narrow_state() {
+    let api = workspace().join("hub/src/api");
+    let mut files = Vec::new();
+    rust_files(&api, &mut files);
+    for f in files {
+        let rel = f.strip_prefix(&api).unwrap();
+        // The router is assembled there, from the whole hub.
+        if rel == Path::new("mod.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            // Each area's state is made from the hub in one `FromRef`, and
+            // only there.
+            let allowed = line.starts_with("use ")
+                || line.starts_with("//")
+                || line.starts_with("impl FromRef<AppState> for ")
+                || line.starts_with("impl FromRef<super::AppState> for ")
+                || line.starts_with("fn from_ref(hub: &AppState)")
+                || line.starts_with("fn from_ref(hub: &super::AppState)");
+            assert!(
+                allowed || !names_the_hub(line),
+                "api/{}:{} takes the whole hub: give the handler its area's narrow state\n{line}",
+                rel.display(),
+                n + 1
+            );
+        }
+    }
+    assert!(names_the_hub("State(hub): State<AppState>,") && names_the_hub("hub: &crate::Hub"));
+    assert!(!names_the_hub("State(s): State<HubState>") && !names_the_hub("github"));
+}
+
+#[test]
+fn sql_lives_in_db() {
+    let src = workspace().join("hub/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    for f in files {
+        let rel = f.strip_prefix(&src).unwrap();
+        if rel.starts_with("db") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        for needle in ["sqlx::query", "query_as(", "query_scalar("] {
+            assert!(!text.contains(needle), "{} runs SQL ({needle}): put it in `db`", rel.display());
+        }
     }
 }

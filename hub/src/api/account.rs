@@ -8,18 +8,26 @@ use super::model::{
     self, AuditEntry, AuthResponse, DeleteAccount, EmailChange, EmailVerified, PasswordChange, RefreshRequest,
     RefreshResponse, ResetConfirm, ResetRequest, SessionInfo, TokenBody,
 };
-use super::{AppState, ClientIp};
+use super::{Access, ClientIp, ClientIpHeader};
+use crate::accounts::Accounts;
 use crate::accounts::{self, Link};
 use crate::auth::{AuthUser, email_ok, hash_password, password_problem, sha256, verify_password};
 use crate::db::is_unique_violation;
 use crate::error::{ApiError, ApiResult};
+use axum::extract::FromRef;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use uuid::Uuid;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Accounts: FromRef<S>,
+    Access: FromRef<S>,
+    ClientIpHeader: FromRef<S>,
+{
     Router::new()
         .route("/auth/refresh", post(refresh))
         .route("/auth/logout", post(logout))
@@ -58,22 +66,22 @@ fn limited(l: crate::rate::Limited) -> ApiError {
 }
 
 #[utoipa::path(post, path = "/api/auth/refresh", security(()), request_body = RefreshRequest, responses((status = 200, description = "The refresh token is rotated", body = RefreshResponse), (status = 401, description = "Invalid, expired or reused refresh token", body = ErrorBody)), operation_id = "account_refresh", tag = "account")]
-async fn refresh(State(hub): State<AppState>, raw: JsonBody<RefreshRequest>) -> ApiResult<Json<RefreshResponse>> {
+async fn refresh(State(acc): State<Accounts>, raw: JsonBody<RefreshRequest>) -> ApiResult<Json<RefreshResponse>> {
     let r = raw.parse()?;
-    Ok(Json(model::from_value(accounts::refresh(&hub, r.refresh_token.trim()).await?)?))
+    Ok(Json(model::from_value(acc.refresh(r.refresh_token.trim()).await?)?))
 }
 
 #[utoipa::path(post, path = "/api/auth/logout", responses((status = 204, description = "The current session ended"), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "account_logout", tag = "account")]
-async fn logout(State(hub): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
+async fn logout(State(acc): State<Accounts>, user: AuthUser) -> ApiResult<StatusCode> {
     if let Some(session) = user.session {
-        hub.db.delete_session(user.id, session).await?;
+        acc.db.delete_session(user.id, session).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/me/sessions", responses((status = 200, body = Vec<SessionInfo>), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "account_sessions", tag = "account")]
-async fn sessions(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<SessionInfo>>> {
-    let list = hub
+async fn sessions(State(acc): State<Accounts>, user: AuthUser) -> ApiResult<Json<Vec<SessionInfo>>> {
+    let list = acc
         .db
         .sessions(user.id)
         .await?
@@ -92,36 +100,36 @@ async fn sessions(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json
 
 #[utoipa::path(delete, path = "/api/me/sessions/{id}", params(("id" = String, Path, description = "The session's id")), responses((status = 204, description = "The session ended"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such session of the caller's", body = ErrorBody)), operation_id = "account_revoke", tag = "account")]
 async fn revoke(
-    State(hub): State<AppState>,
+    State(acc): State<Accounts>,
     user: AuthUser,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id: Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
-    if !hub.db.delete_session(user.id, id).await? {
+    if !acc.db.delete_session(user.id, id).await? {
         return Err(ApiError::NotFound);
     }
-    accounts::audit(&hub, user.id, "session_revoked", Some(ip), &format!("session {id}")).await;
+    accounts::audit(&acc.db, user.id, "session_revoked", Some(ip), &format!("session {id}")).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(delete, path = "/api/me/sessions", responses((status = 204, description = "Every session but the current one ended"), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "account_revoke_others", tag = "account")]
-async fn revoke_others(State(hub): State<AppState>, user: AuthUser, ClientIp(ip): ClientIp) -> ApiResult<StatusCode> {
-    let n = hub.db.delete_other_sessions(user.id, user.session).await?;
-    accounts::audit(&hub, user.id, "sessions_revoked", Some(ip), &format!("{n} other session(s) signed out")).await;
+async fn revoke_others(State(acc): State<Accounts>, user: AuthUser, ClientIp(ip): ClientIp) -> ApiResult<StatusCode> {
+    let n = acc.db.delete_other_sessions(user.id, user.session).await?;
+    accounts::audit(&acc.db, user.id, "sessions_revoked", Some(ip), &format!("{n} other session(s) signed out")).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/me/audit", responses((status = 200, description = "Newest first", body = Vec<AuditEntry>), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "account_audit", tag = "account")]
-async fn audit(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<AuditEntry>>> {
-    Ok(Json(hub.db.audit(user.id, accounts::AUDIT_LIMIT).await?.into_iter().map(AuditEntry::from).collect()))
+async fn audit(State(acc): State<Accounts>, user: AuthUser) -> ApiResult<Json<Vec<AuditEntry>>> {
+    Ok(Json(acc.db.audit(user.id, accounts::AUDIT_LIMIT).await?.into_iter().map(AuditEntry::from).collect()))
 }
 
 /// Checks the caller's password (rate-limited like sign-in, as it is a
 /// guess too); `Unauthenticated` if it is wrong.
-async fn check_password(hub: &crate::Hub, user: &AuthUser, ip: std::net::IpAddr, password: String) -> ApiResult<()> {
-    let attempt = hub.limits.login(ip, &user.email).map_err(limited)?;
-    let stored = hub.db.user(user.id).await?.ok_or(ApiError::NotFound)?.password_hash;
+async fn check_password(acc: &Accounts, user: &AuthUser, ip: std::net::IpAddr, password: String) -> ApiResult<()> {
+    let attempt = acc.limits.login(ip, &user.email).map_err(limited)?;
+    let stored = acc.db.user(user.id).await?.ok_or(ApiError::NotFound)?.password_hash;
     let ok = match stored {
         Some(hash) => verify_password(password, hash).await,
         None => false,
@@ -135,7 +143,7 @@ async fn check_password(hub: &crate::Hub, user: &AuthUser, ip: std::net::IpAddr,
 
 #[utoipa::path(post, path = "/api/me/password", request_body = PasswordChange, responses((status = 204, description = "Changed; other sessions ended"), (status = 400, description = "A weak new password", body = ErrorBody), (status = 401, description = "Wrong current password", body = ErrorBody)), operation_id = "account_change_password", tag = "account")]
 async fn change_password(
-    State(hub): State<AppState>,
+    State(acc): State<Accounts>,
     user: AuthUser,
     ClientIp(ip): ClientIp,
     raw: JsonBody<PasswordChange>,
@@ -144,41 +152,42 @@ async fn change_password(
     if let Some(problem) = password_problem(&p.new_password, &user.email) {
         return Err(ApiError::bad_request(problem));
     }
-    check_password(&hub, &user, ip, p.current_password).await?;
-    hub.db.set_password_hash(user.id, &hash_password(p.new_password).await?).await?;
-    let ended = hub.db.delete_other_sessions(user.id, user.session).await?;
-    hub.db.void_email_tokens(user.id, "reset").await?;
-    accounts::audit(&hub, user.id, "password_changed", Some(ip), &format!("{ended} other session(s) signed out")).await;
+    check_password(&acc, &user, ip, p.current_password).await?;
+    acc.db.set_password_hash(user.id, &hash_password(p.new_password).await?).await?;
+    let ended = acc.db.delete_other_sessions(user.id, user.session).await?;
+    acc.db.void_email_tokens(user.id, "reset").await?;
+    accounts::audit(&acc.db, user.id, "password_changed", Some(ip), &format!("{ended} other session(s) signed out"))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/auth/password-reset", security(()), request_body = ResetRequest, responses((status = 202, description = "Always (no enumeration); mails a one-time link"), (status = 429, description = "Over the reset rate", body = ErrorBody)), operation_id = "account_password_reset", tag = "account")]
 async fn password_reset(
-    State(hub): State<AppState>,
+    State(acc): State<Accounts>,
     ClientIp(ip): ClientIp,
     raw: JsonBody<ResetRequest>,
 ) -> ApiResult<StatusCode> {
     let r = raw.parse()?;
-    hub.limits.password_reset(ip, &r.email).map_err(limited)?;
+    acc.limits.password_reset(ip, &r.email).map_err(limited)?;
     // 202 whether or not the account exists: the answer tells nothing.
-    if let Some(u) = hub.db.user_by_email(r.email.trim()).await?
+    if let Some(u) = acc.db.user_by_email(r.email.trim()).await?
         && u.password_hash.is_some()
     {
-        accounts::mail_link(&hub, u.id, Link::Reset, &u.email).await?;
-        accounts::audit(&hub, u.id, "password_reset_requested", Some(ip), "").await;
+        acc.mail_link(u.id, Link::Reset, &u.email).await?;
+        accounts::audit(&acc.db, u.id, "password_reset_requested", Some(ip), "").await;
     }
     Ok(StatusCode::ACCEPTED)
 }
 
 #[utoipa::path(post, path = "/api/auth/password-reset/confirm", security(()), request_body = ResetConfirm, responses((status = 200, description = "Signed in; every other session ended", body = AuthResponse), (status = 400, description = "A used or expired token, or a weak password", body = ErrorBody)), operation_id = "account_password_reset_confirm", tag = "account")]
 async fn password_reset_confirm(
-    State(hub): State<AppState>,
+    State(acc): State<Accounts>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     raw: JsonBody<ResetConfirm>,
 ) -> ApiResult<Json<AuthResponse>> {
     let c = raw.parse()?;
-    hub.limits.password_reset(ip, "").map_err(limited)?;
+    acc.limits.password_reset(ip, "").map_err(limited)?;
     // The password is checked before the link is used, so a weak one
     // doesn't spend it.
     if let Some(problem) = password_problem(&c.password, "") {
@@ -186,45 +195,45 @@ async fn password_reset_confirm(
     }
     let hash = sha256(c.token.trim().as_bytes());
     let t =
-        hub.db.redeem_email_token(&hash, &["reset"]).await?.ok_or_else(|| {
+        acc.db.redeem_email_token(&hash, &["reset"]).await?.ok_or_else(|| {
             ApiError::bad_request("this reset link was already used or has expired; ask for a new one")
         })?;
-    let user = hub.db.user(t.user_id).await?.ok_or_else(|| ApiError::bad_request("the account is gone"))?;
-    hub.db.set_password_hash(user.id, &hash_password(c.password).await?).await?;
-    hub.db.delete_other_sessions(user.id, None).await?;
+    let user = acc.db.user(t.user_id).await?.ok_or_else(|| ApiError::bad_request("the account is gone"))?;
+    acc.db.set_password_hash(user.id, &hash_password(c.password).await?).await?;
+    acc.db.delete_other_sessions(user.id, None).await?;
     // The mail reached its owner: the address works.
-    hub.db.mark_verified(user.id, &t.email).await?;
-    accounts::audit(&hub, user.id, "password_reset", Some(ip), "every session signed out").await;
+    acc.db.mark_verified(user.id, &t.email).await?;
+    accounts::audit(&acc.db, user.id, "password_reset", Some(ip), "every session signed out").await;
     let client = accounts::client_name(&headers);
-    Ok(Json(model::from_value(accounts::sign_in(&hub, user.id, &user.email, ip, &client).await?)?))
+    Ok(Json(model::from_value(acc.sign_in(user.id, &user.email, ip, &client).await?)?))
 }
 
 #[utoipa::path(post, path = "/api/auth/verify-email", security(()), request_body = TokenBody, responses((status = 200, body = EmailVerified), (status = 400, description = "A used or expired token", body = ErrorBody), (status = 409, description = "Another account has the address", body = ErrorBody)), operation_id = "account_verify_email", tag = "account")]
 async fn verify_email(
-    State(hub): State<AppState>,
+    State(acc): State<Accounts>,
     ClientIp(ip): ClientIp,
     raw: JsonBody<TokenBody>,
 ) -> ApiResult<Json<EmailVerified>> {
     let t = raw.parse()?;
     let hash = sha256(t.token.trim().as_bytes());
-    let link = hub
+    let link = acc
         .db
         .redeem_email_token(&hash, &["verify", "change"])
         .await?
         .ok_or_else(|| ApiError::bad_request("this link was already used or has expired"))?;
     if link.purpose == "change" {
-        let old = hub.db.user(link.user_id).await?.ok_or_else(|| ApiError::bad_request("the account is gone"))?;
-        match hub.db.change_email(link.user_id, &link.email).await {
+        let old = acc.db.user(link.user_id).await?.ok_or_else(|| ApiError::bad_request("the account is gone"))?;
+        match acc.db.change_email(link.user_id, &link.email).await {
             Ok(()) => {}
             Err(e) if is_unique_violation(&e) => {
                 return Err(ApiError::Conflict("another account has this email address now".into()));
             }
             Err(e) => return Err(e.into()),
         }
-        accounts::audit(&hub, link.user_id, "email_changed", Some(ip), &format!("{} → {}", old.email, link.email))
+        accounts::audit(&acc.db, link.user_id, "email_changed", Some(ip), &format!("{} → {}", old.email, link.email))
             .await;
-    } else if hub.db.mark_verified(link.user_id, &link.email).await? {
-        accounts::audit(&hub, link.user_id, "email_verified", Some(ip), &link.email).await;
+    } else if acc.db.mark_verified(link.user_id, &link.email).await? {
+        accounts::audit(&acc.db, link.user_id, "email_verified", Some(ip), &link.email).await;
     } else {
         return Err(ApiError::bad_request("the account's address has changed since this link was sent"));
     }
@@ -233,22 +242,22 @@ async fn verify_email(
 
 #[utoipa::path(post, path = "/api/me/verify-email", responses((status = 202, description = "A new verification link is mailed"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 409, description = "Already verified", body = ErrorBody)), operation_id = "account_resend_verification", tag = "account")]
 async fn resend_verification(
-    State(hub): State<AppState>,
+    State(acc): State<Accounts>,
     user: AuthUser,
     ClientIp(ip): ClientIp,
 ) -> ApiResult<StatusCode> {
-    hub.limits.password_reset(ip, &user.email).map_err(limited)?;
-    if hub.db.email_verified(user.id).await? {
+    acc.limits.password_reset(ip, &user.email).map_err(limited)?;
+    if acc.db.email_verified(user.id).await? {
         return Err(ApiError::Conflict("this address is already verified".into()));
     }
-    let u = hub.db.user(user.id).await?.ok_or(ApiError::NotFound)?;
-    accounts::mail_link(&hub, u.id, Link::Verify, &u.email).await?;
+    let u = acc.db.user(user.id).await?.ok_or(ApiError::NotFound)?;
+    acc.mail_link(u.id, Link::Verify, &u.email).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
 #[utoipa::path(post, path = "/api/me/email", request_body = EmailChange, responses((status = 202, description = "A confirmation link is mailed to the new address"), (status = 400, description = "Not an email address", body = ErrorBody), (status = 401, description = "Wrong password", body = ErrorBody), (status = 409, description = "The address has an account", body = ErrorBody)), operation_id = "account_change_email", tag = "account")]
 async fn change_email(
-    State(hub): State<AppState>,
+    State(acc): State<Accounts>,
     user: AuthUser,
     ClientIp(ip): ClientIp,
     raw: JsonBody<EmailChange>,
@@ -258,29 +267,29 @@ async fn change_email(
     if !email_ok(&email) {
         return Err(ApiError::bad_request("email address is not valid"));
     }
-    check_password(&hub, &user, ip, c.password).await?;
-    if hub.db.user_by_email(&email).await?.is_some() {
+    check_password(&acc, &user, ip, c.password).await?;
+    if acc.db.user_by_email(&email).await?.is_some() {
         return Err(ApiError::Conflict("an account with this email exists".into()));
     }
-    accounts::mail_link(&hub, user.id, Link::Change, &email).await?;
-    accounts::audit(&hub, user.id, "email_change_requested", Some(ip), &email).await;
+    acc.mail_link(user.id, Link::Change, &email).await?;
+    accounts::audit(&acc.db, user.id, "email_change_requested", Some(ip), &email).await;
     Ok(StatusCode::ACCEPTED)
 }
 
 /// `DELETE /api/me`.
 #[utoipa::path(delete, path = "/api/me", request_body = DeleteAccount, responses((status = 204, description = "VMs, volumes, keys and the subscription end; the account is gone"), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "account_delete_me", tag = "account")]
 pub(super) async fn delete_me(
-    State(hub): State<AppState>,
+    State(acc): State<Accounts>,
     user: AuthUser,
     ClientIp(ip): ClientIp,
     raw: JsonBody<DeleteAccount>,
 ) -> ApiResult<StatusCode> {
     let d = raw.parse()?;
-    let has_password = hub.db.user(user.id).await?.ok_or(ApiError::NotFound)?.password_hash.is_some();
+    let has_password = acc.db.user(user.id).await?.ok_or(ApiError::NotFound)?.password_hash.is_some();
     // An account signed in elsewhere (Supabase) has no password here.
     if has_password {
-        check_password(&hub, &user, ip, d.password).await?;
+        check_password(&acc, &user, ip, d.password).await?;
     }
-    accounts::delete_account(&hub, user.id).await?;
+    acc.delete_account(user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

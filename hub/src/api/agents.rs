@@ -7,14 +7,17 @@
 //! channels at once and, when the VM is connected, answers once the VM has
 //! removed the key (at most a few seconds).
 
-use super::AppState;
-use super::OwnedProject;
 use super::body::JsonBody;
 use super::model::ErrorBody;
 use super::model::{self, ActivityLimit, Agent, AgentActivity, AgentSsh, CreatedAgent, NewAgent, SshDir};
+use super::ws::AgentSessionMessage;
+use super::{Access, AppState, OwnedProject};
 use crate::error::{ApiError, ApiResult};
+use crate::events::Events;
+use crate::ssh::Ssh;
 use crate::ssh::answer::{DEFAULT_DIR, Target, answer, check_dir};
 use aether_protocol::agents::AgentName;
+use axum::extract::FromRef;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -23,6 +26,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration as Days, Utc};
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -33,7 +37,34 @@ const SYNC_WAIT: Duration = Duration::from_secs(4);
 /// How long an answer waits for a connected VM that has not yet reported its host keys.
 const HOST_KEYS_WAIT: Duration = Duration::from_secs(5);
 
-pub fn routes() -> Router<AppState> {
+/// What the agent routes need: the caller's projects, the jump host (keys'
+/// sync, the VM's SSH answer), and the agent-session events.
+#[derive(Clone)]
+pub struct AgentsState {
+    pub access: Access,
+    pub ssh: Arc<Ssh>,
+    pub events: Arc<Events>,
+}
+
+impl FromRef<AgentsState> for Access {
+    fn from_ref(state: &AgentsState) -> Self {
+        state.access.clone()
+    }
+}
+
+impl FromRef<AppState> for AgentsState {
+    fn from_ref(hub: &AppState) -> Self {
+        Self { access: hub.access.clone(), ssh: hub.ssh.clone(), events: hub.events.clone() }
+    }
+}
+
+/// The agent routes, on any state that holds an `AgentsState`.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AgentsState: FromRef<S>,
+    Access: FromRef<S>,
+{
     Router::new()
         .route("/projects/{id}/agents", get(list).post(create))
         .route("/projects/{id}/agents/activity", get(activity))
@@ -69,17 +100,17 @@ fn agent_id(s: &str) -> ApiResult<Uuid> {
 }
 
 /// The `ssh` object for one agent of a project.
-async fn ssh_answer(hub: &crate::Hub, project: Uuid, agent_name: &str, dir: &str) -> ApiResult<AgentSsh> {
-    let (keys, user) = match hub.ssh.vm_ssh(project, HOST_KEYS_WAIT).await? {
+async fn ssh_answer(ssh: &Ssh, project: Uuid, agent_name: &str, dir: &str) -> ApiResult<AgentSsh> {
+    let (keys, user) = match ssh.vm_ssh(project, HOST_KEYS_WAIT).await? {
         Some((keys, user)) => (keys.lines().map(str::to_owned).collect(), user),
         None => (vec![], "dev".to_owned()),
     };
     model::from_value(answer(&Target {
         project,
         agent_name,
-        jump_host: &hub.ssh.public_host,
-        jump_port: hub.ssh.public_port,
-        jump_key: hub.ssh.host_key_line.as_str(),
+        jump_host: &ssh.public_host,
+        jump_port: ssh.public_port,
+        jump_key: ssh.host_key_line.as_str(),
         vm_host_keys: &keys,
         vm_user: &user,
         dir,
@@ -87,13 +118,16 @@ async fn ssh_answer(hub: &crate::Hub, project: Uuid, agent_name: &str, dir: &str
 }
 
 #[utoipa::path(get, path = "/api/projects/{id}/agents", params(("id" = String, Path, description = "The project's id")), responses((status = 200, body = Vec<Agent>), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "agents_list", tag = "agents")]
-async fn list(State(hub): State<AppState>, OwnedProject { project, .. }: OwnedProject) -> ApiResult<Json<Vec<Agent>>> {
-    Ok(Json(hub.db.list_agents(project.id).await?.into_iter().map(Agent::from).collect()))
+async fn list(
+    State(state): State<AgentsState>,
+    OwnedProject { project, .. }: OwnedProject,
+) -> ApiResult<Json<Vec<Agent>>> {
+    Ok(Json(state.access.db.list_agents(project.id).await?.into_iter().map(Agent::from).collect()))
 }
 
 #[utoipa::path(post, path = "/api/projects/{id}/agents", params(("id" = String, Path, description = "The project's id"), SshDir), request_body = NewAgent, responses((status = 201, body = CreatedAgent), (status = 400, description = "Invalid body or key", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 409, description = "The name or key is taken", body = ErrorBody), (status = 422, description = "At the agent limit", body = ErrorBody)), operation_id = "agents_create", tag = "agents")]
 async fn create(
-    State(hub): State<AppState>,
+    State(state): State<AgentsState>,
     OwnedProject { user, project }: OwnedProject,
     Query(q): Query<SshDir>,
     raw: JsonBody<NewAgent>,
@@ -104,7 +138,7 @@ async fn create(
     })?;
     let dir = dir(&q)?;
     let expires_at = expiry(new.expires_in_days, new.expires_at)?;
-    if hub.db.count_agents(project.id).await? >= MAX_AGENTS {
+    if state.access.db.count_agents(project.id).await? >= MAX_AGENTS {
         return Err(ApiError::LimitReached(format!("a project may have {MAX_AGENTS} agents")));
     }
     let (line, fingerprint, private) = match &new.public_key {
@@ -117,60 +151,61 @@ async fn create(
             (g.line, g.fingerprint, Some(g.private_openssh))
         }
     };
-    let agent = match hub.db.create_agent(project.id, name.as_str(), line.as_str(), &fingerprint, expires_at).await {
-        Err(e) if crate::db::is_unique_violation(&e) => {
-            return Err(ApiError::Conflict("the project already has an agent with this name or key".into()));
-        }
-        r => r?,
-    };
-    let synced = hub.ssh.sync_keys(project.id, SYNC_WAIT).await;
+    let agent =
+        match state.access.db.create_agent(project.id, name.as_str(), line.as_str(), &fingerprint, expires_at).await {
+            Err(e) if crate::db::is_unique_violation(&e) => {
+                return Err(ApiError::Conflict("the project already has an agent with this name or key".into()));
+            }
+            r => r?,
+        };
+    let synced = state.ssh.sync_keys(project.id, SYNC_WAIT).await;
     tracing::info!(agent = %agent.name, %fingerprint, generated = private.is_some(), synced, "agent created");
-    let ssh = ssh_answer(&hub, project.id, &agent.name, &dir).await?;
+    let ssh = ssh_answer(&state.ssh, project.id, &agent.name, &dir).await?;
     let detail = format!("{} ({fingerprint}) on project {}", agent.name, project.name);
     let out = CreatedAgent { agent: agent.into(), private_key: private.as_ref().map(|p| p.expose().to_owned()), ssh };
-    crate::accounts::audit(&hub, user.id, "agent_key_created", None, &detail).await;
+    crate::accounts::audit(&state.access.db, user.id, "agent_key_created", None, &detail).await;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
 #[utoipa::path(get, path = "/api/projects/{id}/agents/{agent_id}", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path)), responses((status = 200, body = Agent), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), operation_id = "agents_show", tag = "agents")]
 async fn show(
-    State(hub): State<AppState>,
+    State(state): State<AgentsState>,
     OwnedProject { project, .. }: OwnedProject,
     Path((_, agent)): Path<(String, String)>,
 ) -> ApiResult<Json<Agent>> {
-    let agent = hub.db.agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
+    let agent = state.access.db.agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(agent.into()))
 }
 
 #[utoipa::path(get, path = "/api/projects/{id}/agents/{agent_id}/ssh", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path), SshDir), responses((status = 200, body = AgentSsh), (status = 400, description = "Invalid `ssh_dir`", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), operation_id = "agents_ssh", tag = "agents")]
 async fn ssh(
-    State(hub): State<AppState>,
+    State(state): State<AgentsState>,
     OwnedProject { project, .. }: OwnedProject,
     Path((_, agent)): Path<(String, String)>,
     Query(q): Query<SshDir>,
 ) -> ApiResult<Json<AgentSsh>> {
-    let agent = hub.db.agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(ssh_answer(&hub, project.id, &agent.name, &dir(&q)?).await?))
+    let agent = state.access.db.agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(ssh_answer(&state.ssh, project.id, &agent.name, &dir(&q)?).await?))
 }
 
 #[utoipa::path(delete, path = "/api/projects/{id}/agents/{agent_id}", params(("id" = String, Path, description = "The project's id"), ("agent_id" = String, Path)), responses((status = 204, description = "Access ends at once at the jump host and within 5 s in the VM"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or agent", body = ErrorBody)), operation_id = "agents_revoke", tag = "agents")]
 async fn revoke(
-    State(hub): State<AppState>,
+    State(state): State<AgentsState>,
     OwnedProject { user, project }: OwnedProject,
     Path((_, agent)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let agent = hub.db.revoke_agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
-    let closed = hub.ssh.revoke(agent.id);
-    let synced = hub.ssh.sync_keys(project.id, SYNC_WAIT).await;
+    let agent = state.access.db.revoke_agent(project.id, agent_id(&agent)?).await?.ok_or(ApiError::NotFound)?;
+    let closed = state.ssh.revoke(agent.id);
+    let synced = state.ssh.sync_keys(project.id, SYNC_WAIT).await;
     tracing::info!(agent = %agent.name, closed, synced, "agent revoked");
     let detail = format!("{} ({}) on project {}", agent.name, agent.fingerprint, project.name);
-    crate::accounts::audit(&hub, user.id, "agent_key_revoked", None, &detail).await;
+    crate::accounts::audit(&state.access.db, user.id, "agent_key_revoked", None, &detail).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/projects/{id}/agents/activity", params(("id" = String, Path, description = "The project's id"), ActivityLimit), responses((status = 200, description = "Newest first", body = Vec<AgentActivity>), (status = 400, description = "`limit` out of range", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "agents_activity", tag = "agents")]
 async fn activity(
-    State(hub): State<AppState>,
+    State(state): State<AgentsState>,
     OwnedProject { project, .. }: OwnedProject,
     Query(q): Query<ActivityLimit>,
 ) -> ApiResult<Json<Vec<AgentActivity>>> {
@@ -178,7 +213,7 @@ async fn activity(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request("limit must be 1 to 500"));
     }
-    Ok(Json(hub.db.agent_activity(project.id, limit).await?.into_iter().map(AgentActivity::from).collect()))
+    Ok(Json(state.access.db.agent_activity(project.id, limit).await?.into_iter().map(AgentActivity::from).collect()))
 }
 
 #[derive(Deserialize)]
@@ -186,16 +221,16 @@ struct Ticket {
     ticket: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/projects/{id}/agents/activity/live", security(()), params(("id" = String, Path, description = "The project's id"), ("ticket" = String, Query, description = "An `agent-activity` ticket")), responses((status = 101, description = "WebSocket of text messages: agent session starts and ends, as JSON"), (status = 400, description = "Not a WebSocket upgrade", body = ErrorBody), (status = 401, description = "No valid ticket", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "agents_live", tag = "agents")]
+#[utoipa::path(get, path = "/api/projects/{id}/agents/activity/live", security(()), params(("id" = String, Path, description = "The project's id"), ("ticket" = String, Query, description = "An `agent-activity` ticket")), responses((status = 101, description = "WebSocket of text messages, each an `AgentSessionMessage`: an agent session started or ended"), (status = 400, description = "Not a WebSocket upgrade", body = ErrorBody), (status = 401, description = "No valid ticket", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "agents_live", tag = "agents")]
 async fn live(
-    State(hub): State<AppState>,
+    State(state): State<AgentsState>,
     Path(id): Path<String>,
     Query(q): Query<Ticket>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let ws = ws.map_err(|e| ApiError::bad_request(format!("expected a WebSocket upgrade: {e}")))?;
-    let project = super::terminals::redeem(&hub.access, q.ticket.as_deref(), "agent-activity", &id).await?;
-    let rx = hub.events.subscribe();
+    let project = super::terminals::redeem(&state.access, q.ticket.as_deref(), "agent-activity", &id).await?;
+    let rx = state.events.subscribe();
     Ok(ws.on_upgrade(move |socket| forward(socket, project.id, rx)))
 }
 
@@ -206,7 +241,14 @@ async fn forward(mut socket: WebSocket, project: Uuid, mut rx: tokio::sync::broa
         tokio::select! {
             event = rx.recv() => match event {
                 Ok(e) if e.project_id == project && e.kind == "agent_session" => {
-                    if socket.send(Message::Text(e.data.to_string().into())).await.is_err() {
+                    let message = match serde_json::from_value::<AgentSessionMessage>(e.data) {
+                        Ok(m) => serde_json::to_string(&m).unwrap_or_default(),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "an agent session event of the wrong shape");
+                            continue;
+                        }
+                    };
+                    if socket.send(Message::Text(message.into())).await.is_err() {
                         return;
                     }
                 }

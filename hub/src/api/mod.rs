@@ -1,10 +1,10 @@
 //! The HTTP API: the router, shared state, and cross-cutting layers (request
 //! ids, metrics). Each submodule serves one part of the contract.
 
-mod account;
+pub mod account;
 mod activity;
 mod agents;
-mod auth;
+pub mod auth;
 mod billing;
 mod body;
 mod errors;
@@ -13,7 +13,7 @@ pub use extract::{Access, LiveTunnel, OwnedProject};
 pub mod files;
 pub mod model;
 pub mod openapi;
-mod ports;
+pub mod ports;
 pub use ports::ports_json;
 mod projects;
 mod service;
@@ -23,7 +23,7 @@ pub mod ws;
 
 use crate::Hub;
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Request, State};
 use axum::http::HeaderValue;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
@@ -36,6 +36,12 @@ use tracing::Instrument;
 
 /// State shared by every handler.
 pub type AppState = Arc<Hub>;
+
+impl FromRef<AppState> for crate::accounts::Accounts {
+    fn from_ref(hub: &AppState) -> Self {
+        hub.accounts.clone()
+    }
+}
 
 /// The whole HTTP surface of the hub.
 pub fn app(state: AppState) -> Router {
@@ -54,7 +60,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api", api)
         .merge(site::routes())
-        .merge(service::routes(&state))
+        .merge(service::routes(state.web_dir.as_deref()))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             crate::error::ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
         }))
@@ -75,13 +81,13 @@ async fn preview_auth_page(req: Request, next: Next) -> Response {
 
 /// Gives every request an id (in its span and the `x-request-id` header)
 /// and counts it.
-async fn request_context(State(hub): State<AppState>, req: Request, next: Next) -> Response {
+async fn request_context(State(service): State<service::ServiceState>, req: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let mut resp = next.run(req).instrument(span).await;
-    hub.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+    service.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     if resp.status().is_server_error() {
-        hub.metrics.http_errors_5xx.fetch_add(1, Ordering::Relaxed);
+        service.metrics.http_errors_5xx.fetch_add(1, Ordering::Relaxed);
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
@@ -95,11 +101,26 @@ async fn request_context(State(hub): State<AppState>, req: Request, next: Next) 
 /// the one the proxy itself saw).
 pub struct ClientIp(pub IpAddr);
 
-impl FromRequestParts<AppState> for ClientIp {
+/// The header a proxy in front of the hub names the client in
+/// (`AETHER_CLIENT_IP_HEADER`), if there is one.
+#[derive(Clone, Default)]
+pub struct ClientIpHeader(pub Option<Arc<str>>);
+
+impl FromRef<AppState> for ClientIpHeader {
+    fn from_ref(hub: &AppState) -> Self {
+        Self(hub.config.client_ip_header.as_deref().map(Arc::from))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp
+where
+    ClientIpHeader: FromRef<S>,
+{
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, hub: &AppState) -> Result<Self, Infallible> {
-        let from_proxy = hub.config.client_ip_header.as_deref().and_then(|name| {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Infallible> {
+        let ClientIpHeader(header) = ClientIpHeader::from_ref(state);
+        let from_proxy = header.as_deref().and_then(|name| {
             let value = parts.headers.get_all(name).iter().next_back()?.to_str().ok()?;
             value.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
         });

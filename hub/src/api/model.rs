@@ -578,7 +578,7 @@ pub struct CreatedAgent {
 }
 
 /// One command or session an agent ran.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentActivity {
     pub agent_id: Uuid,
     /// The key's name when the session ran (it may be revoked since).

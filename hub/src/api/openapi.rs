@@ -8,8 +8,8 @@
 //! (web/src/api/openapi.json) equal to it.
 
 use super::model::ErrorBody;
-use super::ws::{TerminalClientMessage, TerminalServerMessage, WatchEvent};
-use super::{AppState, account, activity, agents, auth, billing, files, ports, projects, terminals};
+use super::ws::{AgentSessionMessage, TerminalClientMessage, TerminalServerMessage, WatchEvent};
+use super::{account, activity, agents, auth, billing, files, ports, projects, service, terminals};
 use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -18,7 +18,7 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().route("/openapi.json", get(serve))
 }
 
@@ -29,7 +29,7 @@ pub fn routes() -> Router<AppState> {
 #[openapi(
     info(title = "aether hub API", description = "The hub's HTTP and WebSocket contract (docs/contract/API.md)."),
     paths(serve),
-    components(schemas(TerminalServerMessage, TerminalClientMessage, WatchEvent, ErrorBody)),
+    components(schemas(TerminalServerMessage, TerminalClientMessage, WatchEvent, AgentSessionMessage, ErrorBody)),
     modifiers(&Bearer),
     security(("bearer" = []))
 )]
@@ -60,6 +60,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         ports::Doc::openapi(),
         agents::Doc::openapi(),
         billing::Doc::openapi(),
+        service::Doc::openapi(),
     ] {
         utoipa::openapi::OpenApi::merge(&mut doc, part);
     }

@@ -3,11 +3,13 @@
 use super::body::JsonBody;
 use super::model::ErrorBody;
 use super::model::{self, NewProject, ProjectPatch, Wait};
-use super::{AppState, OwnedProject};
+use super::{Access, AppState, OwnedProject};
 use crate::auth::AuthUser;
 use crate::db::Project;
 use crate::error::{ApiError, ApiResult};
 use crate::projects;
+use crate::projects::Lifecycle;
+use axum::extract::FromRef;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -16,8 +18,35 @@ use axum::{Json, Router};
 use futures_util::Stream;
 use serde_json::Value;
 use std::convert::Infallible;
+use std::sync::Arc;
 
-pub fn routes() -> Router<AppState> {
+/// What the project routes need: the caller's projects, and their VMs'
+/// life cycle.
+#[derive(Clone)]
+pub struct ProjectsState {
+    pub access: Access,
+    pub lifecycle: Arc<Lifecycle>,
+}
+
+impl FromRef<ProjectsState> for Access {
+    fn from_ref(state: &ProjectsState) -> Self {
+        state.access.clone()
+    }
+}
+
+impl FromRef<AppState> for ProjectsState {
+    fn from_ref(hub: &AppState) -> Self {
+        Self { access: hub.access.clone(), lifecycle: hub.lifecycle.clone() }
+    }
+}
+
+/// The project routes, on any state that holds a `ProjectsState`.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    ProjectsState: FromRef<S>,
+    Access: FromRef<S>,
+{
     Router::new()
         .route("/projects", get(list).post(create))
         .route("/projects/{id}", get(show).patch(update).delete(remove))
@@ -72,13 +101,16 @@ fn shown(p: Project) -> ApiResult<model::Project> {
 }
 
 #[utoipa::path(get, path = "/api/projects", responses((status = 200, description = "Newest first", body = Vec<model::Project>), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "projects_list", tag = "projects")]
-async fn list(State(hub): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<model::Project>>> {
-    Ok(Json(hub.db.list_projects(user.id).await?.into_iter().map(shown).collect::<ApiResult<_>>()?))
+async fn list(
+    State(ProjectsState { lifecycle: lc, .. }): State<ProjectsState>,
+    user: AuthUser,
+) -> ApiResult<Json<Vec<model::Project>>> {
+    Ok(Json(lc.db.list_projects(user.id).await?.into_iter().map(shown).collect::<ApiResult<_>>()?))
 }
 
 #[utoipa::path(post, path = "/api/projects", request_body = NewProject, responses((status = 201, body = model::Project), (status = 400, description = "Invalid body", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 422, description = "At the plan's project limit", body = ErrorBody)), operation_id = "projects_create", tag = "projects")]
 async fn create(
-    State(hub): State<AppState>,
+    State(ProjectsState { lifecycle: lc, .. }): State<ProjectsState>,
     user: AuthUser,
     raw: JsonBody<NewProject>,
 ) -> ApiResult<(StatusCode, Json<model::Project>)> {
@@ -91,13 +123,13 @@ async fn create(
     if base_image.is_empty() || base_image.len() > 200 {
         return Err(ApiError::bad_request("base_image must be 1 to 200 characters"));
     }
-    let plan = crate::plans::of_user(&hub.db, user.id).await?;
+    let plan = crate::plans::of_user(&lc.db, user.id).await?;
     let (limit, plan) = (plan.projects, plan.plan);
-    if hub.db.count_projects(user.id).await? >= limit {
+    if lc.db.count_projects(user.id).await? >= limit {
         return Err(ApiError::LimitReached(format!("the {plan} plan allows {limit} projects")));
     }
-    let project = hub.db.create_project(user.id, &name, p.description.trim(), &base_image, &env).await?;
-    hub.compute.create(project.id).await?;
+    let project = lc.db.create_project(user.id, &name, p.description.trim(), &base_image, &env).await?;
+    lc.compute.create(project.id).await?;
     Ok((StatusCode::CREATED, Json(shown(project)?)))
 }
 
@@ -108,7 +140,7 @@ async fn show(OwnedProject { project, .. }: OwnedProject) -> ApiResult<Json<mode
 
 #[utoipa::path(patch, path = "/api/projects/{id}", params(("id" = String, Path, description = "The project's id")), request_body = ProjectPatch, responses((status = 200, body = model::Project), (status = 400, description = "Invalid body", body = ErrorBody), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_update", tag = "projects")]
 async fn update(
-    State(hub): State<AppState>,
+    State(ProjectsState { lifecycle: lc, .. }): State<ProjectsState>,
     OwnedProject { user, project }: OwnedProject,
     raw: JsonBody<ProjectPatch>,
 ) -> ApiResult<Json<model::Project>> {
@@ -120,7 +152,7 @@ async fn update(
     if let Some(env) = &p.env_vars {
         check_env(env)?;
     }
-    let updated = hub
+    let updated = lc
         .db
         .update_project(
             user.id,
@@ -131,46 +163,49 @@ async fn update(
         )
         .await?
         .ok_or(ApiError::NotFound)?;
-    projects::publish(&hub, &updated);
+    projects::publish(&lc, &updated);
     Ok(Json(shown(updated)?))
 }
 
 #[utoipa::path(delete, path = "/api/projects/{id}", params(("id" = String, Path, description = "The project's id")), responses((status = 204, description = "The VM and its volume are destroyed"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_remove", tag = "projects")]
-async fn remove(State(hub): State<AppState>, OwnedProject { user, project }: OwnedProject) -> ApiResult<StatusCode> {
+async fn remove(
+    State(ProjectsState { lifecycle: lc, .. }): State<ProjectsState>,
+    OwnedProject { user, project }: OwnedProject,
+) -> ApiResult<StatusCode> {
     let name = project.name.clone();
-    projects::delete(&hub, project).await?;
-    crate::accounts::audit(&hub, user.id, "project_deleted", None, &name).await;
+    projects::delete(&lc, project).await?;
+    crate::accounts::audit(&lc.db, user.id, "project_deleted", None, &name).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/projects/{id}/start", params(("id" = String, Path, description = "The project's id"), Wait), responses((status = 202, description = "Starting", body = model::Project), (status = 200, description = "With `wait`: running", body = model::Project), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 422, description = "At the compute limit", body = ErrorBody), (status = 504, description = "With `wait`: not up within 60 s", body = ErrorBody)), operation_id = "projects_start", tag = "projects")]
 async fn start(
-    State(hub): State<AppState>,
+    State(ProjectsState { lifecycle: lc, .. }): State<ProjectsState>,
     OwnedProject { project, .. }: OwnedProject,
     Query(q): Query<Wait>,
 ) -> ApiResult<(StatusCode, Json<model::Project>)> {
-    let p = projects::start(&hub, project, q.wait).await?;
+    let p = projects::start(&lc, project, q.wait).await?;
     let code = if q.wait { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((code, Json(shown(p)?)))
 }
 
 #[utoipa::path(post, path = "/api/projects/{id}/stop", params(("id" = String, Path, description = "The project's id"), Wait), responses((status = 202, description = "Stopping", body = model::Project), (status = 200, description = "With `wait`: stopped", body = model::Project), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 504, description = "With `wait`: not stopped within 60 s", body = ErrorBody)), operation_id = "projects_stop", tag = "projects")]
 async fn stop(
-    State(hub): State<AppState>,
+    State(ProjectsState { lifecycle: lc, .. }): State<ProjectsState>,
     OwnedProject { project, .. }: OwnedProject,
     Query(q): Query<Wait>,
 ) -> ApiResult<(StatusCode, Json<model::Project>)> {
-    let p = projects::stop(&hub, project, q.wait).await?;
+    let p = projects::stop(&lc, project, q.wait).await?;
     let code = if q.wait { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((code, Json(shown(p)?)))
 }
 
-#[utoipa::path(get, path = "/api/projects/{id}/events", params(("id" = String, Path, description = "The project's id")), responses((status = 200, content_type = "text/event-stream", description = "Server-Sent Events: `status` (a Project), `ports` (the ports), `agent_session`", body = String), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_events", tag = "projects")]
+#[utoipa::path(get, path = "/api/projects/{id}/events", params(("id" = String, Path, description = "The project's id")), responses((status = 200, content_type = "text/event-stream", description = "Server-Sent Events: `status` (a Project), `ports` (the ports), `agent_session` (an `AgentSessionMessage`)", body = String), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody)), operation_id = "projects_events", tag = "projects")]
 async fn events(
-    State(hub): State<AppState>,
+    State(ProjectsState { lifecycle: lc, .. }): State<ProjectsState>,
     OwnedProject { project, .. }: OwnedProject,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let rx = hub.events.subscribe();
+    let rx = lc.events.subscribe();
     let first = Event::default().event("status").json_data(shown(project.clone())?).map_err(anyhow::Error::from)?;
     let stream = futures_util::stream::unfold((Some(first), rx), move |(first, mut rx)| async move {
         if let Some(ev) = first {

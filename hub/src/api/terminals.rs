@@ -16,16 +16,19 @@
 //! was running, so a VM its user (or the idle timer) just stopped is not
 //! woken again by a browser tab reconnecting.
 
-use super::AppState;
 use super::model::ErrorBody;
 use super::model::{ProjectStatus, TerminalInfo};
 use super::ws::{TerminalClientMessage, TerminalServerMessage};
+use super::{Access, AppState};
 use super::{LiveTunnel, OwnedProject};
 use crate::auth::sha256;
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::Metrics;
+use crate::projects::Lifecycle;
 use crate::tunnel::Tunnel;
 use aether_protocol::MAX_FRAME_LEN;
 use aether_protocol::domain::{PtyAttach, PtyEvent, PtyInput, SessionName, TermSize};
+use axum::extract::FromRef;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -35,6 +38,7 @@ use axum::{Json, Router};
 use chrono::{TimeZone, Utc};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -52,7 +56,34 @@ const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_INTERNAL: u16 = 1011;
 
-pub fn routes() -> Router<AppState> {
+/// What the terminal routes need: the caller's projects and their tunnels,
+/// the life cycle (a terminal may start its VM), and the counters.
+#[derive(Clone)]
+pub struct TerminalsState {
+    pub access: Access,
+    pub lifecycle: Arc<Lifecycle>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl FromRef<TerminalsState> for Access {
+    fn from_ref(state: &TerminalsState) -> Self {
+        state.access.clone()
+    }
+}
+
+impl FromRef<AppState> for TerminalsState {
+    fn from_ref(hub: &AppState) -> Self {
+        Self { access: hub.access.clone(), lifecycle: hub.lifecycle.clone(), metrics: hub.metrics.clone() }
+    }
+}
+
+/// The terminal routes, on any state that holds a `TerminalsState`.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    TerminalsState: FromRef<S>,
+    Access: FromRef<S>,
+{
     Router::new()
         .route("/projects/{id}/terminal", get(attach))
         .route("/projects/{id}/terminals", get(list))
@@ -99,7 +130,7 @@ pub async fn redeem(
 
 #[utoipa::path(get, path = "/api/projects/{id}/terminal", security(()), params(("id" = String, Path, description = "The project's id"), ("ticket" = String, Query, description = "A `terminal` ticket"), ("session" = Option<String>, Query, description = "Default `main`"), ("cols" = Option<u32>, Query), ("rows" = Option<u32>, Query), ("readonly" = Option<String>, Query, description = "`1` to watch without typing"), ("since" = Option<u64>, Query, description = "Resume after this output offset")), responses((status = 101, description = "WebSocket. Binary messages both ways are terminal bytes; text messages are `TerminalServerMessage` (hub to client) and `TerminalClientMessage` (client to hub)"), (status = 400, description = "Not a WebSocket upgrade or a bad parameter", body = ErrorBody), (status = 401, description = "No valid ticket", body = ErrorBody), (status = 404, description = "No such project of the caller's", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "terminals_attach", tag = "terminals")]
 async fn attach(
-    State(hub): State<AppState>,
+    State(state): State<TerminalsState>,
     Path(id): Path<String>,
     Query(q): Query<AttachQuery>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -110,16 +141,16 @@ async fn attach(
     let size =
         TermSize::new(q.cols.unwrap_or(80), q.rows.unwrap_or(24)).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let readonly = matches!(q.readonly.as_deref(), Some("1" | "true" | "yes"));
-    let project = redeem(&hub.access, q.ticket.as_deref(), "terminal", &id).await?;
+    let project = redeem(&state.access, q.ticket.as_deref(), "terminal", &id).await?;
     let wakes = !readonly && q.since.is_none() && ProjectStatus::parse(&project.status)? != ProjectStatus::Stopping;
-    let tunnel = match hub.tunnels.get(project.id) {
+    let tunnel = match state.access.tunnels.get(project.id) {
         Some(tunnel) => Some(tunnel),
         None if wakes => None,
         None => return Err(ApiError::Unavailable { status: project.status.clone() }),
     };
-    hub.db.touch_project(project.id).await?;
+    state.access.db.touch_project(project.id).await?;
     let req = PtyAttach { session, size, readonly, since: q.since, command: None };
-    hub.metrics.terminal_attaches.fetch_add(1, Ordering::Relaxed);
+    state.metrics.terminal_attaches.fetch_add(1, Ordering::Relaxed);
     // On the data plane's single-threaded runtimes, a span entered with a
     // guard across an await would label other projects' logs: the future
     // carries it instead.
@@ -130,19 +161,19 @@ async fn attach(
             let project_id = project.id;
             let tunnel = match tunnel {
                 Some(tunnel) => tunnel,
-                None => match wake(&hub, project, &mut socket).await {
+                None => match wake(&state.lifecycle, project, &mut socket).await {
                     Some(tunnel) => tunnel,
                     None => return,
                 },
             };
-            hub.metrics.terminals_open.fetch_add(1, Ordering::Relaxed);
+            state.metrics.terminals_open.fetch_add(1, Ordering::Relaxed);
             let on_input = || {
                 if !readonly {
-                    hub.activity.touch(project_id, crate::idle::Signal::TerminalInput);
+                    state.lifecycle.activity.touch(project_id, crate::idle::Signal::TerminalInput);
                 }
             };
             bridge(socket, tunnel, req, on_input).await;
-            hub.metrics.terminals_open.fetch_sub(1, Ordering::Relaxed);
+            state.metrics.terminals_open.fetch_sub(1, Ordering::Relaxed);
         }
         .instrument(span)
     }))
@@ -151,11 +182,11 @@ async fn attach(
 /// Starts the project's VM for a terminal opened while it was down, saying
 /// `starting` first; its tunnel once up, or `None` after telling the client
 /// why not (the contract's error message, then a close).
-async fn wake(hub: &AppState, project: crate::db::Project, ws: &mut WebSocket) -> Option<Tunnel> {
+async fn wake(lifecycle: &Arc<Lifecycle>, project: crate::db::Project, ws: &mut WebSocket) -> Option<Tunnel> {
     let id = project.id;
     let _ = ws.send(text(&TerminalServerMessage::Starting { status: "starting".into() })).await;
     tracing::info!(status = %project.status, "starting the VM for a terminal");
-    match crate::projects::start(hub, project, true).await {
+    match crate::projects::start(lifecycle, project, true).await {
         Ok(_) => {}
         Err(e) => {
             let e = ApiError::from(e);
@@ -171,7 +202,7 @@ async fn wake(hub: &AppState, project: crate::db::Project, ws: &mut WebSocket) -
             return None;
         }
     }
-    match hub.tunnels.get(id) {
+    match lifecycle.tunnels.get(id) {
         Some(tunnel) => Some(tunnel),
         None => {
             close_with_error(ws, "tunnel_lost", "the VM's connection went away as it started; reconnect").await;
@@ -328,12 +359,12 @@ async fn list(LiveTunnel { tunnel, .. }: LiveTunnel) -> ApiResult<Json<Vec<Termi
 
 #[utoipa::path(delete, path = "/api/projects/{id}/terminals/{session}", params(("id" = String, Path, description = "The project's id"), ("session" = String, Path)), responses((status = 204, description = "The session ended"), (status = 401, description = "Not signed in", body = ErrorBody), (status = 404, description = "No such project or session", body = ErrorBody), (status = 503, description = "The VM is not running (with its `status`)", body = ErrorBody)), operation_id = "terminals_kill", tag = "terminals")]
 async fn kill(
-    State(hub): State<AppState>,
+    State(access): State<Access>,
     OwnedProject { project, .. }: OwnedProject,
     Path((_, session)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let session = SessionName::parse(&session).map_err(|_| ApiError::NotFound)?;
-    let tunnel = hub.access.tunnel(&project)?;
+    let tunnel = access.tunnel(&project)?;
     match tunnel.kill_session(session).await? {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(e) if e.code == "not_found" => Err(ApiError::NotFound),

@@ -1,7 +1,9 @@
 //! The WebSockets' text messages as types: the terminal's control messages
-//! both ways and the files watch's events. Binary messages (terminal bytes)
+//! both ways, the files watch's events, and the agent-activity feed's
+//! session starts and ends. Binary messages (terminal bytes)
 //! are not described here: they pass through unparsed.
 
+use super::model::AgentActivity;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -67,6 +69,24 @@ impl WatchEvent {
     }
 }
 
+/// Whether an agent session began or ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentSessionPhase {
+    Start,
+    End,
+}
+
+/// A text message of the agent-activity WebSocket (and the data of the
+/// project stream's `agent_session` event): a session started or ended,
+/// with the session as the activity list shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentSessionMessage {
+    pub event: AgentSessionPhase,
+    #[serde(flatten)]
+    pub session: AgentActivity,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +112,28 @@ mod tests {
             WatchEvent { from: Some("a".into()), message: None, path: Some("b".into()), kind: WatchEventKind::Renamed };
         assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"from":"a","path":"b","type":"renamed"}"#);
         assert_eq!(serde_json::to_string(&WatchEvent::error("gone")).unwrap(), r#"{"message":"gone","type":"error"}"#);
+    }
+
+    #[test]
+    fn the_jump_hosts_session_events_are_agent_session_messages() {
+        let row = crate::db::AgentSession {
+            id: uuid::Uuid::new_v4(),
+            agent_id: uuid::Uuid::new_v4(),
+            agent_name: "claude".into(),
+            started_at: chrono::Utc::now(),
+            ended_at: None,
+            command: "make test".into(),
+            exit_code: None,
+            interactive: false,
+            session: Some("main".into()),
+        };
+        let published = crate::ssh::sync::session_event(&row);
+        let m: AgentSessionMessage = serde_json::from_value(published.clone()).unwrap();
+        assert_eq!(m.event, AgentSessionPhase::Start);
+        assert_eq!(m.session, AgentActivity::from(row.clone()));
+        assert_eq!(serde_json::to_value(&m).unwrap(), published, "nothing lost or added");
+        let ended = crate::db::AgentSession { ended_at: Some(chrono::Utc::now()), exit_code: Some(2), ..row };
+        let m: AgentSessionMessage = serde_json::from_value(crate::ssh::sync::session_event(&ended)).unwrap();
+        assert_eq!((m.event, m.session.exit_code), (AgentSessionPhase::End, Some(2)));
     }
 }

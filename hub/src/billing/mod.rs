@@ -192,7 +192,7 @@ pub async fn end_expired_grace(hub: &Arc<crate::Hub>) -> anyhow::Result<()> {
             let Some(project) = hub.db.project_any(id).await? else { continue };
             tracing::info!(project = %id, "stopping a VM: its owner's grace ended and the free plan's hours are used");
             let reason = Some(STOPPED_GRACE_ENDED.to_owned());
-            if let Err(e) = crate::projects::stop_because(hub, project, false, reason).await {
+            if let Err(e) = crate::projects::stop_because(&hub.lifecycle, project, false, reason).await {
                 tracing::warn!(project = %id, error = %e, "stopping a VM after its owner's grace ended");
             }
         }

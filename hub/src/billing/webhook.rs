@@ -23,8 +23,7 @@
 //! no trace, so its redelivery is applied.
 
 use super::{About, Billing, Event, Subscription, grants_plan, standing};
-use crate::Hub;
-use crate::db::{BillingRow, EventTx, SubscriptionRecord};
+use crate::db::{BillingRow, Db, EventTx, SubscriptionRecord};
 use chrono::Utc;
 use uuid::Uuid;
 
@@ -41,8 +40,8 @@ pub enum Outcome {
 }
 
 /// Applies `event`, once.
-pub async fn apply(hub: &Hub, billing: &Billing, event: &Event) -> anyhow::Result<Outcome> {
-    let Some(mut tx) = hub.db.claim_event(&event.id, &event.kind).await? else {
+pub async fn apply(db: &Db, billing: &Billing, event: &Event) -> anyhow::Result<Outcome> {
+    let Some(mut tx) = db.claim_event(&event.id, &event.kind).await? else {
         return Ok(Outcome::Duplicate);
     };
     let outcome = match &event.about {

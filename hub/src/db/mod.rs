@@ -12,6 +12,7 @@ use uuid::Uuid;
 mod accounts;
 mod agents;
 mod billing;
+mod plans;
 mod previews;
 mod projects;
 mod tunnels;
@@ -20,6 +21,7 @@ mod users;
 pub use accounts::{AuditRow, EmailToken, Refreshed, SessionRow};
 pub use agents::{Agent, AgentSession, AgentSessionRecord};
 pub use billing::{BillingRow, EventTx, SubscriptionRecord};
+pub use plans::Plan;
 pub use projects::ComputeRow;
 pub use usage::record_seconds;
 

@@ -112,15 +112,19 @@ async fn handle(ssh: &Ssh, project: Uuid, conn: usize, msg: AgentsVm) {
                 session: s.session.as_ref().map(|n| n.as_str()),
             };
             match ssh.db.record_agent_session(project, &record).await {
-                Ok(Some(row)) => {
-                    let event = if row.ended_at.is_some() { "end" } else { "start" };
-                    let mut data = serde_json::to_value(&row).unwrap_or_default();
-                    data["event"] = serde_json::json!(event);
-                    ssh.events.publish(project, "agent_session", data);
-                }
+                Ok(Some(row)) => ssh.events.publish(project, "agent_session", session_event(&row)),
                 Ok(None) => tracing::warn!(%agent_id, "a session record for an agent not of this project"),
                 Err(e) => tracing::warn!(error = %e, "recording an agent session"),
             }
         }
     }
+}
+
+/// A session start or end as the `agent_session` event carries it: the
+/// session's row and `event` (`start` or `end`); the API sends it on as an
+/// `AgentSessionMessage`.
+pub fn session_event(row: &crate::db::AgentSession) -> serde_json::Value {
+    let mut data = serde_json::to_value(row).unwrap_or_default();
+    data["event"] = serde_json::json!(if row.ended_at.is_some() { "end" } else { "start" });
+    data
 }

@@ -733,6 +733,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/healthz": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["healthz"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/readyz": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["readyz"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["metrics"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -788,6 +836,19 @@ export interface components {
             /** Format: date-time */
             started_at: string;
         };
+        /**
+         * @description A text message of the agent-activity WebSocket (and the data of the
+         *     project stream's `agent_session` event): a session started or ended,
+         *     with the session as the activity list shows it.
+         */
+        AgentSessionMessage: components["schemas"]["AgentActivity"] & {
+            event: components["schemas"]["AgentSessionPhase"];
+        };
+        /**
+         * @description Whether an agent session began or ended.
+         * @enum {string}
+         */
+        AgentSessionPhase: "start" | "end";
         /** @description How to reach the VM with an agent's key. */
         AgentSsh: {
             alias: string;
@@ -2323,7 +2384,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Server-Sent Events: `status` (a Project), `ports` (the ports), `agent_session` */
+            /** @description Server-Sent Events: `status` (a Project), `ports` (the ports), `agent_session` (an `AgentSessionMessage`) */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3386,7 +3447,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description WebSocket of text messages: agent session starts and ends, as JSON */
+            /** @description WebSocket of text messages, each an `AgentSessionMessage`: an agent session started or ended */
             101: {
                 headers: {
                     [name: string]: unknown;
@@ -3814,6 +3875,75 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    healthz: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `ok` while the process runs */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+        };
+    };
+    readyz: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `ready`: the database answers */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+            /** @description The database does not answer */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    metrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The hub's counters, in Prometheus's text format */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
                 };
             };
         };

@@ -5,6 +5,7 @@
  * or retypes fails `npm run typecheck` here.
  */
 
+import type { AgentSessionEvent } from "../agents/activityLive";
 import type { components } from "./openapi";
 import type {
   Activity,
@@ -35,4 +36,7 @@ export type HandKeptTypesAcceptTheWire = [
   Accepts<AgentActivity, Schemas["AgentActivity"]>,
   Accepts<Usage, Schemas["Usage"]>,
   Accepts<Activity, Schemas["Activity"]>,
+  // The live feed's message: its `event`, and the session beside it.
+  Accepts<AgentSessionEvent["event"], Schemas["AgentSessionMessage"]["event"]>,
+  Accepts<AgentActivity, Omit<Schemas["AgentSessionMessage"], "event">>,
 ];
