@@ -106,7 +106,7 @@ pub struct Config {
     /// (`Fly-Client-IP`, `X-Forwarded-For`); `None`: the connection's peer.
     /// Abuse limits count by this address, so name a header only when every
     /// request comes through a proxy that sets it.
-    pub client_ip_header: Option<String>,
+    pub client_ip_header: Option<std::sync::Arc<str>>,
     /// How long the embedded database's cluster stays down, once it is seen
     /// down, before the hub starts it again (doubling while it keeps dying).
     pub pg_restart_delay: Duration,

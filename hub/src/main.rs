@@ -291,7 +291,7 @@ fn main() -> anyhow::Result<()> {
         idle_timeout: a.idle_timeout_s.filter(|s| *s > 0).map(Duration::from_secs),
         orphan_grace: Duration::from_millis(a.orphan_grace_ms),
         stuck_after: Duration::from_millis(a.stuck_after_ms),
-        client_ip_header: a.client_ip_header.filter(|s| !s.trim().is_empty()),
+        client_ip_header: a.client_ip_header.filter(|s| !s.trim().is_empty()).map(Into::into),
         pg_restart_delay: Duration::from_millis(a.pg_restart_delay_ms),
         stripe,
         billing_grace,

@@ -108,7 +108,7 @@ pub struct ClientIpHeader(pub Option<Arc<str>>);
 
 impl FromRef<AppState> for ClientIpHeader {
     fn from_ref(hub: &AppState) -> Self {
-        Self(hub.config.client_ip_header.as_deref().map(Arc::from))
+        Self(hub.config.client_ip_header.clone())
     }
 }
 

@@ -24,7 +24,7 @@ pub struct SiteState {
 impl FromRef<AppState> for SiteState {
     fn from_ref(hub: &AppState) -> Self {
         Self {
-            ssh_host: hub.ssh.public_host.as_str().into(),
+            ssh_host: hub.ssh.public_host.clone(),
             ssh_port: hub.ssh.public_port,
             default_plan: hub.access.default_plan.clone(),
             billing: hub.billing.is_some(),

@@ -53,7 +53,7 @@ pub struct Ssh {
     /// The jump host's key as `type base64`, for known_hosts lines.
     pub host_key_line: KeyLine,
     /// Where agents reach the jump host.
-    pub public_host: String,
+    pub public_host: Arc<str>,
     pub public_port: u16,
     changes: Mutex<HashMap<Uuid, watch::Sender<u64>>>,
     /// Per project: the tunnel (quinn connection id) whose VM applied the
@@ -83,7 +83,7 @@ impl Ssh {
         Ok(Self {
             host_key,
             host_key_line,
-            public_host,
+            public_host: public_host.into(),
             public_port,
             changes: Mutex::default(),
             applied: Mutex::default(),
