@@ -1,14 +1,18 @@
-//! What the control plane's operations on a project end with when they
-//! can't do what was asked (`projects::start`, `stop`, `delete`, and the
-//! plan and account checks before a start). The API maps these to the
+//! What the control plane's operations end with when they can't do what
+//! was asked (`projects::start`, `stop`, `delete`, the plan and account
+//! checks before a start, and `accounts`' sessions, links and deletion). The API maps these to the
 //! contract's errors in one place (`api::errors`); the data plane and the
 //! jump host, which ask for starts through `tunnel::Wake`, read them too.
 
-/// Why an operation on a project did not happen.
+/// Why an operation did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("not found")]
     NotFound,
+    /// The caller's credentials are no good (a refresh token used twice,
+    /// or unknown).
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The project is in a state that doesn't allow it (stopping, say).
     #[error("{0}")]
     Conflict(String),

@@ -12,11 +12,11 @@ use crate::auth::{Tokens, random_token, sha256};
 use crate::billing::Billing;
 use crate::config::AccountsConfig;
 use crate::db::Db;
-use crate::error::{ApiError, ApiResult};
+use crate::domain::{Error, Result};
 use crate::projects::Lifecycle;
 use crate::rate::Limits;
+use chrono::DateTime;
 use chrono::{Duration, Utc};
-use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -58,41 +58,46 @@ pub fn client_name(headers: &axum::http::HeaderMap) -> String {
     ua.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
+/// A signed-in session: a short-lived access token and the refresh token
+/// that renews it.
+#[derive(Debug)]
+pub struct Session {
+    pub user: Uuid,
+    pub email: String,
+    pub access_token: String,
+    pub expires_at: DateTime<Utc>,
+    pub refresh_token: String,
+}
+
 impl Accounts {
-    /// Starts a session for `user` and answers as sign-in does:
-    /// `{user:{id,email}, access_token, expires_at, refresh_token}`.
-    pub async fn sign_in(&self, user: Uuid, email: &str, ip: IpAddr, client: &str) -> ApiResult<Value> {
+    /// Starts a session for `user`.
+    pub async fn sign_in(&self, user: Uuid, email: &str, ip: IpAddr, client: &str) -> Result<Session> {
         let session = Uuid::new_v4();
         let refresh = random_token(32);
         self.db.create_session(session, user, &ip.to_string(), client, &sha256(refresh.as_bytes())).await?;
-        let (token, expires) = self.tokens.issue(user, email, session, self.config.access_ttl)?;
-        Ok(json!({
-            "user": { "id": user, "email": email },
-            "access_token": token,
-            "expires_at": expires,
-            "refresh_token": refresh,
-        }))
+        let (access_token, expires_at) = self.tokens.issue(user, email, session, self.config.access_ttl)?;
+        Ok(Session { user, email: email.to_owned(), access_token, expires_at, refresh_token: refresh })
     }
 
     /// Trades a refresh token for a new access token and refresh token.
-    pub async fn refresh(&self, refresh_token: &str) -> ApiResult<Value> {
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Session> {
         use crate::db::Refreshed;
         let next = random_token(32);
         match self.db.rotate_refresh(&sha256(refresh_token.as_bytes()), &sha256(next.as_bytes()), SESSION_IDLE).await? {
             Refreshed::Rotated { session, user, email } => {
-                let (token, expires) = self.tokens.issue(user, &email, session, self.config.access_ttl)?;
-                Ok(json!({ "access_token": token, "expires_at": expires, "refresh_token": next }))
+                let (access_token, expires_at) = self.tokens.issue(user, &email, session, self.config.access_ttl)?;
+                Ok(Session { user, email, access_token, expires_at, refresh_token: next })
             }
             Refreshed::Reused => {
-                Err(ApiError::Unauthenticated("this refresh token was already used; its session has ended".into()))
+                Err(Error::Unauthenticated("this refresh token was already used; its session has ended".into()))
             }
-            Refreshed::Unknown => Err(ApiError::Unauthenticated("invalid or expired refresh token".into())),
+            Refreshed::Unknown => Err(Error::Unauthenticated("invalid or expired refresh token".into())),
         }
     }
 
     /// Mails `email` a one-time link for `user` (earlier unused ones of the
     /// same kind stop working).
-    pub async fn mail_link(&self, user: Uuid, kind: Link, email: &str) -> ApiResult<()> {
+    pub async fn mail_link(&self, user: Uuid, kind: Link, email: &str) -> Result<()> {
         let token = random_token(32);
         let ttl = if kind == Link::Reset { RESET_TTL } else { VERIFY_TTL };
         self.db.void_email_tokens(user, kind.purpose()).await?;
@@ -117,7 +122,7 @@ impl Accounts {
     /// Deletes the account: each project's VM and disk, the subscription when
     /// billing is on, then the user and everything keyed to them (sessions,
     /// keys, links, audit log). Usage records stay, without an owner.
-    pub async fn delete_account(&self, user: Uuid) -> ApiResult<()> {
+    pub async fn delete_account(&self, user: Uuid) -> Result<()> {
         for project in self.db.list_projects(user).await? {
             crate::projects::delete(&self.lifecycle, project).await?;
         }
@@ -130,7 +135,7 @@ impl Accounts {
                 .payments
                 .cancel_subscription(sub)
                 .await
-                .map_err(|e| ApiError::Internal(e.context("cancelling the subscription")))?;
+                .map_err(|e| Error::Internal(e.context("cancelling the subscription")))?;
         }
         self.db.delete_user(user).await?;
         tracing::info!(user = %user, "account deleted");
@@ -167,12 +172,12 @@ impl Link {
 
 /// Refuses to start another project's VM for an account whose address is
 /// not verified, past `AETHER_UNVERIFIED_PROJECTS` running at once.
-pub async fn may_start(db: &Db, limit: i64, owner: Uuid, project: Uuid) -> crate::domain::Result<()> {
+pub async fn may_start(db: &Db, limit: i64, owner: Uuid, project: Uuid) -> Result<()> {
     if limit < 0 || db.email_verified(owner).await? {
         return Ok(());
     }
     if db.count_active_projects(owner, project).await? >= limit {
-        return Err(crate::domain::Error::Unverified(format!(
+        return Err(Error::Unverified(format!(
             "verify your email address (see the mail we sent) to run more than {limit} project(s) at once"
         )));
     }

@@ -5,7 +5,7 @@
 use super::body::JsonBody;
 use super::model::ErrorBody;
 use super::model::{
-    self, AuditEntry, AuthResponse, DeleteAccount, EmailChange, EmailVerified, PasswordChange, RefreshRequest,
+    AuditEntry, AuthResponse, DeleteAccount, EmailChange, EmailVerified, PasswordChange, RefreshRequest,
     RefreshResponse, ResetConfirm, ResetRequest, SessionInfo, TokenBody,
 };
 use super::{Access, ClientIp, ClientIpHeader};
@@ -68,7 +68,7 @@ fn limited(l: crate::rate::Limited) -> ApiError {
 #[utoipa::path(post, path = "/api/auth/refresh", security(()), request_body = RefreshRequest, responses((status = 200, description = "The refresh token is rotated", body = RefreshResponse), (status = 401, description = "Invalid, expired or reused refresh token", body = ErrorBody)), operation_id = "account_refresh", tag = "account")]
 async fn refresh(State(acc): State<Accounts>, raw: JsonBody<RefreshRequest>) -> ApiResult<Json<RefreshResponse>> {
     let r = raw.parse()?;
-    Ok(Json(model::from_value(acc.refresh(r.refresh_token.trim()).await?)?))
+    Ok(Json(acc.refresh(r.refresh_token.trim()).await?.into()))
 }
 
 #[utoipa::path(post, path = "/api/auth/logout", responses((status = 204, description = "The current session ended"), (status = 401, description = "Not signed in", body = ErrorBody)), operation_id = "account_logout", tag = "account")]
@@ -205,7 +205,7 @@ async fn password_reset_confirm(
     acc.db.mark_verified(user.id, &t.email).await?;
     accounts::audit(&acc.db, user.id, "password_reset", Some(ip), "every session signed out").await;
     let client = accounts::client_name(&headers);
-    Ok(Json(model::from_value(acc.sign_in(user.id, &user.email, ip, &client).await?)?))
+    Ok(Json(acc.sign_in(user.id, &user.email, ip, &client).await?.into()))
 }
 
 #[utoipa::path(post, path = "/api/auth/verify-email", security(()), request_body = TokenBody, responses((status = 200, body = EmailVerified), (status = 400, description = "A used or expired token", body = ErrorBody), (status = 409, description = "Another account has the address", body = ErrorBody)), operation_id = "account_verify_email", tag = "account")]

@@ -78,8 +78,8 @@ async fn signup(
     let client = accounts::client_name(&headers);
     accounts::audit(&acc.db, user.id, "signed_up", Some(ip), &client).await;
     acc.mail_link(user.id, accounts::Link::Verify, &user.email).await?;
-    let answer = acc.sign_in(user.id, &user.email, ip, &client).await?;
-    Ok((StatusCode::CREATED, Json(model::from_value(answer)?)))
+    let session = acc.sign_in(user.id, &user.email, ip, &client).await?;
+    Ok((StatusCode::CREATED, Json(session.into())))
 }
 
 #[utoipa::path(post, path = "/api/auth/login", security(()), request_body = Credentials, responses((status = 200, body = AuthResponse), (status = 401, description = "Wrong email or password", body = ErrorBody), (status = 429, description = "Over the sign-in rate", body = ErrorBody)), operation_id = "auth_login", tag = "auth")]
@@ -102,7 +102,7 @@ async fn login(
             attempt.succeeded();
             let client = accounts::client_name(&headers);
             accounts::audit(&acc.db, u.id, "signed_in", Some(ip), &client).await;
-            Ok(Json(model::from_value(acc.sign_in(u.id, &u.email, ip, &client).await?)?))
+            Ok(Json(acc.sign_in(u.id, &u.email, ip, &client).await?.into()))
         }
         Some(u) => {
             accounts::audit(&acc.db, u.id, "sign_in_failed", Some(ip), &accounts::client_name(&headers)).await;

@@ -8,6 +8,7 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match e {
             Error::NotFound => Self::NotFound,
+            Error::Unauthenticated(m) => Self::Unauthenticated(m),
             Error::Conflict(m) => Self::Conflict(m),
             Error::LimitReached(m) => Self::LimitReached(m),
             Error::Unverified(m) => Self::Forbidden(m),

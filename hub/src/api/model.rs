@@ -172,6 +172,23 @@ pub struct RefreshResponse {
     pub refresh_token: String,
 }
 
+impl From<crate::accounts::Session> for AuthResponse {
+    fn from(s: crate::accounts::Session) -> Self {
+        Self {
+            access_token: s.access_token,
+            expires_at: s.expires_at,
+            refresh_token: s.refresh_token,
+            user: UserRef { email: s.email, id: s.user },
+        }
+    }
+}
+
+impl From<crate::accounts::Session> for RefreshResponse {
+    fn from(s: crate::accounts::Session) -> Self {
+        Self { access_token: s.access_token, expires_at: s.expires_at, refresh_token: s.refresh_token }
+    }
+}
+
 /// The caller as `/api/me` shows them.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Profile {
