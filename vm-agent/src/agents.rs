@@ -98,12 +98,12 @@ impl Agents {
         self.ssh_connections.load(Ordering::Relaxed)
     }
 
-    /// The local port a `Tcp { port }` stream reaches: the VM's port 22 is
-    /// wherever its sshd listens. `None` when that sshd is not up.
-    pub async fn local_port(&self, port: u16) -> Option<u16> {
-        match (port, self.mode) {
-            (22, Mode::Local | Mode::System) => self.sshd.port_22(SSHD_WAIT).await,
-            _ => Some(port),
+    /// Where the VM's port 22 really is: wherever its sshd listens (`None`
+    /// while that sshd is not up), or 22 itself when aetherd runs none.
+    async fn sshd_port(&self) -> Option<u16> {
+        match self.mode {
+            Mode::Local | Mode::System => self.sshd.port_22(SSHD_WAIT).await,
+            _ => Some(22),
         }
     }
 
@@ -144,20 +144,15 @@ impl Agents {
     }
 }
 
-/// Serves a `Tcp { port }` stream, with port 22 meaning the VM's sshd.
-pub async fn serve_tcp(
-    agents: &Agents,
-    port: u16,
-    recv: quinn::RecvStream,
-    send: quinn::SendStream,
-) -> anyhow::Result<()> {
-    match agents.local_port(port).await {
-        Some(local) if port == 22 => {
-            // The hub's jump host reaches the VM's sshd this way only.
+/// Serves a `Tcp { port: 22 }` stream: the hub's jump host reaching the
+/// VM's sshd (wherever it really listens), counted as an SSH connection.
+/// Other ports are plain TCP (`tcp::serve`).
+pub async fn serve_ssh(agents: &Agents, recv: quinn::RecvStream, send: quinn::SendStream) -> anyhow::Result<()> {
+    match agents.sshd_port().await {
+        Some(local) => {
             let _open = crate::Counted::new(&agents.ssh_connections);
             crate::tcp::serve(local, recv, send).await
         }
-        Some(local) => crate::tcp::serve(local, recv, send).await,
         None => {
             let mut framed = FramedWrite::new(send, FrameCodec::<pb::Status>::default());
             let error = WireError::new("unavailable", "the VM's sshd is not running");

@@ -306,7 +306,8 @@ async fn serve_stream(
                 (!services.sessions.kill(&name)).then(|| WireError::new("not_found", format!("no session {name}")));
             reply(send, status(err)).await
         }
-        Ok(StreamKind::Tcp { port }) => crate::agents::serve_tcp(&services.agents, port, recv, send).await,
+        Ok(StreamKind::Tcp { port: 22 }) => crate::agents::serve_ssh(&services.agents, recv, send).await,
+        Ok(StreamKind::Tcp { port }) => crate::tcp::serve(port, recv, send).await,
         Ok(StreamKind::Agents) => crate::agents::serve(&services.agents, recv, send).await,
         Ok(StreamKind::Fs(FsOp::Watch { path, exclude })) => {
             crate::watch::serve(&services.files, &path, exclude, recv, send).await
