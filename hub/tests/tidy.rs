@@ -24,6 +24,18 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// Every Rust file below `dir` of the workspace: its path relative to
+/// `dir`, and its text.
+fn sources(dir: &str) -> Vec<(PathBuf, String)> {
+    let root = workspace().join(dir);
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    files
+        .into_iter()
+        .map(|f| (f.strip_prefix(&root).unwrap().to_path_buf(), std::fs::read_to_string(&f).unwrap()))
+        .collect()
+}
+
 #[test]
 fn every_module_says_why_it_exists() {
     let mut files = Vec::new();
@@ -229,15 +241,10 @@ fn the_layer_check_sees_every_form_of_use() {
 /// module, whose typed clients (`tunnel::fs`, `pty`, `tcp`) the rest uses.
 #[test]
 fn pb_types_stay_inside_the_tunnel() {
-    let src = workspace().join("hub/src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    for f in files {
-        let rel = f.strip_prefix(&src).unwrap();
+    for (rel, text) in sources("hub/src") {
         if rel.starts_with("tunnel") || rel == Path::new("tunnel.rs") {
             continue;
         }
-        let text = std::fs::read_to_string(&f).unwrap();
         assert!(!text.contains("pb::"), "{} uses `pb`: add a typed client to `tunnel`", rel.display());
     }
 }
@@ -251,16 +258,11 @@ fn names_the_hub(line: &str) -> bool {
 
 #[test]
 fn handlers_take_narrow_state() {
-    let api = workspace().join("hub/src/api");
-    let mut files = Vec::new();
-    rust_files(&api, &mut files);
-    for f in files {
-        let rel = f.strip_prefix(&api).unwrap();
+    for (rel, text) in sources("hub/src/api") {
         // The router is assembled there, from the whole hub.
         if rel == Path::new("mod.rs") {
             continue;
         }
-        let text = std::fs::read_to_string(&f).unwrap();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             // Each area's state is made from the hub in one `FromRef`, and
@@ -285,15 +287,10 @@ fn handlers_take_narrow_state() {
 
 #[test]
 fn sql_lives_in_db() {
-    let src = workspace().join("hub/src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    for f in files {
-        let rel = f.strip_prefix(&src).unwrap();
+    for (rel, text) in sources("hub/src") {
         if rel.starts_with("db") {
             continue;
         }
-        let text = std::fs::read_to_string(&f).unwrap();
         for needle in ["sqlx::query", "query_as(", "query_scalar("] {
             assert!(!text.contains(needle), "{} runs SQL ({needle}): put it in `db`", rel.display());
         }

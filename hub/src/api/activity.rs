@@ -24,11 +24,7 @@ pub struct ActivityState {
     pub idle_timeout: Option<Duration>,
 }
 
-impl FromRef<ActivityState> for Access {
-    fn from_ref(state: &ActivityState) -> Self {
-        state.access.clone()
-    }
-}
+super::extract::area_state!(ActivityState);
 
 impl FromRef<AppState> for ActivityState {
     fn from_ref(hub: &AppState) -> Self {

@@ -46,11 +46,7 @@ pub struct AgentsState {
     pub events: Arc<Events>,
 }
 
-impl FromRef<AgentsState> for Access {
-    fn from_ref(state: &AgentsState) -> Self {
-        state.access.clone()
-    }
-}
+super::extract::area_state!(AgentsState);
 
 impl FromRef<AppState> for AgentsState {
     fn from_ref(hub: &AppState) -> Self {

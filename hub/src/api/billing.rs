@@ -36,11 +36,7 @@ pub struct BillingState {
     pub volume_gb: u32,
 }
 
-impl FromRef<BillingState> for Access {
-    fn from_ref(state: &BillingState) -> Self {
-        state.access.clone()
-    }
-}
+super::extract::area_state!(BillingState);
 
 impl FromRef<AppState> for BillingState {
     fn from_ref(hub: &AppState) -> Self {
@@ -79,6 +75,12 @@ fn on(state: &BillingState) -> ApiResult<&Billing> {
     state.billing.as_deref().ok_or_else(|| ApiError::Off("billing is off on this hub".into()))
 }
 
+/// The caller's account as billing sees it (gone: they are no one).
+async fn billing_row(state: &BillingState, user: &AuthUser) -> ApiResult<crate::db::BillingRow> {
+    let row = state.access.db.billing(user.id).await?;
+    row.ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))
+}
+
 /// Stripe failed us: logged here, a 502 for the caller.
 fn stripe_failed(e: anyhow::Error) -> ApiError {
     tracing::warn!(error = format!("{e:#}"), "a Stripe call failed");
@@ -97,12 +99,7 @@ async fn checkout(
     let billing = on(&state)?;
     let req = raw.parse()?;
     let price = billing.price(&req.plan).ok_or_else(|| ApiError::bad_request("plan must be \"pro\" or \"team\""))?;
-    let row = state
-        .access
-        .db
-        .billing(user.id)
-        .await?
-        .ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
+    let row = billing_row(&state, &user).await?;
     if row.stripe_subscription_id.is_some() && row.subscription_status.as_deref().is_some_and(billing::grants_plan) {
         return Err(ApiError::Conflict(
             "you have a subscription already: change or cancel it with \"Manage billing\" (the billing portal)".into(),
@@ -135,12 +132,7 @@ async fn checkout(
 #[utoipa::path(post, path = "/api/billing/portal", responses((status = 200, body = Redirect), (status = 401, description = "Not signed in", body = ErrorBody), (status = 409, description = "Nothing to manage yet", body = ErrorBody), (status = 502, description = "Stripe failed", body = ErrorBody), (status = 503, description = "Billing is off", body = ErrorBody)), operation_id = "billing_portal", tag = "billing")]
 async fn portal(State(state): State<BillingState>, user: AuthUser) -> ApiResult<Json<Redirect>> {
     let billing = on(&state)?;
-    let row = state
-        .access
-        .db
-        .billing(user.id)
-        .await?
-        .ok_or_else(|| ApiError::Unauthenticated("account no longer exists".into()))?;
+    let row = billing_row(&state, &user).await?;
     let customer = row
         .stripe_customer_id
         .ok_or_else(|| ApiError::Conflict("there is no billing to manage yet: upgrade to a plan first".into()))?;

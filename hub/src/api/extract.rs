@@ -35,6 +35,19 @@ impl Access {
     }
 }
 
+/// Makes an area's state (a struct with an `access: Access` field) one the
+/// extractors can read, so the area's routes run on it alone.
+macro_rules! area_state {
+    ($state:ty) => {
+        impl axum::extract::FromRef<$state> for $crate::api::Access {
+            fn from_ref(state: &$state) -> Self {
+                state.access.clone()
+            }
+        }
+    };
+}
+pub(super) use area_state;
+
 impl FromRef<AppState> for Access {
     fn from_ref(hub: &AppState) -> Self {
         hub.access.clone()

@@ -38,11 +38,7 @@ pub struct FilesState {
     pub max_write_bytes: u64,
 }
 
-impl FromRef<FilesState> for Access {
-    fn from_ref(state: &FilesState) -> Self {
-        state.access.clone()
-    }
-}
+super::extract::area_state!(FilesState);
 
 impl FromRef<super::AppState> for FilesState {
     fn from_ref(hub: &super::AppState) -> Self {

@@ -31,11 +31,7 @@ pub struct PortsState {
     pub activity: Arc<Activity>,
 }
 
-impl FromRef<PortsState> for Access {
-    fn from_ref(state: &PortsState) -> Self {
-        state.access.clone()
-    }
-}
+super::extract::area_state!(PortsState);
 
 impl FromRef<AppState> for PortsState {
     fn from_ref(hub: &AppState) -> Self {

@@ -28,11 +28,7 @@ pub struct ProjectsState {
     pub lifecycle: Arc<Lifecycle>,
 }
 
-impl FromRef<ProjectsState> for Access {
-    fn from_ref(state: &ProjectsState) -> Self {
-        state.access.clone()
-    }
-}
+super::extract::area_state!(ProjectsState);
 
 impl FromRef<AppState> for ProjectsState {
     fn from_ref(hub: &AppState) -> Self {

@@ -65,11 +65,7 @@ pub struct TerminalsState {
     pub metrics: Arc<Metrics>,
 }
 
-impl FromRef<TerminalsState> for Access {
-    fn from_ref(state: &TerminalsState) -> Self {
-        state.access.clone()
-    }
-}
+super::extract::area_state!(TerminalsState);
 
 impl FromRef<AppState> for TerminalsState {
     fn from_ref(hub: &AppState) -> Self {
