@@ -16,8 +16,8 @@
 //! project sees less of it, and a restarted hub gives every VM a full
 //! timeout again.
 
-use crate::Hub;
 use crate::db::Db;
+use crate::projects::Lifecycle;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -231,32 +231,32 @@ pub async fn timeout_of(db: &Db, fixed: Option<Duration>, owner: Uuid) -> anyhow
 
 /// One sweep: reads each running VM's CPU, warns VMs close to their stop,
 /// and stops the idle ones.
-pub async fn sweep(hub: &Arc<Hub>) -> anyhow::Result<()> {
-    let timeout_of = timeouts(&hub.db, hub.config.idle_timeout).await?;
-    let plans: HashMap<Uuid, String> = hub.db.running_plans().await?.into_iter().collect();
+pub async fn sweep(lc: &Arc<Lifecycle>, idle_timeout: Option<Duration>) -> anyhow::Result<()> {
+    let timeout_of = timeouts(&lc.db, idle_timeout).await?;
+    let plans: HashMap<Uuid, String> = lc.db.running_plans().await?.into_iter().collect();
     {
         // Stopped VMs' signals go.
-        let mut map = hub.activity.map.lock().expect("activity lock");
+        let mut map = lc.activity.map.lock().expect("activity lock");
         map.retain(|id, _| plans.contains_key(id));
     }
-    let ports = hub.db.keeps_awake_ports().await?;
-    *hub.activity.awake_ports.lock().expect("awake ports lock") =
+    let ports = lc.db.keeps_awake_ports().await?;
+    *lc.activity.awake_ports.lock().expect("awake ports lock") =
         ports.into_iter().filter_map(|(p, port)| Some((p, u16::try_from(port).ok()?))).collect();
     for (id, plan) in plans {
-        hub.activity.cpu(id, hub.compute.cpu_usage_ns(id));
+        lc.activity.cpu(id, lc.compute.cpu_usage_ns(id));
         let timeout = timeout_of(&plan);
-        let awake = hub.activity.awake(id, timeout);
+        let awake = lc.activity.awake(id, timeout);
         let now = Instant::now();
         if now >= awake.stop_at {
-            let Some(project) = hub.db.project_any(id).await? else { continue };
+            let Some(project) = lc.db.project_any(id).await? else { continue };
             tracing::info!(project = %id, timeout_s = timeout.as_secs(), "stopping an idle VM");
-            hub.activity.forget(id);
+            lc.activity.forget(id);
             let reason = Some(("idle", STOPPED_IDLE.to_owned()));
-            if let Err(e) = crate::projects::stop_for(&hub.lifecycle, project, false, reason).await {
+            if let Err(e) = crate::projects::stop_for(lc, project, false, reason).await {
                 tracing::warn!(project = %id, error = %e, "stopping an idle VM");
             }
-        } else if hub.activity.warn_due(id, awake.stop_at, timeout) {
-            hub.events.publish(
+        } else if lc.activity.warn_due(id, awake.stop_at, timeout) {
+            lc.events.publish(
                 id,
                 "idle_warning",
                 serde_json::json!({
@@ -270,12 +270,12 @@ pub async fn sweep(hub: &Arc<Hub>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sweeps every `meter_interval` until `shutdown`.
-pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
+/// Sweeps every `every` (`meter_interval`) until `shutdown`.
+pub async fn run(lc: Arc<Lifecycle>, idle_timeout: Option<Duration>, every: Duration, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            result = sweep(&hub) => {
+            result = sweep(&lc, idle_timeout) => {
                 if let Err(e) = result {
                     tracing::warn!(error = format!("{e:#}"), "idle sweep failed");
                 }
@@ -283,7 +283,7 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(hub.config.meter_interval) => {}
+            () = tokio::time::sleep(every) => {}
         }
     }
 }

@@ -308,11 +308,11 @@ async fn serve(
         metrics: Arc::default(),
         instance_id: uuid::Uuid::new_v4().to_string(),
     });
-    let control = Arc::new(observer::ControlPlane::new(&hub));
+    let control = Arc::new(observer::ControlPlane::new(hub.lifecycle.clone(), hub.previews.clone(), &hub.ssh));
     hub.ssh.set_wake(control.clone());
     projects::reconcile(&hub.lifecycle).await.context("reconciling projects with their VMs")?;
     // What ran and stopped while no hub watched is metered before anything else.
-    if let Err(e) = usage::audit(&hub).await {
+    if let Err(e) = usage::audit(&hub.lifecycle).await {
         tracing::warn!(error = format!("{e:#}"), "usage audit at start failed");
     }
 
@@ -332,9 +332,12 @@ async fn serve(
     let tunnels =
         tokio::spawn(tunnel::serve(endpoint.clone(), tunnel_server, tunnel_side, plane.placer(), shutdown.clone()));
     let jump = tokio::spawn(ssh::serve(ssh_listener, hub.ssh.clone(), shutdown.clone()));
-    let reconciler = tokio::spawn(reconcile::run(hub.clone(), shutdown.clone()));
-    tokio::spawn(usage::run(hub.clone(), shutdown.clone()));
-    tokio::spawn(idle::run(hub.clone(), shutdown.clone()));
+    let limits = reconcile::Limits { orphan_grace: hub.config.orphan_grace, stuck_after: hub.config.stuck_after };
+    let every = hub.config.reconcile_interval;
+    let reconciler = tokio::spawn(reconcile::run(hub.lifecycle.clone(), every, limits, shutdown.clone()));
+    tokio::spawn(usage::run(hub.lifecycle.clone(), hub.config.meter_interval, shutdown.clone()));
+    let idle_timeout = hub.config.idle_timeout;
+    tokio::spawn(idle::run(hub.lifecycle.clone(), idle_timeout, hub.config.meter_interval, shutdown.clone()));
     if let Some(local) = local {
         tokio::spawn(local.supervise(shutdown.clone()));
     }

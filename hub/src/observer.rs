@@ -4,43 +4,48 @@
 //! host ask of it (`tunnel::Wake`, `preview::Control`: starts, plan checks,
 //! activity). Neither calls the control plane otherwise.
 
-use crate::Hub;
+use crate::preview::Previews;
+use crate::projects::Lifecycle;
+use crate::ssh::Ssh;
 use crate::tunnel::{Heartbeat, Observer, TunnelEvent, Wake};
 use std::sync::{Arc, Weak};
 use uuid::Uuid;
 
-/// Hears the tunnel's events for the hub it belongs to.
+/// Hears the tunnel's events, and answers the data plane's and the jump
+/// host's requests.
 pub struct ControlPlane {
-    /// Weak: the hub owns the endpoint that owns this.
-    hub: Weak<Hub>,
+    lifecycle: Arc<Lifecycle>,
+    previews: Arc<Previews>,
+    /// Weak: the jump host holds this as its `Wake`.
+    ssh: Weak<Ssh>,
 }
 
 impl ControlPlane {
-    pub fn new(hub: &Arc<Hub>) -> Self {
-        Self { hub: Arc::downgrade(hub) }
+    pub fn new(lifecycle: Arc<Lifecycle>, previews: Arc<Previews>, ssh: &Arc<Ssh>) -> Self {
+        Self { lifecycle, previews, ssh: Arc::downgrade(ssh) }
     }
 }
 
 #[async_trait::async_trait]
 impl Observer for ControlPlane {
     async fn on(&self, event: TunnelEvent) {
-        let Some(hub) = self.hub.upgrade() else {
-            return;
-        };
+        let lc = &self.lifecycle;
         match event {
             TunnelEvent::Up { project, tunnel } => {
-                crate::projects::on_tunnel_up(&hub.lifecycle, project).await;
-                crate::ssh::sync::spawn(hub.ssh.clone(), project, tunnel);
+                crate::projects::on_tunnel_up(lc, project).await;
+                if let Some(ssh) = self.ssh.upgrade() {
+                    crate::ssh::sync::spawn(ssh, project, tunnel);
+                }
             }
             TunnelEvent::Down { project } => {
-                hub.events.publish(project, "ports", serde_json::json!([]));
-                crate::projects::on_tunnel_down(&hub.lifecycle, project).await;
+                lc.events.publish(project, "ports", serde_json::json!([]));
+                crate::projects::on_tunnel_down(lc, project).await;
             }
-            TunnelEvent::Ports { project } => match crate::api::ports_json(&hub.db, &hub.previews, project).await {
-                Ok(v) => hub.events.publish(project, "ports", v),
+            TunnelEvent::Ports { project } => match crate::api::ports_json(&lc.db, &self.previews, project).await {
+                Ok(v) => lc.events.publish(project, "ports", v),
                 Err(e) => tracing::warn!(error = %e, "listing ports"),
             },
-            TunnelEvent::Heartbeat { project, heartbeat } => record(&hub, project, &heartbeat).await,
+            TunnelEvent::Heartbeat { project, heartbeat } => record(lc, project, &heartbeat).await,
         }
     }
 }
@@ -48,9 +53,9 @@ impl Observer for ControlPlane {
 #[async_trait::async_trait]
 impl Wake for ControlPlane {
     async fn start(&self, project: Uuid) -> anyhow::Result<()> {
-        let hub = self.hub.upgrade().ok_or_else(|| anyhow::anyhow!("the hub is stopping"))?;
-        let p = hub.db.project_any(project).await?.ok_or_else(|| anyhow::anyhow!("the project is gone"))?;
-        crate::projects::start(&hub.lifecycle, p, true).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let lc = &self.lifecycle;
+        let p = lc.db.project_any(project).await?.ok_or_else(|| anyhow::anyhow!("the project is gone"))?;
+        crate::projects::start(lc, p, true).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }
 }
@@ -58,25 +63,21 @@ impl Wake for ControlPlane {
 #[async_trait::async_trait]
 impl crate::preview::Control for ControlPlane {
     fn visited(&self, project: Uuid, port: u16, owner: bool) {
-        if let Some(hub) = self.hub.upgrade() {
-            hub.activity.preview(project, port, owner);
-        }
+        self.lifecycle.activity.preview(project, port, owner);
     }
 
     async fn may_start(&self, owner: Uuid) -> crate::domain::Result<()> {
-        let hub = self.hub.upgrade().ok_or_else(|| anyhow::anyhow!("the hub is stopping"))?;
-        crate::plans::may_start(&hub.db, owner).await
+        crate::plans::may_start(&self.lifecycle.db, owner).await
     }
 
     async fn start(&self, project: crate::db::Project) -> crate::domain::Result<()> {
-        let hub = self.hub.upgrade().ok_or_else(|| anyhow::anyhow!("the hub is stopping"))?;
-        crate::projects::start(&hub.lifecycle, project, false).await.map(drop)
+        crate::projects::start(&self.lifecycle, project, false).await.map(drop)
     }
 }
 
 /// A heartbeat: kept (bounded to the database's types), the usage record
 /// ticked, and the VM's activity noted.
-async fn record(hub: &Hub, project: Uuid, hb: &Heartbeat) {
+async fn record(lc: &Lifecycle, project: Uuid, hb: &Heartbeat) {
     let rec = crate::db::HeartbeatRecord {
         project_id: project,
         boot_id: &hb.boot_id,
@@ -86,11 +87,11 @@ async fn record(hub: &Hub, project: Uuid, hb: &Heartbeat) {
         terminal_sessions: i32::try_from(hb.terminal_sessions).unwrap_or(i32::MAX),
         ssh_sessions: i32::try_from(hb.ssh_sessions).unwrap_or(i32::MAX),
     };
-    if let Err(e) = hub.db.record_heartbeat(&rec).await {
+    if let Err(e) = lc.db.record_heartbeat(&rec).await {
         tracing::warn!(error = %e, "recording heartbeat");
     }
-    if let Err(e) = hub.db.usage_heartbeat(project, &hb.boot_id, rec.seq).await {
+    if let Err(e) = lc.db.usage_heartbeat(project, &hb.boot_id, rec.seq).await {
         tracing::warn!(error = %e, "ticking the usage record");
     }
-    hub.activity.heartbeat(project, hb.ssh_sessions, hb.load_avg_centi);
+    lc.activity.heartbeat(project, hb.ssh_sessions, hb.load_avg_centi);
 }

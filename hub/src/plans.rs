@@ -11,7 +11,6 @@
 //! has used the month's hours, and the reconciliation loop stops running
 //! ones then (`stop_over_limit`), saying why on the project.
 
-use crate::Hub;
 use crate::db::Db;
 use crate::domain::{Error, Result};
 use chrono::{DateTime, Datelike, Utc};
@@ -137,19 +136,17 @@ pub async fn may_start(db: &Db, user: Uuid) -> Result<()> {
 
 /// Stops the VMs of users who have used up the month's compute, each with
 /// `STOPPED_AT_LIMIT` on its project.
-pub async fn stop_over_limit(hub: &Arc<Hub>) -> anyhow::Result<()> {
-    let table = all(&hub.db).await?;
+pub async fn stop_over_limit(lc: &Arc<crate::projects::Lifecycle>) -> anyhow::Result<()> {
+    let table = all(&lc.db).await?;
     let seconds = |name: &str| {
         table.iter().find(|p| p.plan == name).map_or_else(|| Plan::builtin(name).compute_seconds, |p| p.compute_seconds)
     };
     let over = [seconds("free"), seconds("pro"), seconds("team")];
-    for id in hub.db.over_compute_limit(period_start(Utc::now()), over).await? {
-        let stopped = match hub.db.project_any(id).await {
+    for id in lc.db.over_compute_limit(period_start(Utc::now()), over).await? {
+        let stopped = match lc.db.project_any(id).await {
             Ok(Some(project)) => {
                 tracing::info!(project = %id, "stopping a VM at its owner's compute limit");
-                crate::projects::stop_because(&hub.lifecycle, project, false, Some(STOPPED_AT_LIMIT.to_owned()))
-                    .await
-                    .map(drop)
+                crate::projects::stop_because(lc, project, false, Some(STOPPED_AT_LIMIT.to_owned())).await.map(drop)
             }
             Ok(None) => Ok(()),
             Err(e) => Err(e.into()),

@@ -28,10 +28,10 @@
 //! that raced it. Several hubs may each run the loop: destroying and marking
 //! are idempotent.
 
-use crate::Hub;
 use crate::compute::{Listed, MachineState};
 use crate::db::ComputeRow;
 use crate::projects;
+use crate::projects::Lifecycle;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
@@ -176,27 +176,27 @@ pub fn plan(
     actions
 }
 
-async fn apply(hub: &Hub, action: Action) -> anyhow::Result<()> {
+async fn apply(lc: &Lifecycle, action: Action) -> anyhow::Result<()> {
     match action {
         Action::DestroyOrphan(project) => {
-            if hub.db.project_any(project).await?.is_some() {
+            if lc.db.project_any(project).await?.is_some() {
                 return Ok(());
             }
             tracing::warn!(%project, "destroying a machine whose project no longer exists");
-            hub.compute.destroy(project).await.with_context(|| format!("destroying orphan {project}"))?;
+            lc.compute.destroy(project).await.with_context(|| format!("destroying orphan {project}"))?;
         }
         Action::StoreIds { project, machine_id, volume_id } => {
-            hub.db.set_compute_ids(project, machine_id.as_deref(), volume_id.as_deref()).await?;
+            lc.db.set_compute_ids(project, machine_id.as_deref(), volume_id.as_deref()).await?;
         }
         Action::Fail { project, status, since, message, vanished, volume_id } => {
-            if vanished && hub.compute.status(project).await? != MachineState::Missing {
+            if vanished && lc.compute.status(project).await? != MachineState::Missing {
                 return Ok(());
             }
-            if let Some(p) = hub.db.fail_if_unchanged(project, &status, since, &message).await? {
+            if let Some(p) = lc.db.fail_if_unchanged(project, &status, since, &message).await? {
                 tracing::warn!(%project, %message, "reconciliation marked the project failed");
-                projects::publish(&hub.lifecycle, &p);
+                projects::publish(lc, &p);
                 if vanished {
-                    hub.db.set_compute_ids(project, None, volume_id.as_deref()).await?;
+                    lc.db.set_compute_ids(project, None, volume_id.as_deref()).await?;
                 }
             }
         }
@@ -206,15 +206,14 @@ async fn apply(hub: &Hub, action: Action) -> anyhow::Result<()> {
 
 /// One pass: list, compare, act. An action that fails is logged and the
 /// next pass tries again.
-pub async fn pass(hub: &Hub, orphans: &mut HashMap<Uuid, DateTime<Utc>>) -> anyhow::Result<()> {
+pub async fn pass(lc: &Lifecycle, limits: Limits, orphans: &mut HashMap<Uuid, DateTime<Utc>>) -> anyhow::Result<()> {
     let listed_at = Utc::now();
-    let listed = hub.compute.inventory().await.context("listing the provider's machines")?;
-    let rows = hub.db.compute_rows().await.context("reading projects")?;
-    let limits = Limits { orphan_grace: hub.config.orphan_grace, stuck_after: hub.config.stuck_after };
-    let actions = plan(&rows, &listed, listed_at, Utc::now(), orphans, limits, |id| hub.tunnels.get(id).is_some());
+    let listed = lc.compute.inventory().await.context("listing the provider's machines")?;
+    let rows = lc.db.compute_rows().await.context("reading projects")?;
+    let actions = plan(&rows, &listed, listed_at, Utc::now(), orphans, limits, |id| lc.tunnels.get(id).is_some());
     for action in actions {
         let what = format!("{action:?}");
-        if let Err(e) = apply(hub, action).await {
+        if let Err(e) = apply(lc, action).await {
             tracing::warn!(error = format!("{e:#}"), action = %what, "reconciliation step failed");
         }
     }
@@ -222,12 +221,12 @@ pub async fn pass(hub: &Hub, orphans: &mut HashMap<Uuid, DateTime<Utc>>) -> anyh
 }
 
 /// Runs a pass now and then every `reconcile_interval`, until `shutdown`.
-pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
+pub async fn run(lc: Arc<Lifecycle>, every: Duration, limits: Limits, shutdown: CancellationToken) {
     let mut orphans = HashMap::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            result = pass(&hub, &mut orphans) => {
+            result = pass(&lc, limits, &mut orphans) => {
                 if let Err(e) = result {
                     tracing::warn!(error = format!("{e:#}"), "reconciliation pass failed");
                 }
@@ -235,7 +234,7 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            result = crate::billing::end_expired_grace(&hub) => {
+            result = crate::billing::end_expired_grace(&lc) => {
                 if let Err(e) = result {
                     tracing::warn!(error = format!("{e:#}"), "ending expired billing grace failed");
                 }
@@ -243,7 +242,7 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            result = crate::plans::stop_over_limit(&hub) => {
+            result = crate::plans::stop_over_limit(&lc) => {
                 if let Err(e) = result {
                     tracing::warn!(error = format!("{e:#}"), "stopping VMs at their compute limit failed");
                 }
@@ -251,7 +250,7 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(hub.config.reconcile_interval) => {}
+            _ = tokio::time::sleep(every) => {}
         }
     }
 }

@@ -29,9 +29,9 @@
 //! Providers without per-project disks (local VMs use the host's) record
 //! none.
 
-use crate::Hub;
 use crate::compute::{Compute, MachineState, Run};
 use crate::db::Db;
+use crate::projects::Lifecycle;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -93,38 +93,38 @@ type Listing = (MachineState, Option<DateTime<Utc>>);
 
 /// One audit: every project with an open record or an active status is
 /// compared with the provider.
-pub async fn audit(hub: &Hub) -> anyhow::Result<()> {
-    let mut projects: HashSet<Uuid> = hub.db.usage_open_projects().await?.into_iter().collect();
-    projects.extend(hub.db.active_projects().await?.into_iter().map(|p| p.id));
+pub async fn audit(lc: &Lifecycle) -> anyhow::Result<()> {
+    let mut projects: HashSet<Uuid> = lc.db.usage_open_projects().await?.into_iter().collect();
+    projects.extend(lc.db.active_projects().await?.into_iter().map(|p| p.id));
     let mut inventory: Option<HashMap<Uuid, Listing>> = None;
     for project in projects {
-        if let Some(runs) = hub.compute.runs(project).await? {
-            sync(&hub.db, project, &runs).await?;
+        if let Some(runs) = lc.compute.runs(project).await? {
+            sync(&lc.db, project, &runs).await?;
             continue;
         }
         if inventory.is_none() {
-            let listed = hub.compute.inventory().await?;
+            let listed = lc.compute.inventory().await?;
             inventory = Some(listed.into_iter().map(|l| (l.project, (l.state, l.stopped_since))).collect());
         }
         let (state, stopped) =
             inventory.as_ref().and_then(|i| i.get(&project)).copied().unwrap_or((MachineState::Missing, None));
         if state == MachineState::Running {
-            hub.db.usage_confirm(project).await?;
+            lc.db.usage_confirm(project).await?;
         } else {
             // When the provider says it stopped, or else at the last tick
             // (heartbeat or the provider's last "running").
-            hub.db.usage_close_stopped(project, stopped).await?;
+            lc.db.usage_close_stopped(project, stopped).await?;
         }
     }
     Ok(())
 }
 
-/// Audits every `meter_interval` until `shutdown`.
-pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
+/// Audits every `every` (`meter_interval`) until `shutdown`.
+pub async fn run(lc: Arc<Lifecycle>, every: std::time::Duration, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            result = audit(&hub) => {
+            result = audit(&lc) => {
                 if let Err(e) = result {
                     tracing::warn!(error = format!("{e:#}"), "usage audit failed");
                 }
@@ -132,7 +132,7 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(hub.config.meter_interval) => {}
+            () = tokio::time::sleep(every) => {}
         }
     }
 }

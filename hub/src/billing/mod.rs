@@ -181,18 +181,18 @@ pub const STOPPED_GRACE_ENDED: &str = "Stopped: the payment for your plan failed
 /// that plan's compute hours are used up (run by the reconciliation loop,
 /// before `plans::stop_over_limit`, which would stop them too, without
 /// saying why).
-pub async fn end_expired_grace(hub: &Arc<crate::Hub>) -> anyhow::Result<()> {
-    let free = crate::plans::plan(&hub.db, "free").await?.compute_seconds;
-    for user in hub.db.end_expired_grace().await? {
+pub async fn end_expired_grace(lc: &Arc<crate::projects::Lifecycle>) -> anyhow::Result<()> {
+    let free = crate::plans::plan(&lc.db, "free").await?.compute_seconds;
+    for user in lc.db.end_expired_grace().await? {
         tracing::info!(%user, "a failed payment's grace ended: the account is on the free plan");
-        if hub.db.compute_seconds(user, crate::plans::period_start(Utc::now())).await? < free {
+        if lc.db.compute_seconds(user, crate::plans::period_start(Utc::now())).await? < free {
             continue;
         }
-        for id in hub.db.active_projects_of(user).await? {
-            let Some(project) = hub.db.project_any(id).await? else { continue };
+        for id in lc.db.active_projects_of(user).await? {
+            let Some(project) = lc.db.project_any(id).await? else { continue };
             tracing::info!(project = %id, "stopping a VM: its owner's grace ended and the free plan's hours are used");
             let reason = Some(STOPPED_GRACE_ENDED.to_owned());
-            if let Err(e) = crate::projects::stop_because(&hub.lifecycle, project, false, reason).await {
+            if let Err(e) = crate::projects::stop_because(lc, project, false, reason).await {
                 tracing::warn!(project = %id, error = %e, "stopping a VM after its owner's grace ended");
             }
         }
