@@ -64,7 +64,7 @@ pub fn app(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             crate::error::ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
         }))
-        .layer(middleware::from_fn_with_state(state.clone(), request_context))
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), request_context))
         // Preview-auth is on the app's own origin, outside the API's layers.
         .layer(middleware::from_fn(preview_auth_page))
         .with_state(state)
@@ -81,13 +81,13 @@ async fn preview_auth_page(req: Request, next: Next) -> Response {
 
 /// Gives every request an id (in its span and the `x-request-id` header)
 /// and counts it.
-async fn request_context(State(service): State<service::ServiceState>, req: Request, next: Next) -> Response {
+async fn request_context(State(metrics): State<Arc<crate::metrics::Metrics>>, req: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let mut resp = next.run(req).instrument(span).await;
-    service.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+    metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     if resp.status().is_server_error() {
-        service.metrics.http_errors_5xx.fetch_add(1, Ordering::Relaxed);
+        metrics.http_errors_5xx.fetch_add(1, Ordering::Relaxed);
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
