@@ -84,12 +84,14 @@ export async function billingSteps({ step, page, base, run }) {
     });
     try {
       await byTestId("upgrade-pro").click();
-      // Stripe sends the browser back to the hub's success URL.
+      // Stripe sends the browser back to the hub's success URL, whose
+      // page sends a signed-in user on to the projects page: wait for that
+      // last navigation, or it would cut short the next one.
       const deadline = Date.now() + 30_000;
       for (;;) {
         if (failure) throw failure;
         const here = new URL(page.url());
-        if (paid.length > 0 && here.origin === new URL(base).origin) break;
+        if (paid.length > 0 && here.origin === new URL(base).origin && here.pathname === "/projects") break;
         if (Date.now() > deadline) throw new Error(`still at ${page.url()} after paying ${JSON.stringify(paid)}`);
         await page.waitForTimeout(100);
       }
